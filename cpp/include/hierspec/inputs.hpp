@@ -1,0 +1,59 @@
+// Inputs shared by the evaluator, the simulator and the planner, and their validation.
+//
+// Terms (docs/policy.md): models 0..M-1, cheapest first, model M-1 the target. A chain is a
+// strictly increasing list of model indices ending at the target; position l in the chain is
+// level l. batch_sizes[l] = T_l >= 1 for every level but the target.
+#pragma once
+
+#include <vector>
+
+namespace hierspec {
+
+/// costs[model][n - 1] = cost of one forward pass of `model` that processes n tokens,
+/// n = 1..N. Every row has the same length N. Entries are finite and >= 0.
+using CostTable = std::vector<std::vector<double>>;
+
+/// acceptance[i][j] for i < j: probability that model j accepts one draft token of model i
+/// (i.i.d. model). Shape [M][M]; entries with i >= j are not used and not checked.
+using AcceptanceMatrix = std::vector<std::vector<double>>;
+
+/// Largest batch size accepted anywhere (keeps every pass length 2 T + 1 inside int).
+inline constexpr int kMaxBatchSize = 1 << 20;
+
+/// A table whose row m is `cost_per_pass[m]` repeated `num_columns` times (a pass costs the
+/// same whatever the number of tokens it processes). Validates like a table.
+/// Throws std::invalid_argument for a negative or non-finite cost or num_columns < 1.
+CostTable expand_constant_costs(const std::vector<double>& cost_per_pass, int num_columns);
+
+/// Throws std::invalid_argument unless `acceptance` is a non-empty square matrix whose entries
+/// above the diagonal are in [0, 1] (NaN rejected). Returns M.
+int validate_acceptance(const AcceptanceMatrix& acceptance);
+
+/// Throws std::invalid_argument unless `costs` has `num_models` rows of one length N >= 1 with
+/// finite entries >= 0.
+void validate_costs(const CostTable& costs, int num_models);
+
+/// Throws std::invalid_argument unless `cost_per_pass` has `num_models` finite entries >= 0.
+void validate_constant_costs(const std::vector<double>& cost_per_pass, int num_models);
+
+/// Throws std::invalid_argument unless `chain` is a strictly increasing list of model indices
+/// in [0, num_models) ending at the target (num_models - 1) and `batch_sizes` has one entry in
+/// [1, kMaxBatchSize] per level below the target.
+void validate_chain(const std::vector<int>& chain, const std::vector<int>& batch_sizes,
+                    int num_models);
+
+/// Largest number of tokens one forward pass of this chain can process (docs/policy.md):
+/// 1 for the target alone; otherwise the maximum of 2 (level 0's first pass), T_{l-1} + 1
+/// (verification at an intermediate level l) and the target's pass: T_0 + 1 for one draft,
+/// T_{K-1} + T_{K-2} + 1 (the largest possible hand-up plus one) for deeper chains.
+/// `batch_sizes` = [T_0, ..., T_{K-1}]. Precondition: validate_chain passed.
+int chain_columns_needed(const std::vector<int>& batch_sizes);
+
+/// Largest pass any chain of `num_models` candidates with batch sizes <= max_batch_size can
+/// need: 1 (M = 1), max_batch_size + 1 (M = 2), 2 max_batch_size + 1 (M >= 3).
+int plan_columns_needed(int num_models, int max_batch_size);
+
+/// Throws std::invalid_argument unless the cost table covers `columns_needed` pass lengths.
+void require_columns(const CostTable& costs, int columns_needed);
+
+}  // namespace hierspec

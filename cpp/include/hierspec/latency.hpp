@@ -1,0 +1,48 @@
+// The exact expected latency of a chain under the decoding policy of docs/policy.md.
+//
+// Derivation: docs/theory.md. Per target cycle the target calls level K-1 once, verifies the
+// hand-up of L tokens in one pass over L + 1 tokens and commits O_K tokens; by the
+// renewal-reward theorem the latency per committed token is
+//   (E[c_K(L + 1)] + Cost_{K-1}) / E[O_K],
+// with Cost_0 = c_0(2) + (T_0 - 1) c_0(1) and Cost_l = E[N_l] (c_l(T_{l-1} + 1) + Cost_{l-1})
+// (Wald), E[N_l] from the renewal recursion of level l.
+#pragma once
+
+#include <vector>
+
+#include "hierspec/inputs.hpp"
+
+namespace hierspec {
+
+/// Expected quantities of a chain, per committed token (of the target).
+struct Evaluation {
+  /// Expected cost per committed token (sum of cost_per_token).
+  double latency = 0.0;
+  /// [level] expected forward passes of the level's model per committed token.
+  std::vector<double> passes_per_token;
+  /// [level] expected tokens processed by the level's forward passes per committed token.
+  std::vector<double> tokens_per_token;
+  /// [level] expected cost of the level's forward passes per committed token.
+  std::vector<double> cost_per_token;
+  /// E[O_K]: expected tokens committed per target pass.
+  double tokens_per_target_pass = 0.0;
+};
+
+/// Exact expectation for `chain` (model indices, increasing, ending at the target) with
+/// `batch_sizes` [T_0, ..., T_{K-1}]. costs: [M][N] with N >= chain_columns_needed.
+/// Throws std::invalid_argument for invalid input (message names the argument and value).
+Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
+                    const std::vector<int>& chain, const std::vector<int>& batch_sizes);
+
+/// Same with a constant cost per forward pass for each model: cost_per_pass [M].
+Evaluation evaluate(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
+                    const std::vector<int>& chain, const std::vector<int>& batch_sizes);
+
+/// evaluate(...).latency.
+double expected_latency(const CostTable& costs, const AcceptanceMatrix& acceptance,
+                        const std::vector<int>& chain, const std::vector<int>& batch_sizes);
+double expected_latency(const std::vector<double>& cost_per_pass,
+                        const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
+                        const std::vector<int>& batch_sizes);
+
+}  // namespace hierspec

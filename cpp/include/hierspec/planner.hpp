@@ -1,0 +1,76 @@
+// The latency-optimal hierarchy: chain and batch sizes over all subsets of the candidates.
+//
+// Generalized shortest path over nodes (model, T) (docs/theory.md §6):
+//   D(i, T) = expected cost of one call of a sub-chain topped by model i that hands up exactly
+//             T tokens (policy rule 3 for levels below K-1):
+//   D(i, T) = min( c_i(2) + (T - 1) c_i(1),                                    [i at level 0]
+//                  min_{p < i, G} E[N](a_pi, G, T) (c_i(G + 1) + D(p, G)) )  [p below i]
+// and the last step (p, G) -> (j, T) -> target uses the exact law of level K-1's random
+// hand-up. Exact for the policy of docs/policy.md; O(M^2 T^2) time, O(M T) memory.
+//
+// Cost tables shorter than plan_columns_needed(M, max_batch_size): configurations that need a
+// pass longer than the table covers are skipped (never extrapolated), and the result says so
+// (limited_by_cost_table). A table of width >= plan_columns_needed(M, max_batch_size) never
+// limits the search.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "hierspec/inputs.hpp"
+
+namespace hierspec {
+
+/// One configuration with its predicted latency.
+struct PlanEntry {
+  /// Model indices, increasing, ending at the target.
+  std::vector<int> chain;
+  /// [T_0, ..., T_{K-1}], one per level below the target.
+  std::vector<int> batch_sizes;
+  /// Expected cost per committed token (as evaluate computes it).
+  double latency = 0.0;
+  /// target_latency / latency.
+  double speedup = 0.0;
+  /// best single-draft latency / latency; NaN when no single-draft configuration fits.
+  double speedup_vs_single_draft = 0.0;
+};
+
+struct PlanResult {
+  /// The latency-optimal configuration (the target alone if drafting never pays).
+  PlanEntry best;
+  /// c_target(1): latency of plain decoding.
+  double target_latency = 0.0;
+  /// The best chain [i, target] over every draft i and T_0; empty when none fits
+  /// (one model only, or a cost table with a single column).
+  std::optional<PlanEntry> best_single_draft;
+  /// Sorted by latency (ties: shorter chain first): for each model directly below the target
+  /// the best configuration with that model there, for each draft the best single-draft
+  /// configuration (when different), and the target alone. alternatives[0] is `best`.
+  std::vector<PlanEntry> alternatives;
+  /// The search bound on every batch size.
+  int max_batch_size = 0;
+  /// N: pass lengths 1..N covered by the cost table.
+  int cost_table_columns = 0;
+  /// plan_columns_needed(M, max_batch_size): the table width that limits nothing.
+  int columns_needed = 0;
+  /// True when cost_table_columns < columns_needed, i.e. some configurations with batch sizes
+  /// <= max_batch_size were skipped because they need passes the table does not cover.
+  bool limited_by_cost_table = false;
+};
+
+/// Exact optimum by dynamic programming. costs [M][N], acceptance [M][M],
+/// max_batch_size in [1, kMaxBatchSize]. Throws std::invalid_argument for invalid input.
+PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_batch_size);
+
+/// Same with a constant cost per forward pass (cost_per_pass [M]); never limited.
+PlanResult plan(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
+                int max_batch_size);
+
+/// The same result by exhaustive enumeration of every chain and batch-size vector, each
+/// evaluated with evaluate(): O(sum over chains of max_batch_size^K) evaluations. For tests.
+PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acceptance,
+                            int max_batch_size);
+PlanResult brute_force_plan(const std::vector<double>& cost_per_pass,
+                            const AcceptanceMatrix& acceptance, int max_batch_size);
+
+}  // namespace hierspec

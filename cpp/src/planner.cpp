@@ -1,0 +1,314 @@
+#include "hierspec/planner.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "hierspec/latency.hpp"
+#include "renewal.hpp"
+
+namespace hierspec {
+
+namespace {
+
+constexpr double kInfinity = std::numeric_limits<double>::infinity();
+
+// The best configuration found so far for one role (e.g. "model j directly below the target").
+struct Candidate {
+  double latency = kInfinity;
+  std::vector<int> chain;
+  std::vector<int> batch_sizes;
+  bool found() const { return latency < kInfinity; }
+};
+
+void check_max_batch_size(int max_batch_size) {
+  if (max_batch_size < 1 || max_batch_size > kMaxBatchSize) {
+    throw std::invalid_argument("max_batch_size = " + std::to_string(max_batch_size) +
+                                " must be in [1, " + std::to_string(kMaxBatchSize) + "]");
+  }
+}
+
+PlanEntry make_entry(const Candidate& candidate) {
+  PlanEntry entry;
+  entry.chain = candidate.chain;
+  entry.batch_sizes = candidate.batch_sizes;
+  entry.latency = candidate.latency;
+  return entry;
+}
+
+// Builds the result from the best configuration per model directly below the target and the
+// best single-draft configuration per draft. Shared by the planner and the brute force so
+// that both report the same structure.
+PlanResult assemble(const std::vector<Candidate>& best_below_target,
+                    const std::vector<Candidate>& best_single_draft, int target,
+                    double target_latency, int max_batch_size, int cost_table_columns) {
+  PlanResult result;
+  result.target_latency = target_latency;
+  result.max_batch_size = max_batch_size;
+  result.cost_table_columns = cost_table_columns;
+  result.columns_needed = plan_columns_needed(target + 1, max_batch_size);
+  result.limited_by_cost_table = cost_table_columns < result.columns_needed;
+
+  std::vector<PlanEntry> entries;
+  for (std::size_t model = 0; model < best_below_target.size(); ++model) {
+    if (best_below_target[model].found()) entries.push_back(make_entry(best_below_target[model]));
+    const Candidate& single = best_single_draft[model];
+    if (single.found() && best_below_target[model].chain.size() != 2) {
+      entries.push_back(make_entry(single));
+    }
+  }
+  Candidate alone;
+  alone.latency = target_latency;
+  alone.chain = {target};
+  entries.push_back(make_entry(alone));
+  std::stable_sort(entries.begin(), entries.end(), [](const PlanEntry& x, const PlanEntry& y) {
+    return std::make_tuple(x.latency, x.chain.size(), x.chain, x.batch_sizes) <
+           std::make_tuple(y.latency, y.chain.size(), y.chain, y.batch_sizes);
+  });
+
+  const Candidate* single_best = nullptr;
+  for (const Candidate& single : best_single_draft) {
+    if (single.found() && (single_best == nullptr || single.latency < single_best->latency)) {
+      single_best = &single;
+    }
+  }
+  const double single_latency =
+      single_best != nullptr ? single_best->latency : std::numeric_limits<double>::quiet_NaN();
+  for (PlanEntry& entry : entries) {
+    entry.speedup = target_latency / entry.latency;
+    entry.speedup_vs_single_draft = single_latency / entry.latency;
+  }
+  result.alternatives = entries;
+  result.best = entries.front();
+  if (single_best != nullptr) {
+    PlanEntry single = make_entry(*single_best);
+    single.speedup = target_latency / single.latency;
+    single.speedup_vs_single_draft = 1.0;
+    result.best_single_draft = single;
+  }
+  return result;
+}
+
+// Node (model, T) of the shortest-path graph: the cheapest sub-chain topped by `model` that
+// hands up exactly T tokens, and where it came from.
+struct Node {
+  double cost = kInfinity;  // D(model, T): expected cost of one call
+  int below_model = -1;     // -1: the model is level 0
+  int below_batch = 0;      // G handed up by below_model
+};
+
+// What the last step of a configuration with model j directly below the target used.
+struct TopChoice {
+  double latency = kInfinity;
+  int below_model = -1;  // -1: j is level 0 (a single draft)
+  int below_batch = 0;
+  int batch = 0;  // T of j
+};
+
+}  // namespace
+
+PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_batch_size) {
+  const int num_models = validate_acceptance(acceptance);
+  validate_costs(costs, num_models);
+  check_max_batch_size(max_batch_size);
+
+  const int target = num_models - 1;
+  const int num_columns = static_cast<int>(costs[0].size());  // N
+  const int max_batch = max_batch_size;                       // Tmax
+  const auto cost = [&costs](int model, int num_tokens) {
+    return costs[model][static_cast<std::size_t>(num_tokens) - 1];
+  };
+
+  // nodes[i][T], T = 1..Tmax (index 0 unused).
+  std::vector<std::vector<Node>> nodes(target, std::vector<Node>(max_batch + 1));
+  std::vector<TopChoice> top_choice(target);
+  std::vector<TopChoice> single_choice(target);
+
+  // A target pass of e tokens commits sum_{k<e} a^k tokens in expectation: standard
+  // verification of e - 1 drafts (single draft) or deferred verification of e (rule 4).
+  const int max_target_pass = std::min(num_columns, 2 * max_batch + 1);
+  std::vector<double> target_outputs;
+
+  std::vector<double> density;              // f(0..Tmax) of the current (p, G, i)
+  std::vector<double> window_cost(max_batch + 1), window_outputs(max_batch + 1);
+
+  for (int model = 0; model < target; ++model) {
+    // Level 0 (policy rule 1): c(2) + (T - 1) c(1); needs the pass over 2 tokens.
+    if (num_columns >= 2) {
+      for (int batch = 1; batch <= max_batch; ++batch) {
+        nodes[model][batch].cost = cost(model, 2) + (batch - 1) * cost(model, 1);
+      }
+    }
+    const double target_rate = acceptance[model][target];
+    target_outputs = detail::expected_outputs_by_pass_length(target_rate, max_target_pass);
+
+    // Single draft [model, target]: the target verifies exactly T tokens in a pass of T + 1.
+    for (int batch = 1; batch <= std::min(max_batch, num_columns - 1); ++batch) {
+      const double latency =
+          (cost(target, batch + 1) + nodes[model][batch].cost) / target_outputs[batch + 1];
+      if (latency < single_choice[model].latency) single_choice[model] = {latency, -1, 0, batch};
+    }
+    top_choice[model] = single_choice[model];
+
+    for (int below = 0; below < model; ++below) {
+      const double rate = acceptance[below][model];
+      for (int below_batch = 1; below_batch <= max_batch; ++below_batch) {
+        const double below_cost = nodes[below][below_batch].cost;
+        if (!(below_cost < kInfinity) || below_batch + 1 > num_columns) continue;
+        // One iteration of `model`'s loop: call `below`, verify its G tokens in a pass of G + 1.
+        const double iteration_cost = cost(model, below_batch + 1) + below_cost;
+        detail::renewal_density_geometric(rate, below_batch, max_batch, density);
+
+        // Intermediate `model` handing up exactly T: D = E[N](T) * iteration cost,
+        // E[N](T) = sum_{s=0}^{T} f(s).
+        double verifications = density[0];
+        for (int batch = 1; batch <= max_batch; ++batch) {
+          verifications += density[batch];
+          const double call_cost = verifications * iteration_cost;
+          Node& node = nodes[model][batch];
+          if (call_cost < node.cost) node = {call_cost, below, below_batch};
+        }
+
+        // `model` directly below the target (rule 3): it stops once s >= T and hands up all
+        // e = s tokens, e in T..T+G; the target's deferred pass processes e tokens (rule 4) and
+        // must fit the table. In the renewal's terms the stopping threshold is b = T - 1
+        // (stop once s >= b + 1), so batch T reads the sums up to s = b.
+        const int last_threshold = std::min(max_batch - 1, num_columns - below_batch - 1);
+        if (last_threshold < 0) continue;
+        // H(s) = sum_{o=1}^{G+1} q(o) h(s + o) for h = target cost and h = E[O_K | e], by a
+        // backward sliding window W(s) = sum_{o=1}^{G} a^(o-1) h(s + o):
+        //   W(s - 1) = h(s) + a W(s) - a^G h(s + G),   H(s) = (1 - a) W(s) + a^G h(s + G + 1).
+        double power_g = 1.0;
+        for (int k = 0; k < below_batch; ++k) power_g *= rate;
+        double cost_sum = 0.0, outputs_sum = 0.0, power = 1.0;
+        for (int output = 1; output <= below_batch; ++output) {
+          cost_sum += power * cost(target, last_threshold + output);
+          outputs_sum += power * target_outputs[last_threshold + output];
+          power *= rate;
+        }
+        for (int s = last_threshold;; --s) {
+          const int last = s + below_batch + 1;
+          window_cost[s] = (1.0 - rate) * cost_sum + power_g * cost(target, last);
+          window_outputs[s] = (1.0 - rate) * outputs_sum + power_g * target_outputs[last];
+          if (s == 0) break;
+          cost_sum = cost(target, s) + rate * cost_sum - power_g * cost(target, s + below_batch);
+          outputs_sum = target_outputs[s] + rate * outputs_sum -
+                        power_g * target_outputs[s + below_batch];
+        }
+        // E[h(e)] = sum_{s=0}^{b} f(s) H(s) - sum_{u=1}^{b} f(u) h(u)   (docs/theory.md §4).
+        double expected_cost = 0.0, expected_outputs = 0.0;
+        verifications = 0.0;
+        TopChoice& choice = top_choice[model];
+        for (int threshold = 0; threshold <= last_threshold; ++threshold) {
+          expected_cost += density[threshold] * window_cost[threshold];
+          expected_outputs += density[threshold] * window_outputs[threshold];
+          if (threshold > 0) {
+            expected_cost -= density[threshold] * cost(target, threshold);
+            expected_outputs -= density[threshold] * target_outputs[threshold];
+          }
+          verifications += density[threshold];
+          const double latency =
+              (expected_cost + verifications * iteration_cost) / expected_outputs;
+          if (latency < choice.latency) choice = {latency, below, below_batch, threshold + 1};
+        }
+      }
+    }
+  }
+
+  // Walk the back-pointers of node (model, batch) down to level 0.
+  const auto sub_chain = [&nodes](int model, int batch, Candidate& candidate) {
+    std::vector<int> chain, batch_sizes;
+    while (model >= 0) {
+      chain.push_back(model);
+      batch_sizes.push_back(batch);
+      const Node& node = nodes[model][batch];
+      model = node.below_model;
+      batch = node.below_batch;
+    }
+    candidate.chain.assign(chain.rbegin(), chain.rend());
+    candidate.batch_sizes.assign(batch_sizes.rbegin(), batch_sizes.rend());
+  };
+  const auto to_candidate = [&](int model, const TopChoice& choice) {
+    Candidate candidate;
+    if (!(choice.latency < kInfinity)) return candidate;
+    if (choice.below_model >= 0) sub_chain(choice.below_model, choice.below_batch, candidate);
+    candidate.chain.push_back(model);
+    candidate.batch_sizes.push_back(choice.batch);
+    candidate.chain.push_back(target);
+    candidate.latency = choice.latency;
+    return candidate;
+  };
+  std::vector<Candidate> best_below_target, best_single_draft;
+  for (int model = 0; model < target; ++model) {
+    best_below_target.push_back(to_candidate(model, top_choice[model]));
+    best_single_draft.push_back(to_candidate(model, single_choice[model]));
+  }
+  return assemble(best_below_target, best_single_draft, target, cost(target, 1), max_batch_size,
+                  num_columns);
+}
+
+PlanResult plan(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
+                int max_batch_size) {
+  const int num_models = validate_acceptance(acceptance);
+  validate_constant_costs(cost_per_pass, num_models);
+  check_max_batch_size(max_batch_size);
+  return plan(expand_constant_costs(cost_per_pass, plan_columns_needed(num_models, max_batch_size)),
+              acceptance, max_batch_size);
+}
+
+PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acceptance,
+                            int max_batch_size) {
+  const int num_models = validate_acceptance(acceptance);
+  validate_costs(costs, num_models);
+  check_max_batch_size(max_batch_size);
+  if (num_models > 24) {
+    throw std::invalid_argument("brute_force_plan: " + std::to_string(num_models) +
+                                " models is too many to enumerate (limit 24)");
+  }
+  const int target = num_models - 1;
+  const int num_columns = static_cast<int>(costs[0].size());
+  std::vector<Candidate> best_below_target(target), best_single_draft(target);
+
+  for (unsigned mask = 1; mask < (1u << target); ++mask) {
+    std::vector<int> chain;
+    for (int model = 0; model < target; ++model) {
+      if (mask & (1u << model)) chain.push_back(model);
+    }
+    chain.push_back(target);
+    std::vector<int> batch_sizes(chain.size() - 1, 1);
+    while (true) {  // odometer over [1, max_batch_size]^K
+      if (chain_columns_needed(batch_sizes) <= num_columns) {
+        const double latency = expected_latency(costs, acceptance, chain, batch_sizes);
+        const int below = chain[chain.size() - 2];
+        for (Candidate* best : {&best_below_target[below],
+                                chain.size() == 2 ? &best_single_draft[below] : nullptr}) {
+          if (best != nullptr && latency < best->latency) *best = {latency, chain, batch_sizes};
+        }
+      }
+      std::size_t level = 0;
+      while (level < batch_sizes.size() && batch_sizes[level] == max_batch_size) {
+        batch_sizes[level++] = 1;
+      }
+      if (level == batch_sizes.size()) break;
+      ++batch_sizes[level];
+    }
+  }
+  const double target_latency = expected_latency(costs, acceptance, {target}, {});
+  return assemble(best_below_target, best_single_draft, target, target_latency, max_batch_size,
+                  num_columns);
+}
+
+PlanResult brute_force_plan(const std::vector<double>& cost_per_pass,
+                            const AcceptanceMatrix& acceptance, int max_batch_size) {
+  const int num_models = validate_acceptance(acceptance);
+  validate_constant_costs(cost_per_pass, num_models);
+  check_max_batch_size(max_batch_size);
+  return brute_force_plan(
+      expand_constant_costs(cost_per_pass, plan_columns_needed(num_models, max_batch_size)),
+      acceptance, max_batch_size);
+}
+
+}  // namespace hierspec

@@ -1,0 +1,140 @@
+#include "hierspec/simulate.hpp"
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+namespace hierspec {
+
+namespace {
+
+// One run of the policy, level by level, exactly as docs/policy.md states it.
+class Simulator {
+ public:
+  Simulator(const CostTable& costs, const AcceptanceMatrix& acceptance,
+            const std::vector<int>& chain, const std::vector<int>& batch_sizes,
+            std::uint64_t seed)
+      : costs_(costs),
+        acceptance_(acceptance),
+        chain_(chain),
+        batch_sizes_(batch_sizes),
+        top_(static_cast<int>(batch_sizes.size())),
+        generator_(seed),
+        passes_(chain.size(), 0.0),
+        tokens_(chain.size(), 0.0),
+        cost_(chain.size(), 0.0) {}
+
+  // One target cycle (rule 4): returns the number of tokens committed.
+  int target_cycle() {
+    if (top_ == 0) {  // plain decoding
+      record_pass(0, 1);
+      return 1;
+    }
+    const int batch_length = call(top_ - 1);
+    if (top_ == 1) {  // classic: standard verification with a bonus token
+      record_pass(top_, batch_length + 1);
+      return verify(top_, batch_length);
+    }
+    // Deferred verification (rule 4): a pass over L tokens; the batch's last token is verified
+    // against the last row and there is no bonus token, so at most L tokens are committed.
+    record_pass(top_, batch_length);
+    return std::min(verify(top_, batch_length), batch_length);
+  }
+
+  const std::vector<double>& passes() const { return passes_; }
+  const std::vector<double>& tokens() const { return tokens_; }
+  const std::vector<double>& cost() const { return cost_; }
+
+ private:
+  // One call of level `level` < K; returns the number of tokens it hands up.
+  int call(int level) {
+    const int threshold = batch_sizes_[level];
+    if (level == 0) {  // rule 1: T_0 passes, the first over 2 tokens, the others over 1
+      record_pass(0, 2);
+      for (int pass = 1; pass < threshold; ++pass) record_pass(0, 1);
+      return threshold;
+    }
+    // Rule 3: level K-1 stops once s >= T and hands up all s tokens; a lower level stops once
+    // s >= T + 1 and hands up exactly T.
+    const bool below_target = level == top_ - 1;
+    const int stop_at = below_target ? threshold : threshold + 1;
+    int accumulated = 0;  // s
+    while (accumulated < stop_at) {
+      const int batch_length = call(level - 1);
+      record_pass(level, batch_length + 1);  // rule 2: one pass over L + 1 tokens
+      accumulated += verify(level, batch_length);
+    }
+    return below_target ? accumulated : threshold;
+  }
+
+  // Rule 2: accept the batch's tokens one by one until the first rejection; output the
+  // accepted prefix plus one corrected (or bonus) token.
+  int verify(int level, int batch_length) {
+    const double rate = acceptance_[chain_[level - 1]][chain_[level]];
+    int accepted = 0;
+    while (accepted < batch_length && uniform() < rate) ++accepted;
+    return accepted + 1;
+  }
+
+  void record_pass(int level, int num_tokens) {
+    passes_[level] += 1.0;
+    tokens_[level] += num_tokens;
+    cost_[level] += costs_[chain_[level]][static_cast<std::size_t>(num_tokens) - 1];
+  }
+
+  double uniform() { return static_cast<double>(generator_() >> 11) * 0x1.0p-53; }
+
+  const CostTable& costs_;
+  const AcceptanceMatrix& acceptance_;
+  const std::vector<int>& chain_;
+  const std::vector<int>& batch_sizes_;
+  const int top_;
+  std::mt19937_64 generator_;
+  std::vector<double> passes_, tokens_, cost_;
+};
+
+}  // namespace
+
+SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& acceptance,
+                          const std::vector<int>& chain, const std::vector<int>& batch_sizes,
+                          std::int64_t num_tokens, std::uint64_t seed) {
+  const int num_models = validate_acceptance(acceptance);
+  validate_costs(costs, num_models);
+  validate_chain(chain, batch_sizes, num_models);
+  require_columns(costs, chain_columns_needed(batch_sizes));
+  if (num_tokens < 1) {
+    throw std::invalid_argument("num_tokens = " + std::to_string(num_tokens) +
+                                " must be >= 1");
+  }
+
+  Simulator simulator(costs, acceptance, chain, batch_sizes, seed);
+  SimulationResult result;
+  while (result.num_tokens < num_tokens) {
+    result.num_tokens += simulator.target_cycle();
+    ++result.num_target_passes;
+  }
+  const double committed = static_cast<double>(result.num_tokens);
+  for (std::size_t level = 0; level < chain.size(); ++level) {
+    result.passes_per_token.push_back(simulator.passes()[level] / committed);
+    result.tokens_per_token.push_back(simulator.tokens()[level] / committed);
+    result.cost_per_token.push_back(simulator.cost()[level] / committed);
+    result.latency += simulator.cost()[level];
+  }
+  result.latency /= committed;
+  result.tokens_per_target_pass = committed / static_cast<double>(result.num_target_passes);
+  return result;
+}
+
+SimulationResult simulate(const std::vector<double>& cost_per_pass,
+                          const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
+                          const std::vector<int>& batch_sizes, std::int64_t num_tokens,
+                          std::uint64_t seed) {
+  const int num_models = validate_acceptance(acceptance);
+  validate_constant_costs(cost_per_pass, num_models);
+  validate_chain(chain, batch_sizes, num_models);
+  return simulate(expand_constant_costs(cost_per_pass, chain_columns_needed(batch_sizes)),
+                  acceptance, chain, batch_sizes, num_tokens, seed);
+}
+
+}  // namespace hierspec

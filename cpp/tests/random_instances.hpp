@@ -1,0 +1,67 @@
+// Random planning instances shared by the C++ tests.
+#pragma once
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "hierspec/inputs.hpp"
+
+namespace test_instances {
+
+inline double uniform(std::mt19937_64& generator, double low, double high) {
+  return std::uniform_real_distribution<double>(low, high)(generator);
+}
+
+inline int uniform_int(std::mt19937_64& generator, int low, int high) {
+  return std::uniform_int_distribution<int>(low, high)(generator);
+}
+
+// [M][M] with entries above the diagonal in [0, 1], sometimes exactly 0 or 1.
+inline hierspec::AcceptanceMatrix random_acceptance(std::mt19937_64& generator, int num_models) {
+  hierspec::AcceptanceMatrix acceptance(num_models, std::vector<double>(num_models, 0.0));
+  for (int row = 0; row < num_models; ++row) {
+    for (int column = row + 1; column < num_models; ++column) {
+      const int kind = uniform_int(generator, 0, 9);
+      acceptance[row][column] = kind == 0 ? 0.0 : kind == 1 ? 1.0 : uniform(generator, 0.0, 1.0);
+    }
+  }
+  return acceptance;
+}
+
+// [M][N]: model m costs about 4^m per pass, times a random per-n factor in [0.5, 2] (so the
+// tables are not monotone in n), sometimes affine in n.
+inline hierspec::CostTable random_costs(std::mt19937_64& generator, int num_models,
+                                        int num_columns) {
+  hierspec::CostTable costs(num_models, std::vector<double>(num_columns));
+  double scale = 1.0;
+  for (int model = 0; model < num_models; ++model) {
+    const bool affine = uniform_int(generator, 0, 2) == 0;
+    const double base = scale * uniform(generator, 0.5, 2.0);
+    const double slope = scale * uniform(generator, 0.0, 0.3);
+    for (int column = 0; column < num_columns; ++column) {
+      costs[model][column] =
+          affine ? base + slope * column : scale * uniform(generator, 0.5, 2.0);
+    }
+    scale *= uniform(generator, 1.5, 8.0);
+  }
+  return costs;
+}
+
+// A random chain ending at the target with `num_levels` levels below it, and batch sizes.
+inline void random_chain(std::mt19937_64& generator, int num_models, int num_levels,
+                         int max_batch_size, std::vector<int>& chain,
+                         std::vector<int>& batch_sizes) {
+  std::vector<int> drafts;
+  for (int model = 0; model < num_models - 1; ++model) drafts.push_back(model);
+  std::shuffle(drafts.begin(), drafts.end(), generator);
+  chain.assign(drafts.begin(), drafts.begin() + num_levels);
+  std::sort(chain.begin(), chain.end());
+  chain.push_back(num_models - 1);
+  batch_sizes.clear();
+  for (int level = 0; level < num_levels; ++level) {
+    batch_sizes.push_back(uniform_int(generator, 1, max_batch_size));
+  }
+}
+
+}  // namespace test_instances

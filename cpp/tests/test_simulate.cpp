@@ -1,0 +1,78 @@
+// The simulator (token by token) against the evaluator (docs/theory.md §7).
+#include <random>
+
+#include "check.hpp"
+#include "hierspec/latency.hpp"
+#include "hierspec/simulate.hpp"
+#include "random_instances.hpp"
+
+using hierspec::AcceptanceMatrix;
+using hierspec::CostTable;
+using test_instances::uniform_int;
+
+namespace {
+
+// Random chains with `num_levels` levels below the target; the latency and every level's
+// passes per token agree within `tolerance` (relative).
+void check_agreement(int num_levels, std::uint64_t seed, double tolerance) {
+  std::mt19937_64 generator(seed);
+  for (int trial = 0; trial < 6; ++trial) {
+    const int num_models = uniform_int(generator, num_levels + 1, num_levels + 3);
+    std::vector<int> chain, batch_sizes;
+    test_instances::random_chain(generator, num_models, num_levels, 8, chain, batch_sizes);
+    AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
+    for (auto& row : acceptance) {  // keep rates in (0.2, 0.95) so runs are not degenerate
+      for (double& rate : row) rate = 0.2 + 0.75 * rate;
+    }
+    const CostTable costs = test_instances::random_costs(generator, num_models, 17);
+    const hierspec::Evaluation expected =
+        hierspec::evaluate(costs, acceptance, chain, batch_sizes);
+    const hierspec::SimulationResult simulated =
+        hierspec::simulate(costs, acceptance, chain, batch_sizes, 400000, seed + trial);
+    CHECK_CLOSE(simulated.latency, expected.latency, tolerance);
+    CHECK_CLOSE(simulated.tokens_per_target_pass, expected.tokens_per_target_pass, tolerance);
+    for (std::size_t level = 0; level < chain.size(); ++level) {
+      CHECK_CLOSE(simulated.passes_per_token[level], expected.passes_per_token[level], tolerance);
+      CHECK_CLOSE(simulated.tokens_per_token[level], expected.tokens_per_token[level], tolerance);
+      CHECK_CLOSE(simulated.cost_per_token[level] / expected.latency,
+                  expected.cost_per_token[level] / expected.latency, tolerance);
+    }
+  }
+}
+
+}  // namespace
+
+TEST(simulator_agrees_with_evaluator_three_levels) { check_agreement(2, 10, 0.01); }
+TEST(simulator_agrees_with_evaluator_four_levels) { check_agreement(3, 20, 0.01); }
+TEST(simulator_agrees_with_evaluator_two_levels) { check_agreement(1, 30, 0.01); }
+
+// a = 1 everywhere: the process is deterministic and the simulation is exact.
+TEST(deterministic_process_is_exact) {
+  std::mt19937_64 generator(5);
+  const CostTable costs = test_instances::random_costs(generator, 4, 20);
+  const AcceptanceMatrix acceptance = {{1, 1, 1, 1}, {0, 1, 1, 1}, {0, 0, 1, 1}, {0, 0, 0, 1}};
+  const std::vector<int> chain = {0, 1, 3}, batch_sizes = {3, 5};
+  const hierspec::Evaluation expected =
+      hierspec::evaluate(costs, acceptance, chain, batch_sizes);
+  const hierspec::SimulationResult simulated =
+      hierspec::simulate(costs, acceptance, chain, batch_sizes, 9 * 1000, 0);
+  // Level 1 verifies 3 tokens, gets 4 per pass, stops at s = 8 >= 6, hands up 7; the target's
+  // pass of 8 tokens commits 8.
+  CHECK(simulated.num_tokens == 9000 && simulated.num_target_passes == 9000 / 8);
+  CHECK_CLOSE(simulated.passes_per_token[1], 2.0 / 8, 1e-14);
+  CHECK_CLOSE(simulated.latency, expected.latency, 1e-12);
+  CHECK_CLOSE(expected.tokens_per_target_pass, 8.0, 1e-14);
+}
+
+TEST(same_seed_same_result) {
+  const std::vector<double> costs = {0.1, 1.0, 5.0};
+  const AcceptanceMatrix acceptance = {{1, .6, .5}, {0, 1, .8}, {0, 0, 1}};
+  const auto first = hierspec::simulate(costs, acceptance, {0, 1, 2}, {3, 4}, 5000, 42);
+  const auto second = hierspec::simulate(costs, acceptance, {0, 1, 2}, {3, 4}, 5000, 42);
+  const auto other = hierspec::simulate(costs, acceptance, {0, 1, 2}, {3, 4}, 5000, 43);
+  CHECK(first.latency == second.latency && first.num_tokens == second.num_tokens);
+  CHECK(first.passes_per_token == second.passes_per_token);
+  CHECK(first.latency != other.latency);
+}
+
+int main() { return check::run_all(); }
