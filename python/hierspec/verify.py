@@ -1,0 +1,330 @@
+"""Speculative verification for every level of a hierarchy: validation, noise, dispatch.
+
+:func:`verify` (probabilities) and :func:`verify_logits` (logits + temperature) are the one place
+where hierspec accepts draft tokens and draws recovered / bonus tokens. The rule, its terms
+(accepted / recovered / bonus tokens) and the noise layout are specified in
+:mod:`hierspec.kernels.verify_torch`; this module
+
+1. checks the inputs (types, shapes, dtypes, devices, values) and raises ``TypeError`` /
+   ``ValueError`` naming the argument and the value, before anything is launched;
+2. draws all the noise in one place from the caller's ``torch.Generator``
+   (:func:`hierspec.kernels.draw_verify_noise`);
+3. dispatches to the Triton kernel (:func:`hierspec.kernels.verify_triton.verify_triton`) or to
+   its pure-torch twin (:func:`hierspec.kernels.verify_torch`). Both consume the same noise, so
+   the same generator state gives the same output whichever backend runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from hierspec.kernels.verify_torch import draw_verify_noise, verify_torch
+
+BACKENDS = ("auto", "torch", "triton")
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+Message = Callable[[tuple[int, ...]], str]  # error message for the first bad index
+MIN_TEMPERATURE = 1e-5  # below it, use 0 (greedy); vLLM treats such temperatures as greedy
+
+
+class VerifyResult(NamedTuple):
+    """Outcome of one verification; unpacks as ``output_token_ids, num_accepted = verify(...)``."""
+
+    output_token_ids: torch.Tensor  # [batch, num_draft_tokens + 1] int64: accepted, sampled, -1...
+    num_accepted: torch.Tensor  # [batch] int64 in [0, num_draft_tokens]
+
+
+def verify(
+    draft_token_ids: torch.Tensor,  # [batch, num_draft_tokens] int64
+    draft_probs: torch.Tensor | None,  # [batch, num_draft_tokens, vocab] fp32/fp16/bf16, or None
+    target_probs: torch.Tensor,  # [batch, num_draft_tokens + 1, vocab] fp32/fp16/bf16
+    generator: torch.Generator | None = None,
+    backend: str = "auto",
+    *,
+    validate: bool = True,
+) -> VerifyResult:
+    """Verify ``num_draft_tokens`` draft tokens per row against the target's distributions.
+
+    Standard speculative sampling: draft ``j`` is accepted with probability
+    ``min(1, target_probs[b, j, x] / draft_probs[b, j, x])`` until the first rejection, where one
+    token is drawn from ``normalize(max(target_probs - draft_probs, 0))``; if all are accepted a
+    bonus token is drawn from ``target_probs[b, num_draft_tokens]``. ``draft_probs=None`` means
+    one-hot proposals (each draft token had probability 1). Every emitted token follows the
+    target's distribution. One-hot ``target_probs`` give greedy verification.
+
+    Args:
+        draft_token_ids: the proposed tokens, each in ``[0, vocab)``.
+        draft_probs: the processed distributions the draft tokens were drawn from, or ``None``.
+        target_probs: the processed target distributions at the ``num_draft_tokens + 1``
+            positions. Rows must be probability distributions (checked: finite, non-negative,
+            positive mass; the sum is not checked).
+        generator: source of all randomness, on the inputs' device. ``None``: a fresh generator
+            with a nondeterministic seed (the global RNG is never used).
+        backend: ``"triton"`` (the fused kernel: CUDA tensors, or CPU under ``TRITON_INTERPRET=1``),
+            ``"torch"`` (the twin), or ``"auto"`` (Triton on CUDA tensors, the twin otherwise).
+        validate: check token ids and values (NaN / inf / negative, zero-mass rows, drafted tokens
+            of probability 0). The checks read every input once and synchronize with the device;
+            pass ``False`` only for inputs that hierspec itself produced. Shapes, dtypes and devices
+            are always checked.
+
+    Returns:
+        :class:`VerifyResult` ``(output_token_ids [batch, num_draft_tokens + 1] int64 padded with
+        -1, num_accepted [batch] int64)``, on the inputs' device.
+    """
+    return _verify(
+        draft_token_ids,
+        draft_probs,
+        target_probs,
+        "target_probs",
+        None,
+        generator,
+        backend,
+        validate,
+    )
+
+
+def verify_logits(
+    draft_token_ids: torch.Tensor,  # [batch, num_draft_tokens] int64
+    draft_probs: torch.Tensor | None,  # [batch, num_draft_tokens, vocab] fp32/fp16/bf16, or None
+    target_logits: torch.Tensor,  # [batch, num_draft_tokens + 1, vocab] fp32/fp16/bf16
+    temperature: float,
+    generator: torch.Generator | None = None,
+    backend: str = "auto",
+    *,
+    validate: bool = True,
+) -> VerifyResult:
+    """:func:`verify` against ``softmax(target_logits / temperature)``, never materialized by the
+    kernel (online max / sum over vocabulary tiles).
+
+    ``temperature`` is 0 or at least ``MIN_TEMPERATURE`` (1e-5). ``temperature == 0`` is greedy:
+    the one-hot limit of the same rule (a draft is accepted iff it is the argmax of its target
+    row, the first maximal index; the emitted token is the argmax).
+    ``-inf`` logits (masked tokens) have probability 0; NaN, ``+inf`` and all ``-inf`` rows are
+    refused. ``draft_probs`` must be processed at the same temperature (``None`` for one-hot
+    proposals). Other arguments as in :func:`verify`.
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a float; got {temperature!r}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be finite and >= 0; got {temperature}")
+    if 0 < temperature < MIN_TEMPERATURE:
+        raise ValueError(
+            f"temperature must be 0 (greedy) or >= {MIN_TEMPERATURE} (1 / temperature scales "
+            f"float32 logits); got {temperature}"
+        )
+    return _verify(
+        draft_token_ids,
+        draft_probs,
+        target_logits,
+        "target_logits",
+        float(temperature),
+        generator,
+        backend,
+        validate,
+    )
+
+
+def _verify(
+    draft_token_ids: torch.Tensor,
+    draft_probs: torch.Tensor | None,
+    target: torch.Tensor,
+    target_name: str,
+    temperature: float | None,
+    generator: torch.Generator | None,
+    backend: str,
+    validate: bool,
+) -> VerifyResult:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
+    _check_structure(draft_token_ids, draft_probs, target, target_name)
+    device = target.device
+    generator = _resolve_generator(generator, device)
+    use_triton = backend == "triton" or (
+        backend == "auto" and device.type == "cuda" and _triton_importable()
+    )
+    if use_triton:
+        launcher = _triton_launcher(device)  # raises before any work if Triton cannot run here
+    if validate:
+        _check_values(draft_token_ids, draft_probs, target, target_name, temperature is not None)
+
+    batch_size, num_draft_tokens = draft_token_ids.shape
+    noise = draw_verify_noise(batch_size, num_draft_tokens, target.shape[-1], generator, device)
+    if use_triton:
+        output_token_ids, num_accepted = launcher(
+            draft_token_ids, draft_probs, target, noise, temperature=temperature
+        )
+    else:
+        output_token_ids, num_accepted = verify_torch(
+            draft_token_ids, draft_probs, target, noise, temperature=temperature
+        )
+    return VerifyResult(output_token_ids=output_token_ids, num_accepted=num_accepted)
+
+
+def _check_structure(
+    draft_token_ids: torch.Tensor,
+    draft_probs: torch.Tensor | None,
+    target: torch.Tensor,
+    target_name: str,
+) -> None:
+    """Types, ranks, shapes, dtypes and devices (no data is read)."""
+    if not isinstance(draft_token_ids, torch.Tensor):
+        raise TypeError(
+            f"draft_token_ids must be a torch.Tensor; got {type(draft_token_ids).__name__}"
+        )
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"{target_name} must be a torch.Tensor; got {type(target).__name__}")
+    if draft_probs is not None and not isinstance(draft_probs, torch.Tensor):
+        raise TypeError(
+            f"draft_probs must be a torch.Tensor or None; got {type(draft_probs).__name__}"
+        )
+    if draft_token_ids.dtype != torch.int64:
+        raise TypeError(f"draft_token_ids must be int64; got dtype {draft_token_ids.dtype}")
+    for name, tensor in ((target_name, target), ("draft_probs", draft_probs)):
+        if tensor is not None and tensor.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"{name} must be float32, float16 or bfloat16; got dtype {tensor.dtype}"
+            )
+    if draft_token_ids.dim() != 2:
+        raise ValueError(
+            "draft_token_ids must have shape [batch, num_draft_tokens]; "
+            f"got shape {tuple(draft_token_ids.shape)}"
+        )
+    batch_size, num_draft_tokens = draft_token_ids.shape
+    if batch_size < 1 or num_draft_tokens < 1:
+        raise ValueError(
+            f"draft_token_ids needs batch >= 1 and num_draft_tokens >= 1; got shape "
+            f"{tuple(draft_token_ids.shape)}"
+        )
+    if target.dim() != 3 or tuple(target.shape[:2]) != (batch_size, num_draft_tokens + 1):
+        raise ValueError(
+            f"{target_name} must have shape [batch={batch_size}, num_draft_tokens + 1="
+            f"{num_draft_tokens + 1}, vocab]; got shape {tuple(target.shape)}"
+        )
+    vocab_size = target.shape[2]
+    if vocab_size < 1:
+        raise ValueError(f"{target_name} needs vocab >= 1; got shape {tuple(target.shape)}")
+    if draft_probs is not None and tuple(draft_probs.shape) != (
+        batch_size,
+        num_draft_tokens,
+        vocab_size,
+    ):
+        raise ValueError(
+            f"draft_probs must have shape [batch={batch_size}, "
+            f"num_draft_tokens={num_draft_tokens}, vocab={vocab_size}]; "
+            f"got shape {tuple(draft_probs.shape)}"
+        )
+    for name, tensor in (("draft_token_ids", draft_token_ids), ("draft_probs", draft_probs)):
+        if tensor is not None and tensor.device != target.device:
+            raise ValueError(
+                f"{name} is on {tensor.device} but {target_name} is on {target.device}; "
+                "all inputs must be on one device"
+            )
+
+
+def _check_values(
+    draft_token_ids: torch.Tensor,
+    draft_probs: torch.Tensor | None,
+    target: torch.Tensor,
+    target_name: str,
+    target_is_logits: bool,
+) -> None:
+    """Token ids and values; one device synchronization when everything is valid."""
+    vocab_size = target.shape[-1]
+    inf = float("inf")
+
+    def bad_entry(name: str, tensor: torch.Tensor, expected: str) -> Message:
+        def message(index: tuple[int, ...]) -> str:
+            return f"{name} must be {expected}; {name}[{_fmt(index)}] = {tensor[index].item()}"
+
+        return message
+
+    def bad_row(what: str) -> Message:
+        return lambda index: f"{target_name}[{_fmt(index)}] is {what}"
+
+    def zero_draft_prob(index: tuple[int, ...]) -> str:
+        token = int(draft_token_ids[index])
+        value = float(draft_probs[index + (token,)])  # type: ignore[index]
+        return (
+            "draft_probs must be > 0 at each drafted token (it was drawn from them); "
+            f"draft_probs[{_fmt(index + (token,))}] = {value} for "
+            f"draft_token_ids[{_fmt(index)}] = {token}"
+        )
+
+    # Each check: (mask of bad entries, message for the first bad index). Ids are checked first.
+    out_of_range = (draft_token_ids < 0) | (draft_token_ids >= vocab_size)
+    checks: list[tuple[torch.Tensor, Message]] = [
+        (out_of_range, bad_entry("draft_token_ids", draft_token_ids, f"in [0, vocab={vocab_size})"))
+    ]
+    if target_is_logits:
+        # NaN fails `< inf`; -inf (a masked token) is allowed, a row of only -inf is not.
+        checks.append((~(target < inf), bad_entry(target_name, target, "neither NaN nor +inf")))
+        no_finite_logit = ~(target.amax(dim=-1) > -inf)
+        checks.append((no_finite_logit, bad_row("-inf everywhere; a row needs a finite logit")))
+    else:
+        not_a_probability = ~((target >= 0) & (target < inf))
+        checks.append((not_a_probability, bad_entry(target_name, target, "finite and >= 0")))
+        no_mass = ~(target.amax(dim=-1) > 0)
+        checks.append((no_mass, bad_row("0 everywhere; a row needs positive mass")))
+    if draft_probs is not None:
+        not_a_probability = ~((draft_probs >= 0) & (draft_probs < inf))
+        checks.append((not_a_probability, bad_entry("draft_probs", draft_probs, "finite and >= 0")))
+        safe_ids = draft_token_ids.clamp(0, vocab_size - 1).unsqueeze(-1)
+        checks.append((~(draft_probs.gather(-1, safe_ids).squeeze(-1) > 0), zero_draft_prob))
+    any_bad = torch.stack([bad.any() for bad, _ in checks]).tolist()  # the one synchronization
+    for (bad, message), is_bad in zip(checks, any_bad, strict=True):
+        if is_bad:
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValueError(message(first))
+
+
+def _fmt(index: tuple[int, ...]) -> str:
+    return ", ".join(str(i) for i in index)
+
+
+def _resolve_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator:
+    if generator is None:
+        fresh = torch.Generator(device=device)
+        fresh.seed()  # nondeterministic seed; the global RNG is left alone
+        return fresh
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None; got {type(generator).__name__}"
+        )
+    if torch.device(generator.device).type != device.type or (
+        device.type != "cpu" and torch.device(generator.device).index != device.index
+    ):
+        raise ValueError(
+            f"generator is on {generator.device} but the inputs are on {device}; "
+            "the noise is drawn on the inputs' device"
+        )
+    return generator
+
+
+def _triton_importable() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _triton_launcher(device: torch.device):
+    """The kernel launcher, or a clear error when the Triton kernel cannot run on ``device``."""
+    if not _triton_importable():
+        raise ValueError("backend='triton' needs the triton package, which is not installed")
+    from hierspec.kernels import verify_triton as triton_module
+
+    if device.type == "cpu" and not triton_module.interpreter_enabled():
+        raise ValueError(
+            "backend='triton' got CPU tensors, but Triton runs on CPU only in its interpreter: set "
+            "TRITON_INTERPRET=1 before hierspec.kernels.verify_triton is first imported, or use "
+            "backend='torch' / 'auto'"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"backend='triton' supports CUDA (and interpreted CPU) tensors; got {device}"
+        )
+    return triton_module.verify_triton
