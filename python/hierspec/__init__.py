@@ -19,17 +19,26 @@ from hierspec.planning import (
     simulate,
 )
 from hierspec.verify import VerifyResult, verify, verify_logits
+from hierspec.engine import GenerateOutput, GenerateStats, HierarchicalDecoder, LevelStats
+from hierspec.levels import TransformersLevel
 from hierspec.protocol import DraftModel
+from hierspec.sampling import SamplingConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DraftModel",
     "Evaluation",
+    "GenerateOutput",
+    "GenerateStats",
+    "HierarchicalDecoder",
+    "LevelStats",
     "Plan",
     "PlanEntry",
     "Profile",
+    "SamplingConfig",
     "SimulationResult",
+    "TransformersLevel",
     "VerifyResult",
     "__version__",
     "brute_force_plan",

@@ -1,0 +1,123 @@
+"""Logits -> processed probabilities (temperature, top-k, top-p), and drawing from them.
+
+This is the ONE module that turns a level's logits into the distribution its tokens are drawn
+from. Every level of a hierarchy goes through :func:`processed_probs` with the same
+:class:`SamplingConfig`, and the distribution a token was drawn from is exactly the one the level
+above verifies it against (DESIGN §2: ``p`` and ``q`` must be the *processed* distributions).
+
+Terms:
+    logits           raw next-token scores of a model, any float dtype, ``[..., vocab]``.
+    processed probs  float32 ``[..., vocab]``, the law tokens are drawn from:
+                     ``temperature > 0``: ``softmax(top_p(top_k(logits.float() / temperature)))``;
+                     ``temperature == 0``: ``one_hot(argmax(logits))`` (first maximal index), the
+                     limit of the above as the temperature goes to 0, so greedy decoding is the
+                     same verification rule with one-hot distributions, not a second code path.
+
+The filters follow transformers' logits warpers (same order: temperature, top-k, top-p, and the
+same tie rules), so a hierarchy samples from exactly the law ``generate(do_sample=True, ...)``
+samples from:
+    top-k   keep the tokens whose logit is ``>=`` the k-th largest logit (ties at the k-th value
+            are all kept);
+    top-p   sort ascending, drop the tokens whose cumulative probability is ``<= 1 - top_p``, but
+            always keep the most probable token (the smallest set with mass ``>= top_p``, up to
+            ties).
+Computation is in float32 whatever the model's dtype: levels may differ in precision (a bf16 copy
+of an fp32 target is a valid draft) and are compared on the same footing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["SamplingConfig", "processed_probs", "sample"]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How logits become the distribution tokens are drawn from (validated on construction).
+
+    Attributes:
+        temperature: ``>= 0``; ``0`` means greedy (one-hot argmax).
+        top_k: keep the ``top_k`` largest logits (``>= 1``), or ``None`` for no top-k filter.
+        top_p: nucleus mass in ``(0, 1]``, or ``None`` (``1.0`` is the same as ``None``).
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def __post_init__(self) -> None:
+        temperature = self.temperature
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise TypeError(f"temperature must be a float >= 0, got {temperature!r}")
+        if not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite float >= 0, got {temperature!r}")
+        top_k = self.top_k
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int):
+                raise TypeError(f"top_k must be an int >= 1 or None, got {top_k!r}")
+            if top_k < 1:
+                raise ValueError(f"top_k must be >= 1 or None, got {top_k!r}")
+        top_p = self.top_p
+        if top_p is not None:
+            if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
+                raise TypeError(f"top_p must be a float in (0, 1] or None, got {top_p!r}")
+            if not (0.0 < top_p <= 1.0):
+                raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+        object.__setattr__(self, "temperature", float(temperature))
+        if top_p is not None:
+            object.__setattr__(self, "top_p", float(top_p))
+
+    @property
+    def is_greedy(self) -> bool:
+        """True when tokens are the argmax (temperature 0)."""
+        return self.temperature == 0.0
+
+
+def processed_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    """Processed probabilities ``[..., vocab]`` float32 of ``logits`` ``[..., vocab]`` (any float).
+
+    ``-inf`` logits (masked tokens) get probability 0. Rows are independent: the result for a row
+    does not depend on the other rows, so a level may process one row or a whole pass at once.
+    """
+    scores = logits.float()
+    if config.temperature == 0.0:
+        greedy = scores.argmax(dim=-1, keepdim=True)
+        return torch.zeros_like(scores).scatter_(-1, greedy, 1.0)
+    if config.temperature != 1.0:
+        scores = scores / config.temperature
+    vocab_size = scores.shape[-1]
+    if config.top_k is not None and config.top_k < vocab_size:
+        kth_largest = torch.topk(scores, config.top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth_largest, -math.inf)
+    if config.top_p is not None and config.top_p < 1.0:
+        sorted_scores, sorted_indices = torch.sort(scores, dim=-1, descending=False)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        sorted_remove = cumulative <= (1.0 - config.top_p)
+        sorted_remove[..., -1:] = False  # always keep the most probable token
+        remove = sorted_remove.scatter(-1, sorted_indices, sorted_remove)
+        scores = scores.masked_fill(remove, -math.inf)
+    return torch.softmax(scores, dim=-1)
+
+
+def sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Draw one token per row of ``probs`` ``[rows, vocab]`` (float; rows need not be normalized).
+
+    Returns ``[rows, 1]`` int64. Exponential race: ``argmax_v probs[v] / E[v]`` with
+    ``E[v] ~ Exp(1)`` i.i.d. picks ``v`` with probability ``probs[v] / sum(probs)`` (the same
+    drawing method as :func:`hierspec.verify`). ``E`` is clamped to the smallest normal float32 so
+    it is never 0 (``0 / 0`` would be NaN, which ``argmax`` ranks first); hence zero-probability
+    tokens are never drawn and a one-hot row always yields its index, so greedy decoding needs no
+    separate path. All randomness comes from ``generator`` (on ``probs.device``); nothing reads
+    the global RNG. (``torch.multinomial`` draws the same law but costs twice as much per call on
+    CPU, and this runs once per bottom-level forward pass.)
+    """
+    exponentials = torch.empty_like(probs, dtype=torch.float32).exponential_(generator=generator)
+    exponentials.clamp_min_(_SMALLEST_NORMAL_FLOAT32)
+    return (probs / exponentials).argmax(dim=-1, keepdim=True)
+
+
+_SMALLEST_NORMAL_FLOAT32 = torch.finfo(torch.float32).tiny

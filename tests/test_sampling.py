@@ -1,0 +1,137 @@
+"""hierspec.sampling: processed probabilities (temperature, top-k, top-p) and drawing from them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers.generation.logits_process import (
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from hierspec.sampling import SamplingConfig, processed_probs, sample
+from hierspec.testing import chi_square_test
+
+
+def _transformers_probs(logits: torch.Tensor, temperature: float, top_k, top_p) -> torch.Tensor:
+    """The law transformers' generate(do_sample=True) samples from (same warper order)."""
+    scores = logits.float()
+    scores = TemperatureLogitsWarper(temperature)(None, scores)
+    if top_k is not None:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    if top_p is not None:
+        scores = TopPLogitsWarper(top_p)(None, scores)
+    return torch.softmax(scores, dim=-1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 1.9])
+@pytest.mark.parametrize("top_k", [None, 1, 3, 17, 40])
+@pytest.mark.parametrize("top_p", [None, 0.05, 0.5, 0.9, 1.0])
+def test_processed_probs_match_transformers_warpers(temperature, top_k, top_p):
+    generator = torch.Generator().manual_seed(0)
+    logits = 3.0 * torch.randn((6, 40), generator=generator)
+    logits[0, :5] = logits[0, 5]  # ties at the top-k / top-p boundary
+    logits[1] = torch.round(logits[1])  # many ties
+    logits[2, 7] = -math.inf  # a masked token
+    config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    ours = processed_probs(logits, config)
+    expected = _transformers_probs(logits, temperature, top_k, top_p)
+    assert ours.dtype == torch.float32
+    assert ours.shape == logits.shape
+    torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-7)
+    assert torch.equal(ours > 0, expected > 0)  # identical supports
+    torch.testing.assert_close(ours.sum(-1), torch.ones(6))
+
+
+def test_greedy_is_one_hot_argmax_first_index():
+    logits = torch.tensor([[0.5, 2.0, 2.0, -1.0], [-math.inf, -3.0, -2.0, -math.inf]])
+    probs = processed_probs(logits, SamplingConfig(temperature=0.0, top_k=1, top_p=0.3))
+    assert torch.equal(probs, torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]))
+
+
+def test_low_temperature_tends_to_greedy():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn((5, 30), generator=generator)
+    cold = processed_probs(logits, SamplingConfig(temperature=1e-5))
+    greedy = processed_probs(logits, SamplingConfig(temperature=0.0))
+    torch.testing.assert_close(cold, greedy, atol=1e-6, rtol=0)
+
+
+def test_processed_probs_is_float32_for_bf16_logits():
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.randn((3, 16), generator=generator).bfloat16()
+    config = SamplingConfig(temperature=0.8, top_k=5)
+    probs = processed_probs(logits, config)
+    assert probs.dtype == torch.float32
+    torch.testing.assert_close(probs, processed_probs(logits.float(), config))
+
+
+def test_rows_are_independent():
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn((1, 4, 50), generator=generator)
+    config = SamplingConfig(temperature=0.6, top_k=10, top_p=0.8)
+    whole = processed_probs(logits, config)
+    for row in range(4):
+        assert torch.equal(whole[:, row], processed_probs(logits[:, row], config))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"temperature": -0.1}, ValueError, r"temperature.*-0\.1"),
+        ({"temperature": math.nan}, ValueError, r"temperature.*nan"),
+        ({"temperature": "1"}, TypeError, r"temperature.*'1'"),
+        ({"top_k": 0}, ValueError, r"top_k.*0"),
+        ({"top_k": -3}, ValueError, r"top_k.*-3"),
+        ({"top_k": 2.5}, TypeError, r"top_k.*2\.5"),
+        ({"top_k": True}, TypeError, r"top_k.*True"),
+        ({"top_p": 0.0}, ValueError, r"top_p.*0\.0"),
+        ({"top_p": 1.5}, ValueError, r"top_p.*1\.5"),
+        ({"top_p": -0.2}, ValueError, r"top_p.*-0\.2"),
+        ({"top_p": "0.5"}, TypeError, r"top_p.*'0\.5'"),
+    ],
+)
+def test_sampling_config_rejects_bad_values(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SamplingConfig(**kwargs)
+
+
+def test_sampling_config_is_frozen():
+    config = SamplingConfig(temperature=0.5)
+    with pytest.raises(AttributeError):
+        config.temperature = 1.0  # type: ignore[misc]
+    assert SamplingConfig(temperature=0).is_greedy and not config.is_greedy
+
+
+def test_sample_matches_its_distribution():
+    probs = torch.tensor([[0.05, 0.0, 0.15, 0.3, 0.5, 0.0]])
+    generator = torch.Generator().manual_seed(4)
+    counts = torch.zeros(6)
+    num_draws = 20_000
+    draws = sample(probs.expand(num_draws, 6).contiguous(), generator)
+    assert draws.shape == (num_draws, 1) and draws.dtype == torch.int64
+    counts.index_add_(0, draws[:, 0], torch.ones(num_draws))
+    assert counts[1] == 0 and counts[5] == 0  # probability-0 tokens never drawn
+    result = chi_square_test(counts, probs[0])
+    assert result.p_value > 1e-4, result
+
+
+def test_sample_one_hot_always_returns_its_index():
+    probs = torch.zeros((50_000, 64))
+    index = torch.arange(50_000) % 64
+    probs[torch.arange(50_000), index] = 1.0
+    generator = torch.Generator().manual_seed(5)
+    assert torch.equal(sample(probs, generator)[:, 0], index)
+
+
+def test_sample_reproducible_with_generator_and_leaves_global_rng_alone():
+    probs = torch.softmax(torch.randn((8, 100), generator=torch.Generator().manual_seed(6)), -1)
+    torch.manual_seed(123)
+    global_state = torch.get_rng_state()
+    first = sample(probs, torch.Generator().manual_seed(7))
+    second = sample(probs, torch.Generator().manual_seed(7))
+    assert torch.equal(first, second)
+    assert torch.equal(torch.get_rng_state(), global_state)
