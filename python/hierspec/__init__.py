@@ -23,6 +23,7 @@ from hierspec.engine import GenerateOutput, GenerateStats, HierarchicalDecoder, 
 from hierspec.levels import TransformersLevel
 from hierspec.protocol import DraftModel
 from hierspec.sampling import SamplingConfig
+from hierspec.profiler import profile
 
 __version__ = "0.1.0"
 
@@ -46,6 +47,7 @@ __all__ = [
     "expected_latency",
     "load_profile",
     "plan",
+    "profile",
     "simulate",
     "verify",
     "verify_logits",

@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from hierspec import distill, jobs
 from hierspec.planning import load_profile, plan
 
 
@@ -56,6 +57,21 @@ COMMANDS: dict[str, Command] = {
         help="plan the latency-optimal hierarchy for a profile",
         add_arguments=_add_plan_arguments,
         run=_run_plan,
+    ),
+    "profile": Command(
+        help="measure candidate models' pass costs and acceptance rates into a profile JSON",
+        add_arguments=jobs.add_profile_arguments,
+        run=jobs.run_profile,
+    ),
+    "generate": Command(
+        help="generate with the auto-planned hierarchy (default: the bundled model family)",
+        add_arguments=jobs.add_generate_arguments,
+        run=jobs.run_generate,
+    ),
+    "distill": Command(
+        help="prepare the bundled family: convert the target, count corpus n-grams, distil drafts",
+        add_arguments=distill.add_arguments,
+        run=distill.run,
     ),
 }
 

@@ -1,0 +1,261 @@
+"""The command line: ``hierspec plan`` on a written profile, ``hierspec profile`` and
+``hierspec generate`` end to end on tiny checkpoints (tiny random Llamas saved with a word-level
+tokenizer), prompt files, and errors. The bundled family is exercised by one slow test that
+skips when the family has not been prepared (``hierspec distill``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import hierspec
+from hierspec.cli import main
+from hierspec.jobs import read_prompts
+from hierspec.testing import tiny_llama_family
+
+VOCAB = ["<unk>", "<eos>"] + [f"w{index}" for index in range(62)]
+
+
+def write_tokenizer(directory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(VOCAB)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>",
+                            eos_token="<eos>").save_pretrained(directory)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Three tiny Llamas (cheapest first) saved as checkpoints, each with the tokenizer."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    paths = []
+    for index, model in enumerate(tiny_llama_family(3, vocab_size=len(VOCAB), seed=0, noise=0.2)):
+        path = root / f"m{index}"
+        model.save_pretrained(path)
+        write_tokenizer(path)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompts") / "prompts.txt"
+    path.write_text("w1 w2 w3 w4 w5\n\nw7 w8 w9 w1 w2 w3\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def written_profile(checkpoints, prompts_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("profile") / "profile.json"
+    code = main(["profile", *checkpoints, "--prompts", str(prompts_file), "--out", str(out),
+                 "--max-batch-size", "3", "--repeats", "1", "--calibration-tokens", "8",
+                 "--no-progress"])
+    assert code == 0
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# plan
+
+
+def test_plan_on_a_written_profile(tmp_path, capsys):
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({
+        "models": [{"name": "tiny", "costs_ms": 1.0}, {"name": "big", "costs_ms": 10.0}],
+        "acceptance": [[1, 0.8], [0, 1]],
+    }))
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(path), "--max-batch-size", "8", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "best plan: tiny -> big" in printed
+    expected = hierspec.plan([1.0, 10.0], [[1, 0.8], [0, 1]], max_batch_size=8)
+    assert json.loads(out.read_text())["plan"]["batch_sizes"] == list(expected.batch_sizes)
+
+
+def test_plan_errors(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"models": [{"name": "a", "costs_ms": 1.0}]}))
+    assert main(["plan", str(path)]) == 2
+    assert "profile has no 'acceptance' key" in capsys.readouterr().err
+    assert main(["plan", str(tmp_path / "missing.json")]) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# profile
+
+
+def test_profile_writes_what_plan_reads(written_profile, checkpoints, capsys):
+    loaded = hierspec.load_profile(written_profile)
+    assert loaded.model_names == ("m0", "m1", "m2")
+    assert all(len(row) == 6 for row in loaded.costs_ms)  # 2 * max batch size
+    assert loaded.extra["sampling"]["temperature"] == 1.0
+    assert loaded.extra["acceptance_details"]["prompts"] == 2
+    assert [detail["source"] for detail in loaded.extra["model_details"]] == checkpoints
+    assert main(["plan", str(written_profile), "--max-batch-size", "3"]) == 0
+    assert "best plan:" in capsys.readouterr().out
+
+
+def test_profile_errors(checkpoints, tmp_path, capsys):
+    out = str(tmp_path / "p.json")
+    assert main(["profile", str(tmp_path / "nowhere"), "--out", out, "--no-progress"]) == 2
+    assert "is neither a family model" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    assert main(["profile", *checkpoints, "--prompts", str(empty), "--out", out]) == 2
+    assert "must hold at least one non-empty prompt" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --out is required
+        main(["profile", *checkpoints])
+
+
+def test_read_prompts_formats(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(["one", "two"]))
+    (tmp_path / "b.jsonl").write_text('"one"\n\n{"prompt": "two"}\n')
+    (tmp_path / "c.txt").write_text("one\n  \ntwo\n")
+    for name in ("a.json", "b.jsonl", "c.txt"):
+        assert read_prompts(tmp_path / name) == ["one", "two"]
+    (tmp_path / "d.json").write_text(json.dumps({"prompt": "x"}))
+    with pytest.raises(ValueError, match="must hold a list of strings"):
+        read_prompts(tmp_path / "d.json")
+    (tmp_path / "e.jsonl").write_text('{"text": "x"}\n')
+    with pytest.raises(ValueError, match=r"e.jsonl:1: expected a string"):
+        read_prompts(tmp_path / "e.jsonl")
+
+
+# --------------------------------------------------------------------------------------------
+# generate
+
+
+def test_generate_with_a_profile_is_greedy_identical(checkpoints, written_profile, tmp_path, capsys):
+    report_path = tmp_path / "report.json"
+    code = main(["generate", "--models", *checkpoints, "--profile", str(written_profile),
+                 "--prompt", "w1 w2 w3", "--max-new-tokens", "12", "--max-batch-size", "3",
+                 "--ignore-eos", "--no-progress", "--json", str(report_path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "best plan:" in printed and "speedup over the target alone" in printed
+    assert "greedy output identical to the target alone: yes" in printed
+    report = json.loads(report_path.read_text())
+    assert report["new_tokens"] == 12 and report["identical_to_target"] is True
+    assert report["profile_path"] == str(written_profile)
+    assert report["sampling"]["temperature"] == 0.0  # greedy by default
+    assert report["tokens_per_second"] > 0 and report["speedup_vs_target"] > 0
+    assert report["text"].split() and all(word in VOCAB for word in report["text"].split())
+    expected = hierspec.load_profile(written_profile)
+    planned = hierspec.plan(expected.costs_ms, expected.acceptance, max_batch_size=3)
+    assert report["plan"]["chain"] == list(planned.chain)
+    levels = report["levels"]
+    assert [level["model"] for level in levels] == [f"m{index}" for index in planned.chain]
+    assert levels[-1]["acceptance"] is None and all(level["passes_per_token"] > 0 for level in levels)
+    evaluation = hierspec.evaluate(expected.costs_ms, expected.acceptance, planned.chain,
+                                   planned.batch_sizes)
+    assert [level["predicted_passes_per_token"] for level in levels] == pytest.approx(
+        list(evaluation.passes_per_token))
+
+
+def test_generate_profiles_once_and_caches(checkpoints, tmp_path, capsys):
+    arguments = ["generate", "--models", *checkpoints, "--prompt", "w4 w5", "--max-new-tokens",
+                 "6", "--max-batch-size", "2", "--profile-prompts", "1", "--cache",
+                 str(tmp_path), "--no-progress", "--no-baseline", "--temperature", "1.0",
+                 "--seed", "3"]
+    assert main(arguments) == 0
+    first = capsys.readouterr().out
+    assert "(measured now;" in first and "target alone:" not in first
+    cached = list((tmp_path / "profiles").glob("profile-*.json"))
+    assert len(cached) == 1
+    assert hierspec.load_profile(cached[0]).extra["sampling"]["temperature"] == 1.0
+    assert main(arguments) == 0
+    second = capsys.readouterr().out
+    assert "(cached;" in second and str(cached[0]) in second
+    assert first.split("\n\n")[0] == second.split("\n\n")[0]  # same seed, same text
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--max-new-tokens", "0"], "--max-new-tokens must be >= 1, got 0"),
+        (["--threads", "0"], "--threads must be >= 1, got 0"),
+        (["--temperature", "-1"], "temperature must be a finite float >= 0"),
+        (["--top-k", "0"], "top_k must be >= 1 or None"),
+    ],
+)
+def test_generate_argument_errors(checkpoints, written_profile, extra, message, capsys):
+    code = main(["generate", "--models", *checkpoints, "--profile", str(written_profile),
+                 "--prompt", "w1", "--no-progress", *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_generate_profile_must_match_the_models(checkpoints, tmp_path, capsys):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({
+        "models": [{"name": "m0", "costs_ms": 1.0}, {"name": "elsewhere", "costs_ms": 5.0}],
+        "acceptance": [[1, 0.5], [0, 1]],
+    }))
+    arguments = ["generate", "--models", *checkpoints, "--prompt", "w1", "--no-progress"]
+    assert main([*arguments, "--profile", str(path)]) == 2
+    assert "has models ['elsewhere'] that are not among the candidates" in capsys.readouterr().err
+    path.write_text(json.dumps({
+        "models": [{"name": "m0", "costs_ms": 1.0}, {"name": "m1", "costs_ms": 5.0}],
+        "acceptance": [[1, 0.5], [0, 1]],
+    }))
+    assert main([*arguments, "--profile", str(path)]) == 2
+    assert "ends with 'm1', but the target is 'm2'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --prompt is required
+        main(["generate", "--models", *checkpoints])
+
+
+def test_generate_on_a_profile_subset(checkpoints, tmp_path, capsys):
+    """A profile of two of the three candidates plans over those two only."""
+    path = tmp_path / "pair.json"
+    path.write_text(json.dumps({
+        "models": [{"name": "m1", "costs_ms": [0.1, 0.1, 0.1]},
+                   {"name": "m2", "costs_ms": [10.0, 10.0, 10.0]}],
+        "acceptance": [[1, 0.9], [0, 1]],
+    }))
+    report_path = tmp_path / "report.json"
+    assert main(["generate", "--models", *checkpoints, "--profile", str(path), "--prompt",
+                 "w1 w2", "--max-new-tokens", "5", "--max-batch-size", "2", "--ignore-eos",
+                 "--no-progress", "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["plan"]["model_names"] == ["m1", "m2"]
+    assert report["plan"]["chain"] == [0, 1] and report["identical_to_target"] is True
+    assert report["levels"][0]["profile_acceptance"] == 0.9
+    assert 0.0 <= report["levels"][0]["acceptance"] <= 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# the bundled family
+
+
+@pytest.mark.slow
+def test_generate_with_the_bundled_family(tmp_path, capsys):
+    """Loads the prepared family and decodes with a given 3-level plan (greedy, identical to
+    the target alone). Skips when the family has not been prepared on this machine."""
+    from hierspec.family import load_family
+
+    try:
+        family = load_family(prepare=False, progress=False)  # everything generate would build
+    except (FileNotFoundError, ValueError) as error:
+        pytest.skip(f"bundled family not prepared: {error}")
+    draft = family.names[1]  # the cheapest distilled draft
+    del family
+    path = tmp_path / "family.json"
+    path.write_text(json.dumps({
+        "models": [{"name": "ngram", "costs_ms": [1.0] * 8},
+                   {"name": draft, "costs_ms": [10.0] * 8},
+                   {"name": "target", "costs_ms": [60.0] * 8}],
+        "acceptance": [[1, 0.6, 0.5], [0, 1, 0.8], [0, 0, 1]],
+    }))
+    report_path = tmp_path / "report.json"
+    torch.set_num_threads(1)
+    assert main(["generate", "--models", "ngram", draft, "target", "--profile", str(path),
+                 "--prompt", "Write a Python function that adds two numbers.",
+                 "--max-new-tokens", "24", "--max-batch-size", "4", "--no-progress",
+                 "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert len(report["plan"]["chain"]) == 3
+    assert report["identical_to_target"] is True and report["text"]

@@ -1,0 +1,136 @@
+"""Distillation on tiny random Llamas: teacher data, draft initialisation, the loss, and
+reproducibility (same seed, same weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hierspec import distill
+from hierspec.testing import tiny_llama
+
+VOCAB = 48
+
+
+@pytest.fixture(scope="module")
+def target():
+    return tiny_llama(vocab_size=VOCAB, hidden_size=32, num_layers=4, seed=1)
+
+
+def _prompts(count: int, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, VOCAB, (3 + (5 * i) % 9,), generator=generator) for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def data(target):
+    prompts = _prompts(6)
+    return distill.generate_teacher_data(
+        target, prompts, max_new_tokens=10, sample=[i % 2 == 0 for i in range(6)],
+        generator=torch.Generator().manual_seed(0), top_k=8, eos_token_id=None, batch_size=4,
+        keep_hidden=True)
+
+
+def test_teacher_greedy_responses_equal_target_generate(target, data):
+    """Batched, left-padded generation gives the target's own greedy responses, and the stored
+    top-k log-probabilities are the target's at every position of prompt + response."""
+    prompts = _prompts(6)
+    for index in (1, 3, 5):  # the greedy ones
+        prompt = prompts[index][None]
+        expected = target.generate(prompt, attention_mask=torch.ones_like(prompt),
+                                   max_new_tokens=10, do_sample=False)[0]
+        assert torch.equal(data.sequences[index], expected)
+        assert data.response_starts[index] == prompt.shape[1]
+    for index in range(6):
+        sequence = data.sequences[index]
+        with torch.no_grad():
+            logprobs = torch.log_softmax(target(sequence[:-1][None]).logits[0], dim=-1)
+        values, ids = logprobs.topk(8, dim=-1)
+        torch.testing.assert_close(data.topk_logprobs[index], values, atol=1e-4, rtol=0)
+        # Ids may only differ where two log-probabilities tie to within the tolerance.
+        assert (data.topk_ids[index][:, 0] == ids[:, 0]).float().mean() == 1.0
+        assert data.hidden[index].shape == (sequence.numel() - 1, 32)
+
+
+def test_init_draft_copies_the_selected_layers(target):
+    full = distill.init_draft(target, distill.DraftSpec("all", (0, 1, 2, 3)))
+    ids = torch.randint(0, VOCAB, (1, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(full(ids).logits, target(ids).logits)
+    partial = distill.init_draft(target, distill.DraftSpec("part", (0, 2)))
+    assert partial.config.num_hidden_layers == 2
+    for new_index, old_index in enumerate((0, 2)):
+        for (name, value), (_, original) in zip(partial.model.layers[new_index].state_dict().items(),
+                                                target.model.layers[old_index].state_dict().items()):
+            assert torch.equal(value, original), name
+    assert torch.equal(partial.lm_head.weight, target.lm_head.weight)
+
+
+@pytest.mark.parametrize("frozen", [0, 2, 3])
+def test_training_forward_equals_model_forward(target, frozen):
+    draft = distill.init_draft(target, distill.DraftSpec("d", (0, 1, 3)))
+    ids = torch.randint(0, VOCAB, (1, 11), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = draft.model(ids).last_hidden_state
+        hidden = distill._decoder_forward(draft, ids, frozen)
+    torch.testing.assert_close(hidden, expected, atol=1e-6, rtol=0)
+
+
+def test_topk_kl_is_the_exact_kl_of_the_coarsened_distributions():
+    generator = torch.Generator().manual_seed(4)
+    target_logits = torch.randn(5, 12, generator=generator) * 2
+    draft_logits = torch.randn(5, 12, generator=generator) * 2
+    target_logprobs = torch.log_softmax(target_logits, -1)
+    # k = vocab: the tail is empty and the loss is the full KL.
+    values, ids = target_logprobs.topk(12, dim=-1)
+    full_kl = (target_logprobs.exp() * (target_logprobs - torch.log_softmax(draft_logits, -1))).sum(-1)
+    torch.testing.assert_close(distill._topk_kl(draft_logits, ids, values), full_kl.mean())
+    # k = 3: KL of the 4-outcome coarsening (top 3 + tail), by hand.
+    values, ids = target_logprobs.topk(3, dim=-1)
+    draft_probs = torch.softmax(draft_logits, -1)
+    target_coarse = torch.cat([values.exp(), 1 - values.exp().sum(-1, keepdim=True)], -1)
+    draft_top = draft_probs.gather(-1, ids)
+    draft_coarse = torch.cat([draft_top, 1 - draft_top.sum(-1, keepdim=True)], -1)
+    expected = (target_coarse * (target_coarse.log() - draft_coarse.log())).sum(-1).mean()
+    torch.testing.assert_close(distill._topk_kl(draft_logits, ids, values), expected)
+    assert float(distill._topk_kl(target_logits, ids, values)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distillation_is_reproducible_and_learns(target, data):
+    spec = distill.DraftSpec("d2", (0, 3), trainable_layers=1)
+    config = distill.DistillConfig(steps=12, learning_rate=3e-3, warmup_steps=2, seed=5,
+                                   loss_on="all")
+    first, result = distill.distill(target, spec, data, config, evaluation=data)
+    second, _ = distill.distill(target, spec, data, config)
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+    other, _ = distill.distill(target, spec,
+                               data, distill.DistillConfig(**{**config.__dict__, "seed": 6}))
+    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(),
+                                                      other.state_dict().values()))
+    # The frozen layer and the embeddings did not move; the trained layer did.
+    untrained = distill.init_draft(target, spec)
+    assert torch.equal(first.model.layers[0].mlp.up_proj.weight, untrained.model.layers[0].mlp.up_proj.weight)
+    assert torch.equal(first.model.embed_tokens.weight, untrained.model.embed_tokens.weight)
+    assert not torch.equal(first.model.layers[1].mlp.up_proj.weight,
+                           untrained.model.layers[1].mlp.up_proj.weight)
+    assert result.final.overlap > result.initial.overlap
+    assert 0.0 <= result.final.greedy_agreement <= 1.0
+    assert not first.training and not any(p.requires_grad for p in first.parameters())
+
+
+def test_bad_input(target):
+    with pytest.raises(ValueError, match="layers must be strictly increasing, got \\(2, 1\\)"):
+        distill.DraftSpec("x", (2, 1))
+    with pytest.raises(ValueError, match="trainable_layers must be None or an int in \\[0, 2\\], got 3"):
+        distill.DraftSpec("x", (0, 1), trainable_layers=3)
+    with pytest.raises(ValueError, match="spec.layers must index the target's 4 layers"):
+        distill.init_draft(target, distill.DraftSpec("x", (0, 4)))
+    with pytest.raises(ValueError, match="steps must be an int >= 1, got 0"):
+        distill.DistillConfig(steps=0)
+    with pytest.raises(ValueError, match="loss_on must be 'response' or 'all', got 'some'"):
+        distill.DistillConfig(loss_on="some")
+    with pytest.raises(ValueError, match="sample_fraction must be in \\[0, 1\\], got 2"):
+        distill.TeacherDataConfig(sample_fraction=2)
+    with pytest.raises(ValueError, match="sample must have one entry per prompt \\(2\\), got 1"):
+        distill.generate_teacher_data(target, _prompts(2), 4, [True], torch.Generator(), 4, None)

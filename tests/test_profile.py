@@ -1,0 +1,295 @@
+"""The profiler (hierspec.profile): exact costs and acceptance on synthetic models, the JSON
+round trip through load_profile, greedy agreement on tiny transformers, and bad input.
+
+Synthetic levels (hierspec.testing) advance a virtual clock by a known cost per pass and have
+exactly known acceptance rates at every context, so the profiler's output is checked exactly
+when it is given that clock as its timer. Real timings are only checked for shape and sign.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+import hierspec
+from hierspec.profiler import (
+    ProfilerConfig,
+    _acceptance_by_position,
+    cached_profile,
+    columns_needed,
+    profile,
+    write_profile,
+)
+from hierspec.testing import AffineCost, synthetic_hierarchy, tiny_llama_family
+
+PROMPTS = [torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7]]), torch.tensor([3, 1, 4, 1, 5, 0, 2, 6])]
+
+
+def synthetic(rhos=(0.6, 0.8, 0.9), seed=0):
+    costs = [AffineCost(1e-3, 1e-4), AffineCost(2e-3, 1e-4), AffineCost(5e-3, 3e-4),
+             AffineCost(2e-2, 1e-3)][-len(rhos) - 1 :]
+    return synthetic_hierarchy(list(rhos), costs, seed=seed, record_history=False)
+
+
+def virtual_profile(hierarchy, **arguments):
+    """Profile of a synthetic hierarchy timed with its virtual clock (exact costs)."""
+    defaults = dict(max_batch_size=4, repeats=3, progress=False, calibration_tokens=48,
+                    timer=lambda: hierarchy.clock.elapsed)
+    return profile(list(hierarchy.models), PROMPTS, **{**defaults, **arguments})
+
+
+# --------------------------------------------------------------------------------------------
+# exact
+
+
+def test_synthetic_acceptance_equals_known_rates():
+    hierarchy = synthetic()
+    result = virtual_profile(hierarchy)
+    num_models = len(hierarchy.models)
+    for i in range(num_models):
+        for j in range(i + 1, num_models):
+            assert result.acceptance[i][j] == pytest.approx(hierarchy.acceptance[i][j], abs=1e-6)
+            # Acceptance is i.i.d. at every context: every position of a block has the same rate.
+            by_position = result.extra["acceptance_details"]["by_position"][i][j]
+            assert len(by_position) == 4
+            assert by_position == pytest.approx([hierarchy.acceptance[i][j]] * 4, abs=1e-6)
+    details = result.extra["acceptance_details"]
+    assert details["prompts"] == 2 and details["positions"] == 2 * 48
+    assert result.extra["sampling"] == {"temperature": 1.0, "top_k": None, "top_p": None}
+
+
+def test_costs_with_virtual_clock_equal_cost_functions_and_table_width():
+    hierarchy = synthetic()
+    result = virtual_profile(hierarchy, max_batch_size=5)
+    width = columns_needed(4, 5)
+    assert width == 10  # 2 T for three or more models (docs/theory.md §6)
+    expected = [[1e3 * cost(n) for n in range(1, width + 1)] for cost in hierarchy.cost_fns]
+    assert len(result.costs_ms) == 4 and all(len(row) == width for row in result.costs_ms)
+    for row, expected_row in zip(result.costs_ms, expected):
+        assert row == pytest.approx(expected_row, rel=1e-9)
+    for detail in result.extra["model_details"]:
+        assert detail["measured_n"] == list(range(1, width + 1))
+        assert detail["interpolated_n"] == []
+        assert detail["repeats"] == [3] * width
+        assert detail["kind"] == "DraftModel MarkovLevel"
+    assert result.extra["metadata"]["cost_table_columns"] == width
+    assert result.extra["metadata"]["interpolated"] is False
+    # The planner gets exactly the known costs and rates: the same plan as from the truth.
+    truth = hierspec.plan(expected, hierarchy.acceptance, max_batch_size=5)
+    measured = hierspec.plan(result.costs_ms, result.acceptance, max_batch_size=5)
+    assert (measured.chain, measured.batch_sizes) == (truth.chain, truth.batch_sizes)
+    assert measured.latency == pytest.approx(truth.latency, rel=1e-5)
+    assert not measured.limited_by_cost_table
+
+
+@pytest.mark.parametrize("num_models,max_batch_size,width", [(1, 8, 1), (2, 1, 2), (2, 6, 7),
+                                                               (3, 1, 2), (3, 16, 32)])
+def test_table_width_is_what_the_planner_needs(num_models, max_batch_size, width):
+    assert columns_needed(num_models, max_batch_size) == width
+    hierarchy = synthetic(rhos=(0.7, 0.8, 0.9)[: num_models - 1])
+    if num_models == 1:
+        hierarchy = synthetic_hierarchy([], [AffineCost(1e-3)], record_history=False)
+    result = virtual_profile(hierarchy, max_batch_size=max_batch_size, repeats=1)
+    assert all(len(row) == width for row in result.costs_ms)
+
+
+def test_cost_points_interpolate_between_measured_points_only():
+    hierarchy = synthetic(rhos=(0.7,))
+    result = virtual_profile(hierarchy, max_batch_size=7, cost_points=[3, 5])  # width 8
+    for detail in result.extra["model_details"]:
+        assert detail["measured_n"] == [1, 3, 5, 8]  # 1 and the width are always measured
+        assert detail["interpolated_n"] == [2, 4, 6, 7]
+    assert result.extra["metadata"]["interpolated"] is True
+    # Affine costs: linear interpolation is exact.
+    for row, cost in zip(result.costs_ms, hierarchy.cost_fns):
+        assert row == pytest.approx([1e3 * cost(n) for n in range(1, 9)], rel=1e-9)
+
+
+def test_cost_points_interpolation_is_linear_for_curved_costs():
+    def curved(num_tokens):
+        return 1e-3 * num_tokens**2
+
+    hierarchy = synthetic_hierarchy([0.5], [curved, curved], record_history=False)
+    result = virtual_profile(hierarchy, max_batch_size=3, cost_points=[1])  # width 4: n = 1, 4
+    assert result.costs_ms[0] == pytest.approx([1.0, 6.0, 11.0, 16.0])
+
+
+def test_repeats_for_long_passes():
+    hierarchy = synthetic(rhos=(0.7,))
+    result = virtual_profile(hierarchy, max_batch_size=12, repeats=5)  # width 13
+    assert ProfilerConfig(repeats=5).large_pass_repeats == 3
+    assert result.extra["model_details"][0]["repeats"] == [5] * 8 + [3] * 5
+    result = virtual_profile(hierarchy, max_batch_size=12, repeats=2, large_pass_repeats=1)
+    assert result.extra["model_details"][0]["repeats"] == [2] * 8 + [1] * 5
+
+
+def test_acceptance_by_position_of_hand_made_overlaps():
+    overlaps = [torch.tensor([1.0, 1.0, 0.0, 1.0], dtype=torch.float64)]
+    # k=0: 3/4; k=1: windows (1,1),(1,0),(0,1) -> 1 of 2 reached; k=2: 0 of 1; k=3: not reached.
+    assert _acceptance_by_position(overlaps, 5) == [0.75, 0.5, 0.0, None, None]
+    halves = [torch.full((6,), 0.5, dtype=torch.float64), torch.full((3,), 0.5, dtype=torch.float64)]
+    assert _acceptance_by_position(halves, 4) == pytest.approx([0.5, 0.5, 0.5, 0.5])
+
+
+# --------------------------------------------------------------------------------------------
+# tiny transformers: greedy agreement, real timings, JSON round trip
+
+
+@pytest.fixture(scope="module")
+def llamas():
+    return tiny_llama_family(3, vocab_size=48, seed=2, noise=0.3)
+
+
+def test_greedy_acceptance_is_argmax_agreement(llamas):
+    result = profile(llamas, PROMPTS, max_batch_size=3, repeats=1, progress=False,
+                     temperature=0.0, calibration_tokens=24, seed=5)
+    # Independent computation: the target's greedy continuation by plain forward passes, then
+    # each model's argmax at those positions.
+    agreements = {(i, j): [] for i in range(3) for j in range(i + 1, 3)}
+    for prompt in PROMPTS:
+        sequence = prompt.reshape(1, -1)
+        with torch.no_grad():
+            for _ in range(24):
+                next_token = llamas[-1](sequence).logits[:, -1].argmax(-1, keepdim=True)
+                sequence = torch.cat([sequence, next_token], dim=1)
+            argmaxes = [model(sequence[:, :-1]).logits[0, prompt.numel() - 1 :].argmax(-1)
+                        for model in llamas]
+        for i, j in agreements:
+            agreements[(i, j)].append((argmaxes[i] == argmaxes[j]).double())
+        assert torch.equal(argmaxes[-1], sequence[0, prompt.numel() :])
+    for (i, j), values in agreements.items():
+        assert result.acceptance[i][j] == pytest.approx(float(torch.cat(values).mean()), abs=1e-12)
+    assert result.extra["sampling"]["temperature"] == 0.0
+
+
+def test_real_timings_are_positive_and_shaped(llamas):
+    previous = torch.get_num_threads()
+    result = profile(llamas, PROMPTS, max_batch_size=2, repeats=2, progress=False,
+                     names=["small", "medium", "big"], calibration_tokens=8, threads=1)
+    assert torch.get_num_threads() == previous  # restored
+    assert result.model_names == ("small", "medium", "big")
+    assert len(result.costs_ms) == 3 and all(len(row) == 4 for row in result.costs_ms)
+    assert all(value > 0 and math.isfinite(value) for row in result.costs_ms for value in row)
+    for detail in result.extra["model_details"]:
+        assert detail["kind"] == "transformers LlamaForCausalLM"
+        assert detail["dtype"] == "float32" and detail["parameters"] > 0
+        for key in ("forward_ms", "processing_ms", "truncate_ms"):
+            assert len(detail[key]) == 4 and all(value >= 0 for value in detail[key])
+    metadata = result.extra["metadata"]
+    assert metadata["threads"] == 1 and metadata["machine"]["versions"]["torch"] == torch.__version__
+    assert all(0.0 <= result.acceptance[i][j] <= 1.0 for i in range(3) for j in range(i + 1, 3))
+
+
+def test_json_round_trip_through_load_profile(llamas, tmp_path):
+    result = profile(llamas, PROMPTS, max_batch_size=2, repeats=1, progress=False,
+                     calibration_tokens=8, cost_points=[2])
+    path = tmp_path / "profile.json"
+    write_profile(result, path)
+    loaded = hierspec.load_profile(path)
+    assert loaded == result  # names, costs and acceptance
+    assert loaded.extra == json.loads(json.dumps(result.extra))
+    assert json.loads(path.read_text())["models"][0]["name"] == "M0"
+    plan = hierspec.plan(loaded.costs_ms, loaded.acceptance, max_batch_size=2,
+                         model_names=loaded.model_names)
+    assert plan.chain[-1] == 2 and not plan.limited_by_cost_table
+
+
+def test_cached_profile_is_reused_and_keyed_by_conditions(tmp_path):
+    hierarchy = synthetic(rhos=(0.7,))
+
+    class Tokenizer:  # prompts are strings: a stand-in tokenizer without a chat template
+        chat_template = None
+
+        def __call__(self, text):
+            return {"input_ids": [ord(character) % 12 for character in text[:40]]}
+
+    config = ProfilerConfig(max_batch_size=2, repeats=1, calibration_tokens=4)
+    first, path, measured = cached_profile(hierarchy.models, ["a", "b"], Tokenizer(), tmp_path,
+                                           config, num_prompts=2, progress=False)
+    assert measured and path.is_file() and path.parent == tmp_path / "profiles"
+    second, same_path, measured = cached_profile(hierarchy.models, ["a", "b"], Tokenizer(),
+                                                 tmp_path, config, num_prompts=2, progress=False)
+    assert not measured and same_path == path and second == first
+    greedy = ProfilerConfig(max_batch_size=2, repeats=1, calibration_tokens=4,
+                            sampling=hierspec.SamplingConfig(temperature=0.0))
+    _, other_path, measured = cached_profile(hierarchy.models, ["a", "b"], Tokenizer(), tmp_path,
+                                             greedy, num_prompts=2, progress=False)
+    assert measured and other_path != path
+
+
+def test_cache_key_ignores_the_state_of_a_level(tmp_path):
+    """A level's state (its length) must not change the key of its cached profile."""
+    from hierspec.ngram import NGramDrafter
+    from hierspec.profiler import profile_cache_path
+
+    models = [NGramDrafter(12), synthetic(rhos=(0.7,)).models[1]]
+    config = ProfilerConfig(max_batch_size=2)
+    before = profile_cache_path(tmp_path, models, ["ngram", "target"], config, 4)
+    models[0].append(torch.tensor([[1, 2, 3]]))
+    assert profile_cache_path(tmp_path, models, ["ngram", "target"], config, 4) == before
+    assert profile_cache_path(tmp_path, models, ["ngram", "target"], config, 5) != before
+    greedy = ProfilerConfig(max_batch_size=2, sampling=hierspec.SamplingConfig(temperature=0.0))
+    assert profile_cache_path(tmp_path, models, ["ngram", "target"], greedy, 4) != before
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_bad_models():
+    hierarchy = synthetic(rhos=(0.7,))
+    with pytest.raises(ValueError, match="at least one model"):
+        profile([], PROMPTS, progress=False)
+    with pytest.raises(ValueError, match=r"models\[1\] is the same object as models\[0\]"):
+        profile([hierarchy.models[0], hierarchy.models[0]], PROMPTS, progress=False)
+    with pytest.raises(TypeError, match=r"models\[0\] must be a transformers causal LM"):
+        profile(["gpt2", hierarchy.models[1]], PROMPTS, progress=False)
+    other = synthetic_hierarchy([], [AffineCost(1e-3)], block_size=4, target_block_size=5)
+    with pytest.raises(ValueError, match=r"models\[0\] has vocab_size 12 but the target .* has 5"):
+        profile([hierarchy.models[0], other.models[0]], PROMPTS, progress=False)
+
+
+def test_bad_names_and_prompts():
+    models = list(synthetic(rhos=(0.7,)).models)
+    with pytest.raises(ValueError, match=r"names has 1 entries \['x'\], models has 2"):
+        profile(models, PROMPTS, names=["x"], progress=False)
+    with pytest.raises(ValueError, match="names must be unique"):
+        profile(models, PROMPTS, names=["x", "x"], progress=False)
+    with pytest.raises(ValueError, match="prompts must hold at least one prompt"):
+        profile(models, [], progress=False)
+    with pytest.raises(TypeError, match="prompts must be a sequence of prompts"):
+        profile(models, torch.tensor([[1, 2]]), progress=False)
+    with pytest.raises(ValueError, match=r"prompts\[0\] is a string; pass tokenizer="):
+        profile(models, ["hello"], progress=False)
+    with pytest.raises(ValueError, match=r"prompts\[1\] contains token id 12, outside \[0, vocab_size=12\)"):
+        profile(models, [torch.tensor([[1]]), torch.tensor([[3, 12]])], progress=False)
+    with pytest.raises(ValueError, match=r"prompts\[0\] must have shape \[1, P\] or \[P\], got \(2, 2\)"):
+        profile(models, [torch.ones((2, 2), dtype=torch.int64)], progress=False)
+    with pytest.raises(TypeError, match=r"prompts\[0\] must hold int64 token ids"):
+        profile(models, [torch.tensor([[1.0]])], progress=False)
+    with pytest.raises(ValueError, match=r"prompts\[0\] is empty"):
+        profile(models, [torch.zeros((1, 0), dtype=torch.int64)], progress=False)
+
+
+@pytest.mark.parametrize(
+    "arguments,error,message",
+    [
+        (dict(max_batch_size=0), ValueError, "max_batch_size must be >= 1, got 0"),
+        (dict(repeats=0), ValueError, "repeats must be >= 1, got 0"),
+        (dict(repeats=2, large_pass_repeats=3), ValueError, r"large_pass_repeats must be <= repeats \(2\), got 3"),
+        (dict(calibration_tokens=0), ValueError, "calibration_tokens must be >= 1, got 0"),
+        (dict(context_tokens=-1), ValueError, "context_tokens must be >= 1, got -1"),
+        (dict(cost_points=[0, 2]), ValueError, "cost_points entry must be >= 1, got 0"),
+        (dict(threads=0), ValueError, "threads must be >= 1, got 0"),
+        (dict(repeats=2.5), TypeError, "repeats must be an int >= 1, got 2.5"),
+        (dict(temperature=-1.0), ValueError, "temperature must be a finite float >= 0"),
+        (dict(seed=-3), ValueError, "seed must be >= 0, got -3"),
+    ],
+)
+def test_bad_configuration(arguments, error, message):
+    models = list(synthetic(rhos=(0.7,)).models)
+    with pytest.raises(error, match=message):
+        profile(models, PROMPTS, progress=False, **arguments)
