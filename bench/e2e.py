@@ -59,6 +59,7 @@ import torch
 
 import hierspec
 from hierspec import HierarchicalDecoder, SamplingConfig
+from hierspec.planning import json_safe
 from hierspec.profiler import ProfilerConfig, cached_profile, machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -715,7 +716,7 @@ def main(argv=None) -> int:
         "modes": modes,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_finite(report), indent=1) + "\n", encoding="utf-8")
+    args.out.write_text(json.dumps(json_safe(report), indent=1) + "\n", encoding="utf-8")
     plot(modes, args.plot)
     log(f"wrote {args.out} and {args.plot}")
     if greedy and not summary["greedy_outputs_identical_to_target"]:
@@ -766,16 +767,6 @@ def estimate_duration(family, args, prompts) -> float | None:
                     target_s * args.hf_tune_tokens + 2 * prefill_s)
         total += per_prompt * len(prompts)
     return total
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ import torch
 
 import hierspec
 from hierspec import HierarchicalDecoder
+from hierspec.profiler import machine_info
 from hierspec.testing import AffineCost, synthetic_hierarchy
 
 
@@ -184,24 +184,6 @@ def run_scenario(scenario: Scenario, new_tokens: int, repeats: int) -> dict:
     }
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -211,10 +193,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
-    conditions_before = machine()
+    conditions_before = machine_info()
     results = [run_scenario(scenario, args.tokens, args.repeats) for scenario in SCENARIOS]
-    import transformers
-
     report = {
         "benchmark": "engine_synthetic",
         "command": " ".join(
@@ -224,12 +204,6 @@ def main() -> None:
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "machine": conditions_before,
         "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "hierspec": hierspec.__version__,
-        },
         "results": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

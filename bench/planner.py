@@ -27,7 +27,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -36,6 +35,7 @@ import numpy as np  # noqa: E402
 
 import hierspec  # noqa: E402
 from hierspec import _core  # noqa: E402
+from hierspec.profiler import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "planner.json"
 NUM_CANDIDATES = (2, 4, 8, 16, 32)
@@ -179,27 +179,6 @@ def check_small_cases() -> int:
     return count
 
 
-def machine_info() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "hierspec": hierspec.__version__,
-        "threads": 1,
-        "load_average_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -207,7 +186,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    info = machine_info()
+    info = {**machine_info(), "threads": 1}
     checked = check_small_cases()
     print(f"same optimum as the Python DP (and brute force where small) on {checked} instances")
 

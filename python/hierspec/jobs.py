@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from .engine import GenerateOutput, HierarchicalDecoder
-from .planning import Profile, evaluate, load_profile, plan
+from .planning import Profile, evaluate, json_safe, load_profile, plan
 from .profiler import ProfilerConfig, cached_profile, machine_info, profile, write_profile
 from .sampling import SamplingConfig
 
@@ -468,7 +468,7 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"greedy output identical to the target alone: {'yes' if identical else 'NO'}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(_finite(dataclasses.asdict(report)), handle, indent=2)
+            json.dump(json_safe(dataclasses.asdict(report)), handle, indent=2)
             handle.write("\n")
         print(f"wrote {args.json}")
     if identical is False:
@@ -479,13 +479,3 @@ def run_generate(args: argparse.Namespace) -> int:
               "rounding of batched passes, otherwise please report it", file=sys.stderr)
     return 0
 
-
-def _finite(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by ``None`` (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value

@@ -56,6 +56,18 @@ __all__ = [
 ]
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) replaced by ``None``, recursively
+    through dicts, lists and tuples: strict JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """Exact expectations of a chain, per committed token (tuples are per level, 0 = bottom)."""
@@ -131,17 +143,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (NaN speedups become ``None``)."""
-
-        def clean(value: Any) -> Any:
-            if isinstance(value, float) and not math.isfinite(value):
-                return None
-            if isinstance(value, dict):
-                return {key: clean(item) for key, item in value.items()}
-            if isinstance(value, (list, tuple)):
-                return [clean(item) for item in value]
-            return value
-
-        return clean(dataclasses.asdict(self))
+        return json_safe(dataclasses.asdict(self))
 
     def format_table(self, unit: str = "") -> str:
         """The plan and its alternatives as a plain-text table."""
