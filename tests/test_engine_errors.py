@@ -61,7 +61,7 @@ def test_bad_models():
 
 
 def test_same_draft_model_object_twice(models):
-    with pytest.raises(ValueError, match=r"models\[2\] is the same DraftModel object as models\[0\]"):
+    with pytest.raises(ValueError, match=r"models\[2\] is the same object as models\[0\]"):
         HierarchicalDecoder([models[0], models[1], models[0]], [1, 1])
 
 

@@ -248,7 +248,7 @@ def test_bad_models():
     with pytest.raises(TypeError, match=r"models\[0\] must be a transformers causal LM"):
         profile(["gpt2", hierarchy.models[1]], PROMPTS, progress=False)
     other = synthetic_hierarchy([], [AffineCost(1e-3)], block_size=4, target_block_size=5)
-    with pytest.raises(ValueError, match=r"models\[0\] has vocab_size 12 but the target .* has 5"):
+    with pytest.raises(ValueError, match=r"models\[1\] has vocab_size 5 but models\[0\] has 12"):
         profile([hierarchy.models[0], other.models[0]], PROMPTS, progress=False)
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .levels import as_level
+from .levels import as_levels
 from .protocol import DraftModel
 from .sampling import SamplingConfig, processed_probs, sample
 from .verify import verify
@@ -338,31 +338,7 @@ class HierarchicalDecoder:
     """
 
     def __init__(self, models: Sequence[object], batch_sizes: Sequence[int]) -> None:
-        if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
-            raise TypeError(f"models must be a sequence of models, got {type(models).__name__}")
-        if len(models) == 0:
-            raise ValueError("models must hold at least one model (the target), got an empty sequence")
-        levels = tuple(as_level(model, f"models[{index}]") for index, model in enumerate(models))
-        for index, level in enumerate(levels):
-            for earlier in range(index):
-                if levels[earlier] is level:
-                    raise ValueError(
-                        f"models[{index}] is the same DraftModel object as models[{earlier}]; each "
-                        "level keeps its own state, so pass distinct objects"
-                    )
-        vocab_size = levels[0].vocab_size
-        device = torch.device(levels[0].device)
-        for index, level in enumerate(levels[1:], start=1):
-            if level.vocab_size != vocab_size:
-                raise ValueError(
-                    f"models[{index}] has vocab_size {level.vocab_size} but models[0] has "
-                    f"{vocab_size}; all levels must share one vocabulary"
-                )
-            if torch.device(level.device) != device:
-                raise ValueError(
-                    f"models[{index}] is on device {level.device} but models[0] is on {device}; "
-                    "all levels must be on one device"
-                )
+        levels = as_levels(models)
         if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Sequence):
             raise TypeError(f"batch_sizes must be a sequence of ints, got {batch_sizes!r}")
         if len(batch_sizes) != len(levels) - 1:
@@ -383,8 +359,8 @@ class HierarchicalDecoder:
             sizes.append(size)
         self._levels = levels
         self._batch_sizes = tuple(sizes)
-        self._vocab_size = vocab_size
-        self._device = device
+        self._vocab_size = levels[0].vocab_size
+        self._device = torch.device(levels[0].device)
         self._top = len(levels) - 1  # K
         # Hand-up threshold of each intermediate level (rule 3): T_l + 1 below level K-1, T_{K-1}
         # at level K-1 (which hands up everything it holds).

@@ -16,11 +16,13 @@ cache cannot do that are refused when wrapped, before anything runs:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .protocol import DraftModel
 
-__all__ = ["TransformersLevel", "as_level"]
+__all__ = ["TransformersLevel", "as_level", "as_levels"]
 
 # Cache layer classes whose ``crop(-k)`` removes exactly the last k tokens and nothing else.
 # DummyLayer holds no state (KV-sharing consumers, MLP-only layers), so cropping it is a no-op.
@@ -149,3 +151,36 @@ def as_level(model: object, argument: str) -> DraftModel:
         f"{argument} must be a transformers causal LM or implement hierspec.protocol.DraftModel "
         f"(vocab_size, device, length, reset, append, truncate), got {type(model).__name__}"
     )
+
+
+def as_levels(models: Sequence[object]) -> tuple[DraftModel, ...]:
+    """``models`` (cheapest first, target last) as levels of one hierarchy: a non-empty sequence
+    of distinct objects (each level keeps its own state) sharing one vocabulary and one device.
+    Errors name the argument ``models[i]``.
+    """
+    if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
+        raise TypeError(f"models must be a sequence of models, got {type(models).__name__}")
+    if len(models) == 0:
+        raise ValueError("models must hold at least one model (the target), got an empty sequence")
+    for index, model in enumerate(models):
+        for earlier in range(index):
+            if models[earlier] is model:
+                raise ValueError(
+                    f"models[{index}] is the same object as models[{earlier}]; each level keeps "
+                    "its own state, so pass distinct objects"
+                )
+    levels = tuple(as_level(model, f"models[{index}]") for index, model in enumerate(models))
+    vocab_size = levels[0].vocab_size
+    device = torch.device(levels[0].device)
+    for index, level in enumerate(levels[1:], start=1):
+        if level.vocab_size != vocab_size:
+            raise ValueError(
+                f"models[{index}] has vocab_size {level.vocab_size} but models[0] has "
+                f"{vocab_size}; all levels must share one vocabulary"
+            )
+        if torch.device(level.device) != device:
+            raise ValueError(
+                f"models[{index}] is on device {level.device} but models[0] is on {device}; "
+                "all levels must be on one device"
+            )
+    return levels

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from .engine import HierarchicalDecoder
-from .levels import as_level
+from .levels import as_levels
 from .planning import Profile, plan
 from .protocol import DraftModel
 from .sampling import SamplingConfig, processed_probs, sample
@@ -213,29 +213,6 @@ def _versions() -> dict[str, str | None]:
 # --------------------------------------------------------------------------------------------
 # Inputs
 
-
-def _check_models(models: Sequence[object]) -> tuple[DraftModel, ...]:
-    if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
-        raise TypeError(f"models must be a sequence of models, got {type(models).__name__}")
-    if len(models) == 0:
-        raise ValueError("models must hold at least one model (the target), got an empty sequence")
-    for index, model in enumerate(models):
-        for earlier in range(index):
-            if models[earlier] is model:
-                raise ValueError(
-                    f"models[{index}] is the same object as models[{earlier}]; pass each candidate "
-                    "once"
-                )
-    levels = tuple(as_level(model, f"models[{index}]") for index, model in enumerate(models))
-    vocab_size = levels[-1].vocab_size
-    for index, level in enumerate(levels[:-1]):
-        if level.vocab_size != vocab_size:
-            raise ValueError(
-                f"models[{index}] has vocab_size {level.vocab_size} but the target "
-                f"models[{len(levels) - 1}] has {vocab_size}; all candidates must share one "
-                "vocabulary"
-            )
-    return levels
 
 
 def _check_names(names: Sequence[str] | None, num_models: int) -> tuple[str, ...]:
@@ -513,7 +490,7 @@ def profile(
         threads=threads,
         seed=seed,
     )
-    levels = _check_models(models)
+    levels = as_levels(models)
     model_names = _check_names(names, len(levels))
     prompt_ids = _prompt_ids(prompts, tokenizer, levels[-1].vocab_size)
     timer = time.perf_counter if timer is None else timer
