@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -628,7 +627,7 @@ def distill_ladder(cache: str | os.PathLike | None = None,
     """Distils every draft of ``ladder`` that is not cached (all with ``force``); returns their
     directories. Each holds the model, the tokenizer and ``hierspec-draft.json`` (spec,
     configuration, agreement before/after training, time)."""
-    from hierspec.family import cache_dir, load_target, load_tokenizer
+    from hierspec.family import cache_dir, load_target, load_tokenizer, save_checkpoint
 
     root = cache_dir(cache)
     paths = [draft_path(spec, root, config) for spec in ladder]
@@ -642,21 +641,9 @@ def distill_ladder(cache: str | os.PathLike | None = None,
     evaluation = teacher_data(root, config.data, "heldout", progress, target)
     for spec, path in missing:
         draft, result = distill(target, spec, data, config, evaluation, progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-        staging.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary directory
-        try:
-            draft.save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            record = {"spec": asdict(spec), "config": asdict(config), "result": result.to_dict(),
-                      "teacher_tokens": data.num_tokens}
-            (staging / "hierspec-draft.json").write_text(json.dumps(record, indent=2) + "\n")
-            if path.exists():
-                shutil.rmtree(path)
-            staging.rename(path)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
+        record = {"spec": asdict(spec), "config": asdict(config), "result": result.to_dict(),
+                  "teacher_tokens": data.num_tokens}
+        save_checkpoint(path, draft, tokenizer, "hierspec-draft.json", record)
         if progress:
             final = result.final
             print(f"{spec.name}: {len(spec.layers)} layers, KL {result.final_kl:.3f}, "

@@ -133,26 +133,33 @@ def convert_target(cache: str | os.PathLike | None = None, gguf_path: str | os.P
         del model.config.quantization_config
     model.hf_quantizer = None
     model.config.name_or_path = TARGET_DIR_NAME
+    marker = {
+        "source_package": f"{TARGET_PACKAGE}=={TARGET_PACKAGE_VERSION}",
+        "gguf_file": TARGET_GGUF_NAME,
+        "gguf_sha256": _file_digest(source),
+        "note": "weights are the Q4_1 GGUF file dequantized to float32",
+    }
+    save_checkpoint(destination, model, tokenizer, _SOURCE_MARKER, marker)
+    return destination
+
+
+def save_checkpoint(destination: Path, model, tokenizer, marker_name: str, marker: dict) -> None:
+    """Writes ``model`` + ``tokenizer`` + a JSON ``marker_name`` file to a staging directory next
+    to ``destination`` and renames it into place, so an interrupted run never leaves a
+    half-written checkpoint that looks complete (the marker is what marks it complete)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{TARGET_DIR_NAME}-", dir=destination.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary directory
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        marker = {
-            "source_package": f"{TARGET_PACKAGE}=={TARGET_PACKAGE_VERSION}",
-            "gguf_file": TARGET_GGUF_NAME,
-            "gguf_sha256": _file_digest(source),
-            "note": "weights are the Q4_1 GGUF file dequantized to float32",
-        }
-        (staging / _SOURCE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        (staging / marker_name).write_text(json.dumps(marker, indent=2) + "\n")
         if destination.exists():
             shutil.rmtree(destination)
         staging.rename(destination)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return destination
 
 
 def load_tokenizer(cache: str | os.PathLike | None = None):
