@@ -21,6 +21,7 @@ from hierspec.planning import (
 from hierspec.verify import VerifyResult, verify, verify_logits
 from hierspec.engine import GenerateOutput, GenerateStats, HierarchicalDecoder, LevelStats
 from hierspec.levels import TransformersLevel
+from hierspec.packing import pack_for_cpu
 from hierspec.protocol import DraftModel
 from hierspec.sampling import SamplingConfig
 from hierspec.profiler import profile
@@ -46,6 +47,7 @@ __all__ = [
     "evaluate",
     "expected_latency",
     "load_profile",
+    "pack_for_cpu",
     "plan",
     "profile",
     "simulate",

@@ -255,7 +255,7 @@ def prepare_family(cache: str | os.PathLike | None = None, threads: int | None =
 
 def load_family(cache: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                 include: tuple[str, ...] | None = None, prepare: bool = True,
-                progress: bool = True) -> Family:
+                progress: bool = True, pack: bool = True) -> Family:
     """The bundled family, cheapest first: ngram, distilled drafts, target-bf16, target.
 
     Args:
@@ -265,8 +265,13 @@ def load_family(cache: str | os.PathLike | None = None, device: str | torch.devi
         prepare: build what is missing first (:func:`prepare_family`); with ``False`` a missing
             piece raises ``FileNotFoundError`` naming the command that builds it.
         progress: show progress bars while preparing.
+        pack: on the CPU, run the float32 target's linear layers on oneDNN with prepacked weights
+            (:func:`hierspec.packing.pack_for_cpu`): same function, a pass over a few tokens then
+            costs about what a pass over one does. Every configuration run from the family,
+            the target-alone baseline included, uses the same packed target.
     """
     from hierspec import distill, ngram
+    from hierspec.packing import pack_for_cpu
 
     root = cache_dir(cache)
     if prepare:
@@ -297,7 +302,10 @@ def load_family(cache: str | os.PathLike | None = None, device: str | torch.devi
         names.append("target-bf16")
         models.append(load_target(root, dtype=torch.bfloat16, device=device))
     names.append("target")
-    models.append(load_target(root, dtype=torch.float32, device=device))
+    target = load_target(root, dtype=torch.float32, device=device)
+    if pack:
+        pack_for_cpu(target)
+    models.append(target)
     vocab = len(tokenizer)
     for name, model in zip(names, models):
         model_vocab = getattr(model, "vocab_size", None)

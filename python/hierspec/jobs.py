@@ -60,7 +60,7 @@ def family_model_names() -> tuple[str, ...]:
 
 
 def _load_checkpoint(spec: str) -> tuple[str, torch.nn.Module]:
-    """``PATH`` or ``PATH@DTYPE`` -> (name, model in eval mode)."""
+    """``PATH`` or ``PATH@DTYPE`` -> (name, model in eval mode, float32 linears packed)."""
     path_text, dtype = spec, torch.float32
     suffix = ""
     if "@" in spec:
@@ -75,8 +75,11 @@ def _load_checkpoint(spec: str) -> tuple[str, torch.nn.Module]:
         )
     import transformers
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    return path.name + suffix, model.eval()
+    from .packing import pack_for_cpu
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    pack_for_cpu(model)  # float32 on the CPU: oneDNN, flat in the tokens per pass (no-op for bf16)
+    return path.name + suffix, model
 
 
 def load_candidates(specs: Sequence[str], cache: str | None = None, progress: bool = True):
@@ -173,7 +176,7 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompts", metavar="FILE",
                         help="calibration prompts: .json list, .jsonl or one prompt per line "
-                             "(default: --num-prompts prompts of the corpus train split)")
+                             "(default: --num-prompts prompts of the corpus validation split)")
     parser.add_argument("--num-prompts", type=int, default=8,
                         help="calibration prompts used (8; the first N of --prompts)")
     parser.add_argument("--out", "-o", required=True, metavar="PROFILE.json",
@@ -326,7 +329,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reprofile", action="store_true",
                         help="measure the profile again even if a cached one exists")
     parser.add_argument("--profile-prompts", type=int, default=8,
-                        help="calibration prompts when profiling (8, corpus train split)")
+                        help="calibration prompts when profiling (8, corpus validation split)")
     parser.add_argument("--max-batch-size", type=int, default=16,
                         help="largest batch size the planner considers (16)")
     parser.add_argument("--threads", type=int, default=1,
