@@ -13,12 +13,15 @@ nothing is downloaded:
 Both depend on the Python version (3.11 here): the corpus fingerprint, which keys every cache
 built from it, includes the version.
 
-Split: a document belongs to the held-out split when the first 8 bytes of
-``sha256("<source>/<name>")``, read as an integer, are below ``heldout_fraction`` of 2^64. The
-split is therefore deterministic, stable when documents are added, and the same for every
-consumer: distillation and n-gram statistics read only the train split; the benchmark prompts
-(:func:`heldout_prompts`) come only from the held-out split, calibration prompts for profiling
-(:func:`calibration_prompts`) only from the train split.
+Split: a document is held out of training when the first 8 bytes of ``sha256("<source>/<name>")``,
+read as an integer, are below ``heldout_fraction`` of 2^64; the first 8 bytes of
+``sha256("validation/<source>/<name>")`` then put half of those in the validation split, the rest
+in the held-out split. The split is deterministic, stable when documents are added, and the same
+for every consumer: distillation and n-gram statistics read only the train split
+(:func:`training_prompts`, :func:`training_texts`); calibration prompts for profiling
+(:func:`calibration_prompts`) come only from the validation split, so measured acceptance rates
+are those of text the drafts never saw, as in use; the benchmark prompts
+(:func:`heldout_prompts`) come only from the held-out split.
 
 Terms:
     document     one unit of text (a ~3000-character piece of a pydoc topic, one source file).
@@ -45,7 +48,8 @@ SOURCE_LICENSES: dict[str, str] = {
     "stdlib": "PSF License Agreement (Python standard library source)",
 }
 DEFAULT_HELDOUT_FRACTION = 0.1
-Split = Literal["train", "heldout"]
+Split = Literal["train", "validation", "heldout"]
+SPLITS: tuple[str, ...] = ("train", "validation", "heldout")
 
 # Parts of the standard library left out: tests are huge and repetitive, the rest is GUI code or
 # deprecated tooling that would skew the corpus towards one style.
@@ -150,8 +154,13 @@ def load_documents(sources: tuple[str, ...] = SOURCES) -> tuple[Document, ...]:
 def split_of(document: Document, heldout_fraction: float = DEFAULT_HELDOUT_FRACTION) -> Split:
     """The split ``document`` belongs to (see the module docstring for the rule)."""
     _check_fraction(heldout_fraction)
-    digest = hashlib.sha256(f"{document.source}/{document.name}".encode()).digest()
-    return "heldout" if int.from_bytes(digest[:8], "big") < heldout_fraction * 2**64 else "train"
+    def unit(prefix: str) -> float:  # the first 8 bytes of the hash as a fraction of 2^64
+        digest = hashlib.sha256(f"{prefix}{document.source}/{document.name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    if unit("") >= heldout_fraction:
+        return "train"
+    return "validation" if unit("validation/") < 0.5 else "heldout"
 
 
 def documents(
@@ -160,8 +169,8 @@ def documents(
     heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
 ) -> tuple[Document, ...]:
     """The documents of one split, in the fixed order of :func:`load_documents`."""
-    if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return tuple(d for d in load_documents(sources) if split_of(d, heldout_fraction) == split)
 
 
@@ -312,7 +321,14 @@ def heldout_prompts(count: int = 24, max_excerpt_chars: int = 1200,
 
 def calibration_prompts(count: int = 16, max_excerpt_chars: int = 1200,
                         heldout_fraction: float = DEFAULT_HELDOUT_FRACTION) -> tuple[Prompt, ...]:
-    """Prompts of the same kinds as :func:`heldout_prompts`, from the train split (profiling)."""
+    """Prompts of the same kinds as :func:`heldout_prompts`, from the validation split (profiling,
+    tuning baselines): text neither the drafts nor the n-gram statistics were built from."""
+    return _prompts("validation", count, max_excerpt_chars, heldout_fraction)
+
+
+def training_prompts(count: int = 16, max_excerpt_chars: int = 1200,
+                     heldout_fraction: float = DEFAULT_HELDOUT_FRACTION) -> tuple[Prompt, ...]:
+    """Prompts of the same kinds as :func:`heldout_prompts`, from the train split (distillation)."""
     return _prompts("train", count, max_excerpt_chars, heldout_fraction)
 
 

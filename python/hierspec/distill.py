@@ -4,7 +4,7 @@ A draft keeps some of the target's decoder layers (:class:`DraftSpec`), its embe
 and tied output head (frozen, so the draft's vocabulary IS the target's), and is trained to match
 the target's next-token distributions.
 
-Data (on-policy): prompts from the corpus train split (:func:`hierspec.corpus.calibration_prompts`
+Data (on-policy): prompts from the corpus train split (:func:`hierspec.corpus.training_prompts`
 builds them; the benchmark prompts come from the held-out split and are never used), wrapped in
 the target's chat template, and the target's own responses to them - half sampled at temperature
 1, half greedy, from an explicit ``torch.Generator``. A draft is used to predict exactly such
@@ -581,7 +581,7 @@ def teacher_data(cache: str | os.PathLike | None = None, config: TeacherDataConf
     config = config or DEFAULT_CONFIG.data
     root = cache_dir(cache)
     convert_target(root)
-    evaluation = [EVAL_PROMPTS, EVAL_NEW_TOKENS, EVAL_MAX_PROMPT_TOKENS]
+    evaluation = [EVAL_PROMPTS, EVAL_NEW_TOKENS, EVAL_MAX_PROMPT_TOKENS, corpus.SPLITS]  # + split rule
     key = _key(split, asdict(config) if split == "train" else evaluation,
                _target_id(root), corpus.fingerprint(), torch.__version__)
     path = root / "teacher" / f"{split}-{key}.pt"
@@ -590,7 +590,7 @@ def teacher_data(cache: str | os.PathLike | None = None, config: TeacherDataConf
     tokenizer = load_tokenizer(root)
     target = target if target is not None else load_target(root)
     if split == "train":
-        prompts = corpus.calibration_prompts(config.num_prompts)
+        prompts = corpus.training_prompts(config.num_prompts)
         ids = _prompt_ids(tokenizer, prompts, config.max_prompt_tokens)
         generator = torch.Generator().manual_seed(config.seed)
         flags = _sample_flags(len(ids), config.sample_fraction, generator)

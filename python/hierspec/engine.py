@@ -39,7 +39,7 @@ import torch
 
 from .levels import as_levels
 from .protocol import DraftModel
-from .sampling import SamplingConfig, processed_probs, sample
+from .sampling import SamplingConfig, draw, processed_probs
 from .verify import verify
 
 __all__ = ["GenerateOutput", "GenerateStats", "HierarchicalDecoder", "LevelStats"]
@@ -578,7 +578,7 @@ class _Run:
         if top == 0:
             # The target alone: plain decoding, one pass of 1 token per token.
             logits = owner.forward(0, 1)
-            token = sample(processed_probs(logits[:, -1], self.config), self.generator)
+            token = draw(processed_probs(logits[:, -1], self.config), self.config, self.generator)
             owner.tokens[:, base : base + 1] = token
             owner.text_length[0] = base + 1
             self.counters[0].verifications += 1
@@ -647,7 +647,7 @@ class _Run:
         for index in range(batch_size):
             logits = owner.forward(0, num_tokens)
             probs = processed_probs(logits[:, -1], config)  # [1, vocab]
-            tokens[:, base + index : base + index + 1] = sample(probs, generator)
+            tokens[:, base + index : base + index + 1] = draw(probs, config, generator)
             owner.text_length[0] = base + index + 1
             probs_rows.append(probs)
             num_tokens = 1

@@ -8,9 +8,10 @@
                   it*: one ``append`` of the level wrapper the engine uses
                   (:func:`hierspec.levels.as_level`), the processing of its ``n`` rows of logits
                   into probabilities (:func:`hierspec.sampling.processed_probs`), one draw from
-                  the last row (:func:`hierspec.sampling.sample`: the engine draws once per
-                  drafting pass, and a verifying pass's accept / resample step costs about the
-                  same) and the ``truncate`` that rolls it back. Median over repeats, one torch thread by
+                  the last row (:func:`hierspec.sampling.draw`, as the engine draws once per
+                  drafting pass; an argmax when greedy) and the ``truncate`` that rolls it back.
+                  A verifying pass's accept / resample step (``hierspec.verify``: about 1 ms at a
+                  49k vocabulary on one CPU core, mostly drawing its noise) is not included. Median over repeats, one torch thread by
                   default, passes of different ``n`` interleaved so that a change of machine load
                   hits every ``n`` alike. ``n = 1 .. N`` with ``N`` the longest pass the planner
                   may need for ``max_batch_size`` (2 T for three or more models, T + 1 for two,
@@ -61,9 +62,10 @@ import torch
 
 from .engine import HierarchicalDecoder
 from .levels import as_levels
+from .packing import PackedLinear
 from .planning import Profile, plan
 from .protocol import DraftModel
-from .sampling import SamplingConfig, processed_probs, sample
+from .sampling import SamplingConfig, draw, processed_probs
 
 __all__ = [
     "ProfilerConfig",
@@ -345,7 +347,7 @@ def _measure_costs(
             _synchronize(device)
             forwarded = timer()
             probs = processed_probs(logits, config.sampling)  # [1, n, vocab]
-            sample(probs[:, -1], generator)
+            draw(probs[:, -1], config.sampling, generator)
             _synchronize(device)
             processed = timer()
             level.truncate(cached)
@@ -638,6 +640,8 @@ def _model_identity(model: object) -> dict[str, Any]:
             "source": source,
             "dtype": str(next(model.parameters()).dtype),
             "parameters": sum(parameter.numel() for parameter in model.parameters()),
+            # the kernels its float32 linears run on change its costs (hierspec.packing)
+            "packed_linears": sum(isinstance(module, PackedLinear) for module in model.modules()),
         }
         for marker in ("hierspec-draft.json", "hierspec-source.json"):
             path = Path(source) / marker if source else None
@@ -657,14 +661,20 @@ def profile_cache_path(
     num_prompts: int,
 ) -> Path:
     """``<cache>/profiles/profile-<key>.json``: the key hashes the models' identities, the
-    profiler configuration, the number of calibration prompts, the CPU and the library versions,
-    so a cached profile is reused only under the same conditions."""
+    profiler configuration, the calibration prompts, the CPU and the library versions, so a cached
+    profile is reused only under the same conditions."""
+    from . import corpus
+
     machine = machine_info()
+    calibration = hashlib.sha256(
+        "\0".join(prompt.message for prompt in corpus.calibration_prompts(num_prompts)).encode()
+    ).hexdigest()[:16]
     parts = {
         "names": list(names),
         "models": [_model_identity(model) for model in models],
         "config": dataclasses.asdict(config),
         "num_prompts": num_prompts,
+        "calibration": calibration,
         "cpu": machine["cpu"],
         "cuda": machine["cuda"],
         "versions": machine["versions"],
@@ -686,7 +696,7 @@ def cached_profile(
     """The profile of ``models`` under ``config``, from the cache or measured once and cached.
 
     Calibration prompts: the first ``num_prompts`` of :func:`hierspec.corpus.calibration_prompts`
-    (train split; never the benchmark's held-out prompts), tokenized by ``tokenizer`` (its chat
+    (validation split: neither the drafts' training text nor the benchmark's held-out prompts), tokenized by ``tokenizer`` (its chat
     template when it has one).
     Returns ``(profile, path of the JSON, whether it was measured now)``.
     """

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SamplingConfig", "processed_probs", "sample"]
+__all__ = ["SamplingConfig", "draw", "processed_probs", "sample"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,18 @@ def sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     exponentials = torch.empty_like(probs, dtype=torch.float32).exponential_(generator=generator)
     exponentials.clamp_min_(_SMALLEST_NORMAL_FLOAT32)
     return (probs / exponentials).argmax(dim=-1, keepdim=True)
+
+
+def draw(probs: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
+    """One token per row of ``probs`` ``[rows, vocab]`` = :func:`processed_probs` under ``config``.
+
+    The same token :func:`sample` draws. Greedy rows are one-hot, where the exponential race
+    always returns the row's index, so greedy skips the race (drawing ``vocab`` exponentials costs
+    about 1 ms per row at a 49k vocabulary on one CPU core) and leaves ``generator`` untouched.
+    """
+    if config.is_greedy:
+        return probs.argmax(dim=-1, keepdim=True)
+    return sample(probs, generator)
 
 
 _SMALLEST_NORMAL_FLOAT32 = torch.finfo(torch.float32).tiny
