@@ -567,7 +567,7 @@ def plot(modes: list[dict], path: Path) -> None:
     from matplotlib.patches import Patch
 
     figure, axes = plt.subplots(1, len(modes), figsize=(7.5 * len(modes), 0.5 * max(
-        len(mode["configurations"]) for mode in modes) + 2.2), squeeze=False)
+        len(mode["configurations"]) for mode in modes) + 3.0), squeeze=False)
     for axis, mode in zip(axes[0], modes):
         rows = mode["configurations"]
         positions = range(len(rows))
@@ -590,10 +590,10 @@ def plot(modes: list[dict], path: Path) -> None:
             Patch(color="tab:blue", label="other hierspec: measured decode"),
             Patch(color="tab:gray", label="transformers: wall minus its prefill (estimated)"),
             Patch(facecolor="none", edgecolor="black", hatch="//", label="predicted (profile)"),
-        ], fontsize=7, loc="lower right")
+        ], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 
 
@@ -612,8 +612,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=None,
                         help="family members to use (default: all prepared); target always")
     parser.add_argument("--max-batch-size", type=int, default=16)
-    parser.add_argument("--profile-prompts", type=int, default=8,
-                        help="calibration prompts of the profile (8, as hierspec generate)")
+    parser.add_argument("--profile-prompts", type=int, default=16,
+                        help="calibration prompts of the profile (16, as hierspec generate)")
     parser.add_argument("--hf-grid", type=int, nargs="+", default=[2, 4, 8],
                         help="num_assistant_tokens tried for transformers' assisted generation")
     parser.add_argument("--hf-tune-prompts", type=int, default=2,

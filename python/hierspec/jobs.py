@@ -177,8 +177,8 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", metavar="FILE",
                         help="calibration prompts: .json list, .jsonl or one prompt per line "
                              "(default: --num-prompts prompts of the corpus validation split)")
-    parser.add_argument("--num-prompts", type=int, default=8,
-                        help="calibration prompts used (8; the first N of --prompts)")
+    parser.add_argument("--num-prompts", type=int, default=16,
+                        help="calibration prompts used (16; the first N of --prompts)")
     parser.add_argument("--out", "-o", required=True, metavar="PROFILE.json",
                         help="where to write the profile (docs/profile-format.md)")
     parser.add_argument("--max-batch-size", type=int, default=16,
@@ -328,8 +328,8 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
                              "candidates) instead of the cached one")
     parser.add_argument("--reprofile", action="store_true",
                         help="measure the profile again even if a cached one exists")
-    parser.add_argument("--profile-prompts", type=int, default=8,
-                        help="calibration prompts when profiling (8, corpus validation split)")
+    parser.add_argument("--profile-prompts", type=int, default=16,
+                        help="calibration prompts when profiling (16, corpus validation split)")
     parser.add_argument("--max-batch-size", type=int, default=16,
                         help="largest batch size the planner considers (16)")
     parser.add_argument("--threads", type=int, default=1,

@@ -7,17 +7,18 @@
                   tokens after a cached context of ``context_tokens`` tokens, *as the engine pays
                   it*: one ``append`` of the level wrapper the engine uses
                   (:func:`hierspec.levels.as_level`), the processing of its ``n`` rows of logits
-                  into probabilities (:func:`hierspec.sampling.processed_probs`), one draw from
-                  the last row (:func:`hierspec.sampling.draw`, as the engine draws once per
-                  drafting pass; an argmax when greedy) and the ``truncate`` that rolls it back.
-                  A verifying pass's accept / resample step (``hierspec.verify``: about 1 ms at a
-                  49k vocabulary on one CPU core, mostly drawing its noise) is not included. Median over repeats, one torch thread by
-                  default, passes of different ``n`` interleaved so that a change of machine load
-                  hits every ``n`` alike. ``n = 1 .. N`` with ``N`` the longest pass the planner
-                  may need for ``max_batch_size`` (2 T for three or more models, T + 1 for two,
-                  docs/theory.md §6). With ``cost_points`` only those ``n`` (plus 1 and ``N``) are
-                  measured and the others interpolated linearly between measured neighbours (never
-                  extrapolated); ``model_details[m].measured_n`` says which.
+                  into probabilities (:func:`hierspec.sampling.processed_probs`), one draw from the
+                  last row (:func:`hierspec.sampling.draw`, as the engine draws once per drafting
+                  pass; an argmax when greedy) and the ``truncate`` that rolls it back. A verifying
+                  pass's accept / resample step (``hierspec.verify``: about 1 ms at a 49k vocabulary
+                  on one CPU core, mostly drawing its noise) is not included. Median over repeats,
+                  one torch thread by default, passes of different ``n`` interleaved so that a
+                  change of machine load hits every ``n`` alike. ``n = 1 .. N`` with ``N`` the
+                  longest pass the planner may need for ``max_batch_size`` (2 T for three or more
+                  models, T + 1 for two, docs/theory.md §6). With ``cost_points`` only those ``n``
+                  (plus 1 and ``N``) are measured and the others interpolated linearly between
+                  measured neighbours (never extrapolated); ``model_details[m].measured_n`` says
+                  which.
     acceptance    ``acceptance[i][j]`` (``i < j``): mean over calibration positions of
                   ``sum_x min(p_i(x), p_j(x))``, ``p`` the processed distributions (temperature,
                   top-k, top-p) of each model at that position. At temperature 0 the processed
@@ -689,15 +690,15 @@ def cached_profile(
     tokenizer: object,
     cache: str | os.PathLike[str],
     config: ProfilerConfig = ProfilerConfig(),
-    num_prompts: int = 8,
+    num_prompts: int = 16,
     refresh: bool = False,
     progress: bool = True,
 ) -> tuple[Profile, Path, bool]:
     """The profile of ``models`` under ``config``, from the cache or measured once and cached.
 
     Calibration prompts: the first ``num_prompts`` of :func:`hierspec.corpus.calibration_prompts`
-    (validation split: neither the drafts' training text nor the benchmark's held-out prompts), tokenized by ``tokenizer`` (its chat
-    template when it has one).
+    (validation split: neither the drafts' training text nor the benchmark's held-out prompts),
+    tokenized by ``tokenizer`` (its chat template when it has one).
     Returns ``(profile, path of the JSON, whether it was measured now)``.
     """
     from . import corpus
