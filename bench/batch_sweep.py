@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 import hierspec
 from hierspec import HierarchicalDecoder, corpus
 from hierspec.family import load_family
-from hierspec.planning import json_safe
+from hierspec.planning import write_json
 from hierspec.profiler import ProfilerConfig, cached_profile, machine_info
 from hierspec.sampling import SamplingConfig
 
@@ -150,10 +148,8 @@ def main(argv=None) -> int:
         "mean_abs_error": {"iid": error("predicted_iid_ms"),
                            "by_position": error("predicted_by_position_ms")},
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(json_safe(report), indent=1) + "\n")
-    print(f"wrote {out}")
+    write_json(args.out, report)
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import statistics
@@ -59,7 +58,7 @@ import torch
 
 import hierspec
 from hierspec import HierarchicalDecoder, SamplingConfig
-from hierspec.planning import json_safe
+from hierspec.planning import write_json
 from hierspec.profiler import ProfilerConfig, cached_profile, machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -715,8 +714,7 @@ def main(argv=None) -> int:
                   "EOS ignored; configurations interleaved per prompt after a warm-up",
         "modes": modes,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(json_safe(report), indent=1) + "\n", encoding="utf-8")
+    write_json(args.out, report)
     plot(modes, args.plot)
     log(f"wrote {args.out} and {args.plot}")
     if greedy and not summary["greedy_outputs_identical_to_target"]:

@@ -12,17 +12,15 @@ difference.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from hierspec import corpus, family
 from hierspec.levels import TransformersLevel
 from hierspec.packing import pack_for_cpu
-from hierspec.planning import json_safe
+from hierspec.planning import write_json
 from hierspec.profiler import machine_info
 
 
@@ -87,10 +85,8 @@ def main(argv=None) -> int:
         "max_abs_logit_difference": difference,
         "same_argmax": same_argmax,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(json_safe(report), indent=1) + "\n")
-    print(f"wrote {out}")
+    write_json(args.out, report)
+    print(f"wrote {args.out}")
     return 0
 
 

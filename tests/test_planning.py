@@ -375,3 +375,14 @@ def test_cli_reports_bad_profile(tmp_path, capsys) -> None:
     write_profile(path, {"models": PROFILE["models"], "acceptance": bad_acceptance})
     assert cli_main(["plan", str(path)]) == 2
     assert "acceptance[0][1] = 1.5 is outside [0, 1]" in capsys.readouterr().err
+
+
+def test_write_json_is_strict_json_and_creates_the_folder(tmp_path):
+    import json
+
+    from hierspec.planning import write_json
+
+    path = tmp_path / "results" / "report.json"
+    write_json(path, {"error": float("nan"), "inf": [float("inf"), 1.5], "pair": (1, 2)})
+    assert json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(name)) == {
+        "error": None, "inf": [None, 1.5], "pair": [1, 2]}

@@ -68,6 +68,15 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def write_json(path: str | PathLike[str], value: Any) -> None:
+    """Writes :func:`json_safe` ``value`` to ``path`` (one-space indent, creating the folder)."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(json_safe(value), indent=1) + "\n", encoding="utf-8")
+
+
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """Exact expectations of a chain, per committed token (tuples are per level, 0 = bottom)."""
