@@ -71,6 +71,37 @@ def test_falls_back_for_autograd_and_in_place_updates():
         torch.testing.assert_close(packed(x), linear(x), rtol=1e-6, atol=1e-6)
 
 
+def test_replaced_weights_are_not_served_from_a_stale_pack():
+    model = tiny_llama(vocab_size=64, seed=4)
+    pack_for_cpu(model)
+    with torch.no_grad():
+        model.lm_head.weight.data = model.lm_head.weight.data * 3.0  # .data swap: no version bump
+    ids = torch.randint(0, 64, (1, 5), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        hidden = model.model(ids).last_hidden_state
+        torch.testing.assert_close(model.lm_head(hidden), hidden @ model.lm_head.weight.T,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_deepcopy_and_save_repack():
+    import copy
+    import io
+
+    model = tiny_llama(vocab_size=64, seed=6)
+    pack_for_cpu(model)
+    ids = torch.randint(0, 64, (1, 9), generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        expected = model(ids).logits
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    for clone in (copy.deepcopy(model), torch.load(buffer, weights_only=False)):
+        assert isinstance(clone.lm_head, PackedLinear)
+        assert clone.lm_head.weight.data_ptr() != model.lm_head.weight.data_ptr()
+        with torch.inference_mode():
+            torch.testing.assert_close(clone(ids).logits, expected, rtol=0, atol=0)
+
+
 def test_skips_what_it_cannot_pack():
     assert pack_for_cpu(tiny_llama(vocab_size=64, dtype=torch.bfloat16)) == 0
     with pytest.raises(TypeError, match="model must be a torch.nn.Module, got str"):
