@@ -135,3 +135,22 @@ def test_sample_reproducible_with_generator_and_leaves_global_rng_alone():
     second = sample(probs, torch.Generator().manual_seed(7))
     assert torch.equal(first, second)
     assert torch.equal(torch.get_rng_state(), global_state)
+
+
+def test_draw_greedy_is_the_race_on_one_hot_rows_without_touching_the_generator():
+    from hierspec.sampling import draw
+
+    logits = torch.randn(6, 50, generator=torch.Generator().manual_seed(0))
+    greedy = SamplingConfig(temperature=0.0)
+    probs = processed_probs(logits, greedy)
+    generator = torch.Generator().manual_seed(7)
+    state = generator.get_state()
+    tokens = draw(probs, greedy, generator)
+    assert torch.equal(generator.get_state(), state)
+    assert torch.equal(tokens, sample(probs, torch.Generator().manual_seed(1)))
+    assert torch.equal(tokens, logits.argmax(-1, keepdim=True))
+    # Sampling: draw is sample, with the same generator stream.
+    config = SamplingConfig(temperature=0.8)
+    probs = processed_probs(logits, config)
+    assert torch.equal(draw(probs, config, torch.Generator().manual_seed(3)),
+                       sample(probs, torch.Generator().manual_seed(3)))
