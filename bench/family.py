@@ -28,23 +28,6 @@ from hierspec import distill, family
 from hierspec.levels import TransformersLevel
 
 
-def agreement(model, target, data) -> distill.Agreement:
-    if isinstance(model, torch.nn.Module):
-        return distill.evaluate_agreement(model, target, data)
-    head = target.get_output_embeddings()
-    agree = overlap = count = 0.0
-    for sequence, start, hidden in zip(data.sequences, data.response_starts, data.hidden):
-        target_probs = head(hidden[start - 1:]).float().softmax(-1)
-        model.reset()
-        rows = [model.append(sequence[:start][None])[0, -1:]]
-        rows += [model.append(sequence[j:j + 1][None])[0] for j in range(start, sequence.numel() - 1)]
-        draft_probs = torch.cat(rows).float().softmax(-1)
-        agree += float((draft_probs.argmax(-1) == target_probs.argmax(-1)).sum())
-        overlap += float(torch.minimum(draft_probs, target_probs).sum())
-        count += target_probs.shape[0]
-    return distill.Agreement(agree / count, overlap / count, int(count))
-
-
 @torch.inference_mode()
 def pass_cost_ms(model, context: torch.Tensor, sizes: list[int], repeats: int) -> dict[int, float]:
     level = TransformersLevel(model) if isinstance(model, torch.nn.Module) else model
@@ -80,7 +63,7 @@ def main() -> None:
     sizes = [1, 2, 4, 8]
     rows = []
     for name, model in zip(fam.names, fam.models):
-        measured = agreement(model, target, data) if model is not target else None
+        measured = distill.evaluate_agreement(model, target, data) if model is not target else None
         costs = pass_cost_ms(model, context, sizes, args.repeats)
         rows.append({"name": name, "cost_ms": costs,
                      "greedy_agreement": None if measured is None else measured.greedy_agreement,

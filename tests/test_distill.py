@@ -119,6 +119,24 @@ def test_distillation_is_reproducible_and_learns(target, data):
     assert not first.training and not any(p.requires_grad for p in first.parameters())
 
 
+def test_agreement_of_a_draft_model_equals_that_of_its_module(target, data):
+    """A DraftModel (one teacher-forced append per sequence) is scored like a module: the
+    target's own level wrapper agrees with the target everywhere, and a draft's wrapper gives
+    the draft's module numbers."""
+    from hierspec import TransformersLevel
+
+    itself = distill.evaluate_agreement(TransformersLevel(target), target, data)
+    assert itself.greedy_agreement == 1.0
+    assert itself.overlap == pytest.approx(1.0, abs=1e-5)
+    draft = distill.init_draft(target, distill.DraftSpec("d1", (0,)))
+    module = distill.evaluate_agreement(draft, target, data)
+    level = distill.evaluate_agreement(TransformersLevel(draft), target, data)
+    assert level.num_positions == module.num_positions == sum(
+        sequence.numel() - start for sequence, start in zip(data.sequences, data.response_starts))
+    assert level.greedy_agreement == pytest.approx(module.greedy_agreement, abs=1e-9)
+    assert level.overlap == pytest.approx(module.overlap, abs=1e-5)
+
+
 def test_bad_input(target):
     with pytest.raises(ValueError, match="layers must be strictly increasing, got \\(2, 1\\)"):
         distill.DraftSpec("x", (2, 1))

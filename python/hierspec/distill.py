@@ -44,6 +44,8 @@ from pathlib import Path
 
 import torch
 
+from .protocol import DraftModel
+
 __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_LADDER",
@@ -514,10 +516,12 @@ def distill(
 
 
 @torch.inference_mode()
-def evaluate_agreement(draft: torch.nn.Module, target: torch.nn.Module, data: TeacherData
-                       ) -> Agreement:
+def evaluate_agreement(draft: torch.nn.Module | DraftModel, target: torch.nn.Module,
+                       data: TeacherData) -> Agreement:
     """Greedy agreement and ``sum min(p, q)`` of ``draft`` vs ``target`` on the response
-    positions of ``data`` (which must carry the target's ``hidden`` states)."""
+    positions of ``data`` (which must carry the target's ``hidden`` states). ``draft``: a
+    transformers causal LM or any :class:`hierspec.DraftModel` (e.g. the n-gram drafter), which
+    scores each sequence in one teacher-forced ``append``."""
     if data.hidden is None:
         raise ValueError("data must carry the target's hidden states (keep_hidden=True)")
     head = target.get_output_embeddings()
@@ -527,7 +531,11 @@ def evaluate_agreement(draft: torch.nn.Module, target: torch.nn.Module, data: Te
     for sequence, start, hidden in zip(data.sequences, data.response_starts, data.hidden):
         # Rows start-1 .. length-2 predict the response tokens.
         target_logits = head(hidden[start - 1:].to(head.weight.dtype)).float()
-        draft_logits = draft(input_ids=sequence[:-1][None], use_cache=False).logits[0, start - 1:]
+        if isinstance(draft, torch.nn.Module):
+            draft_logits = draft(input_ids=sequence[:-1][None], use_cache=False).logits[0, start - 1:]
+        else:
+            draft.reset()
+            draft_logits = draft.append(sequence[:-1][None])[0, start - 1:]
         draft_logits = draft_logits.float()
         agree += float((target_logits.argmax(-1) == draft_logits.argmax(-1)).sum())
         overlap += float(torch.minimum(target_logits.softmax(-1), draft_logits.softmax(-1)).sum())
