@@ -50,8 +50,9 @@ def tokens_per_target_pass_by_position(conditional: list[float | None], batch_si
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draft", default="ngram", help="family name of the draft (ngram)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+",
-                        default=[1, 2, 3, 4, 5, 6, 8, 10, 12, 16])
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 8, 10, 12, 16]
+    )
     parser.add_argument("--num-prompts", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=0.0)
@@ -69,32 +70,53 @@ def main(argv=None) -> int:
     if args.draft not in family.names[:-1]:
         parser.error(f"--draft must be one of {list(family.names[:-1])}, got {args.draft!r}")
     sampling = SamplingConfig(temperature=args.temperature)
-    config = dataclasses.replace(ProfilerConfig(), max_batch_size=args.max_batch_size,
-                                 sampling=sampling, threads=args.threads)
+    config = dataclasses.replace(
+        ProfilerConfig(),
+        max_batch_size=args.max_batch_size,
+        sampling=sampling,
+        threads=args.threads,
+    )
     profile, profile_path, measured_now = cached_profile(
-        family.models, family.names, family.tokenizer, family.cache_dir, config,
-        num_prompts=args.profile_prompts, progress=False)
+        family.models,
+        family.names,
+        family.tokenizer,
+        family.cache_dir,
+        config,
+        num_prompts=args.profile_prompts,
+        progress=False,
+    )
     draft, target = family.names.index(args.draft), len(family.names) - 1
     rate = profile.acceptance[draft][target]
     conditional = profile.extra["acceptance_details"]["by_position"][draft][target]
-    prompts = [corpus.chat_input_ids(family.tokenizer, prompt.message)
-               for prompt in corpus.heldout_prompts(args.num_prompts)]
-    print(f"profile {profile_path} ({'measured now' if measured_now else 'cached'}); "
-          f"{args.draft} -> target acceptance {rate:.3f}, by position "
-          + " ".join(f"{c:.2f}" for c in conditional[:max(args.batch_sizes)] if c is not None))
+    prompts = [
+        corpus.chat_input_ids(family.tokenizer, prompt.message)
+        for prompt in corpus.heldout_prompts(args.num_prompts)
+    ]
+    print(
+        f"profile {profile_path} ({'measured now' if measured_now else 'cached'}); "
+        f"{args.draft} -> target acceptance {rate:.3f}, by position "
+        + " ".join(f"{c:.2f}" for c in conditional[: max(args.batch_sizes)] if c is not None)
+    )
 
     def measure(models, batch_sizes) -> dict:
         decoder = HierarchicalDecoder(models, batch_sizes)
         decoder.generate(prompts[0][:, :32], max_new_tokens=4, temperature=args.temperature)  # warm
         decode = tokens = passes = 0.0
         for index, input_ids in enumerate(prompts):
-            stats = decoder.generate(input_ids, max_new_tokens=args.max_new_tokens,
-                                     temperature=args.temperature, seed=1000 + index).stats
+            stats = decoder.generate(
+                input_ids,
+                max_new_tokens=args.max_new_tokens,
+                temperature=args.temperature,
+                seed=1000 + index,
+            ).stats
             decode += stats.decode_time_s
             tokens += stats.new_tokens
             passes += stats.target_passes
-        return {"decode_ms_per_token": 1e3 * decode / tokens, "new_tokens": int(tokens),
-                "tokens_per_target_pass": tokens / passes}
+        return {
+            "decode_ms_per_token": 1e3 * decode / tokens,
+            "new_tokens": int(tokens),
+            "tokens_per_target_pass": tokens / passes,
+        }
 
     started = time.perf_counter()
     target_alone = measure([family.target], [])
@@ -104,20 +126,27 @@ def main(argv=None) -> int:
         measured = measure([family.models[draft], family.target], [batch_size])
         iid = hierspec.evaluate(profile.costs_ms, profile.acceptance, [draft, target], [batch_size])
         by_position = tokens_per_target_pass_by_position(conditional, batch_size)
-        rows.append({
-            "batch_size": batch_size, **measured,
-            "speedup_vs_target": target_alone["decode_ms_per_token"] / measured["decode_ms_per_token"],
-            "predicted_iid_ms": iid.latency,
-            "predicted_by_position_ms": iid.latency * iid.tokens_per_target_pass / by_position,
-            "tokens_per_target_pass_iid": iid.tokens_per_target_pass,
-            "tokens_per_target_pass_by_position": by_position,
-        })
+        rows.append(
+            {
+                "batch_size": batch_size,
+                **measured,
+                "speedup_vs_target": target_alone["decode_ms_per_token"]
+                / measured["decode_ms_per_token"],
+                "predicted_iid_ms": iid.latency,
+                "predicted_by_position_ms": iid.latency * iid.tokens_per_target_pass / by_position,
+                "tokens_per_target_pass_iid": iid.tokens_per_target_pass,
+                "tokens_per_target_pass_by_position": by_position,
+            }
+        )
         row = rows[-1]
-        print(f"T={batch_size:2d}  measured {row['decode_ms_per_token']:6.1f} ms/token "
-              f"({row['speedup_vs_target']:.2f}x), predicted iid {row['predicted_iid_ms']:6.1f}, "
-              f"by position {row['predicted_by_position_ms']:6.1f}; tokens/target pass "
-              f"{row['tokens_per_target_pass']:.2f} (iid {row['tokens_per_target_pass_iid']:.2f}, "
-              f"by position {row['tokens_per_target_pass_by_position']:.2f})", flush=True)
+        print(
+            f"T={batch_size:2d}  measured {row['decode_ms_per_token']:6.1f} ms/token "
+            f"({row['speedup_vs_target']:.2f}x), predicted iid {row['predicted_iid_ms']:6.1f}, "
+            f"by position {row['predicted_by_position_ms']:6.1f}; tokens/target pass "
+            f"{row['tokens_per_target_pass']:.2f} (iid {row['tokens_per_target_pass_iid']:.2f}, "
+            f"by position {row['tokens_per_target_pass_by_position']:.2f})",
+            flush=True,
+        )
 
     best = min(rows, key=lambda row: row["decode_ms_per_token"])
     picks = {
@@ -129,14 +158,20 @@ def main(argv=None) -> int:
     def error(key: str) -> float:  # mean |relative error| of a prediction over the T grid
         return sum(abs(row[key] / row["decode_ms_per_token"] - 1) for row in rows) / len(rows)
 
-    print(f"target alone: measured {target_alone['decode_ms_per_token']:.1f} ms/token, predicted "
-          f"{target_predicted:.1f}; best T measured {picks['measured']}, picked by iid "
-          f"{picks['iid']}, by position {picks['by_position']}; mean |error| iid "
-          f"{error('predicted_iid_ms'):.1%}, by position {error('predicted_by_position_ms'):.1%} "
-          f"({time.perf_counter() - started:.0f} s)")
+    print(
+        f"target alone: measured {target_alone['decode_ms_per_token']:.1f} ms/token, predicted "
+        f"{target_predicted:.1f}; best T measured {picks['measured']}, picked by iid "
+        f"{picks['iid']}, by position {picks['by_position']}; mean |error| iid "
+        f"{error('predicted_iid_ms'):.1%}, by position {error('predicted_by_position_ms'):.1%} "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
     report = {
-        "command": " ".join(["OMP_NUM_THREADS=1 python bench/batch_sweep.py",
-                             *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(
+            [
+                "OMP_NUM_THREADS=1 python bench/batch_sweep.py",
+                *(sys.argv[1:] if argv is None else argv),
+            ]
+        ),
         "config": vars(args),
         "machine": machine_info(),
         "profile": str(profile_path),
@@ -145,8 +180,10 @@ def main(argv=None) -> int:
         "target_alone": {**target_alone, "predicted_ms": target_predicted},
         "rows": rows,
         "picks": picks,
-        "mean_abs_error": {"iid": error("predicted_iid_ms"),
-                           "by_position": error("predicted_by_position_ms")},
+        "mean_abs_error": {
+            "iid": error("predicted_iid_ms"),
+            "by_position": error("predicted_by_position_ms"),
+        },
     }
     write_json(args.out, report)
     print(f"wrote {args.out}")

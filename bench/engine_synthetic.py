@@ -53,24 +53,54 @@ class Scenario:
 
 MS = 1e-3
 SCENARIOS = (
-    Scenario("target alone", (AffineCost(1 * MS, 0.05 * MS), AffineCost(10 * MS, 0.5 * MS)), (0.8,), (1,), ()),
-    Scenario("2 levels", (AffineCost(1 * MS, 0.05 * MS), AffineCost(10 * MS, 0.5 * MS)), (0.8,), (0, 1), (4,)),
+    Scenario(
+        "target alone",
+        (AffineCost(1 * MS, 0.05 * MS), AffineCost(10 * MS, 0.5 * MS)),
+        (0.8,),
+        (1,),
+        (),
+    ),
+    Scenario(
+        "2 levels",
+        (AffineCost(1 * MS, 0.05 * MS), AffineCost(10 * MS, 0.5 * MS)),
+        (0.8,),
+        (0, 1),
+        (4,),
+    ),
     Scenario(
         "3 levels",
-        (AffineCost(1 * MS, 0.05 * MS), AffineCost(3 * MS, 0.15 * MS), AffineCost(15 * MS, 0.75 * MS)),
-        (0.7, 0.85), (0, 1, 2), (3, 4),
+        (
+            AffineCost(1 * MS, 0.05 * MS),
+            AffineCost(3 * MS, 0.15 * MS),
+            AffineCost(15 * MS, 0.75 * MS),
+        ),
+        (0.7, 0.85),
+        (0, 1, 2),
+        (3, 4),
     ),  # fmt: skip
     Scenario(
         "4 levels",
-        (AffineCost(1 * MS, 0.05 * MS), AffineCost(2 * MS, 0.1 * MS), AffineCost(6 * MS, 0.3 * MS),
-         AffineCost(20 * MS, 1 * MS)),
-        (0.6, 0.8, 0.9), (0, 1, 2, 3), (2, 3, 4),
+        (
+            AffineCost(1 * MS, 0.05 * MS),
+            AffineCost(2 * MS, 0.1 * MS),
+            AffineCost(6 * MS, 0.3 * MS),
+            AffineCost(20 * MS, 1 * MS),
+        ),
+        (0.6, 0.8, 0.9),
+        (0, 1, 2, 3),
+        (2, 3, 4),
     ),  # fmt: skip
     Scenario(
         "4 levels, T=1,1,1",
-        (AffineCost(1 * MS, 0.05 * MS), AffineCost(2 * MS, 0.1 * MS), AffineCost(6 * MS, 0.3 * MS),
-         AffineCost(20 * MS, 1 * MS)),
-        (0.6, 0.8, 0.9), (0, 1, 2, 3), (1, 1, 1),
+        (
+            AffineCost(1 * MS, 0.05 * MS),
+            AffineCost(2 * MS, 0.1 * MS),
+            AffineCost(6 * MS, 0.3 * MS),
+            AffineCost(20 * MS, 1 * MS),
+        ),
+        (0.6, 0.8, 0.9),
+        (0, 1, 2, 3),
+        (1, 1, 1),
     ),  # fmt: skip
 )
 
@@ -100,9 +130,13 @@ class CpuTimedLevel:
 
 
 def run_scenario(scenario: Scenario, new_tokens: int, repeats: int) -> dict:
-    hierarchy = synthetic_hierarchy(scenario.rhos, scenario.costs, seed=0, busy_wait=True, record_history=False)
+    hierarchy = synthetic_hierarchy(
+        scenario.rhos, scenario.costs, seed=0, busy_wait=True, record_history=False
+    )
     costs_table = hierarchy.costs_table(sum(scenario.batch_sizes) + 2)
-    predicted = hierspec.expected_latency(costs_table, hierarchy.acceptance, scenario.chain, scenario.batch_sizes)
+    predicted = hierspec.expected_latency(
+        costs_table, hierarchy.acceptance, scenario.chain, scenario.batch_sizes
+    )
     levels = [CpuTimedLevel(hierarchy.models[m]) for m in scenario.chain]
     decoder = HierarchicalDecoder(levels, list(scenario.batch_sizes))
     prompt = torch.tensor([[0, 1, 2, 3]])
@@ -133,7 +167,10 @@ def run_scenario(scenario: Scenario, new_tokens: int, repeats: int) -> dict:
                 "overhead_ms_per_token": stats.overhead_time_s / tokens * 1e3,
                 "overhead_percent_of_model_time": 100 * stats.overhead_time_s / stats.model_time_s,
                 "overhead_cpu_ms_per_token": engine_cpu / tokens * 1e3,
-                "overhead_cpu_percent_of_virtual_model_time": 100 * engine_cpu / tokens / virtual_latency,
+                "overhead_cpu_percent_of_virtual_model_time": 100
+                * engine_cpu
+                / tokens
+                / virtual_latency,
                 "tokens_per_second": tokens / stats.decode_time_s,
                 "passes_per_token": list(stats.passes_per_token),
                 "acceptance_rate": [level.acceptance_rate for level in stats.levels[:-1]],
@@ -141,13 +178,19 @@ def run_scenario(scenario: Scenario, new_tokens: int, repeats: int) -> dict:
         )
 
     # Engine only: zero-cost models (virtual costs still counted, no busy-wait).
-    quiet = synthetic_hierarchy(scenario.rhos, scenario.costs, seed=0, busy_wait=False, record_history=False)
-    quiet_decoder = HierarchicalDecoder([quiet.models[m] for m in scenario.chain], list(scenario.batch_sizes))
+    quiet = synthetic_hierarchy(
+        scenario.rhos, scenario.costs, seed=0, busy_wait=False, record_history=False
+    )
+    quiet_decoder = HierarchicalDecoder(
+        [quiet.models[m] for m in scenario.chain], list(scenario.batch_sizes)
+    )
     quiet_decoder.generate(prompt, max_new_tokens=8, seed=0)  # warm-up
     engine_only = []
     for repeat in range(repeats):
         quiet.clock.elapsed = 0.0
-        stats = quiet_decoder.generate(prompt, max_new_tokens=10 * new_tokens, seed=2000 + repeat).stats
+        stats = quiet_decoder.generate(
+            prompt, max_new_tokens=10 * new_tokens, seed=2000 + repeat
+        ).stats
         prefill_cost = sum(
             scenario.costs[m](level.prefill_tokens) * level.prefill_passes
             for m, level in zip(scenario.chain, stats.levels)
@@ -173,23 +216,35 @@ def run_scenario(scenario: Scenario, new_tokens: int, repeats: int) -> dict:
         "new_tokens_per_run": new_tokens,
         "repeats": repeats,
         "predicted_latency_ms": predicted * 1e3,
-        **{key: summary(key) for key in (
-            "virtual_latency_ms", "measured_latency_ms", "model_time_ms_per_token",
-            "overhead_ms_per_token", "overhead_percent_of_model_time", "overhead_cpu_ms_per_token",
-            "overhead_cpu_percent_of_virtual_model_time", "engine_only_overhead_ms_per_token",
-            "engine_only_overhead_percent_of_virtual_model_time", "engine_only_virtual_latency_ms",
-            "tokens_per_second",
-        )},  # fmt: skip
+        **{
+            key: summary(key)
+            for key in (
+                "virtual_latency_ms",
+                "measured_latency_ms",
+                "model_time_ms_per_token",
+                "overhead_ms_per_token",
+                "overhead_percent_of_model_time",
+                "overhead_cpu_ms_per_token",
+                "overhead_cpu_percent_of_virtual_model_time",
+                "engine_only_overhead_ms_per_token",
+                "engine_only_overhead_percent_of_virtual_model_time",
+                "engine_only_virtual_latency_ms",
+                "tokens_per_second",
+            )
+        },  # fmt: skip
         "runs": runs,
     }
-
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=300, help="new tokens per run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per scenario (median reported)")
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "engine_synthetic.json")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per scenario (median reported)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).parent / "results" / "engine_synthetic.json"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.time()
@@ -198,8 +253,11 @@ def main() -> None:
     report = {
         "benchmark": "engine_synthetic",
         "command": " ".join(
-            [f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
-             os.path.basename(sys.executable), *sys.argv]
+            [
+                f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
+                os.path.basename(sys.executable),
+                *sys.argv,
+            ]
         ),  # fmt: skip
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "machine": conditions_before,
@@ -209,14 +267,17 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-    header = ("scenario", "T", "predicted", "virtual (run / 10x)", "measured", "model", "overhead", "overhead %",
-              "CPU overhead %", "engine only", "engine only %", "tok/s")  # fmt: skip
+    header = (
+        "scenario", "T", "predicted", "virtual (run / 10x)", "measured", "model", "overhead",
+        "overhead %", "CPU overhead %", "engine only", "engine only %", "tok/s",
+    )  # fmt: skip
     rows = [
         (
             result["name"],
             ",".join(map(str, result["batch_sizes"])) or "-",
             f"{result['predicted_latency_ms']:.3f}",
-            f"{result['virtual_latency_ms']['median']:.3f} / {result['engine_only_virtual_latency_ms']['median']:.3f}",
+            f"{result['virtual_latency_ms']['median']:.3f} / "
+            f"{result['engine_only_virtual_latency_ms']['median']:.3f}",
             f"{result['measured_latency_ms']['median']:.3f}",
             f"{result['model_time_ms_per_token']['median']:.3f}",
             f"{result['overhead_ms_per_token']['median']:.3f}",
@@ -233,10 +294,15 @@ def main() -> None:
         for result in results
     ]
     widths = [max(len(row[col]) for row in (header, *rows)) for col in range(len(header))]
-    print("latency and overhead per new token in ms (median of runs); percentages: median [min, max]")
+    print(
+        "latency and overhead per new token in ms (median of runs); percentages: median [min, max]"
+    )
     for row in (header, *rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
-    print(f"load average before {conditions_before['load_average']}, after {report['load_average_after']}")
+    print(
+        f"load average before {conditions_before['load_average']}, "
+        f"after {report['load_average_after']}"
+    )
     print(f"wrote {args.output}")
 
 

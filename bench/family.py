@@ -34,7 +34,7 @@ def pass_cost_ms(model, context: torch.Tensor, sizes: list[int], repeats: int) -
     level.reset()
     level.append(context)
     base = level.length
-    new_tokens = context[:, :max(sizes)]
+    new_tokens = context[:, : max(sizes)]
     costs = {}
     for size in sizes:
         times = []
@@ -65,14 +65,22 @@ def main() -> None:
     for name, model in zip(fam.names, fam.models):
         measured = distill.evaluate_agreement(model, target, data) if model is not target else None
         costs = pass_cost_ms(model, context, sizes, args.repeats)
-        rows.append({"name": name, "cost_ms": costs,
-                     "greedy_agreement": None if measured is None else measured.greedy_agreement,
-                     "overlap": None if measured is None else measured.overlap,
-                     "positions": None if measured is None else measured.num_positions})
+        rows.append(
+            {
+                "name": name,
+                "cost_ms": costs,
+                "greedy_agreement": None if measured is None else measured.greedy_agreement,
+                "overlap": None if measured is None else measured.overlap,
+                "positions": None if measured is None else measured.num_positions,
+            }
+        )
         agree = "-" if measured is None else f"{measured.greedy_agreement:.3f}"
         over = "-" if measured is None else f"{measured.overlap:.3f}"
-        print(f"{name:>12}  agreement {agree:>6}  overlap {over:>6}  "
-              + "  ".join(f"c({n})={costs[n]:7.2f}ms" for n in sizes), flush=True)
+        print(
+            f"{name:>12}  agreement {agree:>6}  overlap {over:>6}  "
+            + "  ".join(f"c({n})={costs[n]:7.2f}ms" for n in sizes),
+            flush=True,
+        )
     records = {}
     for spec in distill.DEFAULT_LADDER:
         records[spec.name] = distill.draft_record(spec, fam.cache_dir)

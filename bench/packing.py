@@ -42,15 +42,19 @@ def main(argv=None) -> int:
     layers = pack_for_cpu(packed)
     text = corpus.chat_input_ids(tokenizer, corpus.calibration_prompts(1)[0].message)
     if text.shape[1] < args.context + max(args.tokens):
-        raise ValueError(f"calibration prompt has {text.shape[1]} tokens, need "
-                         f"{args.context + max(args.tokens)}: lower --context")
-    context = text[:, :args.context]
-    new = text[:, args.context:args.context + max(args.tokens)]
+        raise ValueError(
+            f"calibration prompt has {text.shape[1]} tokens, need "
+            f"{args.context + max(args.tokens)}: lower --context"
+        )
+    context = text[:, : args.context]
+    new = text[:, args.context : args.context + max(args.tokens)]
 
     levels = {"mkl": TransformersLevel(plain), "onednn_packed": TransformersLevel(packed)}
     for level in levels.values():
         level.append(context)
-    times: dict[str, dict[int, list[float]]] = {name: {n: [] for n in args.tokens} for name in levels}
+    times: dict[str, dict[int, list[float]]] = {
+        name: {n: [] for n in args.tokens} for name in levels
+    }
     for repeat in range(args.repeats + 1):  # the first round warms up
         for n in args.tokens if repeat % 2 == 0 else args.tokens[::-1]:
             for name, level in levels.items():
@@ -60,28 +64,38 @@ def main(argv=None) -> int:
                 level.truncate(args.context)
                 if repeat:
                     times[name][n].append(elapsed)
-    medians = {name: {n: 1e3 * statistics.median(values) for n, values in per_n.items()}
-               for name, per_n in times.items()}
+    medians = {
+        name: {n: 1e3 * statistics.median(values) for n, values in per_n.items()}
+        for name, per_n in times.items()
+    }
 
     logits = {name: level.append(new).float() for name, level in levels.items()}
     difference = float((logits["mkl"] - logits["onednn_packed"]).abs().max())
     same_argmax = bool((logits["mkl"].argmax(-1) == logits["onednn_packed"].argmax(-1)).all())
 
-    print(f"float32 target, {args.context} cached tokens, {args.threads} thread(s), median of "
-          f"{args.repeats}; {layers} linear layers packed")
+    print(
+        f"float32 target, {args.context} cached tokens, {args.threads} thread(s), median of "
+        f"{args.repeats}; {layers} linear layers packed"
+    )
     print(f"{'tokens':>14} " + " ".join(f"{n:>7}" for n in args.tokens))
     for name, row in medians.items():
         print(f"{name + ' ms':>14} " + " ".join(f"{row[n]:7.1f}" for n in args.tokens))
-    print(f"{'packed/mkl':>14} " + " ".join(f"{medians['onednn_packed'][n] / medians['mkl'][n]:7.2f}"
-                                            for n in args.tokens))
-    print(f"max |logit difference| over {new.shape[1]} positions: {difference:.2e}; "
-          f"same argmax: {same_argmax}")
+    print(
+        f"{'packed/mkl':>14} "
+        + " ".join(f"{medians['onednn_packed'][n] / medians['mkl'][n]:7.2f}" for n in args.tokens)
+    )
+    print(
+        f"max |logit difference| over {new.shape[1]} positions: {difference:.2e}; "
+        f"same argmax: {same_argmax}"
+    )
     report = {
         "command": "OMP_NUM_THREADS=1 python bench/packing.py",
         "config": vars(args),
         "machine": machine_info(),
         "packed_layers": layers,
-        "cost_ms": {name: {str(n): value for n, value in row.items()} for name, row in medians.items()},
+        "cost_ms": {
+            name: {str(n): value for n, value in row.items()} for name, row in medians.items()
+        },
         "max_abs_logit_difference": difference,
         "same_argmax": same_argmax,
     }

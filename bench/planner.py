@@ -169,15 +169,15 @@ def check_small_cases() -> int:
                 planned = hierspec.plan(costs, acceptance, max_batch_size)
                 latency, chain, sizes = plan_python(costs, acceptance, max_batch_size)
                 assert abs(latency - planned.latency) <= 1e-9 * planned.latency, (latency, planned)
-                assert abs(
-                    hierspec.expected_latency(costs, acceptance, chain, sizes) - latency
-                ) <= 1e-9 * latency
+                assert (
+                    abs(hierspec.expected_latency(costs, acceptance, chain, sizes) - latency)
+                    <= 1e-9 * latency
+                )
                 if max_batch_size <= 3 and num_models <= 4:
                     brute = hierspec.brute_force_plan(costs, acceptance, max_batch_size)
                     assert abs(brute.latency - latency) <= 1e-9 * latency
                 count += 1
     return count
-
 
 
 def main() -> int:
@@ -193,9 +193,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     rows = []
     python_seconds_per_unit = None  # measured Python time / (M^2 T^2), to predict skips
-    header = (
-        f"{'M':>3} {'T':>4} {'C++ ms':>10} {'(core)':>9} {'Python ms':>11} {'ratio':>8}  plan"
-    )
+    header = f"{'M':>3} {'T':>4} {'C++ ms':>10} {'(core)':>9} {'Python ms':>11} {'ratio':>8}  plan"
     print(header)
     print("-" * len(header))
     for num_models in NUM_CANDIDATES:
@@ -231,7 +229,9 @@ def main() -> int:
                 python_result: list[tuple[float, tuple[int, ...], tuple[int, ...]]] = []
                 python_times = time_runs(
                     lambda: python_result.append(plan_python(costs, acceptance, max_batch_size)),
-                    1, 2.0, 5,
+                    1,
+                    2.0,
+                    5,
                 )
                 latency = python_result[0][0]
                 assert abs(latency - result.latency) <= 1e-9 * result.latency, (latency, result)
@@ -269,8 +269,13 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(
         json.dumps(
-            {"benchmark": "planner", "machine": info, "summary": summary,
-             "checked_small_instances": checked, "results": rows},
+            {
+                "benchmark": "planner",
+                "machine": info,
+                "summary": summary,
+                "checked_small_instances": checked,
+                "results": rows,
+            },
             indent=2,
         )
         + "\n",

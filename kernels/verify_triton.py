@@ -137,7 +137,7 @@ def verify_kernel(
     target_row_ptr = target_ptr + (row * num_target_rows + k) * vocab_size
     draft_row_ptr = draft_probs_ptr + (row * num_draft_tokens + k) * vocab_size
     draft_token = tl.load(draft_ids_row_ptr + k, mask=is_recovered, other=-1)
-    if IS_GREEDY or TARGET_IS_LOGITS:
+    if IS_GREEDY or TARGET_IS_LOGITS:  # noqa: SIM102 - the outer test is compile-time
         if k == num_draft_tokens:  # the bonus row was not visited by the accept loop
             row_max, row_sum, row_argmax = _target_row_stats(
                 target_row_ptr, vocab_size, inv_temperature, IS_GREEDY, BLOCK_V

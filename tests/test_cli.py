@@ -22,10 +22,13 @@ def write_tokenizer(directory):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(VOCAB)}, unk_token="<unk>"))
+    tokenizer = Tokenizer(
+        models.WordLevel({word: i for i, word in enumerate(VOCAB)}, unk_token="<unk>")
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>",
-                            eos_token="<eos>").save_pretrained(directory)
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", eos_token="<eos>"
+    ).save_pretrained(directory)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +54,23 @@ def prompts_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def written_profile(checkpoints, prompts_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("profile") / "profile.json"
-    code = main(["profile", *checkpoints, "--prompts", str(prompts_file), "--out", str(out),
-                 "--max-batch-size", "3", "--repeats", "1", "--calibration-tokens", "8",
-                 "--no-progress"])
+    code = main(
+        [
+            "profile",
+            *checkpoints,
+            "--prompts",
+            str(prompts_file),
+            "--out",
+            str(out),
+            "--max-batch-size",
+            "3",
+            "--repeats",
+            "1",
+            "--calibration-tokens",
+            "8",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     return out
 
@@ -64,10 +81,14 @@ def written_profile(checkpoints, prompts_file, tmp_path_factory):
 
 def test_plan_on_a_written_profile(tmp_path, capsys):
     path = tmp_path / "profile.json"
-    path.write_text(json.dumps({
-        "models": [{"name": "tiny", "costs_ms": 1.0}, {"name": "big", "costs_ms": 10.0}],
-        "acceptance": [[1, 0.8], [0, 1]],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "models": [{"name": "tiny", "costs_ms": 1.0}, {"name": "big", "costs_ms": 10.0}],
+                "acceptance": [[1, 0.8], [0, 1]],
+            }
+        )
+    )
     out = tmp_path / "plan.json"
     assert main(["plan", str(path), "--max-batch-size", "8", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -129,11 +150,29 @@ def test_read_prompts_formats(tmp_path):
 # generate
 
 
-def test_generate_with_a_profile_is_greedy_identical(checkpoints, written_profile, tmp_path, capsys):
+def test_generate_with_a_profile_is_greedy_identical(
+    checkpoints, written_profile, tmp_path, capsys
+):
     report_path = tmp_path / "report.json"
-    code = main(["generate", "--models", *checkpoints, "--profile", str(written_profile),
-                 "--prompt", "w1 w2 w3", "--max-new-tokens", "12", "--max-batch-size", "3",
-                 "--ignore-eos", "--no-progress", "--json", str(report_path)])
+    code = main(
+        [
+            "generate",
+            "--models",
+            *checkpoints,
+            "--profile",
+            str(written_profile),
+            "--prompt",
+            "w1 w2 w3",
+            "--max-new-tokens",
+            "12",
+            "--max-batch-size",
+            "3",
+            "--ignore-eos",
+            "--no-progress",
+            "--json",
+            str(report_path),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "best plan:" in printed and "speedup over the target alone" in printed
@@ -149,18 +188,39 @@ def test_generate_with_a_profile_is_greedy_identical(checkpoints, written_profil
     assert report["plan"]["chain"] == list(planned.chain)
     levels = report["levels"]
     assert [level["model"] for level in levels] == [f"m{index}" for index in planned.chain]
-    assert levels[-1]["acceptance"] is None and all(level["passes_per_token"] > 0 for level in levels)
-    evaluation = hierspec.evaluate(expected.costs_ms, expected.acceptance, planned.chain,
-                                   planned.batch_sizes)
+    assert levels[-1]["acceptance"] is None and all(
+        level["passes_per_token"] > 0 for level in levels
+    )
+    evaluation = hierspec.evaluate(
+        expected.costs_ms, expected.acceptance, planned.chain, planned.batch_sizes
+    )
     assert [level["predicted_passes_per_token"] for level in levels] == pytest.approx(
-        list(evaluation.passes_per_token))
+        list(evaluation.passes_per_token)
+    )
 
 
 def test_generate_profiles_once_and_caches(checkpoints, tmp_path, capsys):
-    arguments = ["generate", "--models", *checkpoints, "--prompt", "w4 w5", "--max-new-tokens",
-                 "6", "--max-batch-size", "2", "--profile-prompts", "1", "--cache",
-                 str(tmp_path), "--no-progress", "--no-baseline", "--temperature", "1.0",
-                 "--seed", "3"]
+    arguments = [
+        "generate",
+        "--models",
+        *checkpoints,
+        "--prompt",
+        "w4 w5",
+        "--max-new-tokens",
+        "6",
+        "--max-batch-size",
+        "2",
+        "--profile-prompts",
+        "1",
+        "--cache",
+        str(tmp_path),
+        "--no-progress",
+        "--no-baseline",
+        "--temperature",
+        "1.0",
+        "--seed",
+        "3",
+    ]
     assert main(arguments) == 0
     first = capsys.readouterr().out
     assert "(measured now;" in first and "target alone:" not in first
@@ -183,25 +243,44 @@ def test_generate_profiles_once_and_caches(checkpoints, tmp_path, capsys):
     ],
 )
 def test_generate_argument_errors(checkpoints, written_profile, extra, message, capsys):
-    code = main(["generate", "--models", *checkpoints, "--profile", str(written_profile),
-                 "--prompt", "w1", "--no-progress", *extra])
+    code = main(
+        [
+            "generate",
+            "--models",
+            *checkpoints,
+            "--profile",
+            str(written_profile),
+            "--prompt",
+            "w1",
+            "--no-progress",
+            *extra,
+        ]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
 
 
 def test_generate_profile_must_match_the_models(checkpoints, tmp_path, capsys):
     path = tmp_path / "other.json"
-    path.write_text(json.dumps({
-        "models": [{"name": "m0", "costs_ms": 1.0}, {"name": "elsewhere", "costs_ms": 5.0}],
-        "acceptance": [[1, 0.5], [0, 1]],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "models": [{"name": "m0", "costs_ms": 1.0}, {"name": "elsewhere", "costs_ms": 5.0}],
+                "acceptance": [[1, 0.5], [0, 1]],
+            }
+        )
+    )
     arguments = ["generate", "--models", *checkpoints, "--prompt", "w1", "--no-progress"]
     assert main([*arguments, "--profile", str(path)]) == 2
     assert "has models ['elsewhere'] that are not among the candidates" in capsys.readouterr().err
-    path.write_text(json.dumps({
-        "models": [{"name": "m0", "costs_ms": 1.0}, {"name": "m1", "costs_ms": 5.0}],
-        "acceptance": [[1, 0.5], [0, 1]],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "models": [{"name": "m0", "costs_ms": 1.0}, {"name": "m1", "costs_ms": 5.0}],
+                "acceptance": [[1, 0.5], [0, 1]],
+            }
+        )
+    )
     assert main([*arguments, "--profile", str(path)]) == 2
     assert "ends with 'm1', but the target is 'm2'" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # --prompt is required
@@ -211,15 +290,40 @@ def test_generate_profile_must_match_the_models(checkpoints, tmp_path, capsys):
 def test_generate_on_a_profile_subset(checkpoints, tmp_path, capsys):
     """A profile of two of the three candidates plans over those two only."""
     path = tmp_path / "pair.json"
-    path.write_text(json.dumps({
-        "models": [{"name": "m1", "costs_ms": [0.1, 0.1, 0.1]},
-                   {"name": "m2", "costs_ms": [10.0, 10.0, 10.0]}],
-        "acceptance": [[1, 0.9], [0, 1]],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {"name": "m1", "costs_ms": [0.1, 0.1, 0.1]},
+                    {"name": "m2", "costs_ms": [10.0, 10.0, 10.0]},
+                ],
+                "acceptance": [[1, 0.9], [0, 1]],
+            }
+        )
+    )
     report_path = tmp_path / "report.json"
-    assert main(["generate", "--models", *checkpoints, "--profile", str(path), "--prompt",
-                 "w1 w2", "--max-new-tokens", "5", "--max-batch-size", "2", "--ignore-eos",
-                 "--no-progress", "--json", str(report_path)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--models",
+                *checkpoints,
+                "--profile",
+                str(path),
+                "--prompt",
+                "w1 w2",
+                "--max-new-tokens",
+                "5",
+                "--max-batch-size",
+                "2",
+                "--ignore-eos",
+                "--no-progress",
+                "--json",
+                str(report_path),
+            ]
+        )
+        == 0
+    )
     report = json.loads(report_path.read_text())
     assert report["plan"]["model_names"] == ["m1", "m2"]
     assert report["plan"]["chain"] == [0, 1] and report["identical_to_target"] is True
@@ -244,18 +348,43 @@ def test_generate_with_the_bundled_family(tmp_path, capsys):
     draft = family.names[1]  # the cheapest distilled draft
     del family
     path = tmp_path / "family.json"
-    path.write_text(json.dumps({
-        "models": [{"name": "ngram", "costs_ms": [1.0] * 8},
-                   {"name": draft, "costs_ms": [10.0] * 8},
-                   {"name": "target", "costs_ms": [60.0] * 8}],
-        "acceptance": [[1, 0.6, 0.5], [0, 1, 0.8], [0, 0, 1]],
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {"name": "ngram", "costs_ms": [1.0] * 8},
+                    {"name": draft, "costs_ms": [10.0] * 8},
+                    {"name": "target", "costs_ms": [60.0] * 8},
+                ],
+                "acceptance": [[1, 0.6, 0.5], [0, 1, 0.8], [0, 0, 1]],
+            }
+        )
+    )
     report_path = tmp_path / "report.json"
     torch.set_num_threads(1)
-    assert main(["generate", "--models", "ngram", draft, "target", "--profile", str(path),
-                 "--prompt", "Write a Python function that adds two numbers.",
-                 "--max-new-tokens", "24", "--max-batch-size", "4", "--no-progress",
-                 "--json", str(report_path)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--models",
+                "ngram",
+                draft,
+                "target",
+                "--profile",
+                str(path),
+                "--prompt",
+                "Write a Python function that adds two numbers.",
+                "--max-new-tokens",
+                "24",
+                "--max-batch-size",
+                "4",
+                "--no-progress",
+                "--json",
+                str(report_path),
+            ]
+        )
+        == 0
+    )
     report = json.loads(report_path.read_text())
     assert len(report["plan"]["chain"]) == 3
     assert report["identical_to_target"] is True and report["text"]

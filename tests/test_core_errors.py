@@ -104,8 +104,10 @@ def test_bad_chain_or_batch_sizes(entry_point, chain, batch_sizes, message) -> N
         (np.array([1.0, 2.0, 3.0]), "costs has 3 entries but acceptance has 4 models"),
         (COSTS[:3], "costs has 3 rows but acceptance has 4 models"),
         (np.zeros((4, 0)), "costs has 0 columns"),
-        (np.zeros((4, 2, 2)), "costs must be 1-D [M] (a constant cost per pass) or 2-D [M, N], "
-                              "got shape (4, 2, 2)"),
+        (
+            np.zeros((4, 2, 2)),
+            "costs must be 1-D [M] (a constant cost per pass) or 2-D [M, N], got shape (4, 2, 2)",
+        ),
     ],
 )
 def test_bad_costs(entry_point, costs, message) -> None:
@@ -156,8 +158,10 @@ def test_other_arguments() -> None:
         ({"models": [], "acceptance": []}, "profile 'models' must be a non-empty list"),
         ({"models": [{"name": "a"}], "acceptance": [[1]]}, "profile models[0] must be an object"),
         (
-            {"models": [{"name": "a", "costs_ms": [1, 2]}, {"name": "b", "costs_ms": [1]}],
-             "acceptance": [[1, 0.5], [0, 1]]},
+            {
+                "models": [{"name": "a", "costs_ms": [1, 2]}, {"name": "b", "costs_ms": [1]}],
+                "acceptance": [[1, 0.5], [0, 1]],
+            },
             "profile models[*].costs_ms lists have different lengths [1, 2]",
         ),
         (

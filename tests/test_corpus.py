@@ -24,7 +24,9 @@ def test_prompt_sets_come_from_disjoint_documents():
     assert not documents[0] & documents[1]
     assert not documents[0] & documents[2]
     assert not documents[1] & documents[2]
-    splits = {split: {(d.source, d.name) for d in corpus.documents(split)} for split in corpus.SPLITS}
+    splits = {
+        split: {(d.source, d.name) for d in corpus.documents(split)} for split in corpus.SPLITS
+    }
     assert documents[0] <= splits["heldout"]
     assert documents[1] <= splits["validation"]
     assert documents[2] <= splits["train"]

@@ -26,9 +26,16 @@ def _prompts(count: int, seed: int = 0) -> list[torch.Tensor]:
 def data(target):
     prompts = _prompts(6)
     return distill.generate_teacher_data(
-        target, prompts, max_new_tokens=10, sample=[i % 2 == 0 for i in range(6)],
-        generator=torch.Generator().manual_seed(0), top_k=8, eos_token_id=None, batch_size=4,
-        keep_hidden=True)
+        target,
+        prompts,
+        max_new_tokens=10,
+        sample=[i % 2 == 0 for i in range(6)],
+        generator=torch.Generator().manual_seed(0),
+        top_k=8,
+        eos_token_id=None,
+        batch_size=4,
+        keep_hidden=True,
+    )
 
 
 def test_teacher_greedy_responses_equal_target_generate(target, data):
@@ -37,8 +44,9 @@ def test_teacher_greedy_responses_equal_target_generate(target, data):
     prompts = _prompts(6)
     for index in (1, 3, 5):  # the greedy ones
         prompt = prompts[index][None]
-        expected = target.generate(prompt, attention_mask=torch.ones_like(prompt),
-                                   max_new_tokens=10, do_sample=False)[0]
+        expected = target.generate(
+            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=10, do_sample=False
+        )[0]
         assert torch.equal(data.sequences[index], expected)
         assert data.response_starts[index] == prompt.shape[1]
     for index in range(6):
@@ -60,8 +68,10 @@ def test_init_draft_copies_the_selected_layers(target):
     partial = distill.init_draft(target, distill.DraftSpec("part", (0, 2)))
     assert partial.config.num_hidden_layers == 2
     for new_index, old_index in enumerate((0, 2)):
-        for (name, value), (_, original) in zip(partial.model.layers[new_index].state_dict().items(),
-                                                target.model.layers[old_index].state_dict().items()):
+        for (name, value), (_, original) in zip(
+            partial.model.layers[new_index].state_dict().items(),
+            target.model.layers[old_index].state_dict().items(),
+        ):
             assert torch.equal(value, original), name
     assert torch.equal(partial.lm_head.weight, target.lm_head.weight)
 
@@ -83,7 +93,9 @@ def test_topk_kl_is_the_exact_kl_of_the_coarsened_distributions():
     target_logprobs = torch.log_softmax(target_logits, -1)
     # k = vocab: the tail is empty and the loss is the full KL.
     values, ids = target_logprobs.topk(12, dim=-1)
-    full_kl = (target_logprobs.exp() * (target_logprobs - torch.log_softmax(draft_logits, -1))).sum(-1)
+    full_kl = (target_logprobs.exp() * (target_logprobs - torch.log_softmax(draft_logits, -1))).sum(
+        -1
+    )
     torch.testing.assert_close(distill._topk_kl(draft_logits, ids, values), full_kl.mean())
     # k = 3: KL of the 4-outcome coarsening (top 3 + tail), by hand.
     values, ids = target_logprobs.topk(3, dim=-1)
@@ -98,22 +110,29 @@ def test_topk_kl_is_the_exact_kl_of_the_coarsened_distributions():
 
 def test_distillation_is_reproducible_and_learns(target, data):
     spec = distill.DraftSpec("d2", (0, 3), trainable_layers=1)
-    config = distill.DistillConfig(steps=12, learning_rate=3e-3, warmup_steps=2, seed=5,
-                                   loss_on="all")
+    config = distill.DistillConfig(
+        steps=12, learning_rate=3e-3, warmup_steps=2, seed=5, loss_on="all"
+    )
     first, result = distill.distill(target, spec, data, config, evaluation=data)
     second, _ = distill.distill(target, spec, data, config)
     for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
         assert torch.equal(a, b), name
-    other, _ = distill.distill(target, spec,
-                               data, distill.DistillConfig(**{**config.__dict__, "seed": 6}))
-    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(),
-                                                      other.state_dict().values()))
+    other, _ = distill.distill(
+        target, spec, data, distill.DistillConfig(**{**config.__dict__, "seed": 6})
+    )
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), other.state_dict().values())
+    )
     # The frozen layer and the embeddings did not move; the trained layer did.
     untrained = distill.init_draft(target, spec)
-    assert torch.equal(first.model.layers[0].mlp.up_proj.weight, untrained.model.layers[0].mlp.up_proj.weight)
+    assert torch.equal(
+        first.model.layers[0].mlp.up_proj.weight, untrained.model.layers[0].mlp.up_proj.weight
+    )
     assert torch.equal(first.model.embed_tokens.weight, untrained.model.embed_tokens.weight)
-    assert not torch.equal(first.model.layers[1].mlp.up_proj.weight,
-                           untrained.model.layers[1].mlp.up_proj.weight)
+    assert not torch.equal(
+        first.model.layers[1].mlp.up_proj.weight, untrained.model.layers[1].mlp.up_proj.weight
+    )
     assert result.final.overlap > result.initial.overlap
     assert 0.0 <= result.final.greedy_agreement <= 1.0
     assert not first.training and not any(p.requires_grad for p in first.parameters())
@@ -131,8 +150,14 @@ def test_agreement_of_a_draft_model_equals_that_of_its_module(target, data):
     draft = distill.init_draft(target, distill.DraftSpec("d1", (0,)))
     module = distill.evaluate_agreement(draft, target, data)
     level = distill.evaluate_agreement(TransformersLevel(draft), target, data)
-    assert level.num_positions == module.num_positions == sum(
-        sequence.numel() - start for sequence, start in zip(data.sequences, data.response_starts))
+    assert (
+        level.num_positions
+        == module.num_positions
+        == sum(
+            sequence.numel() - start
+            for sequence, start in zip(data.sequences, data.response_starts)
+        )
+    )
     assert level.greedy_agreement == pytest.approx(module.greedy_agreement, abs=1e-9)
     assert level.overlap == pytest.approx(module.overlap, abs=1e-5)
 
@@ -140,7 +165,9 @@ def test_agreement_of_a_draft_model_equals_that_of_its_module(target, data):
 def test_bad_input(target):
     with pytest.raises(ValueError, match="layers must be strictly increasing, got \\(2, 1\\)"):
         distill.DraftSpec("x", (2, 1))
-    with pytest.raises(ValueError, match="trainable_layers must be None or an int in \\[0, 2\\], got 3"):
+    with pytest.raises(
+        ValueError, match="trainable_layers must be None or an int in \\[0, 2\\], got 3"
+    ):
         distill.DraftSpec("x", (0, 1), trainable_layers=3)
     with pytest.raises(ValueError, match="spec.layers must index the target's 4 layers"):
         distill.init_draft(target, distill.DraftSpec("x", (0, 4)))

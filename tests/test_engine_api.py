@@ -45,7 +45,9 @@ def test_no_seed_reports_the_seed_used_and_leaves_global_rng_alone():
 
 def test_from_plan_picks_chain_and_batch_sizes():
     hierarchy = synthetic_hierarchy(
-        [0.6, 0.9, 0.9], [AffineCost(1e-3), AffineCost(2e-3), AffineCost(1e-2), AffineCost(5e-2)], seed=0
+        [0.6, 0.9, 0.9],
+        [AffineCost(1e-3), AffineCost(2e-3), AffineCost(1e-2), AffineCost(5e-2)],
+        seed=0,
     )
     costs = hierarchy.costs_table(33)
     plan = hierspec.plan(costs, hierarchy.acceptance, max_batch_size=8)
@@ -66,7 +68,9 @@ def test_stats_are_typed_frozen_and_consistent():
     decoder = HierarchicalDecoder(list(hierarchy.models), [3, 2])
     output = decoder.generate(PROMPT, max_new_tokens=300, seed=2)
     stats = output.stats
-    assert isinstance(stats, GenerateStats) and all(isinstance(level, LevelStats) for level in stats.levels)
+    assert isinstance(stats, GenerateStats) and all(
+        isinstance(level, LevelStats) for level in stats.levels
+    )
     with pytest.raises(dataclasses.FrozenInstanceError):
         stats.new_tokens = 0  # type: ignore[misc]
     assert stats.prompt_tokens == 5 and stats.new_tokens == 300
@@ -83,7 +87,9 @@ def test_stats_are_typed_frozen_and_consistent():
     assert middle.mean_acceptance_length == pytest.approx(1 + middle.accepted / middle.batches)
     assert len(bottom.acceptance_by_position) == 3
     assert bottom.reached_position[0] == bottom.batches
-    assert bottom.acceptance_by_position[0] == pytest.approx(bottom.accepted_at_position[0] / bottom.batches)
+    assert bottom.acceptance_by_position[0] == pytest.approx(
+        bottom.accepted_at_position[0] / bottom.batches
+    )
     assert math.isnan(target.acceptance_rate) and target.batches == 0
     assert stats.passes_per_token[2] == pytest.approx(target.forward_passes / 300)
     assert stats.tokens_per_token[0] == pytest.approx(bottom.tokens_processed / 300)

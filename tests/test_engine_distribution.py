@@ -64,7 +64,9 @@ def _transition_test(sequence: list[int], transition: torch.Tensor) -> tuple[flo
     counts = torch.zeros((vocab_size, vocab_size), dtype=torch.float64)
     previous = torch.tensor(sequence[:-1])
     following = torch.tensor(sequence[1:])
-    counts.index_put_((previous, following), torch.ones(len(following), dtype=torch.float64), accumulate=True)
+    counts.index_put_(
+        (previous, following), torch.ones(len(following), dtype=torch.float64), accumulate=True
+    )
     statistic, dof = 0.0, 0
     for row in range(vocab_size):
         if counts[row].sum() < 50:
@@ -74,8 +76,12 @@ def _transition_test(sequence: list[int], transition: torch.Tensor) -> tuple[flo
             return math.inf, 0, 0.0
         statistic += result.statistic
         dof += result.degrees_of_freedom
-    p_value = float(torch.special.gammaincc(torch.tensor(dof / 2.0, dtype=torch.float64),
-                                            torch.tensor(statistic / 2.0, dtype=torch.float64)))
+    p_value = float(
+        torch.special.gammaincc(
+            torch.tensor(dof / 2.0, dtype=torch.float64),
+            torch.tensor(statistic / 2.0, dtype=torch.float64),
+        )
+    )
     return statistic, dof, p_value
 
 
@@ -106,12 +112,16 @@ def test_long_sequence_transitions(config, noise_scales, batch_sizes):
 def test_first_two_tokens_tiny_llamas_three_levels(config):
     vocab_size = 8
     # Drafts are perturbed copies of the target (acceptance about 0.3 and 0.55 at temperature 1).
-    *drafts, target = tiny_llama_family(3, vocab_size=vocab_size, seed=3, noise=0.5, initializer_range=0.25)
+    *drafts, target = tiny_llama_family(
+        3, vocab_size=vocab_size, seed=3, noise=0.5, initializer_range=0.25
+    )
     decoder = HierarchicalDecoder([drafts[0], drafts[1], target], [2, 2])
     prompt = torch.tensor([[1, 6, 3]])
     with torch.inference_mode():
         first = processed_probs(target(prompt).logits[0, -1], config).double()  # [vocab]
-        extended = torch.cat([prompt.expand(vocab_size, -1), torch.arange(vocab_size)[:, None]], dim=1)
+        extended = torch.cat(
+            [prompt.expand(vocab_size, -1), torch.arange(vocab_size)[:, None]], dim=1
+        )
         second = processed_probs(target(extended).logits[:, -1], config).double()  # [vocab, vocab]
     exact = first.unsqueeze(1) * second
     counts = _sample_first_two(decoder, prompt, config, 2000, vocab_size)

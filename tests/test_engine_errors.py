@@ -30,14 +30,20 @@ def test_vocab_mismatch(models):
 
 def test_models_on_different_devices(models):
     on_meta = MarkovLevel(torch.empty((8, 8), device="meta"))
-    with pytest.raises(ValueError, match=r"models\[1\] is on device meta but models\[0\] is on cpu"):
+    with pytest.raises(
+        ValueError, match=r"models\[1\] is on device meta but models\[0\] is on cpu"
+    ):
         HierarchicalDecoder([models[0], on_meta], [1])
 
 
 @pytest.mark.parametrize(
     ("batch_sizes", "error", "match"),
     [
-        ([2], ValueError, r"batch_sizes must have one entry per model below the target \(2\), got \[2\]"),
+        (
+            [2],
+            ValueError,
+            r"batch_sizes must have one entry per model below the target \(2\), got \[2\]",
+        ),
         ([2, 2, 2], ValueError, r"batch_sizes.*\(2\), got \[2, 2, 2\] of length 3"),
         ([0, 2], ValueError, r"batch_sizes\[0\] must be >= 1, got 0"),
         ([2, -1], ValueError, r"batch_sizes\[1\] must be >= 1, got -1"),
@@ -54,7 +60,10 @@ def test_bad_batch_sizes(models, batch_sizes, error, match):
 def test_bad_models():
     with pytest.raises(ValueError, match=r"models must hold at least one model"):
         HierarchicalDecoder([], [])
-    with pytest.raises(TypeError, match=r"models\[0\] must be a transformers causal LM or implement .*DraftModel.*got str"):
+    with pytest.raises(
+        TypeError,
+        match=r"models\[0\] must be a transformers causal LM or implement .*DraftModel.*got str",
+    ):
         HierarchicalDecoder(["gpt2"], [])
     with pytest.raises(TypeError, match=r"models must be a sequence of models, got MarkovLevel"):
         HierarchicalDecoder(markov_models(4, noise_scales=[], seed=0)[0], [])
@@ -75,7 +84,9 @@ def test_refuses_untruncatable_caches():
     target = tiny_llama(vocab_size=32)
     with pytest.raises(ValueError, match=r"models\[0\].*sliding-window.*sliding_window=8"):
         HierarchicalDecoder([sliding, target], [2])
-    recurrent = MambaForCausalLM(MambaConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1, state_size=4)).eval()
+    recurrent = MambaForCausalLM(
+        MambaConfig(vocab_size=32, hidden_size=16, num_hidden_layers=1, state_size=4)
+    ).eval()
     with pytest.raises(ValueError, match=r"models\[1\].*MambaForCausalLM.*cannot be truncated"):
         HierarchicalDecoder([target, recurrent], [2])
 
@@ -89,12 +100,32 @@ def test_refuses_model_in_training_mode():
 @pytest.mark.parametrize(
     ("input_ids", "error", "match"),
     [
-        (torch.zeros((1, 0), dtype=torch.long), ValueError, r"input_ids is an empty prompt \(shape \(1, 0\)\)"),
-        (torch.zeros((2, 3), dtype=torch.long), ValueError, r"input_ids has batch size 2 \(shape \(2, 3\)\); only batch size 1"),
-        (torch.zeros(3, dtype=torch.long), ValueError, r"input_ids must have shape \[1, prompt\], got shape \(3,\)"),
-        (torch.zeros((1, 3)), TypeError, r"input_ids must be an int64 \(or int32\) tensor, got dtype torch.float32"),
+        (
+            torch.zeros((1, 0), dtype=torch.long),
+            ValueError,
+            r"input_ids is an empty prompt \(shape \(1, 0\)\)",
+        ),
+        (
+            torch.zeros((2, 3), dtype=torch.long),
+            ValueError,
+            r"input_ids has batch size 2 \(shape \(2, 3\)\); only batch size 1",
+        ),
+        (
+            torch.zeros(3, dtype=torch.long),
+            ValueError,
+            r"input_ids must have shape \[1, prompt\], got shape \(3,\)",
+        ),
+        (
+            torch.zeros((1, 3)),
+            TypeError,
+            r"input_ids must be an int64 \(or int32\) tensor, got dtype torch.float32",
+        ),
         ([[1, 2]], TypeError, r"input_ids must be a torch.Tensor \[1, prompt\], got list"),
-        (torch.tensor([[1, 8]]), ValueError, r"input_ids contains token id 8, outside \[0, vocab_size=8\)"),
+        (
+            torch.tensor([[1, 8]]),
+            ValueError,
+            r"input_ids contains token id 8, outside \[0, vocab_size=8\)",
+        ),
         (torch.tensor([[-1, 2]]), ValueError, r"input_ids contains token id -1"),
     ],
 )
@@ -116,7 +147,11 @@ def test_bad_input_ids(decoder, input_ids, error, match):
         ({"seed": "7"}, TypeError, r"seed must be an int or None, got '7'"),
         ({"eos_token_id": 8}, ValueError, r"eos_token_id 8 is outside \[0, vocab_size=8\)"),
         ({"eos_token_id": []}, ValueError, r"eos_token_id must be .*got \[\]"),
-        ({"eos_token_id": 1.0}, TypeError, r"eos_token_id must be an int or a sequence of ints, got 1\.0"),
+        (
+            {"eos_token_id": 1.0},
+            TypeError,
+            r"eos_token_id must be an int or a sequence of ints, got 1\.0",
+        ),
     ],
 )
 def test_bad_generate_arguments(decoder, kwargs, error, match):
@@ -129,7 +164,9 @@ def test_from_plan_mismatch(models):
         chain = (0, 1)
         batch_sizes = (2,)
 
-    with pytest.raises(ValueError, match=r"plan.chain \[0, 1\] must end at the target, models\[2\]"):
+    with pytest.raises(
+        ValueError, match=r"plan.chain \[0, 1\] must end at the target, models\[2\]"
+    ):
         HierarchicalDecoder.from_plan(list(models), FakePlan())
     FakePlan.chain = (0, 5)
     with pytest.raises(ValueError, match=r"plan.chain \[0, 5\] does not index models \(length 3\)"):

@@ -1,4 +1,5 @@
-"""Structural: greedy hierarchical decoding equals the target's own greedy decoding, token for token.
+"""Structural: greedy hierarchical decoding equals the target's own greedy decoding, token for
+token.
 
 Chains of 1-4 tiny random Llamas (drafts are perturbed copies of the target, so acceptance is
 partial at every level), >= 20 prompts x 32 tokens per chain length, batch sizes cycling through
@@ -83,7 +84,9 @@ def test_greedy_stops_at_eos_like_target(family, num_levels):
         free_run = _target_greedy(target, prompt)
         eos = int(free_run[0, prompt.shape[1] + 3 + index])  # a token the target emits
         expected = _target_greedy(target, prompt, eos_token_id=eos)
-        output = decoder.generate(prompt, max_new_tokens=NEW_TOKENS, temperature=0.0, eos_token_id=eos)
+        output = decoder.generate(
+            prompt, max_new_tokens=NEW_TOKENS, temperature=0.0, eos_token_id=eos
+        )
         assert torch.equal(output.sequences, expected), (index, sizes, eos)
         assert int(output.sequences[0, -1]) == eos
 
@@ -94,7 +97,9 @@ def test_greedy_mixed_precision_chain(family):
     bf16_copy = tiny_llama(vocab_size=VOCAB, seed=0, initializer_range=0.2, dtype=torch.bfloat16)
     bf16_copy.load_state_dict({key: value.bfloat16() for key, value in target.state_dict().items()})
     bf16_draft = tiny_llama(vocab_size=VOCAB, seed=0, initializer_range=0.2, dtype=torch.bfloat16)
-    bf16_draft.load_state_dict({key: value.bfloat16() for key, value in family[1].state_dict().items()})
+    bf16_draft.load_state_dict(
+        {key: value.bfloat16() for key, value in family[1].state_dict().items()}
+    )
     decoder = HierarchicalDecoder([bf16_draft, bf16_copy, target], [2, 3])
     for index, prompt in enumerate(_prompts(seed=7)):
         expected = _target_greedy(target, prompt)
@@ -110,8 +115,15 @@ def test_greedy_with_gpt2_architecture():
 
     def gpt2(seed: int):
         torch.manual_seed(seed)
-        config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=256,
-                            bos_token_id=None, eos_token_id=None)
+        config = GPT2Config(
+            vocab_size=VOCAB,
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=256,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
         return GPT2LMHeadModel(config).eval()
 
     with torch.random.fork_rng(devices=[]):

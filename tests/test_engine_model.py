@@ -103,7 +103,9 @@ def policy_expectations(costs, acceptance, chain, batch_sizes):
     target_tokens = sum(length * p for length, p in target_pass.items())
     target_cost = sum(costs[chain[top]](length) * p for length, p in target_pass.items())
     per_token_passes = [passes[below][level] / outputs for level in range(top)] + [1 / outputs]
-    per_token_tokens = [tokens[below][level] / outputs for level in range(top)] + [target_tokens / outputs]
+    per_token_tokens = [tokens[below][level] / outputs for level in range(top)] + [
+        target_tokens / outputs
+    ]
     latency = (target_cost + cost[below]) / outputs
     return per_token_passes, per_token_tokens, latency
 
@@ -112,7 +114,7 @@ def _hierarchy():
     return synthetic_hierarchy(RHOS, COST_FNS, seed=3, record_history=False)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run(chain, batch_sizes, new_tokens):
     """One seeded generation per case, shared by the tests below."""
     hierarchy = _hierarchy()
@@ -141,11 +143,19 @@ def test_engine_matches_evaluate(chain, batch_sizes, new_tokens):
     hierarchy, stats, latency = _run(chain, batch_sizes, new_tokens)
     costs = hierarchy.costs_table(sum(batch_sizes) + 2)
     evaluation = hierspec.evaluate(costs, hierarchy.acceptance, chain, batch_sizes)
-    for level, (measured, expected) in enumerate(zip(stats.passes_per_token, evaluation.passes_per_token)):
+    for level, (measured, expected) in enumerate(
+        zip(stats.passes_per_token, evaluation.passes_per_token)
+    ):
         _assert_close(measured, expected, f"level {level} passes per token")
-    for level, (measured, expected) in enumerate(zip(stats.tokens_per_token, evaluation.tokens_per_token)):
+    for level, (measured, expected) in enumerate(
+        zip(stats.tokens_per_token, evaluation.tokens_per_token)
+    ):
         _assert_close(measured, expected, f"level {level} tokens per token")
-    _assert_close(latency, hierspec.expected_latency(costs, hierarchy.acceptance, chain, batch_sizes), "latency")
+    _assert_close(
+        latency,
+        hierspec.expected_latency(costs, hierarchy.acceptance, chain, batch_sizes),
+        "latency",
+    )
 
 
 @pytest.mark.parametrize(("chain", "batch_sizes", "new_tokens"), CASES)
@@ -171,7 +181,9 @@ def test_policy_formulas_match_evaluate(chain, batch_sizes, new_tokens):
     hierarchy = _hierarchy()
     costs = hierarchy.costs_table(sum(batch_sizes) + 2)
     evaluation = hierspec.evaluate(costs, hierarchy.acceptance, chain, batch_sizes)
-    passes, tokens, latency = policy_expectations(hierarchy.cost_fns, hierarchy.acceptance, chain, batch_sizes)
+    passes, tokens, latency = policy_expectations(
+        hierarchy.cost_fns, hierarchy.acceptance, chain, batch_sizes
+    )
     assert evaluation.passes_per_token == pytest.approx(passes, rel=1e-9)
     assert evaluation.tokens_per_token == pytest.approx(tokens, rel=1e-9)
     assert evaluation.latency == pytest.approx(latency, rel=1e-9)

@@ -149,5 +149,10 @@ def test_decoder_reuse_matches_fresh_decoder(temperature):
     prompt = torch.tensor([[0, 3, 4]])
     decoder.generate(torch.tensor([[5]]), max_new_tokens=17, temperature=temperature, seed=9)
     reused = decoder.generate(prompt, max_new_tokens=40, temperature=temperature, seed=4)
-    fresh = HierarchicalDecoder(list(synthetic_hierarchy([0.6, 0.8], [AffineCost(1e-3)] * 3, seed=2).models), [2, 2])
-    assert torch.equal(reused.sequences, fresh.generate(prompt, max_new_tokens=40, temperature=temperature, seed=4).sequences)
+    fresh = HierarchicalDecoder(
+        list(synthetic_hierarchy([0.6, 0.8], [AffineCost(1e-3)] * 3, seed=2).models), [2, 2]
+    )
+    assert torch.equal(
+        reused.sequences,
+        fresh.generate(prompt, max_new_tokens=40, temperature=temperature, seed=4).sequences,
+    )

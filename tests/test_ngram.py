@@ -22,8 +22,9 @@ def statistics() -> CorpusStatistics:
     generator = np.random.default_rng(0)
     # A corpus with structure (a repeating phrase) and noise, so every order has contexts.
     phrase = np.array([5, 6, 7, 8, 9])
-    pieces = [phrase if generator.random() < 0.4 else generator.integers(0, VOCAB, 6)
-              for _ in range(300)]
+    pieces = [
+        phrase if generator.random() < 0.4 else generator.integers(0, VOCAB, 6) for _ in range(300)
+    ]
     return build_corpus_statistics(np.concatenate(pieces), VOCAB, max_order=2, max_followers=8)
 
 
@@ -51,12 +52,16 @@ def test_protocol_conformance(statistics):
 @given(tokens=st.lists(st.integers(0, 9), min_size=1, max_size=40), with_statistics=st.booleans())
 def test_rows_are_proper_distributions(statistics, tokens, with_statistics):
     # Small token range: many repeated n-grams, so every local order is exercised.
-    drafter = NGramDrafter(VOCAB, statistics if with_statistics else None,
-                           NGramConfig(max_local_order=3, local_weight=0.2))
+    drafter = NGramDrafter(
+        VOCAB,
+        statistics if with_statistics else None,
+        NGramConfig(max_local_order=3, local_weight=0.2),
+    )
     probs = drafter.append(_ids(tokens)).exp()[0].double()
     assert torch.all(probs > 0)
-    torch.testing.assert_close(probs.sum(-1), torch.ones(len(tokens), dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        probs.sum(-1), torch.ones(len(tokens), dtype=torch.float64), atol=1e-5, rtol=0
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -75,7 +80,7 @@ def test_truncate_then_append_equals_fresh_append(statistics, prefix, dropped, s
     if dropped:
         rolled.append(_ids(dropped))
     rolled.truncate(len(prefix))
-    rows = [rolled.append(_ids(suffix[i:i + chunk])) for i in range(0, len(suffix), chunk)]
+    rows = [rolled.append(_ids(suffix[i : i + chunk])) for i in range(0, len(suffix), chunk)]
     fresh = NGramDrafter(VOCAB, statistics, NGramConfig(max_local_order=4))
     if prefix:
         fresh.append(_ids(prefix))
@@ -128,8 +133,8 @@ def test_statistics_keep_the_most_frequent_followers_and_drop_rare_contexts():
     statistics = build_corpus_statistics(tokens, 8, max_order=2, max_followers=1, min_count=2)
     keys, starts, followers, counts = statistics.orders[0]
     context_one = int(np.searchsorted(keys, 1))
-    assert followers[starts[context_one]:starts[context_one + 1]].tolist() == [2]
-    assert counts[starts[context_one]:starts[context_one + 1]].tolist() == [2]
+    assert followers[starts[context_one] : starts[context_one + 1]].tolist() == [2]
+    assert counts[starts[context_one] : starts[context_one + 1]].tolist() == [2]
     keys2, _, _, _ = statistics.orders[1]
     packed = {int(k) for k in keys2}
     assert (1 << 16) | 2 in packed  # "1 2" seen twice
@@ -147,8 +152,9 @@ def test_statistics_round_trip(tmp_path, statistics):
         for a, b in zip(original, copy):
             assert np.array_equal(a, b)
     text = _ids([5, 6, 7, 1, 5, 6])
-    assert torch.equal(NGramDrafter(VOCAB, statistics).append(text),
-                       NGramDrafter(VOCAB, loaded).append(text))
+    assert torch.equal(
+        NGramDrafter(VOCAB, statistics).append(text), NGramDrafter(VOCAB, loaded).append(text)
+    )
 
 
 def test_bad_input(statistics):
@@ -192,8 +198,9 @@ def test_greedy_through_the_engine_equals_target_greedy(statistics):
             # A repeated prompt makes prompt lookup propose (and the target accept) some tokens.
             prompt = torch.cat([prompt, prompt], dim=1)
             output = decoder.generate(prompt, max_new_tokens=24, temperature=0.0)
-            expected = target.generate(prompt, attention_mask=torch.ones_like(prompt),
-                                       max_new_tokens=24, do_sample=False)
+            expected = target.generate(
+                prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24, do_sample=False
+            )
             assert torch.equal(output.sequences, expected)
             drafted += output.stats.levels[0].forward_passes
         assert drafted > 0

@@ -15,9 +15,18 @@ pytestmark = pytest.mark.skipif(not packing_available(), reason="torch built wit
 def _tied_llama():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=None,
-                         eos_token_id=None, pad_token_id=None, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        tie_word_embeddings=True,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return LlamaForCausalLM(config).eval()
@@ -79,8 +88,9 @@ def test_replaced_weights_are_not_served_from_a_stale_pack():
     ids = torch.randint(0, 64, (1, 5), generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         hidden = model.model(ids).last_hidden_state
-        torch.testing.assert_close(model.lm_head(hidden), hidden @ model.lm_head.weight.T,
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model.lm_head(hidden), hidden @ model.lm_head.weight.T, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_deepcopy_and_save_repack():
@@ -117,7 +127,12 @@ def test_greedy_with_packed_target_equals_its_own_greedy():
     generator = torch.Generator().manual_seed(1)
     for index in range(5):
         prompt = torch.randint(0, 64, (1, 3 + index), generator=generator)
-        expected = target.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=24,
-                                   do_sample=False, eos_token_id=None)
+        expected = target.generate(
+            prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=24,
+            do_sample=False,
+            eos_token_id=None,
+        )
         output = decoder.generate(prompt, max_new_tokens=24, temperature=0.0)
         assert torch.equal(output.sequences, expected), index

@@ -268,6 +268,7 @@ def test_latency_is_not_monotone_in_acceptance_below_target() -> None:
     """theory §8 claim 3: the counterexample. Chain [0, 1, 2], T = (1, 2), free drafts: with
     a = 1 level 1 always hands up 2 tokens, with a = 1/2 sometimes 3, which the target then
     verifies in the same pass."""
+
     def latency(rate: float) -> float:
         acceptance = [[1, rate, 0.5], [0, 1, 0.9], [0, 0, 1]]
         return hierspec.expected_latency([0.0, 0.0, 1.0], acceptance, [0, 1, 2], [1, 2])
@@ -286,9 +287,7 @@ def test_latency_nondecreasing_and_linear_in_costs(instance, data) -> None:
     column = data.draw(st.integers(0, costs.shape[1] - 1))
     raised = costs.copy()
     raised[model, column] += data.draw(st.floats(0.0, 5.0))
-    assert hierspec.expected_latency(raised, acceptance, chain, batch_sizes) >= base * (
-        1 - 1e-12
-    )
+    assert hierspec.expected_latency(raised, acceptance, chain, batch_sizes) >= base * (1 - 1e-12)
     factor = data.draw(st.floats(0.1, 10.0))
     assert hierspec.expected_latency(
         costs * factor, acceptance, chain, batch_sizes
@@ -385,4 +384,7 @@ def test_write_json_is_strict_json_and_creates_the_folder(tmp_path):
     path = tmp_path / "results" / "report.json"
     write_json(path, {"error": float("nan"), "inf": [float("inf"), 1.5], "pair": (1, 2)})
     assert json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(name)) == {
-        "error": None, "inf": [None, 1.5], "pair": [1, 2]}
+        "error": None,
+        "inf": [None, 1.5],
+        "pair": [1, 2],
+    }

@@ -29,15 +29,24 @@ PROMPTS = [torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7]]), torch.tensor([3, 1, 4, 1, 5
 
 
 def synthetic(rhos=(0.6, 0.8, 0.9), seed=0):
-    costs = [AffineCost(1e-3, 1e-4), AffineCost(2e-3, 1e-4), AffineCost(5e-3, 3e-4),
-             AffineCost(2e-2, 1e-3)][-len(rhos) - 1 :]
+    costs = [
+        AffineCost(1e-3, 1e-4),
+        AffineCost(2e-3, 1e-4),
+        AffineCost(5e-3, 3e-4),
+        AffineCost(2e-2, 1e-3),
+    ][-len(rhos) - 1 :]
     return synthetic_hierarchy(list(rhos), costs, seed=seed, record_history=False)
 
 
 def virtual_profile(hierarchy, **arguments):
     """Profile of a synthetic hierarchy timed with its virtual clock (exact costs)."""
-    defaults = dict(max_batch_size=4, repeats=3, progress=False, calibration_tokens=48,
-                    timer=lambda: hierarchy.clock.elapsed)
+    defaults = dict(
+        max_batch_size=4,
+        repeats=3,
+        progress=False,
+        calibration_tokens=48,
+        timer=lambda: hierarchy.clock.elapsed,
+    )
     return profile(list(hierarchy.models), PROMPTS, **{**defaults, **arguments})
 
 
@@ -85,8 +94,9 @@ def test_costs_with_virtual_clock_equal_cost_functions_and_table_width():
     assert not measured.limited_by_cost_table
 
 
-@pytest.mark.parametrize("num_models,max_batch_size,width", [(1, 8, 1), (2, 1, 2), (2, 6, 7),
-                                                               (3, 1, 2), (3, 16, 32)])
+@pytest.mark.parametrize(
+    "num_models,max_batch_size,width", [(1, 8, 1), (2, 1, 2), (2, 6, 7), (3, 1, 2), (3, 16, 32)]
+)
 def test_table_width_is_what_the_planner_needs(num_models, max_batch_size, width):
     assert columns_needed(num_models, max_batch_size) == width
     hierarchy = synthetic(rhos=(0.7, 0.8, 0.9)[: num_models - 1])
@@ -130,7 +140,10 @@ def test_acceptance_by_position_of_hand_made_overlaps():
     overlaps = [torch.tensor([1.0, 1.0, 0.0, 1.0], dtype=torch.float64)]
     # k=0: 3/4; k=1: windows (1,1),(1,0),(0,1) -> 1 of 2 reached; k=2: 0 of 1; k=3: not reached.
     assert _acceptance_by_position(overlaps, 5) == [0.75, 0.5, 0.0, None, None]
-    halves = [torch.full((6,), 0.5, dtype=torch.float64), torch.full((3,), 0.5, dtype=torch.float64)]
+    halves = [
+        torch.full((6,), 0.5, dtype=torch.float64),
+        torch.full((3,), 0.5, dtype=torch.float64),
+    ]
     assert _acceptance_by_position(halves, 4) == pytest.approx([0.5, 0.5, 0.5, 0.5])
 
 
@@ -144,8 +157,16 @@ def llamas():
 
 
 def test_greedy_acceptance_is_argmax_agreement(llamas):
-    result = profile(llamas, PROMPTS, max_batch_size=3, repeats=1, progress=False,
-                     temperature=0.0, calibration_tokens=24, seed=5)
+    result = profile(
+        llamas,
+        PROMPTS,
+        max_batch_size=3,
+        repeats=1,
+        progress=False,
+        temperature=0.0,
+        calibration_tokens=24,
+        seed=5,
+    )
     # Independent computation: the target's greedy continuation by plain forward passes, then
     # each model's argmax at those positions.
     agreements = {(i, j): [] for i in range(3) for j in range(i + 1, 3)}
@@ -155,8 +176,10 @@ def test_greedy_acceptance_is_argmax_agreement(llamas):
             for _ in range(24):
                 next_token = llamas[-1](sequence).logits[:, -1].argmax(-1, keepdim=True)
                 sequence = torch.cat([sequence, next_token], dim=1)
-            argmaxes = [model(sequence[:, :-1]).logits[0, prompt.numel() - 1 :].argmax(-1)
-                        for model in llamas]
+            argmaxes = [
+                model(sequence[:, :-1]).logits[0, prompt.numel() - 1 :].argmax(-1)
+                for model in llamas
+            ]
         for i, j in agreements:
             agreements[(i, j)].append((argmaxes[i] == argmaxes[j]).double())
         assert torch.equal(argmaxes[-1], sequence[0, prompt.numel() :])
@@ -167,8 +190,16 @@ def test_greedy_acceptance_is_argmax_agreement(llamas):
 
 def test_real_timings_are_positive_and_shaped(llamas):
     previous = torch.get_num_threads()
-    result = profile(llamas, PROMPTS, max_batch_size=2, repeats=2, progress=False,
-                     names=["small", "medium", "big"], calibration_tokens=8, threads=1)
+    result = profile(
+        llamas,
+        PROMPTS,
+        max_batch_size=2,
+        repeats=2,
+        progress=False,
+        names=["small", "medium", "big"],
+        calibration_tokens=8,
+        threads=1,
+    )
     assert torch.get_num_threads() == previous  # restored
     assert result.model_names == ("small", "medium", "big")
     assert len(result.costs_ms) == 3 and all(len(row) == 4 for row in result.costs_ms)
@@ -179,21 +210,31 @@ def test_real_timings_are_positive_and_shaped(llamas):
         for key in ("forward_ms", "processing_ms", "truncate_ms"):
             assert len(detail[key]) == 4 and all(value >= 0 for value in detail[key])
     metadata = result.extra["metadata"]
-    assert metadata["threads"] == 1 and metadata["machine"]["versions"]["torch"] == torch.__version__
+    assert (
+        metadata["threads"] == 1 and metadata["machine"]["versions"]["torch"] == torch.__version__
+    )
     assert all(0.0 <= result.acceptance[i][j] <= 1.0 for i in range(3) for j in range(i + 1, 3))
 
 
 def test_json_round_trip_through_load_profile(llamas, tmp_path):
-    result = profile(llamas, PROMPTS, max_batch_size=2, repeats=1, progress=False,
-                     calibration_tokens=8, cost_points=[2])
+    result = profile(
+        llamas,
+        PROMPTS,
+        max_batch_size=2,
+        repeats=1,
+        progress=False,
+        calibration_tokens=8,
+        cost_points=[2],
+    )
     path = tmp_path / "profile.json"
     write_profile(result, path)
     loaded = hierspec.load_profile(path)
     assert loaded == result  # names, costs and acceptance
     assert loaded.extra == json.loads(json.dumps(result.extra))
     assert json.loads(path.read_text())["models"][0]["name"] == "M0"
-    plan = hierspec.plan(loaded.costs_ms, loaded.acceptance, max_batch_size=2,
-                         model_names=loaded.model_names)
+    plan = hierspec.plan(
+        loaded.costs_ms, loaded.acceptance, max_batch_size=2, model_names=loaded.model_names
+    )
     assert plan.chain[-1] == 2 and not plan.limited_by_cost_table
 
 
@@ -207,16 +248,23 @@ def test_cached_profile_is_reused_and_keyed_by_conditions(tmp_path):
             return {"input_ids": [ord(character) % 12 for character in text[:40]]}
 
     config = ProfilerConfig(max_batch_size=2, repeats=1, calibration_tokens=4)
-    first, path, measured = cached_profile(hierarchy.models, ["a", "b"], Tokenizer(), tmp_path,
-                                           config, num_prompts=2, progress=False)
+    first, path, measured = cached_profile(
+        hierarchy.models, ["a", "b"], Tokenizer(), tmp_path, config, num_prompts=2, progress=False
+    )
     assert measured and path.is_file() and path.parent == tmp_path / "profiles"
-    second, same_path, measured = cached_profile(hierarchy.models, ["a", "b"], Tokenizer(),
-                                                 tmp_path, config, num_prompts=2, progress=False)
+    second, same_path, measured = cached_profile(
+        hierarchy.models, ["a", "b"], Tokenizer(), tmp_path, config, num_prompts=2, progress=False
+    )
     assert not measured and same_path == path and second == first
-    greedy = ProfilerConfig(max_batch_size=2, repeats=1, calibration_tokens=4,
-                            sampling=hierspec.SamplingConfig(temperature=0.0))
-    _, other_path, measured = cached_profile(hierarchy.models, ["a", "b"], Tokenizer(), tmp_path,
-                                             greedy, num_prompts=2, progress=False)
+    greedy = ProfilerConfig(
+        max_batch_size=2,
+        repeats=1,
+        calibration_tokens=4,
+        sampling=hierspec.SamplingConfig(temperature=0.0),
+    )
+    _, other_path, measured = cached_profile(
+        hierarchy.models, ["a", "b"], Tokenizer(), tmp_path, greedy, num_prompts=2, progress=False
+    )
     assert measured and other_path != path
 
 
@@ -264,9 +312,13 @@ def test_bad_names_and_prompts():
         profile(models, torch.tensor([[1, 2]]), progress=False)
     with pytest.raises(ValueError, match=r"prompts\[0\] is a string; pass tokenizer="):
         profile(models, ["hello"], progress=False)
-    with pytest.raises(ValueError, match=r"prompts\[1\] contains token id 12, outside \[0, vocab_size=12\)"):
+    with pytest.raises(
+        ValueError, match=r"prompts\[1\] contains token id 12, outside \[0, vocab_size=12\)"
+    ):
         profile(models, [torch.tensor([[1]]), torch.tensor([[3, 12]])], progress=False)
-    with pytest.raises(ValueError, match=r"prompts\[0\] must have shape \[1, P\] or \[P\], got \(2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"prompts\[0\] must have shape \[1, P\] or \[P\], got \(2, 2\)"
+    ):
         profile(models, [torch.ones((2, 2), dtype=torch.int64)], progress=False)
     with pytest.raises(TypeError, match=r"prompts\[0\] must hold int64 token ids"):
         profile(models, [torch.tensor([[1.0]])], progress=False)
@@ -279,7 +331,11 @@ def test_bad_names_and_prompts():
     [
         (dict(max_batch_size=0), ValueError, "max_batch_size must be >= 1, got 0"),
         (dict(repeats=0), ValueError, "repeats must be >= 1, got 0"),
-        (dict(repeats=2, large_pass_repeats=3), ValueError, r"large_pass_repeats must be <= repeats \(2\), got 3"),
+        (
+            dict(repeats=2, large_pass_repeats=3),
+            ValueError,
+            r"large_pass_repeats must be <= repeats \(2\), got 3",
+        ),
         (dict(calibration_tokens=0), ValueError, "calibration_tokens must be >= 1, got 0"),
         (dict(context_tokens=-1), ValueError, "context_tokens must be >= 1, got -1"),
         (dict(cost_points=[0, 2]), ValueError, "cost_points entry must be >= 1, got 0"),

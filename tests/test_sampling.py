@@ -152,5 +152,7 @@ def test_draw_greedy_is_the_race_on_one_hot_rows_without_touching_the_generator(
     # Sampling: draw is sample, with the same generator stream.
     config = SamplingConfig(temperature=0.8)
     probs = processed_probs(logits, config)
-    assert torch.equal(draw(probs, config, torch.Generator().manual_seed(3)),
-                       sample(probs, torch.Generator().manual_seed(3)))
+    assert torch.equal(
+        draw(probs, config, torch.Generator().manual_seed(3)),
+        sample(probs, torch.Generator().manual_seed(3)),
+    )

@@ -17,15 +17,15 @@ import torch
 
 pytest.importorskip("triton")
 
-from hierspec import verify, verify_logits  # noqa: E402
-from hierspec.kernels import (  # noqa: E402
+from hierspec import verify, verify_logits
+from hierspec.kernels import (
     VerifyNoise,
     draw_verify_noise,
     processed_target_probs,
     verify_torch,
 )
-from hierspec.kernels import verify_triton as verify_triton_module  # noqa: E402
-from hierspec.kernels.verify_triton import verify_triton  # noqa: E402
+from hierspec.kernels import verify_triton as verify_triton_module
+from hierspec.kernels.verify_triton import verify_triton
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"

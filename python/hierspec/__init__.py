@@ -5,6 +5,9 @@ target last; the output has exactly the target's distribution. The decoding poli
 contract in ``docs/policy.md``.
 """
 
+from hierspec.engine import GenerateOutput, GenerateStats, HierarchicalDecoder, LevelStats
+from hierspec.levels import TransformersLevel
+from hierspec.packing import pack_for_cpu
 from hierspec.planning import (
     Evaluation,
     Plan,
@@ -18,13 +21,10 @@ from hierspec.planning import (
     plan,
     simulate,
 )
-from hierspec.verify import VerifyResult, verify, verify_logits
-from hierspec.engine import GenerateOutput, GenerateStats, HierarchicalDecoder, LevelStats
-from hierspec.levels import TransformersLevel
-from hierspec.packing import pack_for_cpu
+from hierspec.profiler import profile
 from hierspec.protocol import DraftModel
 from hierspec.sampling import SamplingConfig
-from hierspec.profiler import profile
+from hierspec.verify import VerifyResult, verify, verify_logits
 
 __version__ = "0.1.0"
 

@@ -62,34 +62,53 @@ class PlanResult:
 
 @overload
 def evaluate(
-    costs: list[list[float]], acceptance: list[list[float]], chain: list[int],
+    costs: list[list[float]],
+    acceptance: list[list[float]],
+    chain: list[int],
     batch_sizes: list[int],
 ) -> Evaluation: ...
 @overload
 def evaluate(
-    costs: list[float], acceptance: list[list[float]], chain: list[int], batch_sizes: list[int],
+    costs: list[float],
+    acceptance: list[list[float]],
+    chain: list[int],
+    batch_sizes: list[int],
 ) -> Evaluation: ...
 @overload
 def simulate(
-    costs: list[list[float]], acceptance: list[list[float]], chain: list[int],
-    batch_sizes: list[int], num_tokens: int, seed: int,
+    costs: list[list[float]],
+    acceptance: list[list[float]],
+    chain: list[int],
+    batch_sizes: list[int],
+    num_tokens: int,
+    seed: int,
 ) -> SimulationResult: ...
 @overload
 def simulate(
-    costs: list[float], acceptance: list[list[float]], chain: list[int], batch_sizes: list[int],
-    num_tokens: int, seed: int,
+    costs: list[float],
+    acceptance: list[list[float]],
+    chain: list[int],
+    batch_sizes: list[int],
+    num_tokens: int,
+    seed: int,
 ) -> SimulationResult: ...
 @overload
 def plan(
-    costs: list[list[float]], acceptance: list[list[float]], max_batch_size: int,
+    costs: list[list[float]],
+    acceptance: list[list[float]],
+    max_batch_size: int,
 ) -> PlanResult: ...
 @overload
 def plan(costs: list[float], acceptance: list[list[float]], max_batch_size: int) -> PlanResult: ...
 @overload
 def brute_force_plan(
-    costs: list[list[float]], acceptance: list[list[float]], max_batch_size: int,
+    costs: list[list[float]],
+    acceptance: list[list[float]],
+    max_batch_size: int,
 ) -> PlanResult: ...
 @overload
 def brute_force_plan(
-    costs: list[float], acceptance: list[list[float]], max_batch_size: int,
+    costs: list[float],
+    acceptance: list[list[float]],
+    max_batch_size: int,
 ) -> PlanResult: ...

@@ -41,8 +41,10 @@ def _run_plan(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         model_names=profile.model_names,
     )
-    print(f"profile: {args.profile} ({len(profile.model_names)} models, "
-          f"max batch size {args.max_batch_size})")
+    print(
+        f"profile: {args.profile} ({len(profile.model_names)} models, "
+        f"max batch size {args.max_batch_size})"
+    )
     print(result.format_table(unit="ms"))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -36,7 +36,7 @@ import hashlib
 import sys
 import sysconfig
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -54,8 +54,20 @@ SPLITS: tuple[str, ...] = ("train", "validation", "heldout")
 # Parts of the standard library left out: tests are huge and repetitive, the rest is GUI code or
 # deprecated tooling that would skew the corpus towards one style.
 _STDLIB_EXCLUDED_TOP = frozenset(
-    {"test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "site-packages",
-     "dist-packages", "__pycache__", "venv", "encodings"}
+    {
+        "test",
+        "tests",
+        "idlelib",
+        "tkinter",
+        "turtledemo",
+        "lib2to3",
+        "ensurepip",
+        "site-packages",
+        "dist-packages",
+        "__pycache__",
+        "venv",
+        "encodings",
+    }
 )
 # pydoc topics are split into pieces of about this many characters at paragraph boundaries, so a
 # held-out split holds enough distinct prose for the benchmark prompts.
@@ -115,7 +127,7 @@ def _check_fraction(heldout_fraction: float) -> None:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_source(source: str) -> tuple[Document, ...]:
     if source == "pydoc":
         import pydoc_data.topics
@@ -154,6 +166,7 @@ def load_documents(sources: tuple[str, ...] = SOURCES) -> tuple[Document, ...]:
 def split_of(document: Document, heldout_fraction: float = DEFAULT_HELDOUT_FRACTION) -> Split:
     """The split ``document`` belongs to (see the module docstring for the rule)."""
     _check_fraction(heldout_fraction)
+
     def unit(prefix: str) -> float:  # the first 8 bytes of the hash as a fraction of 2^64
         digest = hashlib.sha256(f"{prefix}{document.source}/{document.name}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
@@ -174,9 +187,10 @@ def documents(
     return tuple(d for d in load_documents(sources) if split_of(d, heldout_fraction) == split)
 
 
-@lru_cache(maxsize=None)
-def fingerprint(sources: tuple[str, ...] = SOURCES,
-                heldout_fraction: float = DEFAULT_HELDOUT_FRACTION) -> str:
+@cache
+def fingerprint(
+    sources: tuple[str, ...] = SOURCES, heldout_fraction: float = DEFAULT_HELDOUT_FRACTION
+) -> str:
     """Short hash of the train split's content, the Python version and the split rule.
 
     Caches built from the corpus (n-gram statistics, distilled drafts) include it in their key,
@@ -225,20 +239,35 @@ def training_texts(
 _PROSE_INSTRUCTIONS: tuple[tuple[str, str], ...] = (
     ("summarize", "Summarize the following text in a few sentences.\n\n{excerpt}"),
     ("continue", "Continue the following text.\n\n{excerpt}"),
-    ("explain", "Explain the following passage from the Python documentation to a beginner, "
-                "with one short example.\n\n{excerpt}"),
-    ("questions", "Read the text below, then answer: what are its three most important points?"
-                  "\n\n{excerpt}"),
+    (
+        "explain",
+        "Explain the following passage from the Python documentation to a beginner, "
+        "with one short example.\n\n{excerpt}",
+    ),
+    (
+        "questions",
+        "Read the text below, then answer: what are its three most important points?\n\n{excerpt}",
+    ),
 )
 _CODE_INSTRUCTIONS: tuple[tuple[str, str], ...] = (
-    ("code_edit", "Add type hints to this Python function and return the whole function.\n\n"
-                  "```python\n{excerpt}\n```"),
-    ("code_explain", "Explain what this Python function does, step by step.\n\n"
-                     "```python\n{excerpt}\n```"),
-    ("code_docstring", "Write a docstring for this Python function and return the function with "
-                       "it.\n\n```python\n{excerpt}\n```"),
-    ("code_rename", "Rewrite this Python function with clearer variable names.\n\n"
-                    "```python\n{excerpt}\n```"),
+    (
+        "code_edit",
+        "Add type hints to this Python function and return the whole function.\n\n"
+        "```python\n{excerpt}\n```",
+    ),
+    (
+        "code_explain",
+        "Explain what this Python function does, step by step.\n\n```python\n{excerpt}\n```",
+    ),
+    (
+        "code_docstring",
+        "Write a docstring for this Python function and return the function with "
+        "it.\n\n```python\n{excerpt}\n```",
+    ),
+    (
+        "code_rename",
+        "Rewrite this Python function with clearer variable names.\n\n```python\n{excerpt}\n```",
+    ),
 )
 
 
@@ -267,15 +296,16 @@ def _code_excerpts(text: str, min_lines: int = 6, max_lines: int = 30) -> list[s
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno:
             start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
-            body = lines[start:node.end_lineno]
+            body = lines[start : node.end_lineno]
             if min_lines <= len(body) <= max_lines:
                 indent = len(body[0]) - len(body[0].lstrip())
                 excerpts.append("\n".join(line[indent:] for line in body))
     return excerpts
 
 
-def _prompts(split: Split, count: int, max_excerpt_chars: int, heldout_fraction: float
-             ) -> tuple[Prompt, ...]:
+def _prompts(
+    split: Split, count: int, max_excerpt_chars: int, heldout_fraction: float
+) -> tuple[Prompt, ...]:
     if count <= 0:
         raise ValueError(f"count must be positive, got {count!r}")
     if max_excerpt_chars < 100:
@@ -308,8 +338,11 @@ def _prompts(split: Split, count: int, max_excerpt_chars: int, heldout_fraction:
     return tuple(merged[:count])
 
 
-def heldout_prompts(count: int = 24, max_excerpt_chars: int = 1200,
-                    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION) -> tuple[Prompt, ...]:
+def heldout_prompts(
+    count: int = 24,
+    max_excerpt_chars: int = 1200,
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
+) -> tuple[Prompt, ...]:
     """``count`` benchmark prompts from the held-out split (never used for training/profiling).
 
     Half are prose tasks on Python documentation (summarize, continue, explain, key points), half
@@ -319,15 +352,21 @@ def heldout_prompts(count: int = 24, max_excerpt_chars: int = 1200,
     return _prompts("heldout", count, max_excerpt_chars, heldout_fraction)
 
 
-def calibration_prompts(count: int = 16, max_excerpt_chars: int = 1200,
-                        heldout_fraction: float = DEFAULT_HELDOUT_FRACTION) -> tuple[Prompt, ...]:
+def calibration_prompts(
+    count: int = 16,
+    max_excerpt_chars: int = 1200,
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
+) -> tuple[Prompt, ...]:
     """Prompts of the same kinds as :func:`heldout_prompts`, from the validation split (profiling,
     tuning baselines): text neither the drafts nor the n-gram statistics were built from."""
     return _prompts("validation", count, max_excerpt_chars, heldout_fraction)
 
 
-def training_prompts(count: int = 16, max_excerpt_chars: int = 1200,
-                     heldout_fraction: float = DEFAULT_HELDOUT_FRACTION) -> tuple[Prompt, ...]:
+def training_prompts(
+    count: int = 16,
+    max_excerpt_chars: int = 1200,
+    heldout_fraction: float = DEFAULT_HELDOUT_FRACTION,
+) -> tuple[Prompt, ...]:
     """Prompts of the same kinds as :func:`heldout_prompts`, from the train split (distillation)."""
     return _prompts("train", count, max_excerpt_chars, heldout_fraction)
 
@@ -338,7 +377,9 @@ def chat_input_ids(tokenizer, message: str) -> torch.Tensor:
     if not isinstance(message, str) or not message:
         raise ValueError(f"message must be a non-empty string, got {message!r}")
     encoded = tokenizer.apply_chat_template(
-        [{"role": "user", "content": message}], add_generation_prompt=True, return_tensors="pt",
+        [{"role": "user", "content": message}],
+        add_generation_prompt=True,
+        return_tensors="pt",
         return_dict=True,
     )
     return encoded["input_ids"].to(torch.int64)

@@ -86,9 +86,12 @@ class DraftSpec:
         if any(b <= a for a, b in zip(layers, layers[1:])):
             raise ValueError(f"layers must be strictly increasing, got {self.layers!r}")
         trainable = self.trainable_layers
-        if trainable is not None and not (isinstance(trainable, int) and 0 <= trainable <= len(layers)):
-            raise ValueError(f"trainable_layers must be None or an int in [0, {len(layers)}], "
-                             f"got {trainable!r}")
+        if trainable is not None and not (
+            isinstance(trainable, int) and 0 <= trainable <= len(layers)
+        ):
+            raise ValueError(
+                f"trainable_layers must be None or an int in [0, {len(layers)}], got {trainable!r}"
+            )
         object.__setattr__(self, "layers", layers)
 
     @property
@@ -141,7 +144,9 @@ class DistillConfig:
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be an int >= 1, got {self.steps!r}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate!r}")
+            raise ValueError(
+                f"learning_rate must be a finite number > 0, got {self.learning_rate!r}"
+            )
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
         if self.weight_decay < 0:
@@ -190,32 +195,46 @@ class TeacherData:
             raise ValueError("sequences must not be empty")
         for name in ("response_starts", "topk_ids", "topk_logprobs"):
             if len(getattr(self, name)) != count:
-                raise ValueError(f"{name} must have {count} entries, got {len(getattr(self, name))}")
+                raise ValueError(
+                    f"{name} must have {count} entries, got {len(getattr(self, name))}"
+                )
         if self.hidden is not None and len(self.hidden) != count:
             raise ValueError(f"hidden must have {count} entries, got {len(self.hidden)}")
         for index, sequence in enumerate(self.sequences):
             if sequence.dim() != 1 or sequence.numel() < 2:
-                raise ValueError(f"sequences[{index}] must be 1-D with >= 2 tokens, "
-                                 f"got shape {tuple(sequence.shape)}")
+                raise ValueError(
+                    f"sequences[{index}] must be 1-D with >= 2 tokens, "
+                    f"got shape {tuple(sequence.shape)}"
+                )
             if self.topk_ids[index].shape[0] != sequence.numel() - 1:
-                raise ValueError(f"topk_ids[{index}] must have {sequence.numel() - 1} rows, "
-                                 f"got {self.topk_ids[index].shape[0]}")
+                raise ValueError(
+                    f"topk_ids[{index}] must have {sequence.numel() - 1} rows, "
+                    f"got {self.topk_ids[index].shape[0]}"
+                )
 
     @property
     def num_tokens(self) -> int:
         return sum(int(s.numel()) for s in self.sequences)
 
     def to_dict(self) -> dict:
-        return {"sequences": list(self.sequences), "response_starts": list(self.response_starts),
-                "topk_ids": list(self.topk_ids), "topk_logprobs": list(self.topk_logprobs),
-                "hidden": None if self.hidden is None else list(self.hidden)}
+        return {
+            "sequences": list(self.sequences),
+            "response_starts": list(self.response_starts),
+            "topk_ids": list(self.topk_ids),
+            "topk_logprobs": list(self.topk_logprobs),
+            "hidden": None if self.hidden is None else list(self.hidden),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> TeacherData:
         hidden = data.get("hidden")
-        return cls(tuple(data["sequences"]), tuple(int(s) for s in data["response_starts"]),
-                   tuple(data["topk_ids"]), tuple(data["topk_logprobs"]),
-                   None if hidden is None else tuple(hidden))
+        return cls(
+            tuple(data["sequences"]),
+            tuple(int(s) for s in data["response_starts"]),
+            tuple(data["topk_ids"]),
+            tuple(data["topk_logprobs"]),
+            None if hidden is None else tuple(hidden),
+        )
 
 
 @dataclass(frozen=True)
@@ -283,7 +302,9 @@ def generate_teacher_data(
     from transformers import DynamicCache
 
     if len(sample) != len(prompts):
-        raise ValueError(f"sample must have one entry per prompt ({len(prompts)}), got {len(sample)}")
+        raise ValueError(
+            f"sample must have one entry per prompt ({len(prompts)}), got {len(sample)}"
+        )
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens!r}")
     if batch_size < 1:
@@ -300,23 +321,35 @@ def generate_teacher_data(
     all_hidden: list[torch.Tensor] = []
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(prompts) * max_new_tokens, desc="target responses", unit="tok",
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(prompts) * max_new_tokens,
+        desc="target responses",
+        unit="tok",
+        disable=not progress,
+        leave=False,
+    )
     for first in range(0, len(prompts), batch_size):
-        batch_prompts = prompts[first:first + batch_size]
-        batch_sample = torch.tensor(sample[first:first + batch_size])
+        batch_prompts = prompts[first : first + batch_size]
+        batch_sample = torch.tensor(sample[first : first + batch_size])
         rows = len(batch_prompts)
         width = max(int(p.numel()) for p in batch_prompts)
         input_ids = torch.full((rows, width), pad, dtype=torch.int64)
         mask = torch.zeros((rows, width), dtype=torch.int64)
         for row, prompt in enumerate(batch_prompts):
-            input_ids[row, width - prompt.numel():] = prompt
-            mask[row, width - prompt.numel():] = 1
+            input_ids[row, width - prompt.numel() :] = prompt
+            mask[row, width - prompt.numel() :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=target.config)
-        hidden = target.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                              cache=cache, use_cache=True).last_hidden_state
-        row_hidden = [[hidden[row, width - p.numel():].float()] for row, p in enumerate(batch_prompts)]
+        hidden = target.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+        ).last_hidden_state
+        row_hidden = [
+            [hidden[row, width - p.numel() :].float()] for row, p in enumerate(batch_prompts)
+        ]
         generated: list[list[int]] = [[] for _ in range(rows)]
         finished = torch.zeros(rows, dtype=torch.bool)
         last = hidden[:, -1]
@@ -336,11 +369,15 @@ def generate_teacher_data(
                 break
             mask = torch.cat([mask, torch.ones((rows, 1), dtype=torch.int64)], dim=1)
             positions = positions[:, -1:] + 1
-            last = target.model(input_ids=next_ids[:, None], attention_mask=mask,
-                                position_ids=positions, cache=cache, use_cache=True
-                                ).last_hidden_state[:, -1]
+            last = target.model(
+                input_ids=next_ids[:, None],
+                attention_mask=mask,
+                position_ids=positions,
+                cache=cache,
+                use_cache=True,
+            ).last_hidden_state[:, -1]
             for row in range(rows):
-                row_hidden[row].append(last[row:row + 1].float())
+                row_hidden[row].append(last[row : row + 1].float())
         for row, prompt in enumerate(batch_prompts):
             response = torch.tensor(generated[row], dtype=torch.int64)
             sequence = torch.cat([prompt.to(torch.int64), response])
@@ -354,8 +391,13 @@ def generate_teacher_data(
             if keep_hidden:
                 all_hidden.append(states.clone())
     bar.close()
-    return TeacherData(tuple(sequences), tuple(starts), tuple(all_ids), tuple(all_logprobs),
-                       tuple(all_hidden) if keep_hidden else None)
+    return TeacherData(
+        tuple(sequences),
+        tuple(starts),
+        tuple(all_ids),
+        tuple(all_logprobs),
+        tuple(all_hidden) if keep_hidden else None,
+    )
 
 
 def _prompt_ids(tokenizer, prompts, max_prompt_tokens: int) -> list[torch.Tensor]:
@@ -366,7 +408,7 @@ def _prompt_ids(tokenizer, prompts, max_prompt_tokens: int) -> list[torch.Tensor
         tokens = chat_input_ids(tokenizer, prompt.message)[0]
         if tokens.numel() > max_prompt_tokens:
             # Keep the end (the assistant header); the head of the excerpt is what is dropped.
-            tokens = torch.cat([tokens[:1], tokens[-(max_prompt_tokens - 1):]])
+            tokens = torch.cat([tokens[:1], tokens[-(max_prompt_tokens - 1) :]])
         ids.append(tokens)
     return ids
 
@@ -386,7 +428,9 @@ def init_draft(target: torch.nn.Module, spec: DraftSpec) -> torch.nn.Module:
     embeddings, final norm and (tied) head, in float32."""
     num_layers = target.config.num_hidden_layers
     if spec.layers[-1] >= num_layers:
-        raise ValueError(f"spec.layers must index the target's {num_layers} layers, got {spec.layers}")
+        raise ValueError(
+            f"spec.layers must index the target's {num_layers} layers, got {spec.layers}"
+        )
     config = copy.deepcopy(target.config)
     config.num_hidden_layers = len(spec.layers)
     if getattr(config, "layer_types", None) is not None:
@@ -395,7 +439,7 @@ def init_draft(target: torch.nn.Module, spec: DraftSpec) -> torch.nn.Module:
     state = {}
     for key, value in source.items():
         if key.startswith("model.layers."):
-            index, rest = key[len("model.layers."):].split(".", 1)
+            index, rest = key[len("model.layers.") :].split(".", 1)
             if int(index) in spec.layers:
                 state[f"model.layers.{spec.layers.index(int(index))}.{rest}"] = value.clone()
         else:
@@ -409,8 +453,9 @@ def init_draft(target: torch.nn.Module, spec: DraftSpec) -> torch.nn.Module:
     return draft.float().eval()
 
 
-def _topk_kl(draft_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor
-             ) -> torch.Tensor:
+def _topk_kl(
+    draft_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: torch.Tensor
+) -> torch.Tensor:
     """Mean KL(target || draft) over positions, on the top-k tokens plus one tail bucket.
 
     draft_logits ``[positions, vocab]``; topk_ids ``[positions, k]`` int64; topk_logprobs
@@ -427,8 +472,9 @@ def _topk_kl(draft_logits: torch.Tensor, topk_ids: torch.Tensor, topk_logprobs: 
     return (head + tail).mean()
 
 
-def _decoder_forward(draft: torch.nn.Module, input_ids: torch.Tensor, frozen_layers: int
-                     ) -> torch.Tensor:
+def _decoder_forward(
+    draft: torch.nn.Module, input_ids: torch.Tensor, frozen_layers: int
+) -> torch.Tensor:
     """Final hidden states ``[1, length, hidden]`` (after the final norm) of a Llama-style
     ``draft`` on ``input_ids`` ``[1, length]``, without a cache; the first ``frozen_layers``
     layers run without autograd. Equals ``draft.model(input_ids).last_hidden_state``."""
@@ -473,13 +519,16 @@ def distill(
     for parameter in trainable:
         parameter.requires_grad_(True)
     head = draft.get_output_embeddings()
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
 
     def schedule(step: int) -> float:
         if step < config.warmup_steps:
             return (step + 1) / (config.warmup_steps + 1)
-        progress_fraction = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        progress_fraction = (step - config.warmup_steps) / max(
+            1, config.steps - config.warmup_steps
+        )
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress_fraction))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -495,8 +544,9 @@ def distill(
         first = data.response_starts[index] - 1 if config.loss_on == "response" else 0
         hidden = _decoder_forward(draft, data.sequences[index][:-1][None], frozen)[0, first:]
         logits = head(hidden)  # [positions, vocab]
-        loss = _topk_kl(logits, data.topk_ids[index][first:].long(),
-                        data.topk_logprobs[index][first:])
+        loss = _topk_kl(
+            logits, data.topk_ids[index][first:].long(), data.topk_logprobs[index][first:]
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip)
@@ -508,16 +558,23 @@ def distill(
     draft.eval()
     for parameter in draft.parameters():
         parameter.requires_grad_(False)
-    tail = losses[-max(1, len(losses) // 10):]
+    tail = losses[-max(1, len(losses) // 10) :]
     final = evaluate_agreement(draft, target, evaluation) if evaluation is not None else None
-    result = DistillResult(spec, sum(tail) / len(tail), initial, final,
-                           time.perf_counter() - start_time, torch.get_num_threads())
+    result = DistillResult(
+        spec,
+        sum(tail) / len(tail),
+        initial,
+        final,
+        time.perf_counter() - start_time,
+        torch.get_num_threads(),
+    )
     return draft, result
 
 
 @torch.inference_mode()
-def evaluate_agreement(draft: torch.nn.Module | DraftModel, target: torch.nn.Module,
-                       data: TeacherData) -> Agreement:
+def evaluate_agreement(
+    draft: torch.nn.Module | DraftModel, target: torch.nn.Module, data: TeacherData
+) -> Agreement:
     """Greedy agreement and ``sum min(p, q)`` of ``draft`` vs ``target`` on the response
     positions of ``data`` (which must carry the target's ``hidden`` states). ``draft``: a
     transformers causal LM or any :class:`hierspec.DraftModel` (e.g. the n-gram drafter), which
@@ -530,12 +587,14 @@ def evaluate_agreement(draft: torch.nn.Module | DraftModel, target: torch.nn.Mod
     count = 0
     for sequence, start, hidden in zip(data.sequences, data.response_starts, data.hidden):
         # Rows start-1 .. length-2 predict the response tokens.
-        target_logits = head(hidden[start - 1:].to(head.weight.dtype)).float()
+        target_logits = head(hidden[start - 1 :].to(head.weight.dtype)).float()
         if isinstance(draft, torch.nn.Module):
-            draft_logits = draft(input_ids=sequence[:-1][None], use_cache=False).logits[0, start - 1:]
+            draft_logits = draft(input_ids=sequence[:-1][None], use_cache=False).logits[
+                0, start - 1 :
+            ]
         else:
             draft.reset()
-            draft_logits = draft.append(sequence[:-1][None])[0, start - 1:]
+            draft_logits = draft.append(sequence[:-1][None])[0, start - 1 :]
         draft_logits = draft_logits.float()
         agree += float((target_logits.argmax(-1) == draft_logits.argmax(-1)).sum())
         overlap += float(torch.minimum(target_logits.softmax(-1), draft_logits.softmax(-1)).sum())
@@ -571,9 +630,13 @@ def _atomic_save(obj: object, path: Path) -> None:
             os.remove(temporary)
 
 
-def teacher_data(cache: str | os.PathLike | None = None, config: TeacherDataConfig | None = None,
-                 split: str = "train", progress: bool = True, target: torch.nn.Module | None = None
-                 ) -> TeacherData:
+def teacher_data(
+    cache: str | os.PathLike | None = None,
+    config: TeacherDataConfig | None = None,
+    split: str = "train",
+    progress: bool = True,
+    target: torch.nn.Module | None = None,
+) -> TeacherData:
     """The distillation (``split="train"``, per ``config``) or evaluation (``"heldout"``) data,
     cached in ``<cache>/teacher/``.
 
@@ -589,9 +652,19 @@ def teacher_data(cache: str | os.PathLike | None = None, config: TeacherDataConf
     config = config or DEFAULT_CONFIG.data
     root = cache_dir(cache)
     convert_target(root)
-    evaluation = [EVAL_PROMPTS, EVAL_NEW_TOKENS, EVAL_MAX_PROMPT_TOKENS, corpus.SPLITS]  # + split rule
-    key = _key(split, asdict(config) if split == "train" else evaluation,
-               _target_id(root), corpus.fingerprint(), torch.__version__)
+    evaluation = [
+        EVAL_PROMPTS,
+        EVAL_NEW_TOKENS,
+        EVAL_MAX_PROMPT_TOKENS,
+        corpus.SPLITS,
+    ]  # + split rule
+    key = _key(
+        split,
+        asdict(config) if split == "train" else evaluation,
+        _target_id(root),
+        corpus.fingerprint(),
+        torch.__version__,
+    )
     path = root / "teacher" / f"{split}-{key}.pt"
     if path.is_file():
         return TeacherData.from_dict(torch.load(path, weights_only=True))
@@ -602,36 +675,59 @@ def teacher_data(cache: str | os.PathLike | None = None, config: TeacherDataConf
         ids = _prompt_ids(tokenizer, prompts, config.max_prompt_tokens)
         generator = torch.Generator().manual_seed(config.seed)
         flags = _sample_flags(len(ids), config.sample_fraction, generator)
-        data = generate_teacher_data(target, ids, config.max_new_tokens, flags, generator,
-                                     config.top_k, tokenizer.eos_token_id, config.batch_size,
-                                     keep_hidden=False, progress=progress)
+        data = generate_teacher_data(
+            target,
+            ids,
+            config.max_new_tokens,
+            flags,
+            generator,
+            config.top_k,
+            tokenizer.eos_token_id,
+            config.batch_size,
+            keep_hidden=False,
+            progress=progress,
+        )
     else:
         prompts = corpus.heldout_prompts(EVAL_PROMPTS)
         ids = _prompt_ids(tokenizer, prompts, EVAL_MAX_PROMPT_TOKENS)
-        data = generate_teacher_data(target, ids, EVAL_NEW_TOKENS, [False] * len(ids),
-                                     torch.Generator().manual_seed(0), 1, tokenizer.eos_token_id,
-                                     EVAL_PROMPTS, keep_hidden=True, progress=progress)
+        data = generate_teacher_data(
+            target,
+            ids,
+            EVAL_NEW_TOKENS,
+            [False] * len(ids),
+            torch.Generator().manual_seed(0),
+            1,
+            tokenizer.eos_token_id,
+            EVAL_PROMPTS,
+            keep_hidden=True,
+            progress=progress,
+        )
     _atomic_save(data.to_dict(), path)
     return data
 
 
-def draft_path(spec: DraftSpec, cache: str | os.PathLike | None = None,
-               config: DistillConfig = DEFAULT_CONFIG) -> Path:
+def draft_path(
+    spec: DraftSpec, cache: str | os.PathLike | None = None, config: DistillConfig = DEFAULT_CONFIG
+) -> Path:
     """Directory of the distilled draft ``spec`` under ``config`` (it may not exist yet)."""
     from hierspec import corpus
     from hierspec.family import cache_dir, convert_target
 
     root = cache_dir(cache)
     convert_target(root)
-    key = _key(asdict(spec), asdict(config), _target_id(root), corpus.fingerprint(),
-               torch.__version__)
+    key = _key(
+        asdict(spec), asdict(config), _target_id(root), corpus.fingerprint(), torch.__version__
+    )
     return root / "drafts" / f"{spec.name}-{key}"
 
 
-def distill_ladder(cache: str | os.PathLike | None = None,
-                   ladder: tuple[DraftSpec, ...] = DEFAULT_LADDER,
-                   config: DistillConfig = DEFAULT_CONFIG, force: bool = False,
-                   progress: bool = True) -> list[Path]:
+def distill_ladder(
+    cache: str | os.PathLike | None = None,
+    ladder: tuple[DraftSpec, ...] = DEFAULT_LADDER,
+    config: DistillConfig = DEFAULT_CONFIG,
+    force: bool = False,
+    progress: bool = True,
+) -> list[Path]:
     """Distils every draft of ``ladder`` that is not cached (all with ``force``); returns their
     directories. Each holds the model, the tokenizer and ``hierspec-draft.json`` (spec,
     configuration, agreement before/after training, time)."""
@@ -639,8 +735,11 @@ def distill_ladder(cache: str | os.PathLike | None = None,
 
     root = cache_dir(cache)
     paths = [draft_path(spec, root, config) for spec in ladder]
-    missing = [(spec, path) for spec, path in zip(ladder, paths)
-               if force or not (path / "hierspec-draft.json").is_file()]
+    missing = [
+        (spec, path)
+        for spec, path in zip(ladder, paths)
+        if force or not (path / "hierspec-draft.json").is_file()
+    ]
     if not missing:
         return paths
     target = load_target(root)
@@ -649,20 +748,30 @@ def distill_ladder(cache: str | os.PathLike | None = None,
     evaluation = teacher_data(root, config.data, "heldout", progress, target)
     for spec, path in missing:
         draft, result = distill(target, spec, data, config, evaluation, progress)
-        record = {"spec": asdict(spec), "config": asdict(config), "result": result.to_dict(),
-                  "teacher_tokens": data.num_tokens}
+        record = {
+            "spec": asdict(spec),
+            "config": asdict(config),
+            "result": result.to_dict(),
+            "teacher_tokens": data.num_tokens,
+        }
         save_checkpoint(path, draft, tokenizer, "hierspec-draft.json", record)
         if progress:
             final = result.final
-            print(f"{spec.name}: {len(spec.layers)} layers, KL {result.final_kl:.3f}, "
-                  f"greedy agreement {final.greedy_agreement:.3f}, overlap {final.overlap:.3f} "
-                  f"({result.seconds:.0f} s, {result.threads} threads) -> {path}")
+            print(
+                f"{spec.name}: {len(spec.layers)} layers, KL {result.final_kl:.3f}, "
+                f"greedy agreement {final.greedy_agreement:.3f}, overlap {final.overlap:.3f} "
+                f"({result.seconds:.0f} s, {result.threads} threads) -> {path}"
+            )
     return paths
 
 
-def load_draft(spec: DraftSpec, cache: str | os.PathLike | None = None,
-               dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-               config: DistillConfig = DEFAULT_CONFIG) -> torch.nn.Module:
+def load_draft(
+    spec: DraftSpec,
+    cache: str | os.PathLike | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    config: DistillConfig = DEFAULT_CONFIG,
+) -> torch.nn.Module:
     """A distilled draft from the cache, eval mode, in ``dtype``.
 
     Raises:
@@ -677,12 +786,15 @@ def load_draft(spec: DraftSpec, cache: str | os.PathLike | None = None,
     return model.to(device).eval()
 
 
-def draft_record(spec: DraftSpec, cache: str | os.PathLike | None = None,
-                 config: DistillConfig = DEFAULT_CONFIG) -> dict:
+def draft_record(
+    spec: DraftSpec, cache: str | os.PathLike | None = None, config: DistillConfig = DEFAULT_CONFIG
+) -> dict:
     """The ``hierspec-draft.json`` record of a distilled draft."""
     path = draft_path(spec, cache, config) / "hierspec-draft.json"
     if not path.is_file():
-        raise FileNotFoundError(f"draft {spec.name} not found in {path.parent}; run `hierspec distill`")
+        raise FileNotFoundError(
+            f"draft {spec.name} not found in {path.parent}; run `hierspec distill`"
+        )
     return json.loads(path.read_text())
 
 
@@ -692,17 +804,27 @@ def draft_record(spec: DraftSpec, cache: str | os.PathLike | None = None,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hierspec distill``."""
-    parser.add_argument("--cache", help="cache directory (default $HIERSPEC_CACHE or "
-                                        "~/.cache/hierspec)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_CONFIG.steps,
-                        help=f"optimizer steps per draft ({DEFAULT_CONFIG.steps})")
+    parser.add_argument(
+        "--cache", help="cache directory (default $HIERSPEC_CACHE or ~/.cache/hierspec)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_CONFIG.steps,
+        help=f"optimizer steps per draft ({DEFAULT_CONFIG.steps})",
+    )
     parser.add_argument("--learning-rate", type=float, default=DEFAULT_CONFIG.learning_rate)
     parser.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed)
-    parser.add_argument("--prompts", type=int, default=DEFAULT_CONFIG.data.num_prompts,
-                        help="train-split prompts the target answers to make the data "
-                             f"({DEFAULT_CONFIG.data.num_prompts})")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: all cores)")
+    parser.add_argument(
+        "--prompts",
+        type=int,
+        default=DEFAULT_CONFIG.data.num_prompts,
+        help="train-split prompts the target answers to make the data "
+        f"({DEFAULT_CONFIG.data.num_prompts})",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"
+    )
     parser.add_argument("--force", action="store_true", help="retrain even if cached")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -713,9 +835,12 @@ def run(args: argparse.Namespace) -> int:
     from hierspec.family import cache_dir, convert_target, load_tokenizer
 
     config = DistillConfig(
-        steps=args.steps, learning_rate=args.learning_rate, seed=args.seed,
-        data=TeacherDataConfig(**{**asdict(DEFAULT_CONFIG.data), "num_prompts": args.prompts,
-                                  "seed": args.seed}),
+        steps=args.steps,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        data=TeacherDataConfig(
+            **{**asdict(DEFAULT_CONFIG.data), "num_prompts": args.prompts, "seed": args.seed}
+        ),
     )
     if args.threads is not None:
         if args.threads < 1:
@@ -724,8 +849,10 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     root = cache_dir(args.cache)
     if config != DEFAULT_CONFIG:
-        print("note: non-default settings; load_family() and `hierspec generate` use the drafts "
-              "distilled with the defaults, these are cached separately")
+        print(
+            "note: non-default settings; load_family() and `hierspec generate` use the drafts "
+            "distilled with the defaults, these are cached separately"
+        )
     started = time.perf_counter()
     print(f"target: {convert_target(root)} (SmolLM2-135M-Instruct, Q4_1 GGUF dequantized to fp32)")
     statistics = ngram.load_corpus_statistics(load_tokenizer(root), cache=root, progress=progress)
@@ -734,7 +861,9 @@ def run(args: argparse.Namespace) -> int:
     for spec, path in zip(DEFAULT_LADDER, paths):
         result = json.loads((path / "hierspec-draft.json").read_text())["result"]
         final = result["final"]
-        print(f"{spec.name:>10}: {len(spec.layers):2d} layers, greedy agreement "
-              f"{final['greedy_agreement']:.3f}, overlap {final['overlap']:.3f}  {path}")
+        print(
+            f"{spec.name:>10}: {len(spec.layers):2d} layers, greedy agreement "
+            f"{final['greedy_agreement']:.3f}, overlap {final['overlap']:.3f}  {path}"
+        )
     print(f"family ready in {root} ({time.perf_counter() - started:.0f} s)")
     return 0

@@ -230,7 +230,9 @@ class _CacheOwner:
     prefix of its own text (asserted), so forward passes read their pending tokens from here.
     """
 
-    def __init__(self, levels: Sequence[DraftModel], counters: Sequence[_Counters], capacity: int) -> None:
+    def __init__(
+        self, levels: Sequence[DraftModel], counters: Sequence[_Counters], capacity: int
+    ) -> None:
         self.levels = levels
         self.counters = counters
         self.tokens = torch.zeros((1, capacity), dtype=torch.int64, device=levels[0].device)
@@ -365,7 +367,8 @@ class HierarchicalDecoder:
         # Hand-up threshold of each intermediate level (rule 3): T_l + 1 below level K-1, T_{K-1}
         # at level K-1 (which hands up everything it holds).
         self._thresholds = tuple(
-            size + 1 if index < self._top - 1 else size for index, size in enumerate(self._batch_sizes)
+            size + 1 if index < self._top - 1 else size
+            for index, size in enumerate(self._batch_sizes)
         )
 
     @classmethod
@@ -381,14 +384,19 @@ class HierarchicalDecoder:
         chain = getattr(plan, "chain", None)
         batch_sizes = getattr(plan, "batch_sizes", None)
         if chain is None or batch_sizes is None:
-            raise TypeError(f"plan must have .chain and .batch_sizes (a hierspec.Plan), got {plan!r}")
+            raise TypeError(
+                f"plan must have .chain and .batch_sizes (a hierspec.Plan), got {plan!r}"
+            )
         model_names = getattr(plan, "model_names", None)
-        if isinstance(model_names, Sequence) and hasattr(plan, "alternatives"):
-            if len(model_names) != len(models):
-                raise ValueError(
-                    f"plan was made for {len(model_names)} candidates {list(model_names)} but "
-                    f"models has {len(models)}"
-                )
+        if (
+            isinstance(model_names, Sequence)
+            and hasattr(plan, "alternatives")
+            and len(model_names) != len(models)
+        ):
+            raise ValueError(
+                f"plan was made for {len(model_names)} candidates {list(model_names)} but "
+                f"models has {len(models)}"
+            )
         chain = [operator.index(index) for index in chain]
         if not chain or any(not 0 <= index < len(models) for index in chain):
             raise ValueError(f"plan.chain {chain} does not index models (length {len(models)})")
@@ -461,22 +469,32 @@ class HierarchicalDecoder:
 
     def _check_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         if not isinstance(input_ids, torch.Tensor):
-            raise TypeError(f"input_ids must be a torch.Tensor [1, prompt], got {type(input_ids).__name__}")
+            raise TypeError(
+                f"input_ids must be a torch.Tensor [1, prompt], got {type(input_ids).__name__}"
+            )
         if input_ids.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"input_ids must be an int64 (or int32) tensor, got dtype {input_ids.dtype}")
+            raise TypeError(
+                f"input_ids must be an int64 (or int32) tensor, got dtype {input_ids.dtype}"
+            )
         if input_ids.dim() != 2:
-            raise ValueError(f"input_ids must have shape [1, prompt], got shape {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"input_ids must have shape [1, prompt], got shape {tuple(input_ids.shape)}"
+            )
         if input_ids.shape[0] != 1:
             raise ValueError(
                 f"input_ids has batch size {input_ids.shape[0]} (shape {tuple(input_ids.shape)}); "
                 "only batch size 1 is supported"
             )
         if input_ids.shape[1] == 0:
-            raise ValueError(f"input_ids is an empty prompt (shape {tuple(input_ids.shape)}); need >= 1 token")
+            raise ValueError(
+                f"input_ids is an empty prompt (shape {tuple(input_ids.shape)}); need >= 1 token"
+            )
         low, high = int(input_ids.min()), int(input_ids.max())
         if low < 0 or high >= self._vocab_size:
             bad = low if low < 0 else high
-            raise ValueError(f"input_ids contains token id {bad}, outside [0, vocab_size={self._vocab_size})")
+            raise ValueError(
+                f"input_ids contains token id {bad}, outside [0, vocab_size={self._vocab_size})"
+            )
         return input_ids.to(device=self._device, dtype=torch.int64)
 
     def _check_eos(self, eos_token_id: int | Sequence[int] | None) -> torch.Tensor | None:
@@ -484,12 +502,18 @@ class HierarchicalDecoder:
             return None
         ids = [eos_token_id] if not isinstance(eos_token_id, Sequence) else list(eos_token_id)
         if not ids:
-            raise ValueError("eos_token_id must be an int, a non-empty sequence of ints, or None; got []")
+            raise ValueError(
+                "eos_token_id must be an int, a non-empty sequence of ints, or None; got []"
+            )
         for value in ids:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"eos_token_id must be an int or a sequence of ints, got {eos_token_id!r}")
+                raise TypeError(
+                    f"eos_token_id must be an int or a sequence of ints, got {eos_token_id!r}"
+                )
             if not 0 <= value < self._vocab_size:
-                raise ValueError(f"eos_token_id {value} is outside [0, vocab_size={self._vocab_size})")
+                raise ValueError(
+                    f"eos_token_id {value} is outside [0, vocab_size={self._vocab_size})"
+                )
         return torch.tensor(ids, dtype=torch.int64, device=self._device)
 
 
@@ -516,10 +540,15 @@ class _Run:
         self.eos_ids = eos_ids
         self.counters = [_Counters() for _ in self.levels]
         # How far level 0's text can run ahead of the committed text within one cycle: each
-        # intermediate level holds fewer than threshold + (lower batch + 1) tokens, level 0 adds T_0.
-        lookahead = sum(
-            self.thresholds[index] + self.batch_sizes[index - 1] for index in range(1, self.top)
-        ) + (self.batch_sizes[0] if self.top else 0) + 2
+        # intermediate level holds fewer than threshold + (lower batch + 1) tokens, level 0 adds
+        # T_0.
+        lookahead = (
+            sum(
+                self.thresholds[index] + self.batch_sizes[index - 1] for index in range(1, self.top)
+            )
+            + (self.batch_sizes[0] if self.top else 0)
+            + 2
+        )
         capacity = prompt.shape[1] + max_new_tokens + lookahead
         self.owner = _CacheOwner(self.levels, self.counters, capacity)
         # Processed rows of the tokens each intermediate level has emitted in its current call:
@@ -614,7 +643,9 @@ class _Run:
             emitted = batch_length  # deferred: no bonus token
         else:
             emitted = accepted + 1
-            owner.tokens[:, base + accepted : base + emitted] = output_token_ids[:, accepted : accepted + 1]
+            owner.tokens[:, base + accepted : base + emitted] = output_token_ids[
+                :, accepted : accepted + 1
+            ]
         self.counters[top - 1].record_batch(batch_length, accepted)
         self.counters[top].verifications += 1
         self.counters[top].tokens_emitted += emitted
@@ -679,7 +710,9 @@ class _Run:
             )
             accepted = int(num_accepted.item())  # the one host sync per verification
             emitted = accepted + 1
-            owner.tokens[:, start + accepted : start + emitted] = output_token_ids[:, accepted:emitted]
+            owner.tokens[:, start + accepted : start + emitted] = output_token_ids[
+                :, accepted:emitted
+            ]
             # Each emitted token is distributed as this level's processed row at its position:
             # the q the level above verifies it against (DESIGN §2).
             emitted_probs[:, held : held + emitted] = target_probs[:, :emitted]

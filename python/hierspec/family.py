@@ -111,8 +111,12 @@ def target_path(cache: str | os.PathLike | None = None) -> Path:
     return cache_dir(cache) / TARGET_DIR_NAME
 
 
-def convert_target(cache: str | os.PathLike | None = None, gguf_path: str | os.PathLike | None = None,
-                   force: bool = False, loaded: tuple | None = None) -> Path:
+def convert_target(
+    cache: str | os.PathLike | None = None,
+    gguf_path: str | os.PathLike | None = None,
+    force: bool = False,
+    loaded: tuple | None = None,
+) -> Path:
     """Converts the GGUF target into a transformers checkpoint once; returns its directory.
 
     The checkpoint is written to a temporary directory and renamed into place, so an interrupted
@@ -169,16 +173,17 @@ def load_tokenizer(cache: str | os.PathLike | None = None):
     return transformers.AutoTokenizer.from_pretrained(convert_target(cache))
 
 
-def load_target(cache: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
-                device: str | torch.device = "cpu"):
+def load_target(
+    cache: str | os.PathLike | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+):
     """The converted target (converting first if needed), in eval mode, in ``dtype``."""
     import transformers
 
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        convert_target(cache), dtype=dtype
-    )
+    model = transformers.AutoModelForCausalLM.from_pretrained(convert_target(cache), dtype=dtype)
     return model.to(device).eval()
 
 
@@ -220,14 +225,21 @@ class Family:
         if unknown:
             raise ValueError(f"names must be among {self.names}, got unknown {unknown!r}")
         if self.names[-1] not in names:
-            raise ValueError(f"names must include the target {self.names[-1]!r}, got {list(names)!r}")
+            raise ValueError(
+                f"names must include the target {self.names[-1]!r}, got {list(names)!r}"
+            )
         keep = [i for i, name in enumerate(self.names) if name in names]
-        return Family(tuple(self.names[i] for i in keep), tuple(self.models[i] for i in keep),
-                      self.tokenizer, self.cache_dir)
+        return Family(
+            tuple(self.names[i] for i in keep),
+            tuple(self.models[i] for i in keep),
+            self.tokenizer,
+            self.cache_dir,
+        )
 
 
-def prepare_family(cache: str | os.PathLike | None = None, threads: int | None = None,
-                   progress: bool = True) -> Path:
+def prepare_family(
+    cache: str | os.PathLike | None = None, threads: int | None = None, progress: bool = True
+) -> Path:
     """Builds everything :func:`load_family` needs that is not cached yet; returns the cache dir.
 
     Converts the target, counts the corpus n-grams, distils the ladder of drafts
@@ -253,9 +265,14 @@ def prepare_family(cache: str | os.PathLike | None = None, threads: int | None =
     return root
 
 
-def load_family(cache: str | os.PathLike | None = None, device: str | torch.device = "cpu",
-                include: tuple[str, ...] | None = None, prepare: bool = True,
-                progress: bool = True, pack: bool = True) -> Family:
+def load_family(
+    cache: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    include: tuple[str, ...] | None = None,
+    prepare: bool = True,
+    progress: bool = True,
+    pack: bool = True,
+) -> Family:
     """The bundled family, cheapest first: ngram, distilled drafts, target-bf16, target.
 
     Args:
@@ -289,15 +306,15 @@ def load_family(cache: str | os.PathLike | None = None, device: str | torch.devi
         return include is None or name in include
 
     if wanted("ngram"):
-        statistics = ngram.load_corpus_statistics(tokenizer, cache=root, build=prepare,
-                                                  progress=progress)
+        statistics = ngram.load_corpus_statistics(
+            tokenizer, cache=root, build=prepare, progress=progress
+        )
         names.append("ngram")
         models.append(ngram.NGramDrafter(len(tokenizer), statistics))
     for spec in distill.DEFAULT_LADDER:
         if wanted(spec.name):
             names.append(spec.name)
-            models.append(distill.load_draft(spec, cache=root, dtype=torch.bfloat16,
-                                             device=device))
+            models.append(distill.load_draft(spec, cache=root, dtype=torch.bfloat16, device=device))
     if wanted("target-bf16"):
         names.append("target-bf16")
         models.append(load_target(root, dtype=torch.bfloat16, device=device))
@@ -320,5 +337,7 @@ def environment_note() -> str:
     """One line naming the interpreter and library versions (for result files)."""
     import transformers
 
-    return (f"python {sys.version.split()[0]}, torch {torch.__version__}, "
-            f"transformers {transformers.__version__}")
+    return (
+        f"python {sys.version.split()[0]}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}"
+    )

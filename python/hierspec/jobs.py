@@ -96,7 +96,9 @@ def load_candidates(specs: Sequence[str], cache: str | None = None, progress: bo
     family_specs = [spec for spec in specs if spec in known]
     if len(family_specs) == len(specs):
         return load_family(cache, include=tuple(family_specs), progress=progress)
-    family = load_family(cache, include=tuple(family_specs), progress=progress) if family_specs else None
+    family = (
+        load_family(cache, include=tuple(family_specs), progress=progress) if family_specs else None
+    )
     names: list[str] = []
     models: list[object] = []
     for spec in specs:
@@ -117,7 +119,9 @@ def load_candidates(specs: Sequence[str], cache: str | None = None, progress: bo
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(Path(target_spec).expanduser())
         except (OSError, ValueError) as error:
-            raise ValueError(f"no tokenizer found with the target checkpoint {target_spec!r}: {error}") from None
+            raise ValueError(
+                f"no tokenizer found with the target checkpoint {target_spec!r}: {error}"
+            ) from None
     return Family(tuple(names), tuple(models), tokenizer, cache_dir(cache))
 
 
@@ -138,7 +142,9 @@ def read_prompts(path: str | Path) -> list[str]:
                 item = json.loads(line)
                 prompts.append(item.get("prompt") if isinstance(item, dict) else item)
                 if not isinstance(prompts[-1], str):
-                    raise ValueError(f"--prompts {path}:{number}: expected a string or {{\"prompt\": ...}}")
+                    raise ValueError(
+                        f'--prompts {path}:{number}: expected a string or {{"prompt": ...}}'
+                    )
     else:
         prompts = [line for line in text.splitlines() if line.strip()]
     if not prompts or not all(isinstance(prompt, str) and prompt for prompt in prompts):
@@ -169,37 +175,70 @@ def _check_threads(threads: int) -> int:
 def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hierspec profile``."""
     parser.add_argument(
-        "models", nargs="*", metavar="MODEL",
+        "models",
+        nargs="*",
+        metavar="MODEL",
         help="candidates, cheapest first, the target last: family names "
-             f"({', '.join(family_model_names())}) or checkpoint directories (PATH[@bf16]); "
-             "none: the whole bundled family",
+        f"({', '.join(family_model_names())}) or checkpoint directories (PATH[@bf16]); "
+        "none: the whole bundled family",
     )
-    parser.add_argument("--prompts", metavar="FILE",
-                        help="calibration prompts: .json list, .jsonl or one prompt per line "
-                             "(default: --num-prompts prompts of the corpus validation split)")
-    parser.add_argument("--num-prompts", type=int, default=16,
-                        help="calibration prompts used (16; the first N of --prompts)")
-    parser.add_argument("--out", "-o", required=True, metavar="PROFILE.json",
-                        help="where to write the profile (docs/profile-format.md)")
-    parser.add_argument("--max-batch-size", type=int, default=16,
-                        help="largest batch size the planner will consider (16); fixes the cost "
-                             "table width")
-    parser.add_argument("--repeats", type=int, default=7,
-                        help="timings per pass length, median kept (7; fewer for n > 8)")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="sampling temperature the acceptance rates are for (1.0; 0 = greedy "
-                             "agreement)")
+    parser.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="calibration prompts: .json list, .jsonl or one prompt per line "
+        "(default: --num-prompts prompts of the corpus validation split)",
+    )
+    parser.add_argument(
+        "--num-prompts",
+        type=int,
+        default=16,
+        help="calibration prompts used (16; the first N of --prompts)",
+    )
+    parser.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        metavar="PROFILE.json",
+        help="where to write the profile (docs/profile-format.md)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=16,
+        help="largest batch size the planner will consider (16); fixes the cost table width",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=7,
+        help="timings per pass length, median kept (7; fewer for n > 8)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="sampling temperature the acceptance rates are for (1.0; 0 = greedy agreement)",
+    )
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--calibration-tokens", type=int, default=64,
-                        help="target continuation tokens per prompt for acceptance (64)")
-    parser.add_argument("--context-tokens", type=int, default=120,
-                        help="cached tokens before each timed pass (120)")
+    parser.add_argument(
+        "--calibration-tokens",
+        type=int,
+        default=64,
+        help="target continuation tokens per prompt for acceptance (64)",
+    )
+    parser.add_argument(
+        "--context-tokens", type=int, default=120, help="cached tokens before each timed pass (120)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
-    parser.add_argument("--raw", action="store_true",
-                        help="tokenize prompts as plain text, without the chat template")
-    parser.add_argument("--cache", help="cache directory (default $HIERSPEC_CACHE or "
-                                        "~/.cache/hierspec)")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="tokenize prompts as plain text, without the chat template",
+    )
+    parser.add_argument(
+        "--cache", help="cache directory (default $HIERSPEC_CACHE or ~/.cache/hierspec)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -218,16 +257,28 @@ def run_profile(args: argparse.Namespace) -> int:
         prompts = [prompt.message for prompt in calibration_prompts(args.num_prompts)]
     prompt_ids = [_input_ids(candidates.tokenizer, prompt, args.raw) for prompt in prompts]
     result = profile(
-        candidates.models, prompt_ids, max_batch_size=args.max_batch_size, repeats=args.repeats,
-        names=candidates.names, progress=progress, temperature=args.temperature,
-        top_k=args.top_k, top_p=args.top_p, context_tokens=args.context_tokens,
-        calibration_tokens=args.calibration_tokens, threads=args.threads,
+        candidates.models,
+        prompt_ids,
+        max_batch_size=args.max_batch_size,
+        repeats=args.repeats,
+        names=candidates.names,
+        progress=progress,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        context_tokens=args.context_tokens,
+        calibration_tokens=args.calibration_tokens,
+        threads=args.threads,
     )
     write_profile(result, args.out)
     print(_format_profile(result))
     print()
-    best = plan(result.costs_ms, result.acceptance, max_batch_size=args.max_batch_size,
-                model_names=result.model_names)
+    best = plan(
+        result.costs_ms,
+        result.acceptance,
+        max_batch_size=args.max_batch_size,
+        model_names=result.model_names,
+    )
     print(best.format_table(unit="ms"))
     print(f"\nwrote {args.out} ({result.extra['metadata']['seconds']:.0f} s)")
     return 0
@@ -240,8 +291,11 @@ def _format_profile(result: Profile) -> str:
     width = len(costs[0]) if costs and isinstance(costs[0], tuple) else 1
     shown = [n for n in (1, 2, 4, 8, 16, 32) if n <= width]
     name_width = max(len(name) for name in names)
-    lines = [f"cost of one pass over n tokens (ms), {result.extra.get('metadata', {}).get('threads', '?')} thread(s):",
-             "  " + " " * name_width + "".join(f"{f'n={n}':>9}" for n in shown)]
+    threads = result.extra.get("metadata", {}).get("threads", "?")
+    lines = [
+        f"cost of one pass over n tokens (ms), {threads} thread(s):",
+        "  " + " " * name_width + "".join(f"{f'n={n}':>9}" for n in shown),
+    ]
     for name, row in zip(names, costs):
         values = row if isinstance(row, tuple) else (row,) * width
         lines.append(f"  {name:<{name_width}}" + "".join(f"{values[n - 1]:9.2f}" for n in shown))
@@ -308,42 +362,77 @@ class GenerateReport:
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hierspec generate``."""
     parser.add_argument("--prompt", "-p", required=True, help="the user message")
-    parser.add_argument("--max-new-tokens", type=int, default=128,
-                        help="tokens to generate at most (128); stops earlier at EOS")
-    parser.add_argument("--temperature", type=float, default=0.0,
-                        help="0 (the default) = greedy: deterministic, and checked token for "
-                             "token against the target alone; > 0 samples exactly the target's "
-                             "distribution at that temperature")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=128,
+        help="tokens to generate at most (128); stops earlier at EOS",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0 (the default) = greedy: deterministic, and checked token for "
+        "token against the target alone; > 0 samples exactly the target's "
+        "distribution at that temperature",
+    )
     parser.add_argument("--top-k", type=int, default=None, help="top-k filter (none)")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus filter (none)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
     parser.add_argument(
-        "--models", nargs="+", metavar="MODEL", default=None,
+        "--models",
+        nargs="+",
+        metavar="MODEL",
+        default=None,
         help="candidates, cheapest first, the target last: family names "
-             f"({', '.join(family_model_names())}) or checkpoint directories (PATH[@bf16]); "
-             "default: the whole bundled family (prepared on first use)",
+        f"({', '.join(family_model_names())}) or checkpoint directories (PATH[@bf16]); "
+        "default: the whole bundled family (prepared on first use)",
     )
-    parser.add_argument("--profile", metavar="PROFILE.json",
-                        help="plan from this profile (its model names must be among the "
-                             "candidates) instead of the cached one")
-    parser.add_argument("--reprofile", action="store_true",
-                        help="measure the profile again even if a cached one exists")
-    parser.add_argument("--profile-prompts", type=int, default=16,
-                        help="calibration prompts when profiling (16, corpus validation split)")
-    parser.add_argument("--max-batch-size", type=int, default=16,
-                        help="largest batch size the planner considers (16)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads for profiling and generating (1); a cached "
-                             "profile is per thread count")
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="do not run the target alone for the speedup")
-    parser.add_argument("--ignore-eos", action="store_true",
-                        help="always generate --max-new-tokens tokens")
-    parser.add_argument("--raw", action="store_true",
-                        help="tokenize the prompt as plain text, without the chat template")
+    parser.add_argument(
+        "--profile",
+        metavar="PROFILE.json",
+        help="plan from this profile (its model names must be among the "
+        "candidates) instead of the cached one",
+    )
+    parser.add_argument(
+        "--reprofile",
+        action="store_true",
+        help="measure the profile again even if a cached one exists",
+    )
+    parser.add_argument(
+        "--profile-prompts",
+        type=int,
+        default=16,
+        help="calibration prompts when profiling (16, corpus validation split)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=16,
+        help="largest batch size the planner considers (16)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for profiling and generating (1); a cached "
+        "profile is per thread count",
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="do not run the target alone for the speedup"
+    )
+    parser.add_argument(
+        "--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens"
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="tokenize the prompt as plain text, without the chat template",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
-    parser.add_argument("--cache", help="cache directory (default $HIERSPEC_CACHE or "
-                                        "~/.cache/hierspec)")
+    parser.add_argument(
+        "--cache", help="cache directory (default $HIERSPEC_CACHE or ~/.cache/hierspec)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -389,14 +478,25 @@ def run_generate(args: argparse.Namespace) -> int:
         candidates = _select_for_profile(candidates, loaded, args.profile)
         profile_path, measured_now = Path(args.profile), False
     else:
-        config = ProfilerConfig(max_batch_size=args.max_batch_size, sampling=sampling,
-                                threads=args.threads)
-        loaded, profile_path, measured_now = cached_profile(
-            candidates.models, candidates.names, candidates.tokenizer, candidates.cache_dir,
-            config, num_prompts=args.profile_prompts, refresh=args.reprofile, progress=progress,
+        config = ProfilerConfig(
+            max_batch_size=args.max_batch_size, sampling=sampling, threads=args.threads
         )
-    best = plan(loaded.costs_ms, loaded.acceptance, max_batch_size=args.max_batch_size,
-                model_names=loaded.model_names)
+        loaded, profile_path, measured_now = cached_profile(
+            candidates.models,
+            candidates.names,
+            candidates.tokenizer,
+            candidates.cache_dir,
+            config,
+            num_prompts=args.profile_prompts,
+            refresh=args.reprofile,
+            progress=progress,
+        )
+    best = plan(
+        loaded.costs_ms,
+        loaded.acceptance,
+        max_batch_size=args.max_batch_size,
+        model_names=loaded.model_names,
+    )
     decoder = HierarchicalDecoder.from_plan(candidates.models, best)
     tokenizer = candidates.tokenizer
     input_ids = _input_ids(tokenizer, args.prompt, args.raw)
@@ -404,8 +504,13 @@ def run_generate(args: argparse.Namespace) -> int:
 
     def run(chain_decoder: HierarchicalDecoder) -> GenerateOutput:
         return chain_decoder.generate(
-            input_ids, max_new_tokens=args.max_new_tokens, temperature=sampling.temperature,
-            top_k=sampling.top_k, top_p=sampling.top_p, seed=args.seed, eos_token_id=eos,
+            input_ids,
+            max_new_tokens=args.max_new_tokens,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            seed=args.seed,
+            eos_token_id=eos,
         )
 
     output = run(decoder)
@@ -423,49 +528,70 @@ def run_generate(args: argparse.Namespace) -> int:
     for level, (model, counters) in enumerate(zip(best.chain, stats.levels)):
         above = best.chain[level + 1] if level + 1 < len(best.chain) else None
         tokens = max(stats.new_tokens, 1)
-        levels.append(LevelReport(
-            model=loaded.model_names[model],
-            passes_per_token=counters.forward_passes / tokens,
-            predicted_passes_per_token=evaluation.passes_per_token[level],
-            model_ms_per_token=1e3 * counters.time_s / tokens,
-            predicted_ms_per_token=evaluation.cost_per_token[level],
-            acceptance=None if above is None else counters.acceptance_rate,
-            profile_acceptance=None if above is None else loaded.acceptance[model][above],
-        ))
+        levels.append(
+            LevelReport(
+                model=loaded.model_names[model],
+                passes_per_token=counters.forward_passes / tokens,
+                predicted_passes_per_token=evaluation.passes_per_token[level],
+                model_ms_per_token=1e3 * counters.time_s / tokens,
+                predicted_ms_per_token=evaluation.cost_per_token[level],
+                acceptance=None if above is None else counters.acceptance_rate,
+                profile_acceptance=None if above is None else loaded.acceptance[model][above],
+            )
+        )
     report = GenerateReport(
-        prompt=args.prompt, text=text, prompt_tokens=prompt_length, new_tokens=stats.new_tokens,
-        plan=best.to_dict(), profile_path=str(profile_path), sampling=dataclasses.asdict(sampling),
-        seed=output.seed, wall_time_s=stats.wall_time_s, tokens_per_second=stats.tokens_per_second,
-        decode_ms_per_token=_decode_ms_per_token(output), predicted_ms_per_token=best.latency,
+        prompt=args.prompt,
+        text=text,
+        prompt_tokens=prompt_length,
+        new_tokens=stats.new_tokens,
+        plan=best.to_dict(),
+        profile_path=str(profile_path),
+        sampling=dataclasses.asdict(sampling),
+        seed=output.seed,
+        wall_time_s=stats.wall_time_s,
+        tokens_per_second=stats.tokens_per_second,
+        decode_ms_per_token=_decode_ms_per_token(output),
+        predicted_ms_per_token=best.latency,
         baseline_wall_time_s=None if baseline is None else baseline.stats.wall_time_s,
         baseline_tokens_per_second=None if baseline is None else baseline.stats.tokens_per_second,
         baseline_decode_ms_per_token=None if baseline is None else _decode_ms_per_token(baseline),
-        speedup_vs_target=speedup, identical_to_target=identical, levels=tuple(levels),
+        speedup_vs_target=speedup,
+        identical_to_target=identical,
+        levels=tuple(levels),
         machine=machine_info(),
     )
     print(text)
     print()
     source = "measured now" if measured_now else "cached"
-    print(f"profile: {profile_path} ({source}; {len(loaded.model_names)} candidates, "
-          f"{args.threads} thread(s), temperature {sampling.temperature:g})")
+    print(
+        f"profile: {profile_path} ({source}; {len(loaded.model_names)} candidates, "
+        f"{args.threads} thread(s), temperature {sampling.temperature:g})"
+    )
     print(best.format_table(unit="ms"))
     print()
-    print(f"hierspec:     {stats.new_tokens} tokens in {stats.wall_time_s:.2f} s = "
-          f"{stats.tokens_per_second:.1f} tokens/s (decode {report.decode_ms_per_token:.1f} "
-          f"ms/token, predicted {best.latency:.1f})")
+    print(
+        f"hierspec:     {stats.new_tokens} tokens in {stats.wall_time_s:.2f} s = "
+        f"{stats.tokens_per_second:.1f} tokens/s (decode {report.decode_ms_per_token:.1f} "
+        f"ms/token, predicted {best.latency:.1f})"
+    )
     name_width = max(len(level.model) for level in levels)
     for index, level in enumerate(levels):
-        line = (f"  level {index} {level.model:<{name_width}}  {level.passes_per_token:.2f} passes/token"
-                f" (predicted {level.predicted_passes_per_token:.2f}), {level.model_ms_per_token:.1f}"
-                f" ms/token in passes (predicted {level.predicted_ms_per_token:.1f} incl. processing)")
+        line = (
+            f"  level {index} {level.model:<{name_width}}  "
+            f"{level.passes_per_token:.2f} passes/token"
+            f" (predicted {level.predicted_passes_per_token:.2f}), {level.model_ms_per_token:.1f}"
+            f" ms/token in passes (predicted {level.predicted_ms_per_token:.1f} incl. processing)"
+        )
         if level.acceptance is not None:
-            line += (f", accepted {level.acceptance:.2f} (profile {level.profile_acceptance:.2f})")
+            line += f", accepted {level.acceptance:.2f} (profile {level.profile_acceptance:.2f})"
         print(line)
     if baseline is not None:
-        print(f"target alone: {baseline.stats.new_tokens} tokens in "
-              f"{baseline.stats.wall_time_s:.2f} s = {baseline.stats.tokens_per_second:.1f} "
-              f"tokens/s (decode {report.baseline_decode_ms_per_token:.1f} ms/token, predicted "
-              f"{best.target_latency:.1f})")
+        print(
+            f"target alone: {baseline.stats.new_tokens} tokens in "
+            f"{baseline.stats.wall_time_s:.2f} s = {baseline.stats.tokens_per_second:.1f} "
+            f"tokens/s (decode {report.baseline_decode_ms_per_token:.1f} ms/token, predicted "
+            f"{best.target_latency:.1f})"
+        )
         print(f"speedup over the target alone: {speedup:.2f}x (predicted {best.speedup:.2f}x)")
         if identical is not None:
             print(f"greedy output identical to the target alone: {'yes' if identical else 'NO'}")
@@ -477,8 +603,10 @@ def run_generate(args: argparse.Namespace) -> int:
     if identical is False:
         # Not an error exit: batched verification passes can round differently from one-token
         # passes and flip a near-tie argmax; bench/e2e.py is the strict check.
-        print("warning: the greedy output differs from the target alone's; if the first "
-              "difference is a near-tie of the target's top two logits this is floating-point "
-              "rounding of batched passes, otherwise please report it", file=sys.stderr)
+        print(
+            "warning: the greedy output differs from the target alone's; if the first "
+            "difference is a near-tie of the target's top two logits this is floating-point "
+            "rounding of batched passes, otherwise please report it",
+            file=sys.stderr,
+        )
     return 0
-

@@ -52,11 +52,15 @@ class TransformersLevel:
         from transformers import DynamicCache, PreTrainedModel
 
         if not isinstance(model, PreTrainedModel):
-            raise TypeError(f"model must be a transformers PreTrainedModel, got {type(model).__name__}")
+            raise TypeError(
+                f"model must be a transformers PreTrainedModel, got {type(model).__name__}"
+            )
         name = type(model).__name__
         config = model.config
         if getattr(config, "is_encoder_decoder", False):
-            raise ValueError(f"model {name} is an encoder-decoder model; only causal LMs are supported")
+            raise ValueError(
+                f"model {name} is an encoder-decoder model; only causal LMs are supported"
+            )
         if model.training:
             raise ValueError(
                 f"model {name} is in training mode (dropout would make its distributions random); "
@@ -64,7 +68,8 @@ class TransformersLevel:
             )
         if not type(model)._supports_default_dynamic_cache():
             raise ValueError(
-                f"model {name} cannot use a DynamicCache, so its cache cannot be truncated for rollback"
+                f"model {name} cannot use a DynamicCache, so its cache cannot be truncated "
+                "for rollback"
             )
         cache = DynamicCache(config=config)
         allowed = _truncatable_layer_types()
@@ -82,8 +87,8 @@ class TransformersLevel:
                 )
             raise ValueError(
                 f"model {name} has a cache layer that cannot be truncated (layer {layer_index}: "
-                f"{layer_type}; recurrent / linear-attention / convolutional states are overwritten "
-                "in place), so it cannot be rolled back after a rejection"
+                f"{layer_type}; recurrent / linear-attention / convolutional states are "
+                "overwritten in place), so it cannot be rolled back after a rejection"
             )
         output_embeddings = model.get_output_embeddings()
         if output_embeddings is None or not hasattr(output_embeddings, "weight"):
@@ -115,7 +120,10 @@ class TransformersLevel:
         self._length = 0
 
     def append(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """One forward pass over ``token_ids`` ``[1, num_tokens]``; logits ``[1, num_tokens, vocab]``."""
+        """One forward pass over ``token_ids`` ``[1, num_tokens]``.
+
+        Returns logits ``[1, num_tokens, vocab]``.
+        """
         with torch.inference_mode():
             logits = self.model(input_ids=token_ids, cache=self._cache, use_cache=True).logits
         self._length += token_ids.shape[1]

@@ -4,7 +4,8 @@
 distribution after the text ``t_0 .. t_i`` is an interpolated (Witten-Bell) back-off chain:
 
     corpus   P_c^{-1}(x) = 1 / V (uniform), and for context lengths k = 0 .. K_c
-             P_c^k(x) = (c_k(h_k, x) + beta * u_k(h_k) * P_c^{k-1}(x)) / (c_k(h_k) + beta * u_k(h_k))
+             P_c^k(x) = (c_k(h_k, x) + beta * u_k(h_k) * P_c^{k-1}(x))
+                        / (c_k(h_k) + beta * u_k(h_k))
              with h_k the last k tokens, c_k counts of the corpus n-grams (train split of
              :mod:`hierspec.corpus`), c_k(h) = sum_x c_k(h, x), u_k(h) the number of distinct
              followers of h. A context never seen leaves the level out (P^k = P^{k-1}).
@@ -39,8 +40,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["CorpusStatistics", "NGramConfig", "NGramDrafter", "build_corpus_statistics",
-           "load_corpus_statistics"]
+__all__ = [
+    "CorpusStatistics",
+    "NGramConfig",
+    "NGramDrafter",
+    "build_corpus_statistics",
+    "load_corpus_statistics",
+]
 
 _TOKEN_BITS = 16  # token ids < 2^16: a context of up to 3 tokens plus a follower fits in 64 bits
 
@@ -85,7 +91,9 @@ class CorpusStatistics:
 
     def __post_init__(self) -> None:
         if self.unigram.shape != (self.vocab_size,):
-            raise ValueError(f"unigram must have shape ({self.vocab_size},), got {self.unigram.shape}")
+            raise ValueError(
+                f"unigram must have shape ({self.vocab_size},), got {self.unigram.shape}"
+            )
         if len(self.orders) > 3:
             raise ValueError(f"orders must hold at most 3 context lengths, got {len(self.orders)}")
 
@@ -94,8 +102,10 @@ class CorpusStatistics:
         return len(self.orders)
 
     def save(self, path: str | os.PathLike) -> None:
-        arrays = {"unigram": self.unigram,
-                  "meta": np.array([self.vocab_size, self.num_tokens, self.max_order])}
+        arrays = {
+            "unigram": self.unigram,
+            "meta": np.array([self.vocab_size, self.num_tokens, self.max_order]),
+        }
         for k, (keys, starts, followers, counts) in enumerate(self.orders, start=1):
             arrays[f"keys{k}"] = keys
             arrays[f"starts{k}"] = starts
@@ -103,7 +113,9 @@ class CorpusStatistics:
             arrays[f"counts{k}"] = counts.astype(np.int32)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{path.stem}-", suffix=".npz", dir=path.parent
+        )
         os.close(handle)
         try:
             np.savez(temporary, **arrays)
@@ -118,8 +130,12 @@ class CorpusStatistics:
         with np.load(path) as data:
             vocab_size, num_tokens, max_order = (int(v) for v in data["meta"])
             orders = tuple(
-                (data[f"keys{k}"], data[f"starts{k}"], data[f"followers{k}"].astype(np.int64),
-                 data[f"counts{k}"].astype(np.float64))
+                (
+                    data[f"keys{k}"],
+                    data[f"starts{k}"],
+                    data[f"followers{k}"].astype(np.int64),
+                    data[f"counts{k}"].astype(np.float64),
+                )
                 for k in range(1, max_order + 1)
             )
             return cls(vocab_size, data["unigram"].astype(np.float64), orders, num_tokens)
@@ -133,8 +149,13 @@ def _pack(windows: np.ndarray) -> np.ndarray:
     return keys
 
 
-def build_corpus_statistics(token_ids: np.ndarray, vocab_size: int, max_order: int = 2,
-                            max_followers: int = 32, min_count: int = 2) -> CorpusStatistics:
+def build_corpus_statistics(
+    token_ids: np.ndarray,
+    vocab_size: int,
+    max_order: int = 2,
+    max_followers: int = 32,
+    min_count: int = 2,
+) -> CorpusStatistics:
     """Counts the n-grams of ``token_ids`` ``[num_tokens]`` (documents joined by a separator).
 
     ``max_order``: longest context (1..3). Each context keeps its ``max_followers`` most frequent
@@ -147,8 +168,9 @@ def build_corpus_statistics(token_ids: np.ndarray, vocab_size: int, max_order: i
     if not 1 <= vocab_size <= 2**_TOKEN_BITS:
         raise ValueError(f"vocab_size must be in [1, {2**_TOKEN_BITS}], got {vocab_size!r}")
     if tokens.min() < 0 or tokens.max() >= vocab_size:
-        raise ValueError(f"token_ids must lie in [0, {vocab_size}), got range "
-                         f"[{tokens.min()}, {tokens.max()}]")
+        raise ValueError(
+            f"token_ids must lie in [0, {vocab_size}), got range [{tokens.min()}, {tokens.max()}]"
+        )
     if not 1 <= max_order <= 3:
         raise ValueError(f"max_order must be in [1, 3], got {max_order!r}")
     if max_followers < 1:
@@ -166,32 +188,50 @@ def build_corpus_statistics(token_ids: np.ndarray, vocab_size: int, max_order: i
         contexts, followers, counts = contexts[order], followers[order], counts[order]
         boundaries = np.flatnonzero(np.diff(contexts)) + 1
         starts = np.concatenate([[0], boundaries])
-        rank = np.arange(contexts.size) - np.repeat(starts, np.diff(np.append(starts, contexts.size)))
+        rank = np.arange(contexts.size) - np.repeat(
+            starts, np.diff(np.append(starts, contexts.size))
+        )
         totals = np.add.reduceat(counts, starts)
         keep_context = totals >= (min_count if k >= 2 else 1)
-        keep = (rank < max_followers) & np.repeat(keep_context, np.diff(np.append(starts, contexts.size)))
+        keep = (rank < max_followers) & np.repeat(
+            keep_context, np.diff(np.append(starts, contexts.size))
+        )
         contexts, followers, counts = contexts[keep], followers[keep], counts[keep]
         context_keys, first = np.unique(contexts, return_index=True)
         starts = np.append(first, contexts.size).astype(np.int64)
-        orders.append((context_keys.astype(np.int64), starts, followers.astype(np.int64),
-                       counts.astype(np.float64)))
+        orders.append(
+            (
+                context_keys.astype(np.int64),
+                starts,
+                followers.astype(np.int64),
+                counts.astype(np.float64),
+            )
+        )
     return CorpusStatistics(vocab_size, unigram, tuple(orders), int(tokens.size))
 
 
-def _statistics_key(tokenizer, max_chars: int, max_order: int, max_followers: int,
-                    min_count: int) -> str:
+def _statistics_key(
+    tokenizer, max_chars: int, max_order: int, max_followers: int, min_count: int
+) -> str:
     from hierspec import corpus
 
     vocabulary = hashlib.sha256(
-        json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:12]
+        json.dumps(sorted(tokenizer.get_vocab().items())).encode()
+    ).hexdigest()[:12]
     parts = [corpus.fingerprint(), vocabulary, max_chars, max_order, max_followers, min_count]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
 
-def load_corpus_statistics(tokenizer, cache: str | os.PathLike | None = None,
-                           max_chars: int = 4_000_000, max_order: int = 2,
-                           max_followers: int = 32, min_count: int = 2, build: bool = True,
-                           progress: bool = True) -> CorpusStatistics:
+def load_corpus_statistics(
+    tokenizer,
+    cache: str | os.PathLike | None = None,
+    max_chars: int = 4_000_000,
+    max_order: int = 2,
+    max_followers: int = 32,
+    min_count: int = 2,
+    build: bool = True,
+    progress: bool = True,
+) -> CorpusStatistics:
     """Corpus statistics of the train split (first ``max_chars`` characters, sources
     interleaved), tokenized with ``tokenizer``; cached in ``<cache>/ngram/``.
 
@@ -215,8 +255,9 @@ def load_corpus_statistics(tokenizer, cache: str | os.PathLike | None = None,
     for text in tqdm(texts, desc="n-gram corpus", unit="doc", disable=not progress, leave=False):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         pieces.append(np.asarray(ids + [separator], dtype=np.int64))
-    statistics = build_corpus_statistics(np.concatenate(pieces), len(tokenizer), max_order,
-                                         max_followers, min_count)
+    statistics = build_corpus_statistics(
+        np.concatenate(pieces), len(tokenizer), max_order, max_followers, min_count
+    )
     statistics.save(path)
     return statistics
 
@@ -231,13 +272,18 @@ class NGramDrafter:
         config: hyper-parameters.
     """
 
-    def __init__(self, vocab_size: int, statistics: CorpusStatistics | None = None,
-                 config: NGramConfig = NGramConfig()) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        statistics: CorpusStatistics | None = None,
+        config: NGramConfig = NGramConfig(),
+    ) -> None:
         if not isinstance(vocab_size, int) or vocab_size < 1:
             raise ValueError(f"vocab_size must be an int >= 1, got {vocab_size!r}")
         if statistics is not None and statistics.vocab_size != vocab_size:
-            raise ValueError(f"statistics has vocab_size {statistics.vocab_size}, expected "
-                             f"{vocab_size}")
+            raise ValueError(
+                f"statistics has vocab_size {statistics.vocab_size}, expected {vocab_size}"
+            )
         self._vocab_size = vocab_size
         self._statistics = statistics
         self._config = config
@@ -281,7 +327,9 @@ class NGramDrafter:
         """Process ``token_ids`` ``[1, num_tokens]``; returns logits ``[1, num_tokens, vocab]``
         float32 (log-probabilities of the distribution described in the module docstring)."""
         if token_ids.dim() != 2 or token_ids.shape[0] != 1:
-            raise ValueError(f"token_ids must have shape [1, num_tokens], got {tuple(token_ids.shape)}")
+            raise ValueError(
+                f"token_ids must have shape [1, num_tokens], got {tuple(token_ids.shape)}"
+            )
         new_tokens = [int(t) for t in token_ids[0].tolist()]
         if new_tokens and not all(0 <= t < self._vocab_size for t in new_tokens):
             raise ValueError(f"token_ids must lie in [0, {self._vocab_size}), got {new_tokens}")
@@ -294,9 +342,13 @@ class NGramDrafter:
             coefficients[row] = self._sparse_row(row, rows, columns, values)
         probs = self._base[None, :] * torch.from_numpy(coefficients.astype(np.float32))[:, None]
         if rows:
-            index = (torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(columns)))
-            probs.index_put_(index, torch.from_numpy(np.concatenate(values).astype(np.float32)),
-                             accumulate=True)
+            index = (
+                torch.from_numpy(np.concatenate(rows)),
+                torch.from_numpy(np.concatenate(columns)),
+            )
+            probs.index_put_(
+                index, torch.from_numpy(np.concatenate(values).astype(np.float32)), accumulate=True
+            )
         return probs.log_()[None]
 
     def truncate(self, length: int) -> None:
@@ -314,7 +366,7 @@ class NGramDrafter:
         """Local contexts (k = 1..K_l) that end just before ``position``."""
         tokens = self._tokens
         for k in range(1, min(self._config.max_local_order, position) + 1):
-            yield tuple(tokens[position - k:position])
+            yield tuple(tokens[position - k : position])
 
     def _push(self, token: int) -> None:
         position = len(self._tokens)
@@ -350,15 +402,16 @@ class NGramDrafter:
         length = len(tokens)
         gamma = self._config.local_weight
         for k in range(min(self._config.max_local_order, length), 0, -1):
-            entry = self._local.get(tuple(tokens[length - k:]))
+            entry = self._local.get(tuple(tokens[length - k :]))
             if entry is None:
                 continue
             followers, total = entry
             backoff = gamma * len(followers)
             scale = coefficient / (total + backoff)
             columns.append(np.fromiter(followers.keys(), dtype=np.int64, count=len(followers)))
-            values.append(np.fromiter(followers.values(), dtype=np.float64,
-                                      count=len(followers)) * scale)
+            values.append(
+                np.fromiter(followers.values(), dtype=np.float64, count=len(followers)) * scale
+            )
             rows.append(np.full(len(followers), row, dtype=np.int64))
             coefficient *= backoff / (total + backoff)
         statistics = self._statistics
@@ -367,7 +420,7 @@ class NGramDrafter:
             for k in range(min(statistics.max_order, length), 0, -1):
                 keys, starts, followers, counts = statistics.orders[k - 1]
                 key = 0
-                for token in tokens[length - k:]:
+                for token in tokens[length - k :]:
                     key = (key << _TOKEN_BITS) | token
                 index = int(np.searchsorted(keys, key))
                 if index == keys.size or keys[index] != key:

@@ -31,15 +31,15 @@ import math
 import operator
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from hierspec import _core
 
-CostsLike = Union[npt.ArrayLike, Sequence[float], Sequence[Sequence[float]]]
-AcceptanceLike = Union[npt.ArrayLike, Sequence[Sequence[float]]]
+CostsLike = npt.ArrayLike | Sequence[float] | Sequence[Sequence[float]]
+AcceptanceLike = npt.ArrayLike | Sequence[Sequence[float]]
 
 __all__ = [
     "Evaluation",
@@ -264,8 +264,7 @@ class Profile:
         if widths:
             width = widths.pop()
             table = tuple(
-                tuple(float(x) for x in cost) if isinstance(cost, list)
-                else (float(cost),) * width
+                tuple(float(x) for x in cost) if isinstance(cost, list) else (float(cost),) * width
                 for cost in costs
             )
         else:
@@ -280,8 +279,11 @@ class Profile:
             {"name": name, "costs_ms": list(cost) if isinstance(cost, tuple) else cost}
             for name, cost in zip(self.model_names, self.costs_ms)
         ]
-        return {"models": models, "acceptance": [list(row) for row in self.acceptance],
-                **self.extra}
+        return {
+            "models": models,
+            "acceptance": [list(row) for row in self.acceptance],
+            **self.extra,
+        }
 
 
 def load_profile(path: str | PathLike[str]) -> Profile:
@@ -309,9 +311,7 @@ def _acceptance_argument(acceptance: AcceptanceLike) -> list[list[float]]:
     try:
         array = np.asarray(acceptance, dtype=np.float64)
     except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"acceptance could not be read as a float array [M, M]: {error}"
-        ) from None
+        raise ValueError(f"acceptance could not be read as a float array [M, M]: {error}") from None
     if array.ndim != 2:
         raise ValueError(f"acceptance must be 2-D [M, M], got shape {array.shape}")
     return array.tolist()

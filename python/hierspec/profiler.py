@@ -217,7 +217,6 @@ def _versions() -> dict[str, str | None]:
 # Inputs
 
 
-
 def _check_names(names: Sequence[str] | None, num_models: int) -> tuple[str, ...]:
     if names is None:
         return tuple(f"M{index}" for index in range(num_models))
@@ -231,8 +230,9 @@ def _check_names(names: Sequence[str] | None, num_models: int) -> tuple[str, ...
     return result
 
 
-def _prompt_ids(prompts: Sequence[object], tokenizer: object | None, vocab_size: int
-                ) -> list[torch.Tensor]:
+def _prompt_ids(
+    prompts: Sequence[object], tokenizer: object | None, vocab_size: int
+) -> list[torch.Tensor]:
     """Each prompt as token ids ``[1, P]`` int64 (strings through ``tokenizer``'s chat template
     when it has one, else plain encoding)."""
     if isinstance(prompts, (str, bytes, torch.Tensor)) or not isinstance(prompts, Sequence):
@@ -353,8 +353,9 @@ def _measure_costs(
             processed = timer()
             level.truncate(cached)
             finished = timer()
-            samples[num_tokens].append((forwarded - started, processed - forwarded,
-                                        finished - processed))
+            samples[num_tokens].append(
+                (forwarded - started, processed - forwarded, finished - processed)
+            )
             on_timing()
     level.reset()
 
@@ -388,16 +389,21 @@ def _model_description(model: object, level: DraftModel) -> dict[str, Any]:
             "parameters": sum(parameter.numel() for parameter in parameters),
             "source": str(getattr(getattr(model, "config", None), "_name_or_path", "") or ""),
         }
-    return {"kind": f"DraftModel {type(level).__name__}", "dtype": None, "parameters": None,
-            "source": ""}
+    return {
+        "kind": f"DraftModel {type(level).__name__}",
+        "dtype": None,
+        "parameters": None,
+        "source": "",
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # Acceptance
 
 
-def _acceptance_by_position(overlaps: Sequence[torch.Tensor], max_positions: int
-                            ) -> list[float | None]:
+def _acceptance_by_position(
+    overlaps: Sequence[torch.Tensor], max_positions: int
+) -> list[float | None]:
     """``[k]``: sum over windows of prod_{m<=k} o[t+m] / sum of prod_{m<k} o[t+m] (see the module
     docstring); ``overlaps`` holds one ``[G]`` float64 vector per calibration text. ``None`` where
     no window reaches position ``k`` with a positive weight."""
@@ -509,8 +515,13 @@ def profile(
         context = _context(prompt_ids, config.context_tokens + width)
         timings_per_model = sum(config.repeats_for(n) for n in config.points(width))
         measurements: list[_CostMeasurement] = []
-        with tqdm(total=timings_per_model * len(levels), desc="profile: costs", unit="pass",
-                  disable=not progress, leave=False) as bar:
+        with tqdm(
+            total=timings_per_model * len(levels),
+            desc="profile: costs",
+            unit="pass",
+            disable=not progress,
+            leave=False,
+        ) as bar:
             for name, level in zip(model_names, levels):
                 bar.set_postfix_str(name)
                 measurements.append(
@@ -526,17 +537,19 @@ def profile(
     for model, level, measurement in zip(models, levels, measurements):
         description = _model_description(model, level)
         interpolated = sorted(set(range(1, width + 1)) - set(measurement.measured_n))
-        model_details.append({
-            **description,
-            "measured_n": list(measurement.measured_n),
-            "interpolated_n": interpolated,
-            "total_ms": list(measurement.total_ms),
-            "forward_ms": list(measurement.forward_ms),
-            "processing_ms": list(measurement.processing_ms),
-            "truncate_ms": list(measurement.truncate_ms),
-            "spread_ms": list(measurement.spread_ms),
-            "repeats": list(measurement.repeats),
-        })
+        model_details.append(
+            {
+                **description,
+                "measured_n": list(measurement.measured_n),
+                "interpolated_n": interpolated,
+                "total_ms": list(measurement.total_ms),
+                "forward_ms": list(measurement.forward_ms),
+                "processing_ms": list(measurement.processing_ms),
+                "truncate_ms": list(measurement.truncate_ms),
+                "spread_ms": list(measurement.spread_ms),
+                "repeats": list(measurement.repeats),
+            }
+        )
     config_record = dataclasses.asdict(config)
     config_record["cost_points"] = None if config.cost_points is None else list(config.cost_points)
     metadata = {
@@ -585,12 +598,21 @@ def _measure_acceptance(
     }
     target_decoder = HierarchicalDecoder([levels[-1]], [])
     positions = 0
-    with tqdm(total=len(prompt_ids) * (num_models + 1), desc="profile: acceptance", unit="pass",
-              disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=len(prompt_ids) * (num_models + 1),
+        desc="profile: acceptance",
+        unit="pass",
+        disable=not progress,
+        leave=False,
+    ) as bar:
         for index, ids in enumerate(prompt_ids):
             output = target_decoder.generate(
-                ids, max_new_tokens=config.calibration_tokens, temperature=sampling.temperature,
-                top_k=sampling.top_k, top_p=sampling.top_p, seed=config.seed + index,
+                ids,
+                max_new_tokens=config.calibration_tokens,
+                temperature=sampling.temperature,
+                top_k=sampling.top_k,
+                top_p=sampling.top_p,
+                seed=config.seed + index,
             )
             bar.update(1)
             sequence = output.sequences  # [1, P + G]
@@ -610,7 +632,9 @@ def _measure_acceptance(
     for (i, j), vectors in overlaps.items():
         values = torch.cat(vectors)
         acceptance[i][j] = float(values.mean())
-        stderr[i][j] = float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else None
+        stderr[i][j] = (
+            float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else None
+        )
         by_position[i][j] = _acceptance_by_position(vectors, config.max_batch_size)
     details = {
         "prompts": len(prompt_ids),
@@ -650,8 +674,11 @@ def _model_identity(model: object) -> dict[str, Any]:
                 identity[marker] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         return identity
     # Not repr(model): a level's repr may show its state (e.g. its current length).
-    return {"class": type(model).__name__, "vocab_size": getattr(model, "vocab_size", None),
-            "config": repr(getattr(model, "config", None))}
+    return {
+        "class": type(model).__name__,
+        "vocab_size": getattr(model, "vocab_size", None),
+        "config": repr(getattr(model, "config", None)),
+    }
 
 
 def profile_cache_path(
@@ -710,12 +737,22 @@ def cached_profile(
         return load_profile(path), path, False
     prompts = [prompt.message for prompt in corpus.calibration_prompts(num_prompts)]
     result = profile(
-        models, prompts, max_batch_size=config.max_batch_size, repeats=config.repeats,
-        names=names, progress=progress, tokenizer=tokenizer, temperature=config.sampling.temperature,
-        top_k=config.sampling.top_k, top_p=config.sampling.top_p,
-        context_tokens=config.context_tokens, calibration_tokens=config.calibration_tokens,
-        large_pass_repeats=config.large_pass_repeats, cost_points=config.cost_points,
-        threads=config.threads, seed=config.seed,
+        models,
+        prompts,
+        max_batch_size=config.max_batch_size,
+        repeats=config.repeats,
+        names=names,
+        progress=progress,
+        tokenizer=tokenizer,
+        temperature=config.sampling.temperature,
+        top_k=config.sampling.top_k,
+        top_p=config.sampling.top_p,
+        context_tokens=config.context_tokens,
+        calibration_tokens=config.calibration_tokens,
+        large_pass_repeats=config.large_pass_repeats,
+        cost_points=config.cost_points,
+        threads=config.threads,
+        seed=config.seed,
     )
     write_profile(result, path)
     return result, path, True

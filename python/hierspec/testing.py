@@ -17,7 +17,8 @@ quantity is computable:
   by ``cost_fn(n)`` seconds (deterministic) and, optionally, busy-waits that long in real time
   (for benchmarks of the engine's own overhead).
 
-:func:`tiny_llama` / :func:`tiny_llama_family` build tiny random ``LlamaForCausalLM`` models in code.
+:func:`tiny_llama` / :func:`tiny_llama_family` build tiny random ``LlamaForCausalLM`` models in
+code.
 :func:`chi_square_test` is a goodness-of-fit test that needs no scipy.
 """
 
@@ -95,7 +96,9 @@ class MarkovLevel:
         name: str = "markov",
     ) -> None:
         if log_probs.dim() != 2 or log_probs.shape[0] != log_probs.shape[1]:
-            raise ValueError(f"log_probs must be [vocab, vocab], got shape {tuple(log_probs.shape)}")
+            raise ValueError(
+                f"log_probs must be [vocab, vocab], got shape {tuple(log_probs.shape)}"
+            )
         self.log_probs = log_probs.float()
         self.cost_fn = cost_fn
         self.clock = clock if clock is not None else VirtualClock()
@@ -103,7 +106,9 @@ class MarkovLevel:
         self.record_history = record_history
         self.name = name
         self.history: list[int] = []
-        self.pass_sizes: list[int] = []  # tokens of each pass since the last reset (prefill included)
+        self.pass_sizes: list[
+            int
+        ] = []  # tokens of each pass since the last reset (prefill included)
         self._length = 0
 
     @property
@@ -124,7 +129,10 @@ class MarkovLevel:
         self._length = 0
 
     def append(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Logits ``[1, n, vocab]`` for ``token_ids`` ``[1, n]``: row ``i`` is ``log_probs[token_i]``."""
+        """Logits ``[1, n, vocab]`` for ``token_ids`` ``[1, n]``.
+
+        Row ``i`` is ``log_probs[token_i]``.
+        """
         num_tokens = token_ids.shape[1]
         cost = self.cost_fn(num_tokens)
         if self.busy_wait:
@@ -192,7 +200,9 @@ def synthetic_hierarchy(
     """
     num_models = len(rhos) + 1
     if len(cost_fns) != num_models:
-        raise ValueError(f"cost_fns must have {num_models} entries (len(rhos) + 1), got {len(cost_fns)}")
+        raise ValueError(
+            f"cost_fns must have {num_models} entries (len(rhos) + 1), got {len(cost_fns)}"
+        )
     for index, rho in enumerate(rhos):
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"rhos[{index}] must be in [0, 1], got {rho!r}")
@@ -204,7 +214,9 @@ def synthetic_hierarchy(
     def random_rows(block: int) -> torch.Tensor:
         rows = torch.zeros((vocab_size, vocab_size), dtype=torch.float64)
         noise = torch.randn((vocab_size, sizes[block]), generator=generator, dtype=torch.float64)
-        rows[:, offsets[block] : offsets[block] + sizes[block]] = torch.softmax(sharpness * noise, dim=-1)
+        rows[:, offsets[block] : offsets[block] + sizes[block]] = torch.softmax(
+            sharpness * noise, dim=-1
+        )
         return rows
 
     probs = [None] * num_models
@@ -228,7 +240,9 @@ def synthetic_hierarchy(
         tuple(math.prod(rhos[i:j]) if i < j else 1.0 for j in range(num_models))
         for i in range(num_models)
     )
-    return SyntheticHierarchy(models=models, acceptance=acceptance, cost_fns=tuple(cost_fns), clock=clock)
+    return SyntheticHierarchy(
+        models=models, acceptance=acceptance, cost_fns=tuple(cost_fns), clock=clock
+    )
 
 
 def markov_models(
@@ -337,7 +351,10 @@ def chi_square_test(
     counts = counts.double().flatten()
     probs = probs.double().flatten()
     if counts.shape != probs.shape:
-        raise ValueError(f"counts and probs must have the same number of cells, got {counts.shape} and {probs.shape}")
+        raise ValueError(
+            "counts and probs must have the same number of cells, got "
+            f"{counts.shape} and {probs.shape}"
+        )
     total = counts.sum()
     impossible = probs <= 0
     if bool((counts[impossible] > 0).any()):
@@ -354,6 +371,10 @@ def chi_square_test(
     dof = len(observed_cells) - 1
     if dof < 1:
         raise ValueError("chi_square_test needs at least 2 cells with enough expected counts")
-    p_value = float(torch.special.gammaincc(torch.tensor(dof / 2.0, dtype=torch.float64),
-                                            torch.tensor(statistic / 2.0, dtype=torch.float64)))
+    p_value = float(
+        torch.special.gammaincc(
+            torch.tensor(dof / 2.0, dtype=torch.float64),
+            torch.tensor(statistic / 2.0, dtype=torch.float64),
+        )
+    )
     return ChiSquareResult(statistic, dof, p_value, len(observed_cells))
