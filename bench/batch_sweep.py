@@ -1,4 +1,4 @@
-"""One draft + the target over a range of batch sizes T: measured against the latency model.
+"""One draft + the target over a range of draft lengths T: measured against the latency model.
 
 For each T, hierspec decodes the first ``--num-prompts`` held-out prompts (the benchmark's, see
 bench/e2e.py) with ``draft -> target``; the target alone runs too. Reported per T, summed over
@@ -36,12 +36,12 @@ from hierspec.profiler import ProfilerConfig, cached_profile, machine_info
 from hierspec.sampling import SamplingConfig
 
 
-def tokens_per_target_pass_by_position(conditional: list[float | None], batch_size: int) -> float:
+def tokens_per_target_pass_by_position(conditional: list[float | None], draft_length: int) -> float:
     """``1 + sum_{k=1..T} prod_{i<=k} c_i`` (a missing ``c_i``: no window reached it; stop)."""
     total, run = 1.0, 1.0
-    for rate in conditional[:batch_size]:
+    for rate in conditional[:draft_length]:
         if rate is None:
-            raise ValueError(f"the profile has no acceptance by position up to T={batch_size}")
+            raise ValueError(f"the profile has no acceptance by position up to T={draft_length}")
         run *= rate
         total += run
     return total
@@ -51,19 +51,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draft", default="ngram", help="family name of the draft (ngram)")
     parser.add_argument(
-        "--batch-sizes", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 8, 10, 12, 16]
+        "--draft-lengths", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 8, 10, 12, 16]
     )
     parser.add_argument("--num-prompts", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--profile-prompts", type=int, default=16)
-    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--max-draft-length", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", default=None, help="family cache directory")
     parser.add_argument("--out", default="bench/results/batch-sweep-cpu.json")
     args = parser.parse_args(argv)
-    if max(args.batch_sizes) > args.max_batch_size:
-        parser.error(f"--batch-sizes must be <= --max-batch-size {args.max_batch_size}")
+    if max(args.draft_lengths) > args.max_draft_length:
+        parser.error(f"--draft-lengths must be <= --max-draft-length {args.max_draft_length}")
     torch.set_num_threads(args.threads)
 
     family = load_family(args.cache, progress=False)
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     sampling = SamplingConfig(temperature=args.temperature)
     config = dataclasses.replace(
         ProfilerConfig(),
-        max_batch_size=args.max_batch_size,
+        max_draft_length=args.max_draft_length,
         sampling=sampling,
         threads=args.threads,
     )
@@ -95,11 +95,11 @@ def main(argv=None) -> int:
     print(
         f"profile {profile_path} ({'measured now' if measured_now else 'cached'}); "
         f"{args.draft} -> target acceptance {rate:.3f}, by position "
-        + " ".join(f"{c:.2f}" for c in conditional[: max(args.batch_sizes)] if c is not None)
+        + " ".join(f"{c:.2f}" for c in conditional[: max(args.draft_lengths)] if c is not None)
     )
 
-    def measure(models, batch_sizes) -> dict:
-        decoder = HierarchicalDecoder(models, batch_sizes)
+    def measure(models, draft_lengths) -> dict:
+        decoder = HierarchicalDecoder(models, draft_lengths)
         decoder.generate(prompts[0][:, :32], max_new_tokens=4, temperature=args.temperature)  # warm
         decode = tokens = passes = 0.0
         for index, input_ids in enumerate(prompts):
@@ -122,13 +122,15 @@ def main(argv=None) -> int:
     target_alone = measure([family.target], [])
     target_predicted = hierspec.evaluate(profile.costs_ms, profile.acceptance, [target], []).latency
     rows = []
-    for batch_size in args.batch_sizes:
-        measured = measure([family.models[draft], family.target], [batch_size])
-        iid = hierspec.evaluate(profile.costs_ms, profile.acceptance, [draft, target], [batch_size])
-        by_position = tokens_per_target_pass_by_position(conditional, batch_size)
+    for draft_length in args.draft_lengths:
+        measured = measure([family.models[draft], family.target], [draft_length])
+        iid = hierspec.evaluate(
+            profile.costs_ms, profile.acceptance, [draft, target], [draft_length]
+        )
+        by_position = tokens_per_target_pass_by_position(conditional, draft_length)
         rows.append(
             {
-                "batch_size": batch_size,
+                "draft_length": draft_length,
                 **measured,
                 "speedup_vs_target": target_alone["decode_ms_per_token"]
                 / measured["decode_ms_per_token"],
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
         )
         row = rows[-1]
         print(
-            f"T={batch_size:2d}  measured {row['decode_ms_per_token']:6.1f} ms/token "
+            f"T={draft_length:2d}  measured {row['decode_ms_per_token']:6.1f} ms/token "
             f"({row['speedup_vs_target']:.2f}x), predicted iid {row['predicted_iid_ms']:6.1f}, "
             f"by position {row['predicted_by_position_ms']:6.1f}; tokens/target pass "
             f"{row['tokens_per_target_pass']:.2f} (iid {row['tokens_per_target_pass_iid']:.2f}, "
@@ -150,9 +152,9 @@ def main(argv=None) -> int:
 
     best = min(rows, key=lambda row: row["decode_ms_per_token"])
     picks = {
-        "iid": min(rows, key=lambda row: row["predicted_iid_ms"])["batch_size"],
-        "by_position": min(rows, key=lambda row: row["predicted_by_position_ms"])["batch_size"],
-        "measured": best["batch_size"],
+        "iid": min(rows, key=lambda row: row["predicted_iid_ms"])["draft_length"],
+        "by_position": min(rows, key=lambda row: row["predicted_by_position_ms"])["draft_length"],
+        "measured": best["draft_length"],
     }
 
     def error(key: str) -> float:  # mean |relative error| of a prediction over the T grid

@@ -13,7 +13,7 @@ torch thread, all in one run:
                            schedule, no confidence stop) or transformers' default (20 tokens with
                            its dynamic confidence-threshold stop), chosen by a tuning run on
                            calibration (train-split) prompts
-    single <draft>         hierspec speculative decoding with one draft at the batch size the
+    single <draft>         hierspec speculative decoding with one draft at the draft length the
                            planner finds best for that pair (from the profile)
     planned                hierspec with the planner's hierarchy
     alternative            (unless --no-alternatives) the planner's best configuration with each
@@ -93,7 +93,7 @@ class Configuration:
     name: str
     kind: str  # target | hf-target | hf-assisted | single | planned | alternative
     chain: tuple[int, ...]
-    batch_sizes: tuple[int, ...]
+    draft_lengths: tuple[int, ...]
     predicted_ms: float | None  # expected decode latency per token (profile), None if not modelled
     hf_setting: HfSetting | None = None
     also: tuple[str, ...] = ()  # other roles of the same configuration (e.g. planned == single)
@@ -167,10 +167,10 @@ class Runner:
         self._decoders: dict[tuple, HierarchicalDecoder] = {}
 
     def decoder(self, configuration: Configuration) -> HierarchicalDecoder:
-        key = (configuration.chain, configuration.batch_sizes)
+        key = (configuration.chain, configuration.draft_lengths)
         if key not in self._decoders:
             models = [self.family.models[index] for index in configuration.chain]
-            self._decoders[key] = HierarchicalDecoder(models, list(configuration.batch_sizes))
+            self._decoders[key] = HierarchicalDecoder(models, list(configuration.draft_lengths))
         return self._decoders[key]
 
     def run(
@@ -244,54 +244,54 @@ class Runner:
 # Building the configurations of one sampling mode
 
 
-def single_draft_batch_size(profile, draft: int, max_batch_size: int) -> tuple[int, float]:
-    """The planner's best batch size for ``draft -> target`` alone and its predicted latency."""
+def single_draft_length(profile, draft: int, max_draft_length: int) -> tuple[int, float]:
+    """The planner's best draft length for ``draft -> target`` alone and its predicted latency."""
     target = len(profile.model_names) - 1
     sub_costs = [profile.costs_ms[draft], profile.costs_ms[target]]
     sub_acceptance = [[1.0, profile.acceptance[draft][target]], [0.0, 1.0]]
-    result = hierspec.plan(sub_costs, sub_acceptance, max_batch_size=max_batch_size)
+    result = hierspec.plan(sub_costs, sub_acceptance, max_draft_length=max_draft_length)
     entry = result.best_single_draft
     assert entry is not None
-    return entry.batch_sizes[0], entry.latency
+    return entry.draft_lengths[0], entry.latency
 
 
-def predicted(profile, chain, batch_sizes) -> float:
-    return hierspec.evaluate(profile.costs_ms, profile.acceptance, chain, batch_sizes).latency
+def predicted(profile, chain, draft_lengths) -> float:
+    return hierspec.evaluate(profile.costs_ms, profile.acceptance, chain, draft_lengths).latency
 
 
 def hierspec_configurations(
-    profile, plan, max_batch_size: int, alternatives: bool
+    profile, plan, max_draft_length: int, alternatives: bool
 ) -> list[Configuration]:
     names = profile.model_names
     target = len(names) - 1
 
-    def describe(chain, batch_sizes) -> str:
-        sizes = ",".join(map(str, batch_sizes))
+    def describe(chain, draft_lengths) -> str:
+        sizes = ",".join(map(str, draft_lengths))
         return " -> ".join(names[index] for index in chain) + (f" T={sizes}" if sizes else "")
 
     found: dict[tuple, Configuration] = {}
 
-    def add(kind: str, chain: tuple[int, ...], batch_sizes: tuple[int, ...]) -> None:
-        key = (chain, batch_sizes)
+    def add(kind: str, chain: tuple[int, ...], draft_lengths: tuple[int, ...]) -> None:
+        key = (chain, draft_lengths)
         if key in found:
             found[key] = dataclasses.replace(found[key], also=found[key].also + (kind,))
             return
         found[key] = Configuration(
-            f"{kind}: {describe(chain, batch_sizes)}",
+            f"{kind}: {describe(chain, draft_lengths)}",
             kind,
             chain,
-            batch_sizes,
-            predicted(profile, chain, batch_sizes),
+            draft_lengths,
+            predicted(profile, chain, draft_lengths),
         )
 
     add("target", (target,), ())
-    add("planned", tuple(plan.chain), tuple(plan.batch_sizes))
+    add("planned", tuple(plan.chain), tuple(plan.draft_lengths))
     for draft in range(target):
-        size, _ = single_draft_batch_size(profile, draft, max_batch_size)
+        size, _ = single_draft_length(profile, draft, max_draft_length)
         add("single", (draft, target), (size,))
     if alternatives:
         for entry in plan.alternatives:
-            add("alternative", tuple(entry.chain), tuple(entry.batch_sizes))
+            add("alternative", tuple(entry.chain), tuple(entry.draft_lengths))
     return list(found.values())
 
 
@@ -359,7 +359,7 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
     label = "greedy" if sampling.is_greedy else f"temperature {sampling.temperature:g}"
     profile_config = dataclasses.replace(
         QUICK_PROFILE if args.quick else ProfilerConfig(),
-        max_batch_size=args.max_batch_size,
+        max_draft_length=args.max_draft_length,
         sampling=sampling,
         threads=args.threads,
     )
@@ -380,7 +380,7 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
     plan = hierspec.plan(
         profile.costs_ms,
         profile.acceptance,
-        max_batch_size=args.max_batch_size,
+        max_draft_length=args.max_draft_length,
         model_names=profile.model_names,
     )
     log(
@@ -389,7 +389,7 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
     )
     runner = Runner(family, sampling, args.max_new_tokens)
     configurations = hierspec_configurations(
-        profile, plan, args.max_batch_size, not args.no_alternatives
+        profile, plan, args.max_draft_length, not args.no_alternatives
     )
     tuning: dict[str, Any] = {}
     if not args.no_hf:
@@ -500,7 +500,7 @@ def summarize_mode(
             "kind": configuration.kind,
             "also": list(configuration.also),
             "chain": [profile.model_names[index] for index in configuration.chain],
-            "batch_sizes": list(configuration.batch_sizes),
+            "draft_lengths": list(configuration.draft_lengths),
             "hf_setting": None
             if configuration.hf_setting is None
             else dataclasses.asdict(configuration.hf_setting),
@@ -518,7 +518,10 @@ def summarize_mode(
             row["model_ms_per_token"] = 1e3 * model / tokens
             row["overhead_ms_per_token"] = 1e3 * (decode - model) / tokens
             evaluation = hierspec.evaluate(
-                profile.costs_ms, profile.acceptance, configuration.chain, configuration.batch_sizes
+                profile.costs_ms,
+                profile.acceptance,
+                configuration.chain,
+                configuration.draft_lengths,
             )
             row["predicted_passes_per_token"] = list(evaluation.passes_per_token)
             row["measured_passes_per_token"] = [
@@ -798,7 +801,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         default=None,
         help="family members to use (default: all prepared); target always",
     )
-    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--max-draft-length", type=int, default=16)
     parser.add_argument(
         "--profile-prompts",
         type=int,
@@ -967,7 +970,7 @@ def estimate_duration(family, args, prompts) -> float | None:
     for temperature in args.temperatures:
         config = dataclasses.replace(
             QUICK_PROFILE if args.quick else ProfilerConfig(),
-            max_batch_size=args.max_batch_size,
+            max_draft_length=args.max_draft_length,
             sampling=SamplingConfig(temperature=temperature),
             threads=args.threads,
         )
@@ -980,11 +983,11 @@ def estimate_duration(family, args, prompts) -> float | None:
         plan = hierspec.plan(
             profile.costs_ms,
             profile.acceptance,
-            max_batch_size=args.max_batch_size,
+            max_draft_length=args.max_draft_length,
             model_names=profile.model_names,
         )
         configurations = hierspec_configurations(
-            profile, plan, args.max_batch_size, not args.no_alternatives
+            profile, plan, args.max_draft_length, not args.no_alternatives
         )
         # Prefill: about the prompt length times the target's per-token cost of its longest
         # pass, once per model (an upper bound for the cheaper models).

@@ -2,7 +2,7 @@
 
 Synthetic levels (hierspec.testing.synthetic_hierarchy) have exactly known i.i.d. acceptance and
 busy-wait for a fixed cost per forward pass (the cheapest model >= 1 ms per pass), so:
-- predicted latency  = hierspec.expected_latency(costs, acceptance, chain, batch_sizes);
+- predicted latency  = hierspec.expected_latency(costs, acceptance, chain, draft_lengths);
 - virtual latency    = the costs of the passes the engine actually ran (deterministic clock),
                        per new token: the policy the engine executed, without its overhead
                        (shown for the timed runs and for the 10x longer engine-only runs);
@@ -48,7 +48,7 @@ class Scenario:
     costs: tuple[AffineCost, ...]  # per candidate, seconds
     rhos: tuple[float, ...]  # acceptance between consecutive candidates
     chain: tuple[int, ...]
-    batch_sizes: tuple[int, ...]
+    draft_lengths: tuple[int, ...]
 
 
 MS = 1e-3
@@ -133,12 +133,12 @@ def run_scenario(scenario: Scenario, new_tokens: int, repeats: int) -> dict:
     hierarchy = synthetic_hierarchy(
         scenario.rhos, scenario.costs, seed=0, busy_wait=True, record_history=False
     )
-    costs_table = hierarchy.costs_table(sum(scenario.batch_sizes) + 2)
+    costs_table = hierarchy.costs_table(sum(scenario.draft_lengths) + 2)
     predicted = hierspec.expected_latency(
-        costs_table, hierarchy.acceptance, scenario.chain, scenario.batch_sizes
+        costs_table, hierarchy.acceptance, scenario.chain, scenario.draft_lengths
     )
     levels = [CpuTimedLevel(hierarchy.models[m]) for m in scenario.chain]
-    decoder = HierarchicalDecoder(levels, list(scenario.batch_sizes))
+    decoder = HierarchicalDecoder(levels, list(scenario.draft_lengths))
     prompt = torch.tensor([[0, 1, 2, 3]])
     decoder.generate(prompt, max_new_tokens=8, seed=0)  # warm-up
     runs = []
@@ -182,7 +182,7 @@ def run_scenario(scenario: Scenario, new_tokens: int, repeats: int) -> dict:
         scenario.rhos, scenario.costs, seed=0, busy_wait=False, record_history=False
     )
     quiet_decoder = HierarchicalDecoder(
-        [quiet.models[m] for m in scenario.chain], list(scenario.batch_sizes)
+        [quiet.models[m] for m in scenario.chain], list(scenario.draft_lengths)
     )
     quiet_decoder.generate(prompt, max_new_tokens=8, seed=0)  # warm-up
     engine_only = []
@@ -209,7 +209,7 @@ def run_scenario(scenario: Scenario, new_tokens: int, repeats: int) -> dict:
     return {
         "name": scenario.name,
         "chain": list(scenario.chain),
-        "batch_sizes": list(scenario.batch_sizes),
+        "draft_lengths": list(scenario.draft_lengths),
         "costs_ms": [[cost.base * 1e3, cost.per_token * 1e3] for cost in scenario.costs],
         "cost_model": "c(n) = base + per_token * (n - 1) ms, busy-wait",
         "rhos": list(scenario.rhos),
@@ -274,7 +274,7 @@ def main() -> None:
     rows = [
         (
             result["name"],
-            ",".join(map(str, result["batch_sizes"])) or "-",
+            ",".join(map(str, result["draft_lengths"])) or "-",
             f"{result['predicted_latency_ms']:.3f}",
             f"{result['virtual_latency_ms']['median']:.3f} / "
             f"{result['engine_only_virtual_latency_ms']['median']:.3f}",

@@ -1,6 +1,6 @@
 """Planning time: the C++ planner (hierspec.plan) against a NumPy/Python port of the same DP.
 
-Grid: number of candidates M in (2, 4, 8, 16, 32) x max batch size T in (8, 16, 32, 64, 128),
+Grid: number of candidates M in (2, 4, 8, 16, 32) x max draft length T in (8, 16, 32, 64, 128),
 one thread, the same random instance for both implementations in the same run. Reports the
 median (and min/max) CPU time of the calling thread over repeated runs (wall-clock medians are
 stored too; CPU time is robust to other processes on a shared machine), checks that both return
@@ -39,19 +39,19 @@ from hierspec.profiler import machine_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "planner.json"
 NUM_CANDIDATES = (2, 4, 8, 16, 32)
-MAX_BATCH_SIZES = (8, 16, 32, 64, 128)
+MAX_DRAFT_LENGTHS = (8, 16, 32, 64, 128)
 PYTHON_BUDGET_S = 60.0  # skip a Python cell predicted to take longer than this
 
 
 def plan_python(
-    costs: np.ndarray, acceptance: np.ndarray, max_batch_size: int
+    costs: np.ndarray, acceptance: np.ndarray, max_draft_length: int
 ) -> tuple[float, tuple[int, ...], tuple[int, ...]]:
     """The planner's DP in NumPy/Python. costs [M, N >= 2 T + 1], acceptance [M, M].
 
-    Returns (latency, chain, batch_sizes) of the optimum.
+    Returns (latency, chain, draft_lengths) of the optimum.
     """
     num_models, num_columns = costs.shape
-    target, tmax = num_models - 1, max_batch_size
+    target, tmax = num_models - 1, max_draft_length
     assert num_columns >= 2 * tmax + 1 or num_models < 3, "full cost tables only"
     batches = np.arange(1, tmax + 1)
     best = (float(costs[target, 0]), (target,), ())
@@ -127,12 +127,12 @@ def plan_python(
 
 
 def random_instance(
-    rng: np.random.Generator, num_models: int, max_batch_size: int
+    rng: np.random.Generator, num_models: int, max_draft_length: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """costs [M, 2 T + 1] affine in n (bigger models cost more), acceptance in [0.4, 0.95]."""
     base = np.sort(rng.uniform(0.05, 10.0, num_models))
     slope = rng.uniform(0.0, 0.05, num_models)
-    n = np.arange(1, 2 * max_batch_size + 2)
+    n = np.arange(1, 2 * max_draft_length + 2)
     costs = base[:, None] * (1.0 + slope[:, None] * (n[None, :] - 1))
     acceptance = np.triu(rng.uniform(0.4, 0.95, (num_models, num_models)), 1)
     return costs, acceptance
@@ -162,19 +162,19 @@ def check_small_cases() -> int:
     rng = np.random.default_rng(1)
     count = 0
     for num_models in (1, 2, 3, 4, 5):
-        for max_batch_size in (1, 3, 5):
+        for max_draft_length in (1, 3, 5):
             for _ in range(4):
-                costs, acceptance = random_instance(rng, num_models, max_batch_size)
+                costs, acceptance = random_instance(rng, num_models, max_draft_length)
                 costs *= rng.uniform(0.5, 2.0, costs.shape)  # not monotone in n
-                planned = hierspec.plan(costs, acceptance, max_batch_size)
-                latency, chain, sizes = plan_python(costs, acceptance, max_batch_size)
+                planned = hierspec.plan(costs, acceptance, max_draft_length)
+                latency, chain, sizes = plan_python(costs, acceptance, max_draft_length)
                 assert abs(latency - planned.latency) <= 1e-9 * planned.latency, (latency, planned)
                 assert (
                     abs(hierspec.expected_latency(costs, acceptance, chain, sizes) - latency)
                     <= 1e-9 * latency
                 )
-                if max_batch_size <= 3 and num_models <= 4:
-                    brute = hierspec.brute_force_plan(costs, acceptance, max_batch_size)
+                if max_draft_length <= 3 and num_models <= 4:
+                    brute = hierspec.brute_force_plan(costs, acceptance, max_draft_length)
                     assert abs(brute.latency - latency) <= 1e-9 * latency
                 count += 1
     return count
@@ -197,25 +197,25 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     for num_models in NUM_CANDIDATES:
-        for max_batch_size in MAX_BATCH_SIZES:
-            if args.quick and (num_models > 8 or max_batch_size > 32):
+        for max_draft_length in MAX_DRAFT_LENGTHS:
+            if args.quick and (num_models > 8 or max_draft_length > 32):
                 continue
-            costs, acceptance = random_instance(rng, num_models, max_batch_size)
-            result = hierspec.plan(costs, acceptance, max_batch_size)
+            costs, acceptance = random_instance(rng, num_models, max_draft_length)
+            result = hierspec.plan(costs, acceptance, max_draft_length)
             cpp_times = time_runs(
-                lambda: hierspec.plan(costs, acceptance, max_batch_size), 5, 0.3, 200
+                lambda: hierspec.plan(costs, acceptance, max_draft_length), 5, 0.3, 200
             )
             costs_list, acceptance_list = costs.tolist(), acceptance.tolist()
             core_times = time_runs(
-                lambda: _core.plan(costs_list, acceptance_list, max_batch_size), 5, 0.3, 200
+                lambda: _core.plan(costs_list, acceptance_list, max_draft_length), 5, 0.3, 200
             )
-            work = num_models * num_models * max_batch_size * max_batch_size
+            work = num_models * num_models * max_draft_length * max_draft_length
             predicted = None if python_seconds_per_unit is None else python_seconds_per_unit * work
             row: dict[str, object] = {
                 "num_candidates": num_models,
-                "max_batch_size": max_batch_size,
+                "max_draft_length": max_draft_length,
                 "chain": list(result.chain),
-                "batch_sizes": list(result.batch_sizes),
+                "draft_lengths": list(result.draft_lengths),
                 "latency": result.latency,
                 "cpp_s": cpp_times,
                 # the C++ call alone (lists prepared beforehand): the rest of cpp_s is the
@@ -228,7 +228,7 @@ def main() -> int:
             else:
                 python_result: list[tuple[float, tuple[int, ...], tuple[int, ...]]] = []
                 python_times = time_runs(
-                    lambda: python_result.append(plan_python(costs, acceptance, max_batch_size)),
+                    lambda: python_result.append(plan_python(costs, acceptance, max_draft_length)),
                     1,
                     2.0,
                     5,
@@ -243,14 +243,14 @@ def main() -> int:
                 ratio_text = f"{row['speedup_cpp_over_python']:7.0f}x"
             rows.append(row)
             print(
-                f"{num_models:>3} {max_batch_size:>4} {1e3 * cpp_times['median']:10.3f} "
+                f"{num_models:>3} {max_draft_length:>4} {1e3 * cpp_times['median']:10.3f} "
                 f"{1e3 * core_times['median']:9.3f} {python_text:>11} {ratio_text:>8}  "
-                f"{result.chain} T={result.batch_sizes}"
+                f"{result.chain} T={result.draft_lengths}"
             )
 
     info["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     target_row = next(
-        (row for row in rows if row["num_candidates"] == 8 and row["max_batch_size"] == 64), None
+        (row for row in rows if row["num_candidates"] == 8 and row["max_draft_length"] == 64), None
     )
     summary = {}
     if target_row is not None:

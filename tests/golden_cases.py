@@ -65,7 +65,7 @@ def planner_cases() -> list[dict]:
 
 def _lengths(plan_or_entry) -> tuple[int, ...]:
     # The draft lengths under whichever name the current API uses.
-    for name in ("draft_lengths", "batch_sizes"):
+    for name in ("draft_lengths", "draft_lengths"):
         if hasattr(plan_or_entry, name):
             return tuple(getattr(plan_or_entry, name))
     raise AttributeError("plan has no draft lengths")
@@ -75,7 +75,7 @@ def _decoder(models, lengths):
     try:
         return hierspec.HierarchicalDecoder(models, draft_lengths=lengths)
     except TypeError:
-        return hierspec.HierarchicalDecoder(models, batch_sizes=lengths)
+        return hierspec.HierarchicalDecoder(models, draft_lengths=lengths)
 
 
 def engine_cases() -> list[dict]:

@@ -62,7 +62,7 @@ def written_profile(checkpoints, prompts_file, tmp_path_factory):
             str(prompts_file),
             "--out",
             str(out),
-            "--max-batch-size",
+            "--max-draft-length",
             "3",
             "--repeats",
             "1",
@@ -90,11 +90,11 @@ def test_plan_on_a_written_profile(tmp_path, capsys):
         )
     )
     out = tmp_path / "plan.json"
-    assert main(["plan", str(path), "--max-batch-size", "8", "--json", str(out)]) == 0
+    assert main(["plan", str(path), "--max-draft-length", "8", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "best plan: tiny -> big" in printed
-    expected = hierspec.plan([1.0, 10.0], [[1, 0.8], [0, 1]], max_batch_size=8)
-    assert json.loads(out.read_text())["plan"]["batch_sizes"] == list(expected.batch_sizes)
+    expected = hierspec.plan([1.0, 10.0], [[1, 0.8], [0, 1]], max_draft_length=8)
+    assert json.loads(out.read_text())["plan"]["draft_lengths"] == list(expected.draft_lengths)
 
 
 def test_plan_errors(tmp_path, capsys):
@@ -112,11 +112,11 @@ def test_plan_errors(tmp_path, capsys):
 def test_profile_writes_what_plan_reads(written_profile, checkpoints, capsys):
     loaded = hierspec.load_profile(written_profile)
     assert loaded.model_names == ("m0", "m1", "m2")
-    assert all(len(row) == 6 for row in loaded.costs_ms)  # 2 * max batch size
+    assert all(len(row) == 6 for row in loaded.costs_ms)  # 2 * max draft length
     assert loaded.extra["sampling"]["temperature"] == 1.0
     assert loaded.extra["acceptance_details"]["prompts"] == 2
     assert [detail["source"] for detail in loaded.extra["model_details"]] == checkpoints
-    assert main(["plan", str(written_profile), "--max-batch-size", "3"]) == 0
+    assert main(["plan", str(written_profile), "--max-draft-length", "3"]) == 0
     assert "best plan:" in capsys.readouterr().out
 
 
@@ -165,7 +165,7 @@ def test_generate_with_a_profile_is_greedy_identical(
             "w1 w2 w3",
             "--max-new-tokens",
             "12",
-            "--max-batch-size",
+            "--max-draft-length",
             "3",
             "--ignore-eos",
             "--no-progress",
@@ -184,7 +184,7 @@ def test_generate_with_a_profile_is_greedy_identical(
     assert report["tokens_per_second"] > 0 and report["speedup_vs_target"] > 0
     assert report["text"].split() and all(word in VOCAB for word in report["text"].split())
     expected = hierspec.load_profile(written_profile)
-    planned = hierspec.plan(expected.costs_ms, expected.acceptance, max_batch_size=3)
+    planned = hierspec.plan(expected.costs_ms, expected.acceptance, max_draft_length=3)
     assert report["plan"]["chain"] == list(planned.chain)
     levels = report["levels"]
     assert [level["model"] for level in levels] == [f"m{index}" for index in planned.chain]
@@ -192,7 +192,7 @@ def test_generate_with_a_profile_is_greedy_identical(
         level["passes_per_token"] > 0 for level in levels
     )
     evaluation = hierspec.evaluate(
-        expected.costs_ms, expected.acceptance, planned.chain, planned.batch_sizes
+        expected.costs_ms, expected.acceptance, planned.chain, planned.draft_lengths
     )
     assert [level["predicted_passes_per_token"] for level in levels] == pytest.approx(
         list(evaluation.passes_per_token)
@@ -208,7 +208,7 @@ def test_generate_profiles_once_and_caches(checkpoints, tmp_path, capsys):
         "w4 w5",
         "--max-new-tokens",
         "6",
-        "--max-batch-size",
+        "--max-draft-length",
         "2",
         "--profile-prompts",
         "1",
@@ -314,7 +314,7 @@ def test_generate_on_a_profile_subset(checkpoints, tmp_path, capsys):
                 "w1 w2",
                 "--max-new-tokens",
                 "5",
-                "--max-batch-size",
+                "--max-draft-length",
                 "2",
                 "--ignore-eos",
                 "--no-progress",
@@ -376,7 +376,7 @@ def test_generate_with_the_bundled_family(tmp_path, capsys):
                 "Write a Python function that adds two numbers.",
                 "--max-new-tokens",
                 "24",
-                "--max-batch-size",
+                "--max-draft-length",
                 "4",
                 "--no-progress",
                 "--json",

@@ -35,7 +35,7 @@ def with_cost(row: int, column: int, value: float) -> np.ndarray:
     return costs
 
 
-# Each API entry point, called with (costs, acceptance, chain, batch_sizes).
+# Each API entry point, called with (costs, acceptance, chain, draft_lengths).
 ENTRY_POINTS: dict[str, Callable[..., Any]] = {
     "evaluate": hierspec.evaluate,
     "expected_latency": hierspec.expected_latency,
@@ -61,7 +61,7 @@ def test_acceptance_out_of_range(entry_point, acceptance, message) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         entry_point(COSTS, acceptance, [0, 2, 3], [2, 2])
     with pytest.raises(ValueError, match=re.escape(message)):
-        hierspec.plan(COSTS, acceptance, max_batch_size=4)
+        hierspec.plan(COSTS, acceptance, max_draft_length=4)
 
 
 def test_acceptance_shape(entry_point) -> None:
@@ -75,7 +75,7 @@ def test_acceptance_shape(entry_point) -> None:
 
 
 @pytest.mark.parametrize(
-    ("chain", "batch_sizes", "message"),
+    ("chain", "draft_lengths", "message"),
     [
         ([2, 1, 3], [1, 1], "chain = [2, 1, 3] is not strictly increasing"),
         ([1, 1, 3], [1, 1], "chain = [1, 1, 3] is not strictly increasing"),
@@ -83,15 +83,15 @@ def test_acceptance_shape(entry_point) -> None:
         ([0, 4], [1], "chain[1] = 4 is not a model index in [0, 3]"),
         ([-1, 3], [1], "chain[0] = -1 is not a model index in [0, 3]"),
         ([], [], "chain = [] is empty"),
-        ([0, 1, 3], [2, 0], "batch_sizes[1] = 0 must be >= 1"),
-        ([0, 3], [-4], "batch_sizes[0] = -4 must be >= 1"),
-        ([0, 1, 3], [2], "batch_sizes has 1 entries, chain needs 2"),
-        ([3], [1], "batch_sizes has 1 entries, chain needs 0"),
+        ([0, 1, 3], [2, 0], "draft_lengths[1] = 0 must be >= 1"),
+        ([0, 3], [-4], "draft_lengths[0] = -4 must be >= 1"),
+        ([0, 1, 3], [2], "draft_lengths has 1 entries, chain needs 2"),
+        ([3], [1], "draft_lengths has 1 entries, chain needs 0"),
     ],
 )
-def test_bad_chain_or_batch_sizes(entry_point, chain, batch_sizes, message) -> None:
+def test_bad_chain_or_draft_lengths(entry_point, chain, draft_lengths, message) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
-        entry_point(COSTS, ACCEPTANCE, chain, batch_sizes)
+        entry_point(COSTS, ACCEPTANCE, chain, draft_lengths)
 
 
 @pytest.mark.parametrize(
@@ -114,7 +114,7 @@ def test_bad_costs(entry_point, costs, message) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         entry_point(costs, ACCEPTANCE, [3], [])
     with pytest.raises(ValueError, match=re.escape(message)):
-        hierspec.plan(costs, ACCEPTANCE, max_batch_size=4)
+        hierspec.plan(costs, ACCEPTANCE, max_draft_length=4)
 
 
 def test_ragged_costs() -> None:
@@ -137,8 +137,8 @@ def test_cost_table_too_short(entry_point) -> None:
 
 
 def test_other_arguments() -> None:
-    with pytest.raises(ValueError, match=re.escape("max_batch_size = 0 must be in [1, ")):
-        hierspec.plan(COSTS, ACCEPTANCE, max_batch_size=0)
+    with pytest.raises(ValueError, match=re.escape("max_draft_length = 0 must be in [1, ")):
+        hierspec.plan(COSTS, ACCEPTANCE, max_draft_length=0)
     with pytest.raises(ValueError, match=re.escape("num_tokens = 0 must be >= 1")):
         hierspec.simulate(COSTS, ACCEPTANCE, [0, 3], [2], num_tokens=0)
     with pytest.raises(ValueError, match=re.escape("seed = -1 must be in [0, 2**64)")):

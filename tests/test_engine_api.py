@@ -43,17 +43,17 @@ def test_no_seed_reports_the_seed_used_and_leaves_global_rng_alone():
     assert torch.equal(first.sequences, again.sequences)
 
 
-def test_from_plan_picks_chain_and_batch_sizes():
+def test_from_plan_picks_chain_and_draft_lengths():
     hierarchy = synthetic_hierarchy(
         [0.6, 0.9, 0.9],
         [AffineCost(1e-3), AffineCost(2e-3), AffineCost(1e-2), AffineCost(5e-2)],
         seed=0,
     )
     costs = hierarchy.costs_table(33)
-    plan = hierspec.plan(costs, hierarchy.acceptance, max_batch_size=8)
+    plan = hierspec.plan(costs, hierarchy.acceptance, max_draft_length=8)
     decoder = HierarchicalDecoder.from_plan(list(hierarchy.models), plan)
     assert decoder.levels == tuple(hierarchy.models[index] for index in plan.chain)
-    assert decoder.batch_sizes == plan.batch_sizes
+    assert decoder.draft_lengths == plan.draft_lengths
     entry = plan.alternatives[-1]
     decoder = HierarchicalDecoder.from_plan(list(hierarchy.models), entry)
     assert decoder.levels == tuple(hierarchy.models[index] for index in entry.chain)

@@ -44,11 +44,11 @@ def _sample_first_two(decoder: HierarchicalDecoder, prompt, config, num_samples,
 
 
 @pytest.mark.parametrize("config", CONFIGS)
-@pytest.mark.parametrize("batch_sizes", [[1, 1], [2, 3]], ids=["T1,1", "T2,3"])
-def test_first_two_tokens_markov_three_levels(config, batch_sizes):
+@pytest.mark.parametrize("draft_lengths", [[1, 1], [2, 3]], ids=["T1,1", "T2,3"])
+def test_first_two_tokens_markov_three_levels(config, draft_lengths):
     vocab_size = 6
     models = markov_models(vocab_size, noise_scales=[2.0, 1.0], sharpness=1.5, seed=11)
-    decoder = HierarchicalDecoder(list(models), batch_sizes)
+    decoder = HierarchicalDecoder(list(models), draft_lengths)
     prompt = torch.tensor([[2, 5, 1]])
     transition = processed_probs(models[-1].log_probs, config).double()  # [vocab, vocab]
     exact = transition[1].unsqueeze(1) * transition  # P(x1, x2)
@@ -87,14 +87,14 @@ def _transition_test(sequence: list[int], transition: torch.Tensor) -> tuple[flo
 
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize(
-    ("noise_scales", "batch_sizes"),
+    ("noise_scales", "draft_lengths"),
     [([1.0, 0.5], [2, 3]), ([1.5, 1.0, 0.5], [1, 2, 2]), ([0.7], [4])],
     ids=["3-levels", "4-levels", "2-levels"],
 )
-def test_long_sequence_transitions(config, noise_scales, batch_sizes):
+def test_long_sequence_transitions(config, noise_scales, draft_lengths):
     vocab_size = 8
     models = markov_models(vocab_size, noise_scales=noise_scales, sharpness=1.5, seed=5)
-    decoder = HierarchicalDecoder(list(models), batch_sizes)
+    decoder = HierarchicalDecoder(list(models), draft_lengths)
     output = decoder.generate(
         torch.tensor([[0]]), max_new_tokens=12_000, temperature=config.temperature,
         top_k=config.top_k, top_p=config.top_p, seed=1,

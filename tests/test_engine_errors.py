@@ -37,24 +37,24 @@ def test_models_on_different_devices(models):
 
 
 @pytest.mark.parametrize(
-    ("batch_sizes", "error", "match"),
+    ("draft_lengths", "error", "match"),
     [
         (
             [2],
             ValueError,
-            r"batch_sizes must have one entry per model below the target \(2\), got \[2\]",
+            r"draft_lengths must have one entry per model below the target \(2\), got \[2\]",
         ),
-        ([2, 2, 2], ValueError, r"batch_sizes.*\(2\), got \[2, 2, 2\] of length 3"),
-        ([0, 2], ValueError, r"batch_sizes\[0\] must be >= 1, got 0"),
-        ([2, -1], ValueError, r"batch_sizes\[1\] must be >= 1, got -1"),
-        ([2, 1.5], TypeError, r"batch_sizes\[1\] must be an int >= 1, got 1\.5"),
-        ([True, 2], TypeError, r"batch_sizes\[0\] must be an int >= 1, got True"),
-        (3, TypeError, r"batch_sizes must be a sequence of ints, got 3"),
+        ([2, 2, 2], ValueError, r"draft_lengths.*\(2\), got \[2, 2, 2\] of length 3"),
+        ([0, 2], ValueError, r"draft_lengths\[0\] must be >= 1, got 0"),
+        ([2, -1], ValueError, r"draft_lengths\[1\] must be >= 1, got -1"),
+        ([2, 1.5], TypeError, r"draft_lengths\[1\] must be an int >= 1, got 1\.5"),
+        ([True, 2], TypeError, r"draft_lengths\[0\] must be an int >= 1, got True"),
+        (3, TypeError, r"draft_lengths must be a sequence of ints, got 3"),
     ],
 )
-def test_bad_batch_sizes(models, batch_sizes, error, match):
+def test_bad_draft_lengths(models, draft_lengths, error, match):
     with pytest.raises(error, match=match):
-        HierarchicalDecoder(list(models), batch_sizes)
+        HierarchicalDecoder(list(models), draft_lengths)
 
 
 def test_bad_models():
@@ -162,7 +162,7 @@ def test_bad_generate_arguments(decoder, kwargs, error, match):
 def test_from_plan_mismatch(models):
     class FakePlan:
         chain = (0, 1)
-        batch_sizes = (2,)
+        draft_lengths = (2,)
 
     with pytest.raises(
         ValueError, match=r"plan.chain \[0, 1\] must end at the target, models\[2\]"
@@ -171,5 +171,5 @@ def test_from_plan_mismatch(models):
     FakePlan.chain = (0, 5)
     with pytest.raises(ValueError, match=r"plan.chain \[0, 5\] does not index models \(length 3\)"):
         HierarchicalDecoder.from_plan(list(models), FakePlan())
-    with pytest.raises(TypeError, match=r"plan must have .chain and .batch_sizes"):
+    with pytest.raises(TypeError, match=r"plan must have .chain and .draft_lengths"):
         HierarchicalDecoder.from_plan(list(models), object())

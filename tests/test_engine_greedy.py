@@ -2,7 +2,7 @@
 token.
 
 Chains of 1-4 tiny random Llamas (drafts are perturbed copies of the target, so acceptance is
-partial at every level), >= 20 prompts x 32 tokens per chain length, batch sizes cycling through
+partial at every level), >= 20 prompts x 32 tokens per chain length, draft lengths cycling through
 configurations that exercise fixed-length hand-ups (T_l + 1 thresholds), the deferred target
 verification with hand-ups of every length, full acceptances, and EOS stops.
 """
@@ -54,16 +54,16 @@ CHAINS = {
 
 @pytest.mark.parametrize("num_levels", [1, 2, 3, 4])
 def test_greedy_equals_target_greedy(family, num_levels):
-    chain, batch_size_options = CHAINS[num_levels]
+    chain, draft_length_options = CHAINS[num_levels]
     models = [family[index] for index in chain]
-    decoders = [HierarchicalDecoder(models, sizes) for sizes in batch_size_options]
+    decoders = [HierarchicalDecoder(models, sizes) for sizes in draft_length_options]
     target = family[-1]
     full_acceptances = 0
     for index, prompt in enumerate(_prompts(seed=num_levels)):
         decoder = decoders[index % len(decoders)]
         expected = _target_greedy(target, prompt)
         output = decoder.generate(prompt, max_new_tokens=NEW_TOKENS, temperature=0.0, seed=index)
-        assert torch.equal(output.sequences, expected), (index, decoder.batch_sizes)
+        assert torch.equal(output.sequences, expected), (index, decoder.draft_lengths)
         assert output.stats.new_tokens == NEW_TOKENS
         levels = output.stats.levels
         full_acceptances += sum(level.batches - level.rejected for level in levels)
@@ -76,10 +76,10 @@ def test_greedy_equals_target_greedy(family, num_levels):
 
 @pytest.mark.parametrize("num_levels", [2, 3, 4])
 def test_greedy_stops_at_eos_like_target(family, num_levels):
-    chain, batch_size_options = CHAINS[num_levels]
+    chain, draft_length_options = CHAINS[num_levels]
     target = family[-1]
     for index, prompt in enumerate(list(_prompts(seed=100 + num_levels))[:6]):
-        sizes = batch_size_options[index % len(batch_size_options)]
+        sizes = draft_length_options[index % len(draft_length_options)]
         decoder = HierarchicalDecoder([family[i] for i in chain], sizes)
         free_run = _target_greedy(target, prompt)
         eos = int(free_run[0, prompt.shape[1] + 3 + index])  # a token the target emits

@@ -36,7 +36,7 @@ COST_FNS = (
 )
 RHOS = (0.65, 0.75, 0.85)
 
-# (chain over the 4 candidates, batch sizes, new tokens)
+# (chain over the 4 candidates, draft lengths, new tokens)
 CASES = [
     pytest.param((3,), (), 2000, id="target-alone"),
     pytest.param((2, 3), (4,), 8000, id="2-levels-T4"),
@@ -48,7 +48,7 @@ CASES = [
 ]
 
 
-def policy_expectations(costs, acceptance, chain, batch_sizes):
+def policy_expectations(costs, acceptance, chain, draft_lengths):
     """Per committed token: (passes per level, tokens per level, latency), from docs/policy.md.
 
     ``costs[m](n)``: cost of a pass of model m over n tokens; ``acceptance[i][j]``.
@@ -67,14 +67,14 @@ def policy_expectations(costs, acceptance, chain, batch_sizes):
     passes = [[0.0] * (top + 1) for _ in range(top)]
     tokens = [[0.0] * (top + 1) for _ in range(top)]
     cost = [0.0] * top
-    size0 = batch_sizes[0]
+    size0 = draft_lengths[0]
     passes[0][0], tokens[0][0] = size0, size0 + 1
     cost[0] = costs[chain[0]](2) + (size0 - 1) * costs[chain[0]](1)
     hand_up_law = None
     for level in range(1, top):
-        batch = batch_sizes[level - 1]
+        batch = draft_lengths[level - 1]
         law = output_law(rates[level], batch)
-        threshold = batch_sizes[level] + 1 if level < top - 1 else batch_sizes[level]
+        threshold = draft_lengths[level] + 1 if level < top - 1 else draft_lengths[level]
         renewal = [1.0]
         for held in range(1, threshold + 1):
             renewal.append(sum(renewal[held - o] * q for o, q in law.items() if o <= held))
@@ -115,10 +115,10 @@ def _hierarchy():
 
 
 @functools.cache
-def _run(chain, batch_sizes, new_tokens):
+def _run(chain, draft_lengths, new_tokens):
     """One seeded generation per case, shared by the tests below."""
     hierarchy = _hierarchy()
-    decoder = HierarchicalDecoder([hierarchy.models[m] for m in chain], list(batch_sizes))
+    decoder = HierarchicalDecoder([hierarchy.models[m] for m in chain], list(draft_lengths))
     prompt = torch.tensor([[hierarchy.models[0].vocab_size - 1, 2, 5]])
     output = decoder.generate(prompt, max_new_tokens=new_tokens, temperature=1.0, seed=12345)
     stats = output.stats
@@ -138,11 +138,11 @@ def _assert_close(measured, expected, what):
     )
 
 
-@pytest.mark.parametrize(("chain", "batch_sizes", "new_tokens"), CASES)
-def test_engine_matches_evaluate(chain, batch_sizes, new_tokens):
-    hierarchy, stats, latency = _run(chain, batch_sizes, new_tokens)
-    costs = hierarchy.costs_table(sum(batch_sizes) + 2)
-    evaluation = hierspec.evaluate(costs, hierarchy.acceptance, chain, batch_sizes)
+@pytest.mark.parametrize(("chain", "draft_lengths", "new_tokens"), CASES)
+def test_engine_matches_evaluate(chain, draft_lengths, new_tokens):
+    hierarchy, stats, latency = _run(chain, draft_lengths, new_tokens)
+    costs = hierarchy.costs_table(sum(draft_lengths) + 2)
+    evaluation = hierspec.evaluate(costs, hierarchy.acceptance, chain, draft_lengths)
     for level, (measured, expected) in enumerate(
         zip(stats.passes_per_token, evaluation.passes_per_token)
     ):
@@ -153,16 +153,16 @@ def test_engine_matches_evaluate(chain, batch_sizes, new_tokens):
         _assert_close(measured, expected, f"level {level} tokens per token")
     _assert_close(
         latency,
-        hierspec.expected_latency(costs, hierarchy.acceptance, chain, batch_sizes),
+        hierspec.expected_latency(costs, hierarchy.acceptance, chain, draft_lengths),
         "latency",
     )
 
 
-@pytest.mark.parametrize(("chain", "batch_sizes", "new_tokens"), CASES)
-def test_engine_matches_policy_formulas(chain, batch_sizes, new_tokens):
-    hierarchy, stats, latency = _run(chain, batch_sizes, new_tokens)
+@pytest.mark.parametrize(("chain", "draft_lengths", "new_tokens"), CASES)
+def test_engine_matches_policy_formulas(chain, draft_lengths, new_tokens):
+    hierarchy, stats, latency = _run(chain, draft_lengths, new_tokens)
     passes, tokens, expected_latency = policy_expectations(
-        hierarchy.cost_fns, hierarchy.acceptance, chain, batch_sizes
+        hierarchy.cost_fns, hierarchy.acceptance, chain, draft_lengths
     )
     for level, (measured, expected) in enumerate(zip(stats.passes_per_token, passes)):
         _assert_close(measured, expected, f"level {level} passes per token")
@@ -175,14 +175,14 @@ def test_engine_matches_policy_formulas(chain, batch_sizes, new_tokens):
         assert abs(stats.levels[level].acceptance_rate - rate) < 0.03, (level, stats.levels[level])
 
 
-@pytest.mark.parametrize(("chain", "batch_sizes", "new_tokens"), CASES)
-def test_policy_formulas_match_evaluate(chain, batch_sizes, new_tokens):
+@pytest.mark.parametrize(("chain", "draft_lengths", "new_tokens"), CASES)
+def test_policy_formulas_match_evaluate(chain, draft_lengths, new_tokens):
     """Tells engine/evaluator disagreements apart: the formulas of policy.md vs the C++ core."""
     hierarchy = _hierarchy()
-    costs = hierarchy.costs_table(sum(batch_sizes) + 2)
-    evaluation = hierspec.evaluate(costs, hierarchy.acceptance, chain, batch_sizes)
+    costs = hierarchy.costs_table(sum(draft_lengths) + 2)
+    evaluation = hierspec.evaluate(costs, hierarchy.acceptance, chain, draft_lengths)
     passes, tokens, latency = policy_expectations(
-        hierarchy.cost_fns, hierarchy.acceptance, chain, batch_sizes
+        hierarchy.cost_fns, hierarchy.acceptance, chain, draft_lengths
     )
     assert evaluation.passes_per_token == pytest.approx(passes, rel=1e-9)
     assert evaluation.tokens_per_token == pytest.approx(tokens, rel=1e-9)

@@ -4,7 +4,7 @@ After every generate each level's cache holds exactly a prefix of the output: it
 tokens (MarkovLevel.history) equal ``sequence[:length]`` with ``length = len(sequence) - 1`` (one
 pending token) for every level >= 1 and 1 or 2 pending tokens at level 0 (policy.md rules 1, 5).
 Every forward pass has the size policy.md prescribes. Random acceptance rates (including 0 and
-1), batch sizes, chain lengths, prompts, temperatures, top-k/top-p, EOS and max_new_tokens.
+1), draft lengths, chain lengths, prompts, temperatures, top-k/top-p, EOS and max_new_tokens.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from hierspec.testing import AffineCost, synthetic_hierarchy, tiny_llama_family
 def _check_pass_sizes(decoder, stats, prompt_length):
     levels = decoder.levels
     top = len(levels) - 1
-    sizes = decoder.batch_sizes
+    sizes = decoder.draft_lengths
     for index, (level, level_stats) in enumerate(zip(levels, stats.levels)):
         passes = list(level.pass_sizes)
         assert len(passes) == level_stats.prefill_passes + level_stats.forward_passes
@@ -71,8 +71,8 @@ def test_fuzz_rollback_and_pass_sizes():
             rhos, [AffineCost(1e-3)] * num_models, block_size=rng.randint(1, 3),
             target_block_size=rng.randint(2, 6), seed=trial,
         )  # fmt: skip
-        batch_sizes = [rng.randint(1, 5) for _ in range(num_models - 1)]
-        decoder = HierarchicalDecoder(list(hierarchy.models), batch_sizes)
+        draft_lengths = [rng.randint(1, 5) for _ in range(num_models - 1)]
+        decoder = HierarchicalDecoder(list(hierarchy.models), draft_lengths)
         vocab_size = decoder.vocab_size
         for call in range(3):  # repeated calls on one decoder: each starts from a reset
             prompt_length = rng.randint(1, 6)
@@ -88,7 +88,7 @@ def test_fuzz_rollback_and_pass_sizes():
             )  # fmt: skip
             sequence = output.sequences[0].tolist()
             new = sequence[prompt_length:]
-            context = (trial, call, rhos, batch_sizes, prompt_length, max_new_tokens, eos)
+            context = (trial, call, rhos, draft_lengths, prompt_length, max_new_tokens, eos)
             assert sequence[:prompt_length] == prompt[0].tolist(), context
             assert output.stats.new_tokens == len(new) <= max_new_tokens, context
             if eos is None or eos not in new:

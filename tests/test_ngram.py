@@ -189,9 +189,9 @@ def test_greedy_through_the_engine_equals_target_greedy(statistics):
     models = tiny_llama_family(2, vocab_size=VOCAB, seed=3, noise=0.1)
     target = models[-1]
     generator = torch.Generator().manual_seed(0)
-    for batch_sizes, chain in (([3], [target]), ([2, 3], [models[0], target])):
+    for draft_lengths, chain in (([3], [target]), ([2, 3], [models[0], target])):
         drafter = NGramDrafter(VOCAB, statistics, NGramConfig(max_local_order=3))
-        decoder = HierarchicalDecoder([drafter, *chain], batch_sizes)
+        decoder = HierarchicalDecoder([drafter, *chain], draft_lengths)
         drafted = 0
         for length in (1, 5, 12):
             prompt = torch.randint(0, VOCAB, (1, length), generator=generator)

@@ -37,20 +37,20 @@ def random_instance(
 
 
 def random_chain(
-    rng: np.random.Generator, num_models: int, num_levels: int, max_batch_size: int
+    rng: np.random.Generator, num_models: int, num_levels: int, max_draft_length: int
 ) -> tuple[list[int], list[int]]:
     drafts = sorted(rng.choice(num_models - 1, size=num_levels, replace=False).tolist())
-    return drafts + [num_models - 1], rng.integers(1, max_batch_size + 1, num_levels).tolist()
+    return drafts + [num_models - 1], rng.integers(1, max_draft_length + 1, num_levels).tolist()
 
 
-def columns_needed(batch_sizes: list[int]) -> int:
+def columns_needed(draft_lengths: list[int]) -> int:
     """Longest pass of a chain (docs/policy.md): see hierspec::chain_columns_needed."""
-    if not batch_sizes:
+    if not draft_lengths:
         return 1
-    needed = max([2] + [size + 1 for size in batch_sizes[:-1]])
-    if len(batch_sizes) == 1:
-        return max(needed, batch_sizes[0] + 1)
-    return max(needed, batch_sizes[-1] + batch_sizes[-2])
+    needed = max([2] + [size + 1 for size in draft_lengths[:-1]])
+    if len(draft_lengths) == 1:
+        return max(needed, draft_lengths[0] + 1)
+    return max(needed, draft_lengths[-1] + draft_lengths[-2])
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,9 +120,9 @@ def test_simulator_agrees_with_evaluator(num_levels: int, seed: int) -> None:
     num_models = num_levels + 1 + int(rng.integers(0, 2))
     costs, acceptance = random_instance(rng, num_models, 17)
     acceptance = np.triu(0.2 + 0.75 * acceptance, 1)  # rates in [0.2, 0.95]
-    chain, batch_sizes = random_chain(rng, num_models, num_levels, 8)
-    expected = hierspec.evaluate(costs, acceptance, chain, batch_sizes)
-    simulated = hierspec.simulate(costs, acceptance, chain, batch_sizes, 300_000, seed=seed)
+    chain, draft_lengths = random_chain(rng, num_models, num_levels, 8)
+    expected = hierspec.evaluate(costs, acceptance, chain, draft_lengths)
+    simulated = hierspec.simulate(costs, acceptance, chain, draft_lengths, 300_000, seed=seed)
     assert simulated.num_tokens >= 300_000
     assert simulated.latency == pytest.approx(expected.latency, rel=0.01)
     assert simulated.tokens_per_target_pass == pytest.approx(
@@ -161,7 +161,7 @@ def assert_same_plan(planned: hierspec.Plan, brute: hierspec.Plan, costs, accept
     )
     for entry in planned.alternatives:
         assert hierspec.expected_latency(
-            costs, acceptance, entry.chain, entry.batch_sizes
+            costs, acceptance, entry.chain, entry.draft_lengths
         ) == pytest.approx(entry.latency, rel=1e-10)
 
 
@@ -169,13 +169,13 @@ def assert_same_plan(planned: hierspec.Plan, brute: hierspec.Plan, costs, accept
 def test_planner_equals_brute_force(seed: int) -> None:
     rng = np.random.default_rng(seed)
     num_models = int(rng.integers(2, 6))
-    max_batch_size = int(rng.integers(1, 5 if num_models == 5 else 6))
-    num_columns = 2 * max_batch_size + 1
+    max_draft_length = int(rng.integers(1, 5 if num_models == 5 else 6))
+    num_columns = 2 * max_draft_length + 1
     costs, acceptance = random_instance(rng, num_models, num_columns)
     if seed % 2:  # drafting pays: high acceptance, so deep chains are in play
         acceptance = np.triu(0.5 + 0.5 * acceptance, 1)
-    planned = hierspec.plan(costs, acceptance, max_batch_size)
-    brute = hierspec.brute_force_plan(costs, acceptance, max_batch_size)
+    planned = hierspec.plan(costs, acceptance, max_draft_length)
+    brute = hierspec.brute_force_plan(costs, acceptance, max_draft_length)
     assert_same_plan(planned, brute, costs, acceptance)
     assert not planned.limited_by_cost_table
 
@@ -183,25 +183,25 @@ def test_planner_equals_brute_force(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(10))
 def test_planner_equals_brute_force_with_short_table(seed: int) -> None:
     rng = np.random.default_rng(1000 + seed)
-    num_models, max_batch_size = 4, 4
+    num_models, max_draft_length = 4, 4
     num_columns = int(rng.integers(1, 8))  # 8 would limit nothing
     costs, acceptance = random_instance(rng, num_models, num_columns)
-    planned = hierspec.plan(costs, acceptance, max_batch_size)
-    brute = hierspec.brute_force_plan(costs, acceptance, max_batch_size)
+    planned = hierspec.plan(costs, acceptance, max_draft_length)
+    brute = hierspec.brute_force_plan(costs, acceptance, max_draft_length)
     assert_same_plan(planned, brute, costs, acceptance)
     assert planned.limited_by_cost_table
     assert (planned.cost_table_columns, planned.columns_needed) == (num_columns, 8)
     for entry in planned.alternatives:
-        assert columns_needed(list(entry.batch_sizes)) <= num_columns
+        assert columns_needed(list(entry.draft_lengths)) <= num_columns
 
 
 def test_plan_structure() -> None:
     costs = [0.05, 0.4, 1.5, 6.0]
     acceptance = [[1, 0.75, 0.6, 0.5], [0, 1, 0.8, 0.65], [0, 0, 1, 0.85], [0, 0, 0, 1]]
     names = ["tiny", "small", "medium", "target"]
-    result = hierspec.plan(costs, acceptance, max_batch_size=16, model_names=names)
+    result = hierspec.plan(costs, acceptance, max_draft_length=16, model_names=names)
     assert result.best == result.alternatives[0]
-    assert (result.chain, result.batch_sizes) == (result.best.chain, result.best.batch_sizes)
+    assert (result.chain, result.draft_lengths) == (result.best.chain, result.best.draft_lengths)
     assert result.chain[-1] == 3 and len(result.chain) >= 3
     assert result.target_latency == 6.0
     assert result.speedup == pytest.approx(6.0 / result.latency)
@@ -220,8 +220,8 @@ def test_plan_structure() -> None:
 
 
 def test_plan_of_the_target_alone() -> None:
-    result = hierspec.plan([2.5], [[1.0]], max_batch_size=4)
-    assert result.chain == (0,) and result.batch_sizes == () and result.latency == 2.5
+    result = hierspec.plan([2.5], [[1.0]], max_draft_length=4)
+    assert result.chain == (0,) and result.draft_lengths == () and result.latency == 2.5
     assert result.best_single_draft is None and math.isnan(result.speedup_vs_single_draft)
 
 
@@ -234,24 +234,24 @@ small_ints = st.integers(1, 6)
 
 @st.composite
 def instances(draw, max_models: int = 5):
-    """(costs [M, N], acceptance [M, M], chain, batch_sizes) with N covering the chain."""
+    """(costs [M, N], acceptance [M, M], chain, draft_lengths) with N covering the chain."""
     num_models = draw(st.integers(2, max_models))
     num_levels = draw(st.integers(1, num_models - 1))
     drafts = sorted(draw(st.permutations(range(num_models - 1)))[:num_levels])
-    batch_sizes = [draw(small_ints) for _ in range(num_levels)]
-    num_columns = columns_needed(batch_sizes)
+    draft_lengths = [draw(small_ints) for _ in range(num_levels)]
+    num_columns = columns_needed(draft_lengths)
     costs = np.array(
         [[draw(st.floats(0.0, 10.0)) for _ in range(num_columns)] for _ in range(num_models)]
     )
     acceptance = np.array([[draw(rates) for _ in range(num_models)] for _ in range(num_models)])
-    return costs, np.triu(acceptance, 1), drafts + [num_models - 1], batch_sizes
+    return costs, np.triu(acceptance, 1), drafts + [num_models - 1], draft_lengths
 
 
 @settings(max_examples=150, deadline=None)
 @given(instances(), st.data())
 def test_latency_nonincreasing_in_acceptance_except_below_target(instance, data) -> None:
     """theory §8 claim 2: non-increasing in a_l for every level l except l = K-1 (K >= 2)."""
-    costs, acceptance, chain, batch_sizes = instance
+    costs, acceptance, chain, draft_lengths = instance
     top = len(chain) - 1
     levels = [level for level in range(1, top + 1) if not (level == top - 1 and top >= 2)]
     level = data.draw(st.sampled_from(levels))
@@ -259,8 +259,8 @@ def test_latency_nonincreasing_in_acceptance_except_below_target(instance, data)
     low, high = sorted([acceptance[row, column], data.draw(rates)])
     acceptance_low, acceptance_high = acceptance.copy(), acceptance.copy()
     acceptance_low[row, column], acceptance_high[row, column] = low, high
-    latency_low = hierspec.expected_latency(costs, acceptance_low, chain, batch_sizes)
-    latency_high = hierspec.expected_latency(costs, acceptance_high, chain, batch_sizes)
+    latency_low = hierspec.expected_latency(costs, acceptance_low, chain, draft_lengths)
+    latency_high = hierspec.expected_latency(costs, acceptance_high, chain, draft_lengths)
     assert latency_high <= latency_low * (1 + 1e-12) + 1e-15
 
 
@@ -281,41 +281,41 @@ def test_latency_is_not_monotone_in_acceptance_below_target() -> None:
 @given(instances(), st.data())
 def test_latency_nondecreasing_and_linear_in_costs(instance, data) -> None:
     """theory §8 claim 1: latency = sum of nonnegative weights times cost entries."""
-    costs, acceptance, chain, batch_sizes = instance
-    base = hierspec.expected_latency(costs, acceptance, chain, batch_sizes)
+    costs, acceptance, chain, draft_lengths = instance
+    base = hierspec.expected_latency(costs, acceptance, chain, draft_lengths)
     model = data.draw(st.integers(0, costs.shape[0] - 1))
     column = data.draw(st.integers(0, costs.shape[1] - 1))
     raised = costs.copy()
     raised[model, column] += data.draw(st.floats(0.0, 5.0))
-    assert hierspec.expected_latency(raised, acceptance, chain, batch_sizes) >= base * (1 - 1e-12)
+    assert hierspec.expected_latency(raised, acceptance, chain, draft_lengths) >= base * (1 - 1e-12)
     factor = data.draw(st.floats(0.1, 10.0))
     assert hierspec.expected_latency(
-        costs * factor, acceptance, chain, batch_sizes
+        costs * factor, acceptance, chain, draft_lengths
     ) == pytest.approx(base * factor, rel=1e-12, abs=1e-300)
 
 
 @settings(max_examples=60, deadline=None)
 @given(instances(max_models=5), st.integers(1, 5))
-def test_plan_is_a_lower_bound_and_monotone(instance, max_batch_size) -> None:
+def test_plan_is_a_lower_bound_and_monotone(instance, max_draft_length) -> None:
     """theory §8 claim 4: the optimum is <= every configuration it searches; growing
-    max_batch_size or adding candidates never makes it worse."""
-    costs, acceptance, chain, batch_sizes = instance
+    max_draft_length or adding candidates never makes it worse."""
+    costs, acceptance, chain, draft_lengths = instance
     num_models = costs.shape[0]
-    table = np.repeat(costs[:, :1], 2 * (max_batch_size + 1) + 1, axis=1)
+    table = np.repeat(costs[:, :1], 2 * (max_draft_length + 1) + 1, axis=1)
     table[:, : costs.shape[1]] = costs[:, : table.shape[1]]
-    result = hierspec.plan(table, acceptance, max_batch_size)
+    result = hierspec.plan(table, acceptance, max_draft_length)
     assert result.latency <= result.target_latency
     if result.best_single_draft is not None:
         assert result.latency <= result.best_single_draft.latency
-    if max(batch_sizes) <= max_batch_size:
+    if max(draft_lengths) <= max_draft_length:
         assert result.latency <= hierspec.expected_latency(
-            table, acceptance, chain, batch_sizes
+            table, acceptance, chain, draft_lengths
         ) * (1 + 1e-12)
-    larger = hierspec.plan(table, acceptance, max_batch_size + 1)
+    larger = hierspec.plan(table, acceptance, max_draft_length + 1)
     assert larger.latency <= result.latency * (1 + 1e-12)
     if num_models > 2:  # drop one draft
         keep = [model for model in range(num_models) if model != chain[0]]
-        fewer = hierspec.plan(table[keep], acceptance[np.ix_(keep, keep)], max_batch_size)
+        fewer = hierspec.plan(table[keep], acceptance[np.ix_(keep, keep)], max_draft_length)
         assert fewer.latency >= result.latency * (1 - 1e-12)
 
 
@@ -341,20 +341,20 @@ PROFILE = {
 def test_cli_plan_prints_and_writes_json(tmp_path, capsys) -> None:
     profile_path, out_path = tmp_path / "profile.json", tmp_path / "plan.json"
     write_profile(profile_path, PROFILE)
-    arguments = ["plan", str(profile_path), "--max-batch-size", "4", "--json", str(out_path)]
+    arguments = ["plan", str(profile_path), "--max-draft-length", "4", "--json", str(out_path)]
     assert cli_main(arguments) == 0
     printed = capsys.readouterr().out
     expected = hierspec.plan(
         [model["costs_ms"] for model in PROFILE["models"]],
         PROFILE["acceptance"],
-        max_batch_size=4,
+        max_draft_length=4,
         model_names=["ngram", "small", "target"],
     )
     assert " -> ".join(expected.best.model_names) in printed
     assert "alternatives" in printed and "target" in printed
     written = json.loads(out_path.read_text(encoding="utf-8"))["plan"]
     assert written["chain"] == list(expected.chain)
-    assert written["batch_sizes"] == list(expected.batch_sizes)
+    assert written["draft_lengths"] == list(expected.draft_lengths)
     assert written["latency"] == pytest.approx(expected.latency)
     assert written["limited_by_cost_table"] is False  # 9 columns = 2 * 4 + 1
 

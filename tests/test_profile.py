@@ -41,7 +41,7 @@ def synthetic(rhos=(0.6, 0.8, 0.9), seed=0):
 def virtual_profile(hierarchy, **arguments):
     """Profile of a synthetic hierarchy timed with its virtual clock (exact costs)."""
     defaults = dict(
-        max_batch_size=4,
+        max_draft_length=4,
         repeats=3,
         progress=False,
         calibration_tokens=48,
@@ -72,7 +72,7 @@ def test_synthetic_acceptance_equals_known_rates():
 
 def test_costs_with_virtual_clock_equal_cost_functions_and_table_width():
     hierarchy = synthetic()
-    result = virtual_profile(hierarchy, max_batch_size=5)
+    result = virtual_profile(hierarchy, max_draft_length=5)
     width = columns_needed(4, 5)
     assert width == 10  # 2 T for three or more models (docs/theory.md §6)
     expected = [[1e3 * cost(n) for n in range(1, width + 1)] for cost in hierarchy.cost_fns]
@@ -87,28 +87,28 @@ def test_costs_with_virtual_clock_equal_cost_functions_and_table_width():
     assert result.extra["metadata"]["cost_table_columns"] == width
     assert result.extra["metadata"]["interpolated"] is False
     # The planner gets exactly the known costs and rates: the same plan as from the truth.
-    truth = hierspec.plan(expected, hierarchy.acceptance, max_batch_size=5)
-    measured = hierspec.plan(result.costs_ms, result.acceptance, max_batch_size=5)
-    assert (measured.chain, measured.batch_sizes) == (truth.chain, truth.batch_sizes)
+    truth = hierspec.plan(expected, hierarchy.acceptance, max_draft_length=5)
+    measured = hierspec.plan(result.costs_ms, result.acceptance, max_draft_length=5)
+    assert (measured.chain, measured.draft_lengths) == (truth.chain, truth.draft_lengths)
     assert measured.latency == pytest.approx(truth.latency, rel=1e-5)
     assert not measured.limited_by_cost_table
 
 
 @pytest.mark.parametrize(
-    "num_models,max_batch_size,width", [(1, 8, 1), (2, 1, 2), (2, 6, 7), (3, 1, 2), (3, 16, 32)]
+    "num_models,max_draft_length,width", [(1, 8, 1), (2, 1, 2), (2, 6, 7), (3, 1, 2), (3, 16, 32)]
 )
-def test_table_width_is_what_the_planner_needs(num_models, max_batch_size, width):
-    assert columns_needed(num_models, max_batch_size) == width
+def test_table_width_is_what_the_planner_needs(num_models, max_draft_length, width):
+    assert columns_needed(num_models, max_draft_length) == width
     hierarchy = synthetic(rhos=(0.7, 0.8, 0.9)[: num_models - 1])
     if num_models == 1:
         hierarchy = synthetic_hierarchy([], [AffineCost(1e-3)], record_history=False)
-    result = virtual_profile(hierarchy, max_batch_size=max_batch_size, repeats=1)
+    result = virtual_profile(hierarchy, max_draft_length=max_draft_length, repeats=1)
     assert all(len(row) == width for row in result.costs_ms)
 
 
 def test_cost_points_interpolate_between_measured_points_only():
     hierarchy = synthetic(rhos=(0.7,))
-    result = virtual_profile(hierarchy, max_batch_size=7, cost_points=[3, 5])  # width 8
+    result = virtual_profile(hierarchy, max_draft_length=7, cost_points=[3, 5])  # width 8
     for detail in result.extra["model_details"]:
         assert detail["measured_n"] == [1, 3, 5, 8]  # 1 and the width are always measured
         assert detail["interpolated_n"] == [2, 4, 6, 7]
@@ -123,16 +123,16 @@ def test_cost_points_interpolation_is_linear_for_curved_costs():
         return 1e-3 * num_tokens**2
 
     hierarchy = synthetic_hierarchy([0.5], [curved, curved], record_history=False)
-    result = virtual_profile(hierarchy, max_batch_size=3, cost_points=[1])  # width 4: n = 1, 4
+    result = virtual_profile(hierarchy, max_draft_length=3, cost_points=[1])  # width 4: n = 1, 4
     assert result.costs_ms[0] == pytest.approx([1.0, 6.0, 11.0, 16.0])
 
 
 def test_repeats_for_long_passes():
     hierarchy = synthetic(rhos=(0.7,))
-    result = virtual_profile(hierarchy, max_batch_size=12, repeats=5)  # width 13
+    result = virtual_profile(hierarchy, max_draft_length=12, repeats=5)  # width 13
     assert ProfilerConfig(repeats=5).large_pass_repeats == 3
     assert result.extra["model_details"][0]["repeats"] == [5] * 8 + [3] * 5
-    result = virtual_profile(hierarchy, max_batch_size=12, repeats=2, large_pass_repeats=1)
+    result = virtual_profile(hierarchy, max_draft_length=12, repeats=2, large_pass_repeats=1)
     assert result.extra["model_details"][0]["repeats"] == [2] * 8 + [1] * 5
 
 
@@ -160,7 +160,7 @@ def test_greedy_acceptance_is_argmax_agreement(llamas):
     result = profile(
         llamas,
         PROMPTS,
-        max_batch_size=3,
+        max_draft_length=3,
         repeats=1,
         progress=False,
         temperature=0.0,
@@ -193,7 +193,7 @@ def test_real_timings_are_positive_and_shaped(llamas):
     result = profile(
         llamas,
         PROMPTS,
-        max_batch_size=2,
+        max_draft_length=2,
         repeats=2,
         progress=False,
         names=["small", "medium", "big"],
@@ -220,7 +220,7 @@ def test_json_round_trip_through_load_profile(llamas, tmp_path):
     result = profile(
         llamas,
         PROMPTS,
-        max_batch_size=2,
+        max_draft_length=2,
         repeats=1,
         progress=False,
         calibration_tokens=8,
@@ -233,7 +233,7 @@ def test_json_round_trip_through_load_profile(llamas, tmp_path):
     assert loaded.extra == json.loads(json.dumps(result.extra))
     assert json.loads(path.read_text())["models"][0]["name"] == "M0"
     plan = hierspec.plan(
-        loaded.costs_ms, loaded.acceptance, max_batch_size=2, model_names=loaded.model_names
+        loaded.costs_ms, loaded.acceptance, max_draft_length=2, model_names=loaded.model_names
     )
     assert plan.chain[-1] == 2 and not plan.limited_by_cost_table
 
@@ -247,7 +247,7 @@ def test_cached_profile_is_reused_and_keyed_by_conditions(tmp_path):
         def __call__(self, text):
             return {"input_ids": [ord(character) % 12 for character in text[:40]]}
 
-    config = ProfilerConfig(max_batch_size=2, repeats=1, calibration_tokens=4)
+    config = ProfilerConfig(max_draft_length=2, repeats=1, calibration_tokens=4)
     first, path, measured = cached_profile(
         hierarchy.models, ["a", "b"], Tokenizer(), tmp_path, config, num_prompts=2, progress=False
     )
@@ -257,7 +257,7 @@ def test_cached_profile_is_reused_and_keyed_by_conditions(tmp_path):
     )
     assert not measured and same_path == path and second == first
     greedy = ProfilerConfig(
-        max_batch_size=2,
+        max_draft_length=2,
         repeats=1,
         calibration_tokens=4,
         sampling=hierspec.SamplingConfig(temperature=0.0),
@@ -274,12 +274,12 @@ def test_cache_key_ignores_the_state_of_a_level(tmp_path):
     from hierspec.profiler import profile_cache_path
 
     models = [NGramDrafter(12), synthetic(rhos=(0.7,)).models[1]]
-    config = ProfilerConfig(max_batch_size=2)
+    config = ProfilerConfig(max_draft_length=2)
     before = profile_cache_path(tmp_path, models, ["ngram", "target"], config, 4)
     models[0].append(torch.tensor([[1, 2, 3]]))
     assert profile_cache_path(tmp_path, models, ["ngram", "target"], config, 4) == before
     assert profile_cache_path(tmp_path, models, ["ngram", "target"], config, 5) != before
-    greedy = ProfilerConfig(max_batch_size=2, sampling=hierspec.SamplingConfig(temperature=0.0))
+    greedy = ProfilerConfig(max_draft_length=2, sampling=hierspec.SamplingConfig(temperature=0.0))
     assert profile_cache_path(tmp_path, models, ["ngram", "target"], greedy, 4) != before
 
 
@@ -329,7 +329,7 @@ def test_bad_names_and_prompts():
 @pytest.mark.parametrize(
     "arguments,error,message",
     [
-        (dict(max_batch_size=0), ValueError, "max_batch_size must be >= 1, got 0"),
+        (dict(max_draft_length=0), ValueError, "max_draft_length must be >= 1, got 0"),
         (dict(repeats=0), ValueError, "repeats must be >= 1, got 0"),
         (
             dict(repeats=2, large_pass_repeats=3),

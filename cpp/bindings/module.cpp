@@ -35,7 +35,7 @@ PYBIND11_MODULE(_core, module) {
 
   py::class_<hierspec::PlanEntry>(module, "PlanEntry")
       .def_readonly("chain", &hierspec::PlanEntry::chain)
-      .def_readonly("batch_sizes", &hierspec::PlanEntry::batch_sizes)
+      .def_readonly("draft_lengths", &hierspec::PlanEntry::draft_lengths)
       .def_readonly("latency", &hierspec::PlanEntry::latency)
       .def_readonly("speedup", &hierspec::PlanEntry::speedup)
       .def_readonly("speedup_vs_single_draft", &hierspec::PlanEntry::speedup_vs_single_draft);
@@ -45,7 +45,7 @@ PYBIND11_MODULE(_core, module) {
       .def_readonly("target_latency", &hierspec::PlanResult::target_latency)
       .def_readonly("best_single_draft", &hierspec::PlanResult::best_single_draft)
       .def_readonly("alternatives", &hierspec::PlanResult::alternatives)
-      .def_readonly("max_batch_size", &hierspec::PlanResult::max_batch_size)
+      .def_readonly("max_draft_length", &hierspec::PlanResult::max_draft_length)
       .def_readonly("cost_table_columns", &hierspec::PlanResult::cost_table_columns)
       .def_readonly("columns_needed", &hierspec::PlanResult::columns_needed)
       .def_readonly("limited_by_cost_table", &hierspec::PlanResult::limited_by_cost_table);
@@ -58,47 +58,47 @@ PYBIND11_MODULE(_core, module) {
   module.def("evaluate",
              py::overload_cast<const CostTable&, const AcceptanceMatrix&, const Ints&, const Ints&>(
                  &hierspec::evaluate),
-             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("batch_sizes"),
+             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
              (std::string("Exact expectation of a chain under docs/policy.md.") + costs_doc)
                  .c_str());
   module.def("evaluate",
              py::overload_cast<const ConstantCosts&, const AcceptanceMatrix&, const Ints&,
                                const Ints&>(&hierspec::evaluate),
-             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("batch_sizes"));
+             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"));
 
   module.def("simulate",
              py::overload_cast<const CostTable&, const AcceptanceMatrix&, const Ints&, const Ints&,
                                std::int64_t, std::uint64_t>(&hierspec::simulate),
-             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("batch_sizes"),
+             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
              py::arg("num_tokens"), py::arg("seed"),
              (std::string("Seeded Monte Carlo of the same process.") + costs_doc).c_str(),
              py::call_guard<py::gil_scoped_release>());
   module.def("simulate",
              py::overload_cast<const ConstantCosts&, const AcceptanceMatrix&, const Ints&,
                                const Ints&, std::int64_t, std::uint64_t>(&hierspec::simulate),
-             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("batch_sizes"),
+             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
              py::arg("num_tokens"), py::arg("seed"), py::call_guard<py::gil_scoped_release>());
 
   module.def("plan",
              py::overload_cast<const CostTable&, const AcceptanceMatrix&, int>(&hierspec::plan),
-             py::arg("costs"), py::arg("acceptance"), py::arg("max_batch_size"),
-             (std::string("Latency-optimal chain and batch sizes (exact DP).") + costs_doc).c_str(),
+             py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
+             (std::string("Latency-optimal chain and draft lengths (exact DP).") + costs_doc).c_str(),
              py::call_guard<py::gil_scoped_release>());
   module.def("plan",
              py::overload_cast<const ConstantCosts&, const AcceptanceMatrix&, int>(&hierspec::plan),
-             py::arg("costs"), py::arg("acceptance"), py::arg("max_batch_size"),
+             py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
              py::call_guard<py::gil_scoped_release>());
 
   module.def("brute_force_plan",
              py::overload_cast<const CostTable&, const AcceptanceMatrix&, int>(
                  &hierspec::brute_force_plan),
-             py::arg("costs"), py::arg("acceptance"), py::arg("max_batch_size"),
+             py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
              (std::string("The planner's result by exhaustive enumeration (for tests).") +
               costs_doc).c_str(),
              py::call_guard<py::gil_scoped_release>());
   module.def("brute_force_plan",
              py::overload_cast<const ConstantCosts&, const AcceptanceMatrix&, int>(
                  &hierspec::brute_force_plan),
-             py::arg("costs"), py::arg("acceptance"), py::arg("max_batch_size"),
+             py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
              py::call_guard<py::gil_scoped_release>());
 }

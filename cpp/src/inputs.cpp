@@ -96,7 +96,7 @@ CostTable expand_constant_costs(const std::vector<double>& cost_per_pass, int nu
   return table;
 }
 
-void validate_chain(const std::vector<int>& chain, const std::vector<int>& batch_sizes,
+void validate_chain(const std::vector<int>& chain, const std::vector<int>& draft_lengths,
                     int num_models) {
   if (chain.empty()) {
     throw std::invalid_argument("chain = [] is empty; it must end at the target (model " +
@@ -120,40 +120,40 @@ void validate_chain(const std::vector<int>& chain, const std::vector<int>& batch
                                 std::to_string(num_models - 1) + "), got " +
                                 std::to_string(chain.back()));
   }
-  if (batch_sizes.size() + 1 != chain.size()) {
-    throw std::invalid_argument("batch_sizes has " + std::to_string(batch_sizes.size()) +
+  if (draft_lengths.size() + 1 != chain.size()) {
+    throw std::invalid_argument("draft_lengths has " + std::to_string(draft_lengths.size()) +
                                 " entries, chain needs " + std::to_string(chain.size() - 1) +
                                 " (one per level below the target)");
   }
-  for (std::size_t level = 0; level < batch_sizes.size(); ++level) {
-    if (batch_sizes[level] < 1) {
-      throw std::invalid_argument("batch_sizes[" + std::to_string(level) + "] = " +
-                                  std::to_string(batch_sizes[level]) + " must be >= 1");
+  for (std::size_t level = 0; level < draft_lengths.size(); ++level) {
+    if (draft_lengths[level] < 1) {
+      throw std::invalid_argument("draft_lengths[" + std::to_string(level) + "] = " +
+                                  std::to_string(draft_lengths[level]) + " must be >= 1");
     }
-    if (batch_sizes[level] > kMaxBatchSize) {
-      throw std::invalid_argument("batch_sizes[" + std::to_string(level) + "] = " +
-                                  std::to_string(batch_sizes[level]) + " exceeds the limit " +
-                                  std::to_string(kMaxBatchSize));
+    if (draft_lengths[level] > kMaxDraftLength) {
+      throw std::invalid_argument("draft_lengths[" + std::to_string(level) + "] = " +
+                                  std::to_string(draft_lengths[level]) + " exceeds the limit " +
+                                  std::to_string(kMaxDraftLength));
     }
   }
 }
 
-int chain_columns_needed(const std::vector<int>& batch_sizes) {
-  const std::size_t num_levels = batch_sizes.size();  // K
+int chain_columns_needed(const std::vector<int>& draft_lengths) {
+  const std::size_t num_levels = draft_lengths.size();  // K
   if (num_levels == 0) return 1;
   int needed = 2;  // level 0's first pass processes 2 tokens (policy rule 1)
   for (std::size_t level = 1; level < num_levels; ++level) {
-    needed = std::max(needed, batch_sizes[level - 1] + 1);
+    needed = std::max(needed, draft_lengths[level - 1] + 1);
   }
-  if (num_levels == 1) return std::max(needed, batch_sizes[0] + 1);
+  if (num_levels == 1) return std::max(needed, draft_lengths[0] + 1);
   // Deferred target pass over the whole hand-up of level K-1: at most T_{K-1} + T_{K-2}.
-  return std::max(needed, batch_sizes[num_levels - 1] + batch_sizes[num_levels - 2]);
+  return std::max(needed, draft_lengths[num_levels - 1] + draft_lengths[num_levels - 2]);
 }
 
-int plan_columns_needed(int num_models, int max_batch_size) {
+int plan_columns_needed(int num_models, int max_draft_length) {
   if (num_models <= 1) return 1;
-  if (num_models == 2) return std::max(2, max_batch_size + 1);
-  return std::max(2, 2 * max_batch_size);
+  if (num_models == 2) return std::max(2, max_draft_length + 1);
+  return std::max(2, 2 * max_draft_length);
 }
 
 void require_columns(const CostTable& costs, int columns_needed) {

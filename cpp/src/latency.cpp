@@ -16,13 +16,13 @@ double pass_cost(const CostTable& costs, int model, int num_tokens) {
 }  // namespace
 
 Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                    const std::vector<int>& chain, const std::vector<int>& batch_sizes) {
+                    const std::vector<int>& chain, const std::vector<int>& draft_lengths) {
   const int num_models = validate_acceptance(acceptance);
   validate_costs(costs, num_models);
-  validate_chain(chain, batch_sizes, num_models);
-  require_columns(costs, chain_columns_needed(batch_sizes));
+  validate_chain(chain, draft_lengths, num_models);
+  require_columns(costs, chain_columns_needed(draft_lengths));
 
-  const int top = static_cast<int>(batch_sizes.size());  // K: the target's level
+  const int top = static_cast<int>(draft_lengths.size());  // K: the target's level
   const int target = chain[top];
   Evaluation result;
   if (top == 0) {  // plain decoding: one pass of one token per committed token
@@ -36,20 +36,20 @@ Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
 
   // Per call of each level l < K: expected passes, tokens processed and own pass cost.
   std::vector<double> passes_per_call(top), tokens_per_call(top), own_cost_per_call(top);
-  passes_per_call[0] = batch_sizes[0];
-  tokens_per_call[0] = batch_sizes[0] + 1.0;
+  passes_per_call[0] = draft_lengths[0];
+  tokens_per_call[0] = draft_lengths[0] + 1.0;
   own_cost_per_call[0] =
-      pass_cost(costs, chain[0], 2) + (batch_sizes[0] - 1) * pass_cost(costs, chain[0], 1);
+      pass_cost(costs, chain[0], 2) + (draft_lengths[0] - 1) * pass_cost(costs, chain[0], 1);
 
   // Law of the length e of the target's pass: pass_length_law[k] = P(e = first_pass_length + k).
   // K = 1: e = T_0 + 1 (standard verification); K >= 2: e = L, the hand-up of level K-1
   // (deferred verification, rule 4).
-  int first_pass_length = batch_sizes[0] + 1;
+  int first_pass_length = draft_lengths[0] + 1;
   std::vector<double> pass_length_law = {1.0};
   for (int level = 1; level < top; ++level) {
-    const int batch_length = batch_sizes[level - 1];  // G: fixed hand-up of level - 1
+    const int batch_length = draft_lengths[level - 1];  // G: fixed hand-up of level - 1
     // The renewal stops once s >= threshold + 1: T + 1 for a lower level, T for level K-1.
-    const int threshold = level == top - 1 ? batch_sizes[level] - 1 : batch_sizes[level];
+    const int threshold = level == top - 1 ? draft_lengths[level] - 1 : draft_lengths[level];
     const double rate = acceptance[chain[level - 1]][chain[level]];
     const std::vector<double> law = detail::output_law(rate, batch_length);
     const std::vector<double> density = detail::renewal_density(law, threshold);
@@ -102,23 +102,23 @@ Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
 }
 
 Evaluation evaluate(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
-                    const std::vector<int>& chain, const std::vector<int>& batch_sizes) {
+                    const std::vector<int>& chain, const std::vector<int>& draft_lengths) {
   const int num_models = validate_acceptance(acceptance);
   validate_constant_costs(cost_per_pass, num_models);
-  validate_chain(chain, batch_sizes, num_models);
-  return evaluate(expand_constant_costs(cost_per_pass, chain_columns_needed(batch_sizes)),
-                  acceptance, chain, batch_sizes);
+  validate_chain(chain, draft_lengths, num_models);
+  return evaluate(expand_constant_costs(cost_per_pass, chain_columns_needed(draft_lengths)),
+                  acceptance, chain, draft_lengths);
 }
 
 double expected_latency(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                        const std::vector<int>& chain, const std::vector<int>& batch_sizes) {
-  return evaluate(costs, acceptance, chain, batch_sizes).latency;
+                        const std::vector<int>& chain, const std::vector<int>& draft_lengths) {
+  return evaluate(costs, acceptance, chain, draft_lengths).latency;
 }
 
 double expected_latency(const std::vector<double>& cost_per_pass,
                         const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
-                        const std::vector<int>& batch_sizes) {
-  return evaluate(cost_per_pass, acceptance, chain, batch_sizes).latency;
+                        const std::vector<int>& draft_lengths) {
+  return evaluate(cost_per_pass, acceptance, chain, draft_lengths).latency;
 }
 
 }  // namespace hierspec

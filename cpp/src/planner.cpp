@@ -20,21 +20,21 @@ constexpr double kInfinity = std::numeric_limits<double>::infinity();
 struct Candidate {
   double latency = kInfinity;
   std::vector<int> chain;
-  std::vector<int> batch_sizes;
+  std::vector<int> draft_lengths;
   bool found() const { return latency < kInfinity; }
 };
 
-void check_max_batch_size(int max_batch_size) {
-  if (max_batch_size < 1 || max_batch_size > kMaxBatchSize) {
-    throw std::invalid_argument("max_batch_size = " + std::to_string(max_batch_size) +
-                                " must be in [1, " + std::to_string(kMaxBatchSize) + "]");
+void check_max_draft_length(int max_draft_length) {
+  if (max_draft_length < 1 || max_draft_length > kMaxDraftLength) {
+    throw std::invalid_argument("max_draft_length = " + std::to_string(max_draft_length) +
+                                " must be in [1, " + std::to_string(kMaxDraftLength) + "]");
   }
 }
 
 PlanEntry make_entry(const Candidate& candidate) {
   PlanEntry entry;
   entry.chain = candidate.chain;
-  entry.batch_sizes = candidate.batch_sizes;
+  entry.draft_lengths = candidate.draft_lengths;
   entry.latency = candidate.latency;
   return entry;
 }
@@ -44,12 +44,12 @@ PlanEntry make_entry(const Candidate& candidate) {
 // that both report the same structure.
 PlanResult assemble(const std::vector<Candidate>& best_below_target,
                     const std::vector<Candidate>& best_single_draft, int target,
-                    double target_latency, int max_batch_size, int cost_table_columns) {
+                    double target_latency, int max_draft_length, int cost_table_columns) {
   PlanResult result;
   result.target_latency = target_latency;
-  result.max_batch_size = max_batch_size;
+  result.max_draft_length = max_draft_length;
   result.cost_table_columns = cost_table_columns;
-  result.columns_needed = plan_columns_needed(target + 1, max_batch_size);
+  result.columns_needed = plan_columns_needed(target + 1, max_draft_length);
   result.limited_by_cost_table = cost_table_columns < result.columns_needed;
 
   std::vector<PlanEntry> entries;
@@ -65,8 +65,8 @@ PlanResult assemble(const std::vector<Candidate>& best_below_target,
   alone.chain = {target};
   entries.push_back(make_entry(alone));
   std::stable_sort(entries.begin(), entries.end(), [](const PlanEntry& x, const PlanEntry& y) {
-    return std::make_tuple(x.latency, x.chain.size(), x.chain, x.batch_sizes) <
-           std::make_tuple(y.latency, y.chain.size(), y.chain, y.batch_sizes);
+    return std::make_tuple(x.latency, x.chain.size(), x.chain, x.draft_lengths) <
+           std::make_tuple(y.latency, y.chain.size(), y.chain, y.draft_lengths);
   });
 
   const Candidate* single_best = nullptr;
@@ -110,14 +110,14 @@ struct TopChoice {
 
 }  // namespace
 
-PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_batch_size) {
+PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
   const int num_models = validate_acceptance(acceptance);
   validate_costs(costs, num_models);
-  check_max_batch_size(max_batch_size);
+  check_max_draft_length(max_draft_length);
 
   const int target = num_models - 1;
   const int num_columns = static_cast<int>(costs[0].size());  // N
-  const int max_batch = max_batch_size;                       // Tmax
+  const int max_batch = max_draft_length;                       // Tmax
   const auto cost = [&costs](int model, int num_tokens) {
     return costs[model][static_cast<std::size_t>(num_tokens) - 1];
   };
@@ -220,23 +220,23 @@ PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int 
 
   // Walk the back-pointers of node (model, batch) down to level 0.
   const auto sub_chain = [&nodes](int model, int batch, Candidate& candidate) {
-    std::vector<int> chain, batch_sizes;
+    std::vector<int> chain, draft_lengths;
     while (model >= 0) {
       chain.push_back(model);
-      batch_sizes.push_back(batch);
+      draft_lengths.push_back(batch);
       const Node& node = nodes[model][batch];
       model = node.below_model;
       batch = node.below_batch;
     }
     candidate.chain.assign(chain.rbegin(), chain.rend());
-    candidate.batch_sizes.assign(batch_sizes.rbegin(), batch_sizes.rend());
+    candidate.draft_lengths.assign(draft_lengths.rbegin(), draft_lengths.rend());
   };
   const auto to_candidate = [&](int model, const TopChoice& choice) {
     Candidate candidate;
     if (!(choice.latency < kInfinity)) return candidate;
     if (choice.below_model >= 0) sub_chain(choice.below_model, choice.below_batch, candidate);
     candidate.chain.push_back(model);
-    candidate.batch_sizes.push_back(choice.batch);
+    candidate.draft_lengths.push_back(choice.batch);
     candidate.chain.push_back(target);
     candidate.latency = choice.latency;
     return candidate;
@@ -246,24 +246,24 @@ PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int 
     best_below_target.push_back(to_candidate(model, top_choice[model]));
     best_single_draft.push_back(to_candidate(model, single_choice[model]));
   }
-  return assemble(best_below_target, best_single_draft, target, cost(target, 1), max_batch_size,
+  return assemble(best_below_target, best_single_draft, target, cost(target, 1), max_draft_length,
                   num_columns);
 }
 
 PlanResult plan(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
-                int max_batch_size) {
+                int max_draft_length) {
   const int num_models = validate_acceptance(acceptance);
   validate_constant_costs(cost_per_pass, num_models);
-  check_max_batch_size(max_batch_size);
-  return plan(expand_constant_costs(cost_per_pass, plan_columns_needed(num_models, max_batch_size)),
-              acceptance, max_batch_size);
+  check_max_draft_length(max_draft_length);
+  return plan(expand_constant_costs(cost_per_pass, plan_columns_needed(num_models, max_draft_length)),
+              acceptance, max_draft_length);
 }
 
 PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                            int max_batch_size) {
+                            int max_draft_length) {
   const int num_models = validate_acceptance(acceptance);
   validate_costs(costs, num_models);
-  check_max_batch_size(max_batch_size);
+  check_max_draft_length(max_draft_length);
   if (num_models > 24) {
     throw std::invalid_argument("brute_force_plan: " + std::to_string(num_models) +
                                 " models is too many to enumerate (limit 24)");
@@ -278,37 +278,37 @@ PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acce
       if (mask & (1u << model)) chain.push_back(model);
     }
     chain.push_back(target);
-    std::vector<int> batch_sizes(chain.size() - 1, 1);
-    while (true) {  // odometer over [1, max_batch_size]^K
-      if (chain_columns_needed(batch_sizes) <= num_columns) {
-        const double latency = expected_latency(costs, acceptance, chain, batch_sizes);
+    std::vector<int> draft_lengths(chain.size() - 1, 1);
+    while (true) {  // odometer over [1, max_draft_length]^K
+      if (chain_columns_needed(draft_lengths) <= num_columns) {
+        const double latency = expected_latency(costs, acceptance, chain, draft_lengths);
         const int below = chain[chain.size() - 2];
         for (Candidate* best : {&best_below_target[below],
                                 chain.size() == 2 ? &best_single_draft[below] : nullptr}) {
-          if (best != nullptr && latency < best->latency) *best = {latency, chain, batch_sizes};
+          if (best != nullptr && latency < best->latency) *best = {latency, chain, draft_lengths};
         }
       }
       std::size_t level = 0;
-      while (level < batch_sizes.size() && batch_sizes[level] == max_batch_size) {
-        batch_sizes[level++] = 1;
+      while (level < draft_lengths.size() && draft_lengths[level] == max_draft_length) {
+        draft_lengths[level++] = 1;
       }
-      if (level == batch_sizes.size()) break;
-      ++batch_sizes[level];
+      if (level == draft_lengths.size()) break;
+      ++draft_lengths[level];
     }
   }
   const double target_latency = expected_latency(costs, acceptance, {target}, {});
-  return assemble(best_below_target, best_single_draft, target, target_latency, max_batch_size,
+  return assemble(best_below_target, best_single_draft, target, target_latency, max_draft_length,
                   num_columns);
 }
 
 PlanResult brute_force_plan(const std::vector<double>& cost_per_pass,
-                            const AcceptanceMatrix& acceptance, int max_batch_size) {
+                            const AcceptanceMatrix& acceptance, int max_draft_length) {
   const int num_models = validate_acceptance(acceptance);
   validate_constant_costs(cost_per_pass, num_models);
-  check_max_batch_size(max_batch_size);
+  check_max_draft_length(max_draft_length);
   return brute_force_plan(
-      expand_constant_costs(cost_per_pass, plan_columns_needed(num_models, max_batch_size)),
-      acceptance, max_batch_size);
+      expand_constant_costs(cost_per_pass, plan_columns_needed(num_models, max_draft_length)),
+      acceptance, max_draft_length);
 }
 
 }  // namespace hierspec

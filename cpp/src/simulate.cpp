@@ -13,13 +13,13 @@ namespace {
 class Simulator {
  public:
   Simulator(const CostTable& costs, const AcceptanceMatrix& acceptance,
-            const std::vector<int>& chain, const std::vector<int>& batch_sizes,
+            const std::vector<int>& chain, const std::vector<int>& draft_lengths,
             std::uint64_t seed)
       : costs_(costs),
         acceptance_(acceptance),
         chain_(chain),
-        batch_sizes_(batch_sizes),
-        top_(static_cast<int>(batch_sizes.size())),
+        draft_lengths_(draft_lengths),
+        top_(static_cast<int>(draft_lengths.size())),
         generator_(seed),
         passes_(chain.size(), 0.0),
         tokens_(chain.size(), 0.0),
@@ -49,7 +49,7 @@ class Simulator {
  private:
   // One call of level `level` < K; returns the number of tokens it hands up.
   int call(int level) {
-    const int threshold = batch_sizes_[level];
+    const int threshold = draft_lengths_[level];
     if (level == 0) {  // rule 1: T_0 passes, the first over 2 tokens, the others over 1
       record_pass(0, 2);
       for (int pass = 1; pass < threshold; ++pass) record_pass(0, 1);
@@ -88,7 +88,7 @@ class Simulator {
   const CostTable& costs_;
   const AcceptanceMatrix& acceptance_;
   const std::vector<int>& chain_;
-  const std::vector<int>& batch_sizes_;
+  const std::vector<int>& draft_lengths_;
   const int top_;
   std::mt19937_64 generator_;
   std::vector<double> passes_, tokens_, cost_;
@@ -97,18 +97,18 @@ class Simulator {
 }  // namespace
 
 SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                          const std::vector<int>& chain, const std::vector<int>& batch_sizes,
+                          const std::vector<int>& chain, const std::vector<int>& draft_lengths,
                           std::int64_t num_tokens, std::uint64_t seed) {
   const int num_models = validate_acceptance(acceptance);
   validate_costs(costs, num_models);
-  validate_chain(chain, batch_sizes, num_models);
-  require_columns(costs, chain_columns_needed(batch_sizes));
+  validate_chain(chain, draft_lengths, num_models);
+  require_columns(costs, chain_columns_needed(draft_lengths));
   if (num_tokens < 1) {
     throw std::invalid_argument("num_tokens = " + std::to_string(num_tokens) +
                                 " must be >= 1");
   }
 
-  Simulator simulator(costs, acceptance, chain, batch_sizes, seed);
+  Simulator simulator(costs, acceptance, chain, draft_lengths, seed);
   SimulationResult result;
   while (result.num_tokens < num_tokens) {
     result.num_tokens += simulator.target_cycle();
@@ -128,13 +128,13 @@ SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& accept
 
 SimulationResult simulate(const std::vector<double>& cost_per_pass,
                           const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
-                          const std::vector<int>& batch_sizes, std::int64_t num_tokens,
+                          const std::vector<int>& draft_lengths, std::int64_t num_tokens,
                           std::uint64_t seed) {
   const int num_models = validate_acceptance(acceptance);
   validate_constant_costs(cost_per_pass, num_models);
-  validate_chain(chain, batch_sizes, num_models);
-  return simulate(expand_constant_costs(cost_per_pass, chain_columns_needed(batch_sizes)),
-                  acceptance, chain, batch_sizes, num_tokens, seed);
+  validate_chain(chain, draft_lengths, num_models);
+  return simulate(expand_constant_costs(cost_per_pass, chain_columns_needed(draft_lengths)),
+                  acceptance, chain, draft_lengths, num_tokens, seed);
 }
 
 }  // namespace hierspec

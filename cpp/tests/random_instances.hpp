@@ -48,19 +48,19 @@ inline hierspec::CostTable random_costs(std::mt19937_64& generator, int num_mode
   return costs;
 }
 
-// A random chain ending at the target with `num_levels` levels below it, and batch sizes.
+// A random chain ending at the target with `num_levels` levels below it, and draft lengths.
 inline void random_chain(std::mt19937_64& generator, int num_models, int num_levels,
-                         int max_batch_size, std::vector<int>& chain,
-                         std::vector<int>& batch_sizes) {
+                         int max_draft_length, std::vector<int>& chain,
+                         std::vector<int>& draft_lengths) {
   std::vector<int> drafts;
   for (int model = 0; model < num_models - 1; ++model) drafts.push_back(model);
   std::shuffle(drafts.begin(), drafts.end(), generator);
   chain.assign(drafts.begin(), drafts.begin() + num_levels);
   std::sort(chain.begin(), chain.end());
   chain.push_back(num_models - 1);
-  batch_sizes.clear();
+  draft_lengths.clear();
   for (int level = 0; level < num_levels; ++level) {
-    batch_sizes.push_back(uniform_int(generator, 1, max_batch_size));
+    draft_lengths.push_back(uniform_int(generator, 1, max_draft_length));
   }
 }
 

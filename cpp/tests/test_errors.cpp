@@ -51,16 +51,16 @@ TEST(chain_errors) {
   CHECK_THROWS_WITH(hierspec::evaluate(table(9), kAcceptance, {}, {}), "chain = [] is empty");
 }
 
-TEST(batch_size_errors) {
+TEST(draft_length_errors) {
   CHECK_THROWS_WITH(hierspec::evaluate(table(9), kAcceptance, {0, 1, 3}, {2, 0}),
-                    "batch_sizes[1] = 0 must be >= 1");
+                    "draft_lengths[1] = 0 must be >= 1");
   CHECK_THROWS_WITH(hierspec::evaluate(kConstant, kAcceptance, {0, 1, 3}, {-3, 2}),
-                    "batch_sizes[0] = -3 must be >= 1");
+                    "draft_lengths[0] = -3 must be >= 1");
   CHECK_THROWS_WITH(hierspec::evaluate(table(9), kAcceptance, {0, 1, 3}, {2}),
-                    "batch_sizes has 1 entries, chain needs 2");
+                    "draft_lengths has 1 entries, chain needs 2");
   CHECK_THROWS_WITH(hierspec::evaluate(table(9), kAcceptance, {3}, {2}),
-                    "batch_sizes has 1 entries, chain needs 0");
-  CHECK_THROWS_WITH(hierspec::plan(kConstant, kAcceptance, 0), "max_batch_size = 0 must be in");
+                    "draft_lengths has 1 entries, chain needs 0");
+  CHECK_THROWS_WITH(hierspec::plan(kConstant, kAcceptance, 0), "max_draft_length = 0 must be in");
   CHECK_THROWS_WITH(hierspec::simulate(kConstant, kAcceptance, {0, 3}, {2}, 0, 1),
                     "num_tokens = 0 must be >= 1");
 }

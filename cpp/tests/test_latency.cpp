@@ -105,14 +105,14 @@ TEST(per_level_counts_are_consistent) {
   std::mt19937_64 generator(2);
   for (int trial = 0; trial < 100; ++trial) {
     const int num_models = uniform_int(generator, 2, 6);
-    std::vector<int> chain, batch_sizes;
+    std::vector<int> chain, draft_lengths;
     test_instances::random_chain(generator, num_models, uniform_int(generator, 1, num_models - 1),
-                                 8, chain, batch_sizes);
+                                 8, chain, draft_lengths);
     const AcceptanceMatrix acceptance = random_acceptance(generator, num_models);
     const std::vector<double> cost_per_pass = {0.1, 0.5, 1.0, 2.0, 4.0, 9.0};
     const std::vector<double> costs(cost_per_pass.begin(), cost_per_pass.begin() + num_models);
     const hierspec::Evaluation evaluation =
-        hierspec::evaluate(costs, acceptance, chain, batch_sizes);
+        hierspec::evaluate(costs, acceptance, chain, draft_lengths);
     double total = 0.0;
     for (std::size_t level = 0; level < chain.size(); ++level) {
       total += evaluation.cost_per_token[level];
@@ -123,8 +123,8 @@ TEST(per_level_counts_are_consistent) {
     const std::size_t top = chain.size() - 1;
     CHECK_CLOSE(evaluation.passes_per_token[top] * evaluation.tokens_per_target_pass, 1.0, 1e-12);
     // level 0 processes T_0 + 1 tokens in T_0 passes per call
-    CHECK_CLOSE(evaluation.tokens_per_token[0] * batch_sizes[0],
-                evaluation.passes_per_token[0] * (batch_sizes[0] + 1), 1e-12);
+    CHECK_CLOSE(evaluation.tokens_per_token[0] * draft_lengths[0],
+                evaluation.passes_per_token[0] * (draft_lengths[0] + 1), 1e-12);
   }
 }
 

@@ -30,7 +30,7 @@ void check_same_result(const PlanResult& planned, const PlanResult& brute,
   }
   for (std::size_t k = 0; k < planned.alternatives.size(); ++k) {
     const hierspec::PlanEntry& entry = planned.alternatives[k];
-    CHECK_CLOSE(hierspec::expected_latency(costs, acceptance, entry.chain, entry.batch_sizes),
+    CHECK_CLOSE(hierspec::expected_latency(costs, acceptance, entry.chain, entry.draft_lengths),
                 entry.latency, 1e-10);
     CHECK(k == 0 || planned.alternatives[k - 1].latency <= entry.latency);
     CHECK_CLOSE(entry.speedup, planned.target_latency / entry.latency, 1e-14);
@@ -45,12 +45,12 @@ TEST(planner_equals_brute_force_on_random_instances) {
   std::mt19937_64 generator(7);
   for (int trial = 0; trial < 150; ++trial) {
     const int num_models = uniform_int(generator, 1, 5);
-    const int max_batch_size = uniform_int(generator, 1, num_models >= 5 ? 4 : 5);
+    const int max_draft_length = uniform_int(generator, 1, num_models >= 5 ? 4 : 5);
     const CostTable costs = test_instances::random_costs(
-        generator, num_models, hierspec::plan_columns_needed(num_models, max_batch_size));
+        generator, num_models, hierspec::plan_columns_needed(num_models, max_draft_length));
     const AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_batch_size);
-    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_batch_size);
+    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length);
+    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length);
     check_same_result(planned, brute, costs, acceptance);
     CHECK(!planned.limited_by_cost_table);
   }
@@ -62,7 +62,7 @@ TEST(planner_equals_brute_force_when_deep_chains_win) {
   int deep_wins = 0;
   for (int trial = 0; trial < 60; ++trial) {
     const int num_models = 5;
-    const int max_batch_size = 4;
+    const int max_draft_length = 4;
     CostTable costs = test_instances::random_costs(generator, num_models, 9);
     AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
     for (int row = 0; row < num_models; ++row) {
@@ -71,8 +71,8 @@ TEST(planner_equals_brute_force_when_deep_chains_win) {
         acceptance[row][column] = 0.5 + 0.5 * acceptance[row][column] * neighbour;
       }
     }
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_batch_size);
-    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_batch_size);
+    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length);
+    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length);
     check_same_result(planned, brute, costs, acceptance);
     if (planned.best.chain.size() >= 3) ++deep_wins;
   }
@@ -84,46 +84,46 @@ TEST(planner_equals_brute_force_with_short_tables) {
   std::mt19937_64 generator(9);
   for (int trial = 0; trial < 80; ++trial) {
     const int num_models = uniform_int(generator, 2, 5);
-    const int max_batch_size = uniform_int(generator, 2, 4);
-    const int needed = hierspec::plan_columns_needed(num_models, max_batch_size);
+    const int max_draft_length = uniform_int(generator, 2, 4);
+    const int needed = hierspec::plan_columns_needed(num_models, max_draft_length);
     const int num_columns = uniform_int(generator, 1, needed - 1);
     const CostTable costs = test_instances::random_costs(generator, num_models, num_columns);
     const AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_batch_size);
-    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_batch_size);
+    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length);
+    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length);
     check_same_result(planned, brute, costs, acceptance);
     CHECK(planned.limited_by_cost_table);
     CHECK(planned.cost_table_columns == num_columns && planned.columns_needed == needed);
     for (const hierspec::PlanEntry& entry : planned.alternatives) {
-      CHECK(hierspec::chain_columns_needed(entry.batch_sizes) <= num_columns);
+      CHECK(hierspec::chain_columns_needed(entry.draft_lengths) <= num_columns);
     }
   }
 }
 
 // Larger T than brute force can reach: the DP's reported latency is the evaluator's, and no
-// single-level change of one batch size (a local search) improves on it.
+// single-level change of one draft length (a local search) improves on it.
 TEST(planner_is_locally_optimal_for_large_batches) {
   std::mt19937_64 generator(11);
   for (int trial = 0; trial < 20; ++trial) {
-    const int num_models = 6, max_batch_size = 32;
+    const int num_models = 6, max_draft_length = 32;
     const CostTable costs = test_instances::random_costs(
-        generator, num_models, hierspec::plan_columns_needed(num_models, max_batch_size));
+        generator, num_models, hierspec::plan_columns_needed(num_models, max_draft_length));
     AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
     for (auto& row : acceptance) {
       for (double& rate : row) rate = 0.6 + 0.4 * rate;
     }
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_batch_size);
+    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length);
     const hierspec::PlanEntry& best = planned.best;
-    CHECK_CLOSE(hierspec::expected_latency(costs, acceptance, best.chain, best.batch_sizes),
+    CHECK_CLOSE(hierspec::expected_latency(costs, acceptance, best.chain, best.draft_lengths),
                 best.latency, 1e-10);
-    std::vector<int> sizes = best.batch_sizes;
+    std::vector<int> sizes = best.draft_lengths;
     for (std::size_t level = 0; level < sizes.size(); ++level) {
-      for (int size = 1; size <= max_batch_size; ++size) {
+      for (int size = 1; size <= max_draft_length; ++size) {
         sizes[level] = size;
         CHECK(hierspec::expected_latency(costs, acceptance, best.chain, sizes) >=
               best.latency * (1 - 1e-12));
       }
-      sizes[level] = best.batch_sizes[level];
+      sizes[level] = best.draft_lengths[level];
     }
   }
 }
@@ -136,7 +136,7 @@ TEST(constant_costs_plan_matches_expanded_table) {
   const PlanResult from_table = hierspec::plan(
       hierspec::expand_constant_costs(cost_per_pass, 40), acceptance, 16);
   CHECK(from_constant.best.chain == from_table.best.chain);
-  CHECK(from_constant.best.batch_sizes == from_table.best.batch_sizes);
+  CHECK(from_constant.best.draft_lengths == from_table.best.draft_lengths);
   CHECK(!from_constant.limited_by_cost_table && !from_table.limited_by_cost_table);
   CHECK(from_constant.best.chain.size() >= 3);  // a hierarchy pays here
   CHECK(from_constant.best.speedup > from_constant.best_single_draft->speedup);

@@ -18,17 +18,17 @@ void check_agreement(int num_levels, std::uint64_t seed, double tolerance) {
   std::mt19937_64 generator(seed);
   for (int trial = 0; trial < 6; ++trial) {
     const int num_models = uniform_int(generator, num_levels + 1, num_levels + 3);
-    std::vector<int> chain, batch_sizes;
-    test_instances::random_chain(generator, num_models, num_levels, 8, chain, batch_sizes);
+    std::vector<int> chain, draft_lengths;
+    test_instances::random_chain(generator, num_models, num_levels, 8, chain, draft_lengths);
     AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
     for (auto& row : acceptance) {  // keep rates in (0.2, 0.95) so runs are not degenerate
       for (double& rate : row) rate = 0.2 + 0.75 * rate;
     }
     const CostTable costs = test_instances::random_costs(generator, num_models, 17);
     const hierspec::Evaluation expected =
-        hierspec::evaluate(costs, acceptance, chain, batch_sizes);
+        hierspec::evaluate(costs, acceptance, chain, draft_lengths);
     const hierspec::SimulationResult simulated =
-        hierspec::simulate(costs, acceptance, chain, batch_sizes, 400000, seed + trial);
+        hierspec::simulate(costs, acceptance, chain, draft_lengths, 400000, seed + trial);
     CHECK_CLOSE(simulated.latency, expected.latency, tolerance);
     CHECK_CLOSE(simulated.tokens_per_target_pass, expected.tokens_per_target_pass, tolerance);
     for (std::size_t level = 0; level < chain.size(); ++level) {
@@ -51,11 +51,11 @@ TEST(deterministic_process_is_exact) {
   std::mt19937_64 generator(5);
   const CostTable costs = test_instances::random_costs(generator, 4, 20);
   const AcceptanceMatrix acceptance = {{1, 1, 1, 1}, {0, 1, 1, 1}, {0, 0, 1, 1}, {0, 0, 0, 1}};
-  const std::vector<int> chain = {0, 1, 3}, batch_sizes = {3, 5};
+  const std::vector<int> chain = {0, 1, 3}, draft_lengths = {3, 5};
   const hierspec::Evaluation expected =
-      hierspec::evaluate(costs, acceptance, chain, batch_sizes);
+      hierspec::evaluate(costs, acceptance, chain, draft_lengths);
   const hierspec::SimulationResult simulated =
-      hierspec::simulate(costs, acceptance, chain, batch_sizes, 9 * 1000, 0);
+      hierspec::simulate(costs, acceptance, chain, draft_lengths, 9 * 1000, 0);
   // Level 1 verifies 3 tokens, gets 4 per pass, stops at s = 8 >= 6, hands up 7; the target's
   // pass of 8 tokens commits 8.
   CHECK(simulated.num_tokens == 9000 && simulated.num_target_passes == 9000 / 8);

@@ -34,7 +34,7 @@ class PlanEntry:
     @property
     def chain(self) -> list[int]: ...
     @property
-    def batch_sizes(self) -> list[int]: ...
+    def draft_lengths(self) -> list[int]: ...
     @property
     def latency(self) -> float: ...
     @property
@@ -52,7 +52,7 @@ class PlanResult:
     @property
     def alternatives(self) -> list[PlanEntry]: ...
     @property
-    def max_batch_size(self) -> int: ...
+    def max_draft_length(self) -> int: ...
     @property
     def cost_table_columns(self) -> int: ...
     @property
@@ -65,21 +65,21 @@ def evaluate(
     costs: list[list[float]],
     acceptance: list[list[float]],
     chain: list[int],
-    batch_sizes: list[int],
+    draft_lengths: list[int],
 ) -> Evaluation: ...
 @overload
 def evaluate(
     costs: list[float],
     acceptance: list[list[float]],
     chain: list[int],
-    batch_sizes: list[int],
+    draft_lengths: list[int],
 ) -> Evaluation: ...
 @overload
 def simulate(
     costs: list[list[float]],
     acceptance: list[list[float]],
     chain: list[int],
-    batch_sizes: list[int],
+    draft_lengths: list[int],
     num_tokens: int,
     seed: int,
 ) -> SimulationResult: ...
@@ -88,7 +88,7 @@ def simulate(
     costs: list[float],
     acceptance: list[list[float]],
     chain: list[int],
-    batch_sizes: list[int],
+    draft_lengths: list[int],
     num_tokens: int,
     seed: int,
 ) -> SimulationResult: ...
@@ -96,19 +96,21 @@ def simulate(
 def plan(
     costs: list[list[float]],
     acceptance: list[list[float]],
-    max_batch_size: int,
+    max_draft_length: int,
 ) -> PlanResult: ...
 @overload
-def plan(costs: list[float], acceptance: list[list[float]], max_batch_size: int) -> PlanResult: ...
+def plan(
+    costs: list[float], acceptance: list[list[float]], max_draft_length: int
+) -> PlanResult: ...
 @overload
 def brute_force_plan(
     costs: list[list[float]],
     acceptance: list[list[float]],
-    max_batch_size: int,
+    max_draft_length: int,
 ) -> PlanResult: ...
 @overload
 def brute_force_plan(
     costs: list[float],
     acceptance: list[list[float]],
-    max_batch_size: int,
+    max_draft_length: int,
 ) -> PlanResult: ...

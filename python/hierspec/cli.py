@@ -28,7 +28,7 @@ class Command:
 def _add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("profile", help="profile JSON (docs/profile-format.md)")
     parser.add_argument(
-        "--max-batch-size", type=int, default=16, help="largest batch size T considered (16)"
+        "--max-draft-length", type=int, default=16, help="largest draft length T considered (16)"
     )
     parser.add_argument("--json", metavar="OUT", help="also write the plan as JSON to OUT")
 
@@ -38,12 +38,12 @@ def _run_plan(args: argparse.Namespace) -> int:
     result = plan(
         profile.costs_ms,
         profile.acceptance,
-        max_batch_size=args.max_batch_size,
+        max_draft_length=args.max_draft_length,
         model_names=profile.model_names,
     )
     print(
         f"profile: {args.profile} ({len(profile.model_names)} models, "
-        f"max batch size {args.max_batch_size})"
+        f"max draft length {args.max_draft_length})"
     )
     print(result.format_table(unit="ms"))
     if args.json:

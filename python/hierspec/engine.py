@@ -328,7 +328,7 @@ class HierarchicalDecoder:
             :class:`hierspec.levels.TransformersLevel`) or :class:`hierspec.protocol.DraftModel`
             objects. One shared vocabulary and one device. One model is plain decoding, two is
             classic speculative decoding.
-        batch_sizes: ``[T_0, ..., T_{K-1}]``, one int ``>= 1`` per level below the target
+        draft_lengths: ``[T_0, ..., T_{K-1}]``, one int ``>= 1`` per level below the target
             (``[]`` for one model). ``T_0`` is the number of tokens level 0 drafts per call; an
             intermediate level accumulates at least ``T_l`` (+1 below level K-1) tokens before
             handing up (policy.md rules 1-4).
@@ -336,31 +336,33 @@ class HierarchicalDecoder:
     Raises:
         TypeError / ValueError naming the argument: a model that is neither a transformers model
         nor a DraftModel, a model whose cache cannot be truncated, different vocabularies or
-        devices, wrong ``batch_sizes``.
+        devices, wrong ``draft_lengths``.
     """
 
-    def __init__(self, models: Sequence[object], batch_sizes: Sequence[int]) -> None:
+    def __init__(self, models: Sequence[object], draft_lengths: Sequence[int]) -> None:
         levels = as_levels(models)
-        if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Sequence):
-            raise TypeError(f"batch_sizes must be a sequence of ints, got {batch_sizes!r}")
-        if len(batch_sizes) != len(levels) - 1:
+        if isinstance(draft_lengths, (str, bytes)) or not isinstance(draft_lengths, Sequence):
+            raise TypeError(f"draft_lengths must be a sequence of ints, got {draft_lengths!r}")
+        if len(draft_lengths) != len(levels) - 1:
             raise ValueError(
-                f"batch_sizes must have one entry per model below the target "
-                f"({len(levels) - 1}), got {list(batch_sizes)!r} of length {len(batch_sizes)}"
+                f"draft_lengths must have one entry per model below the target "
+                f"({len(levels) - 1}), got {list(draft_lengths)!r} of length {len(draft_lengths)}"
             )
         sizes = []
-        for index, size in enumerate(batch_sizes):
+        for index, size in enumerate(draft_lengths):
             if isinstance(size, bool):
-                raise TypeError(f"batch_sizes[{index}] must be an int >= 1, got {size!r}")
+                raise TypeError(f"draft_lengths[{index}] must be an int >= 1, got {size!r}")
             try:
                 size = operator.index(size)
             except TypeError:
-                raise TypeError(f"batch_sizes[{index}] must be an int >= 1, got {size!r}") from None
+                raise TypeError(
+                    f"draft_lengths[{index}] must be an int >= 1, got {size!r}"
+                ) from None
             if size < 1:
-                raise ValueError(f"batch_sizes[{index}] must be >= 1, got {size}")
+                raise ValueError(f"draft_lengths[{index}] must be >= 1, got {size}")
             sizes.append(size)
         self._levels = levels
-        self._batch_sizes = tuple(sizes)
+        self._draft_lengths = tuple(sizes)
         self._vocab_size = levels[0].vocab_size
         self._device = torch.device(levels[0].device)
         self._top = len(levels) - 1  # K
@@ -368,7 +370,7 @@ class HierarchicalDecoder:
         # at level K-1 (which hands up everything it holds).
         self._thresholds = tuple(
             size + 1 if index < self._top - 1 else size
-            for index, size in enumerate(self._batch_sizes)
+            for index, size in enumerate(self._draft_lengths)
         )
 
     @classmethod
@@ -376,16 +378,16 @@ class HierarchicalDecoder:
         """The decoder of ``plan`` (a :class:`hierspec.Plan` or :class:`hierspec.PlanEntry`).
 
         ``models`` are ALL the candidates the plan was made for, in the same order (index = model
-        index of the profile); the plan's ``chain`` picks the levels and ``batch_sizes`` their
-        batch sizes.
+        index of the profile); the plan's ``chain`` picks the levels and ``draft_lengths`` their
+        draft lengths.
         """
         if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
             raise TypeError(f"models must be a sequence of models, got {type(models).__name__}")
         chain = getattr(plan, "chain", None)
-        batch_sizes = getattr(plan, "batch_sizes", None)
-        if chain is None or batch_sizes is None:
+        draft_lengths = getattr(plan, "draft_lengths", None)
+        if chain is None or draft_lengths is None:
             raise TypeError(
-                f"plan must have .chain and .batch_sizes (a hierspec.Plan), got {plan!r}"
+                f"plan must have .chain and .draft_lengths (a hierspec.Plan), got {plan!r}"
             )
         model_names = getattr(plan, "model_names", None)
         if (
@@ -404,7 +406,7 @@ class HierarchicalDecoder:
             raise ValueError(
                 f"plan.chain {chain} must end at the target, models[{len(models) - 1}]"
             )
-        return cls([models[index] for index in chain], list(batch_sizes))
+        return cls([models[index] for index in chain], list(draft_lengths))
 
     @property
     def levels(self) -> tuple[DraftModel, ...]:
@@ -412,8 +414,8 @@ class HierarchicalDecoder:
         return self._levels
 
     @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        return self._batch_sizes
+    def draft_lengths(self) -> tuple[int, ...]:
+        return self._draft_lengths
 
     @property
     def vocab_size(self) -> int:
@@ -530,7 +532,7 @@ class _Run:
         eos_ids: torch.Tensor | None,
     ) -> None:
         self.levels = decoder.levels
-        self.batch_sizes = decoder.batch_sizes
+        self.draft_lengths = decoder.draft_lengths
         self.thresholds = decoder._thresholds
         self.top = decoder._top
         self.config = config
@@ -544,9 +546,10 @@ class _Run:
         # T_0.
         lookahead = (
             sum(
-                self.thresholds[index] + self.batch_sizes[index - 1] for index in range(1, self.top)
+                self.thresholds[index] + self.draft_lengths[index - 1]
+                for index in range(1, self.top)
             )
-            + (self.batch_sizes[0] if self.top else 0)
+            + (self.draft_lengths[0] if self.top else 0)
             + 2
         )
         capacity = prompt.shape[1] + max_new_tokens + lookahead
@@ -555,7 +558,7 @@ class _Run:
         # [1, threshold + lower batch, vocab] float32 (the q it hands up).
         self.emitted_probs = [None] + [
             torch.empty(
-                (1, self.thresholds[index] + self.batch_sizes[index - 1], decoder.vocab_size),
+                (1, self.thresholds[index] + self.draft_lengths[index - 1], decoder.vocab_size),
                 dtype=torch.float32,
                 device=decoder.device,
             )
@@ -671,18 +674,18 @@ class _Run:
         tokens = owner.tokens
         config = self.config
         generator = self.generator
-        batch_size = self.batch_sizes[0]
+        draft_length = self.draft_lengths[0]
         base = owner.text_length[0]
         probs_rows = []
         num_tokens = owner.pending(0)  # 2; 1 only right after a 1-token prompt
-        for index in range(batch_size):
+        for index in range(draft_length):
             logits = owner.forward(0, num_tokens)
             probs = processed_probs(logits[:, -1], config)  # [1, vocab]
             tokens[:, base + index : base + index + 1] = draw(probs, config, generator)
             owner.text_length[0] = base + index + 1
             probs_rows.append(probs)
             num_tokens = 1
-        return batch_size, torch.stack(probs_rows, dim=1)  # [1, T_0, vocab]
+        return draft_length, torch.stack(probs_rows, dim=1)  # [1, T_0, vocab]
 
     def _draft_intermediate(self, level_index: int) -> tuple[int, torch.Tensor]:
         """Rule 3: verify batches of level ``l-1`` until ``s`` reaches the threshold."""
@@ -723,5 +726,5 @@ class _Run:
             held += emitted
         # Below level K-1 hand up exactly T_l (all processed by this level); level K-1 hands up
         # everything it holds (rule 3).
-        handed_up = self.batch_sizes[level_index] if level_index < self.top - 1 else held
+        handed_up = self.draft_lengths[level_index] if level_index < self.top - 1 else held
         return handed_up, emitted_probs[:, :handed_up]

@@ -202,10 +202,10 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
         help="where to write the profile (docs/profile-format.md)",
     )
     parser.add_argument(
-        "--max-batch-size",
+        "--max-draft-length",
         type=int,
         default=16,
-        help="largest batch size the planner will consider (16); fixes the cost table width",
+        help="largest draft length the planner will consider (16); fixes the cost table width",
     )
     parser.add_argument(
         "--repeats",
@@ -259,7 +259,7 @@ def run_profile(args: argparse.Namespace) -> int:
     result = profile(
         candidates.models,
         prompt_ids,
-        max_batch_size=args.max_batch_size,
+        max_draft_length=args.max_draft_length,
         repeats=args.repeats,
         names=candidates.names,
         progress=progress,
@@ -276,7 +276,7 @@ def run_profile(args: argparse.Namespace) -> int:
     best = plan(
         result.costs_ms,
         result.acceptance,
-        max_batch_size=args.max_batch_size,
+        max_draft_length=args.max_draft_length,
         model_names=result.model_names,
     )
     print(best.format_table(unit="ms"))
@@ -406,10 +406,10 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help="calibration prompts when profiling (16, corpus validation split)",
     )
     parser.add_argument(
-        "--max-batch-size",
+        "--max-draft-length",
         type=int,
         default=16,
-        help="largest batch size the planner considers (16)",
+        help="largest draft length the planner considers (16)",
     )
     parser.add_argument(
         "--threads",
@@ -479,7 +479,7 @@ def run_generate(args: argparse.Namespace) -> int:
         profile_path, measured_now = Path(args.profile), False
     else:
         config = ProfilerConfig(
-            max_batch_size=args.max_batch_size, sampling=sampling, threads=args.threads
+            max_draft_length=args.max_draft_length, sampling=sampling, threads=args.threads
         )
         loaded, profile_path, measured_now = cached_profile(
             candidates.models,
@@ -494,7 +494,7 @@ def run_generate(args: argparse.Namespace) -> int:
     best = plan(
         loaded.costs_ms,
         loaded.acceptance,
-        max_batch_size=args.max_batch_size,
+        max_draft_length=args.max_draft_length,
         model_names=loaded.model_names,
     )
     decoder = HierarchicalDecoder.from_plan(candidates.models, best)
@@ -523,7 +523,7 @@ def run_generate(args: argparse.Namespace) -> int:
         speedup = stats.tokens_per_second / baseline.stats.tokens_per_second
         if sampling.is_greedy:
             identical = torch.equal(output.sequences, baseline.sequences)
-    evaluation = evaluate(loaded.costs_ms, loaded.acceptance, best.chain, best.batch_sizes)
+    evaluation = evaluate(loaded.costs_ms, loaded.acceptance, best.chain, best.draft_lengths)
     levels = []
     for level, (model, counters) in enumerate(zip(best.chain, stats.levels)):
         above = best.chain[level + 1] if level + 1 < len(best.chain) else None

@@ -13,13 +13,13 @@ Terms:
     acceptance  ``[M, M]``; ``acceptance[i, j]`` (``i < j``) = probability that model ``j``
                 accepts one draft token of model ``i``. Entries with ``i >= j`` are ignored.
     chain       increasing model indices ending at the target; position ``l`` is level ``l``.
-    batch_sizes ``[T_0, ..., T_{K-1}]``, one per level below the target (``[]`` for the target
+    draft_lengths ``[T_0, ..., T_{K-1}]``, one per level below the target (``[]`` for the target
                 alone).
     latency     expected cost per committed token.
 
 Cost tables in ``plan``: configurations that need a pass longer than the table covers are
 skipped, never extrapolated, and ``Plan.limited_by_cost_table`` says so. A table with
-``2 * max_batch_size`` columns (``max_batch_size + 1`` for two models) limits nothing;
+``2 * max_draft_length`` columns (``max_draft_length + 1`` for two models) limits nothing;
 1-D costs never limit.
 """
 
@@ -110,15 +110,15 @@ class PlanEntry:
     """
 
     chain: tuple[int, ...]
-    batch_sizes: tuple[int, ...]
+    draft_lengths: tuple[int, ...]
     latency: float
     speedup: float  # target alone latency / latency
     speedup_vs_single_draft: float  # best single-draft latency / latency
     model_names: tuple[str, ...]  # names of the chain's models
 
     def describe(self) -> str:
-        """``"a -> b -> target"`` with the batch sizes, e.g. ``"tiny -> small -> big  T=4,8"``."""
-        sizes = ",".join(str(size) for size in self.batch_sizes)
+        """``"a -> b -> target"`` with the draft lengths, e.g. ``"tiny -> small -> big  T=4,8"``."""
+        sizes = ",".join(str(size) for size in self.draft_lengths)
         return " -> ".join(self.model_names) + (f"  T={sizes}" if sizes else "")
 
 
@@ -132,7 +132,7 @@ class Plan:
     """
 
     chain: tuple[int, ...]
-    batch_sizes: tuple[int, ...]
+    draft_lengths: tuple[int, ...]
     latency: float
     speedup: float
     speedup_vs_single_draft: float
@@ -140,7 +140,7 @@ class Plan:
     alternatives: tuple[PlanEntry, ...]
     best_single_draft: PlanEntry | None
     model_names: tuple[str, ...]  # all candidates, index = model
-    max_batch_size: int
+    max_draft_length: int
     cost_table_columns: int
     columns_needed: int
     limited_by_cost_table: bool
@@ -160,7 +160,7 @@ class Plan:
         best = self.best
         lines = [
             f"best plan: {' -> '.join(best.model_names)}",
-            f"  batch sizes: {list(best.batch_sizes)}",
+            f"  draft lengths: {list(best.draft_lengths)}",
             f"  predicted latency: {self.latency:.6g}{suffix} per token",
             f"  speedup over the target alone ({self.target_latency:.6g}{suffix}): "
             f"{self.speedup:.3f}x",
@@ -177,14 +177,14 @@ class Plan:
             lines.append(
                 f"  note: the cost table covers passes of up to {self.cost_table_columns} tokens;"
                 f" configurations needing longer passes (up to {self.columns_needed} with"
-                f" max_batch_size {self.max_batch_size}) were skipped"
+                f" max_draft_length {self.max_draft_length}) were skipped"
             )
-        header = ("rank", "chain", "batch sizes", f"latency{suffix}", "speedup", "vs single")
+        header = ("rank", "chain", "draft lengths", f"latency{suffix}", "speedup", "vs single")
         rows = [
             (
                 str(rank + 1),
                 " -> ".join(entry.model_names),
-                ",".join(str(size) for size in entry.batch_sizes) or "-",
+                ",".join(str(size) for size in entry.draft_lengths) or "-",
                 f"{entry.latency:.6g}",
                 f"{entry.speedup:.3f}x",
                 "-"
@@ -328,18 +328,18 @@ def evaluate(
     costs: CostsLike,
     acceptance: AcceptanceLike,
     chain: Sequence[int],
-    batch_sizes: Sequence[int],
+    draft_lengths: Sequence[int],
 ) -> Evaluation:
-    """Exact expected latency and per-level counts of ``chain`` with ``batch_sizes``.
+    """Exact expected latency and per-level counts of ``chain`` with ``draft_lengths``.
 
     costs ``[M]`` or ``[M, N]`` (``N`` must cover the chain's longest pass), acceptance
-    ``[M, M]``, chain ``[K+1]``, batch_sizes ``[K]``.
+    ``[M, M]``, chain ``[K+1]``, draft_lengths ``[K]``.
     """
     result = _core.evaluate(
         _costs_argument(costs),
         _acceptance_argument(acceptance),
         _ints_argument(chain, "chain"),
-        _ints_argument(batch_sizes, "batch_sizes"),
+        _ints_argument(draft_lengths, "draft_lengths"),
     )
     return Evaluation(
         latency=result.latency,
@@ -354,17 +354,17 @@ def expected_latency(
     costs: CostsLike,
     acceptance: AcceptanceLike,
     chain: Sequence[int],
-    batch_sizes: Sequence[int],
+    draft_lengths: Sequence[int],
 ) -> float:
     """Expected cost per committed token (``evaluate(...).latency``)."""
-    return evaluate(costs, acceptance, chain, batch_sizes).latency
+    return evaluate(costs, acceptance, chain, draft_lengths).latency
 
 
 def simulate(
     costs: CostsLike,
     acceptance: AcceptanceLike,
     chain: Sequence[int],
-    batch_sizes: Sequence[int],
+    draft_lengths: Sequence[int],
     num_tokens: int = 100_000,
     seed: int = 0,
 ) -> SimulationResult:
@@ -380,7 +380,7 @@ def simulate(
         _costs_argument(costs),
         _acceptance_argument(acceptance),
         _ints_argument(chain, "chain"),
-        _ints_argument(batch_sizes, "batch_sizes"),
+        _ints_argument(draft_lengths, "draft_lengths"),
         operator.index(num_tokens),
         seed,
     )
@@ -411,7 +411,7 @@ def _plan_from_core(result: Any, names: tuple[str, ...]) -> Plan:
         chain = tuple(core_entry.chain)
         return PlanEntry(
             chain=chain,
-            batch_sizes=tuple(core_entry.batch_sizes),
+            draft_lengths=tuple(core_entry.draft_lengths),
             latency=core_entry.latency,
             speedup=core_entry.speedup,
             speedup_vs_single_draft=core_entry.speedup_vs_single_draft,
@@ -423,7 +423,7 @@ def _plan_from_core(result: Any, names: tuple[str, ...]) -> Plan:
     single = result.best_single_draft
     return Plan(
         chain=best.chain,
-        batch_sizes=best.batch_sizes,
+        draft_lengths=best.draft_lengths,
         latency=best.latency,
         speedup=best.speedup,
         speedup_vs_single_draft=best.speedup_vs_single_draft,
@@ -431,7 +431,7 @@ def _plan_from_core(result: Any, names: tuple[str, ...]) -> Plan:
         alternatives=alternatives,
         best_single_draft=None if single is None else entry(single),
         model_names=names,
-        max_batch_size=result.max_batch_size,
+        max_draft_length=result.max_draft_length,
         cost_table_columns=result.cost_table_columns,
         columns_needed=result.columns_needed,
         limited_by_cost_table=result.limited_by_cost_table,
@@ -441,10 +441,10 @@ def _plan_from_core(result: Any, names: tuple[str, ...]) -> Plan:
 def plan(
     costs: CostsLike,
     acceptance: AcceptanceLike,
-    max_batch_size: int = 16,
+    max_draft_length: int = 16,
     model_names: Sequence[str] | None = None,
 ) -> Plan:
-    """The latency-optimal chain and batch sizes (each in ``1..max_batch_size``), exactly.
+    """The latency-optimal chain and draft lengths (each in ``1..max_draft_length``), exactly.
 
     Searches every subset of the candidates (the target always last) by the
     generalized-shortest-path dynamic program of ``docs/theory.md``; O(M^2 T^2) time.
@@ -454,19 +454,19 @@ def plan(
     costs_list = _costs_argument(costs)
     acceptance_list = _acceptance_argument(acceptance)
     names = _model_names(model_names, len(acceptance_list))
-    result = _core.plan(costs_list, acceptance_list, operator.index(max_batch_size))
+    result = _core.plan(costs_list, acceptance_list, operator.index(max_draft_length))
     return _plan_from_core(result, names)
 
 
 def brute_force_plan(
     costs: CostsLike,
     acceptance: AcceptanceLike,
-    max_batch_size: int = 4,
+    max_draft_length: int = 4,
     model_names: Sequence[str] | None = None,
 ) -> Plan:
     """The same result as :func:`plan` by exhaustive enumeration (exponential; for tests)."""
     costs_list = _costs_argument(costs)
     acceptance_list = _acceptance_argument(acceptance)
     names = _model_names(model_names, len(acceptance_list))
-    result = _core.brute_force_plan(costs_list, acceptance_list, operator.index(max_batch_size))
+    result = _core.brute_force_plan(costs_list, acceptance_list, operator.index(max_draft_length))
     return _plan_from_core(result, names)

@@ -14,7 +14,7 @@
                   on one CPU core, mostly drawing its noise) is not included. Median over repeats,
                   one torch thread by default, passes of different ``n`` interleaved so that a
                   change of machine load hits every ``n`` alike. ``n = 1 .. N`` with ``N`` the
-                  longest pass the planner may need for ``max_batch_size`` (2 T for three or more
+                  longest pass the planner may need for ``max_draft_length`` (2 T for three or more
                   models, T + 1 for two, docs/theory.md §6). With ``cost_points`` only those ``n``
                   (plus 1 and ``N``) are measured and the others interpolated linearly between
                   measured neighbours (never extrapolated); ``model_details[m].measured_n`` says
@@ -87,7 +87,8 @@ class ProfilerConfig:
     """How :func:`profile` measures (validated on construction; recorded in the profile JSON).
 
     Attributes:
-        max_batch_size: largest batch size the planner will consider; fixes the cost table width.
+        max_draft_length: largest draft length the planner will consider; fixes the cost table
+            width.
         repeats: timings per pass length ``n <= 8`` (the median is kept).
         large_pass_repeats: timings per pass length ``n > 8`` (default ``max(3, ceil(repeats/2))``,
             at most ``repeats``): long passes are the expensive ones and vary less relatively.
@@ -101,7 +102,7 @@ class ProfilerConfig:
         seed: seeds the calibration continuations (prompt ``i`` uses ``seed + i``).
     """
 
-    max_batch_size: int = 16
+    max_draft_length: int = 16
     repeats: int = 7
     large_pass_repeats: int | None = None
     context_tokens: int = 120
@@ -112,7 +113,7 @@ class ProfilerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "repeats", "context_tokens", "calibration_tokens"):
+        for name in ("max_draft_length", "repeats", "context_tokens", "calibration_tokens"):
             _check_int(name, getattr(self, name), minimum=1)
         if self.large_pass_repeats is None:
             object.__setattr__(
@@ -155,13 +156,13 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
-def columns_needed(num_models: int, max_batch_size: int) -> int:
+def columns_needed(num_models: int, max_draft_length: int) -> int:
     """Width of a cost table that limits no configuration of ``num_models`` candidates with batch
-    sizes up to ``max_batch_size``: asked of the planner itself (docs/theory.md §6)."""
+    sizes up to ``max_draft_length``: asked of the planner itself (docs/theory.md §6)."""
     _check_int("num_models", num_models, minimum=1)
-    _check_int("max_batch_size", max_batch_size, minimum=1)
+    _check_int("max_draft_length", max_draft_length, minimum=1)
     acceptance = [[0.5] * num_models for _ in range(num_models)]
-    return plan([1.0] * num_models, acceptance, max_batch_size=max_batch_size).columns_needed
+    return plan([1.0] * num_models, acceptance, max_draft_length=max_draft_length).columns_needed
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,7 +445,7 @@ def _calibration_probs(
 def profile(
     models: Sequence[object],
     prompts: Sequence[torch.Tensor | str],
-    max_batch_size: int = 16,
+    max_draft_length: int = 16,
     repeats: int = 7,
     names: Sequence[str] | None = None,
     progress: bool = True,
@@ -470,7 +471,7 @@ def profile(
         prompts: calibration prompts: token ids ``[1, P]`` / ``[P]`` (int64) or strings (then
             ``tokenizer`` is required; chat-formatted when it has a chat template). Also the
             source of the cached context of the timed passes.
-        max_batch_size: the planner's largest batch size; fixes the table width
+        max_draft_length: the planner's largest draft length; fixes the table width
             (:func:`columns_needed`).
         repeats: timings per pass length (median kept); ``large_pass_repeats`` for ``n > 8``.
         names: model names for the plan (default ``M0, M1, ...``).
@@ -489,7 +490,7 @@ def profile(
         A :class:`hierspec.Profile`; ``Profile.to_dict()`` is the JSON ``hierspec plan`` reads.
     """
     config = ProfilerConfig(
-        max_batch_size=max_batch_size,
+        max_draft_length=max_draft_length,
         repeats=repeats,
         large_pass_repeats=large_pass_repeats,
         context_tokens=context_tokens,
@@ -511,7 +512,7 @@ def profile(
     try:
         conditions_before = machine_info()
         started = time.perf_counter()
-        width = columns_needed(len(levels), config.max_batch_size)
+        width = columns_needed(len(levels), config.max_draft_length)
         context = _context(prompt_ids, config.context_tokens + width)
         timings_per_model = sum(config.repeats_for(n) for n in config.points(width))
         measurements: list[_CostMeasurement] = []
@@ -635,7 +636,7 @@ def _measure_acceptance(
         stderr[i][j] = (
             float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else None
         )
-        by_position[i][j] = _acceptance_by_position(vectors, config.max_batch_size)
+        by_position[i][j] = _acceptance_by_position(vectors, config.max_draft_length)
     details = {
         "prompts": len(prompt_ids),
         "positions": positions,
@@ -739,7 +740,7 @@ def cached_profile(
     result = profile(
         models,
         prompts,
-        max_batch_size=config.max_batch_size,
+        max_draft_length=config.max_draft_length,
         repeats=config.repeats,
         names=names,
         progress=progress,

@@ -14,15 +14,15 @@ int main() {
   const hierspec::PlanResult result =
       hierspec::plan(hierspec::expand_constant_costs(
                          cost_per_pass, hierspec::plan_columns_needed(3, 8)),
-                     acceptance, /*max_batch_size=*/8);
+                     acceptance, /*max_draft_length=*/8);
   std::printf("chain:");
   for (int model : result.best.chain) std::printf(" %d", model);
-  std::printf("  batch sizes:");
-  for (int size : result.best.batch_sizes) std::printf(" %d", size);
+  std::printf("  draft lengths:");
+  for (int size : result.best.draft_lengths) std::printf(" %d", size);
   std::printf("  latency %.4f ms/token, speedup %.3fx\n", result.best.latency,
               result.best.speedup);
   const double check = hierspec::expected_latency(
       hierspec::expand_constant_costs(cost_per_pass, 64), acceptance, result.best.chain,
-      result.best.batch_sizes);
+      result.best.draft_lengths);
   return (check > 0.999999 * result.best.latency && check < 1.000001 * result.best.latency) ? 0 : 1;
 }

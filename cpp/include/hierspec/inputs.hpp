@@ -2,7 +2,7 @@
 //
 // Terms (docs/policy.md): models 0..M-1, cheapest first, model M-1 the target. A chain is a
 // strictly increasing list of model indices ending at the target; position l in the chain is
-// level l. batch_sizes[l] = T_l >= 1 for every level but the target.
+// level l. draft_lengths[l] = T_l >= 1 for every level but the target.
 #pragma once
 
 #include <vector>
@@ -17,8 +17,8 @@ using CostTable = std::vector<std::vector<double>>;
 /// (i.i.d. model). Shape [M][M]; entries with i >= j are not used and not checked.
 using AcceptanceMatrix = std::vector<std::vector<double>>;
 
-/// Largest batch size accepted anywhere (keeps every pass length 2 T + 1 inside int).
-inline constexpr int kMaxBatchSize = 1 << 20;
+/// Largest draft length accepted anywhere (keeps every pass length 2 T + 1 inside int).
+inline constexpr int kMaxDraftLength = 1 << 20;
 
 /// A table whose row m is `cost_per_pass[m]` repeated `num_columns` times (a pass costs the
 /// same whatever the number of tokens it processes). Validates like a table.
@@ -37,21 +37,21 @@ void validate_costs(const CostTable& costs, int num_models);
 void validate_constant_costs(const std::vector<double>& cost_per_pass, int num_models);
 
 /// Throws std::invalid_argument unless `chain` is a strictly increasing list of model indices
-/// in [0, num_models) ending at the target (num_models - 1) and `batch_sizes` has one entry in
-/// [1, kMaxBatchSize] per level below the target.
-void validate_chain(const std::vector<int>& chain, const std::vector<int>& batch_sizes,
+/// in [0, num_models) ending at the target (num_models - 1) and `draft_lengths` has one entry in
+/// [1, kMaxDraftLength] per level below the target.
+void validate_chain(const std::vector<int>& chain, const std::vector<int>& draft_lengths,
                     int num_models);
 
 /// Largest number of tokens one forward pass of this chain can process (docs/policy.md):
 /// 1 for the target alone; otherwise the maximum of 2 (level 0's first pass), T_{l-1} + 1
 /// (verification at an intermediate level l) and the target's pass: T_0 + 1 for one draft,
 /// T_{K-1} + T_{K-2} + 1 (the largest possible hand-up plus one) for deeper chains.
-/// `batch_sizes` = [T_0, ..., T_{K-1}]. Precondition: validate_chain passed.
-int chain_columns_needed(const std::vector<int>& batch_sizes);
+/// `draft_lengths` = [T_0, ..., T_{K-1}]. Precondition: validate_chain passed.
+int chain_columns_needed(const std::vector<int>& draft_lengths);
 
-/// Largest pass any chain of `num_models` candidates with batch sizes <= max_batch_size can
-/// need: 1 (M = 1), max_batch_size + 1 (M = 2), 2 max_batch_size + 1 (M >= 3).
-int plan_columns_needed(int num_models, int max_batch_size);
+/// Largest pass any chain of `num_models` candidates with draft lengths <= max_draft_length can
+/// need: 1 (M = 1), max_draft_length + 1 (M = 2), 2 max_draft_length + 1 (M >= 3).
+int plan_columns_needed(int num_models, int max_draft_length);
 
 /// Throws std::invalid_argument unless the cost table covers `columns_needed` pass lengths.
 void require_columns(const CostTable& costs, int columns_needed);

@@ -29,20 +29,20 @@ struct Evaluation {
 };
 
 /// Exact expectation for `chain` (model indices, increasing, ending at the target) with
-/// `batch_sizes` [T_0, ..., T_{K-1}]. costs: [M][N] with N >= chain_columns_needed.
+/// `draft_lengths` [T_0, ..., T_{K-1}]. costs: [M][N] with N >= chain_columns_needed.
 /// Throws std::invalid_argument for invalid input (message names the argument and value).
 Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                    const std::vector<int>& chain, const std::vector<int>& batch_sizes);
+                    const std::vector<int>& chain, const std::vector<int>& draft_lengths);
 
 /// Same with a constant cost per forward pass for each model: cost_per_pass [M].
 Evaluation evaluate(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
-                    const std::vector<int>& chain, const std::vector<int>& batch_sizes);
+                    const std::vector<int>& chain, const std::vector<int>& draft_lengths);
 
 /// evaluate(...).latency.
 double expected_latency(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                        const std::vector<int>& chain, const std::vector<int>& batch_sizes);
+                        const std::vector<int>& chain, const std::vector<int>& draft_lengths);
 double expected_latency(const std::vector<double>& cost_per_pass,
                         const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
-                        const std::vector<int>& batch_sizes);
+                        const std::vector<int>& draft_lengths);
 
 }  // namespace hierspec

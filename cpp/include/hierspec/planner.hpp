@@ -1,4 +1,4 @@
-// The latency-optimal hierarchy: chain and batch sizes over all subsets of the candidates.
+// The latency-optimal hierarchy: chain and draft lengths over all subsets of the candidates.
 //
 // Generalized shortest path over nodes (model, T) (docs/theory.md §6):
 //   D(i, T) = expected cost of one call of a sub-chain topped by model i that hands up exactly
@@ -8,9 +8,9 @@
 // and the last step (p, G) -> (j, T) -> target uses the exact law of level K-1's random
 // hand-up. Exact for the policy of docs/policy.md; O(M^2 T^2) time, O(M T) memory.
 //
-// Cost tables shorter than plan_columns_needed(M, max_batch_size): configurations that need a
+// Cost tables shorter than plan_columns_needed(M, max_draft_length): configurations that need a
 // pass longer than the table covers are skipped (never extrapolated), and the result says so
-// (limited_by_cost_table). A table of width >= plan_columns_needed(M, max_batch_size) never
+// (limited_by_cost_table). A table of width >= plan_columns_needed(M, max_draft_length) never
 // limits the search.
 #pragma once
 
@@ -26,7 +26,7 @@ struct PlanEntry {
   /// Model indices, increasing, ending at the target.
   std::vector<int> chain;
   /// [T_0, ..., T_{K-1}], one per level below the target.
-  std::vector<int> batch_sizes;
+  std::vector<int> draft_lengths;
   /// Expected cost per committed token (as evaluate computes it).
   double latency = 0.0;
   /// target_latency / latency.
@@ -47,30 +47,30 @@ struct PlanResult {
   /// the best configuration with that model there, for each draft the best single-draft
   /// configuration (when different), and the target alone. alternatives[0] is `best`.
   std::vector<PlanEntry> alternatives;
-  /// The search bound on every batch size.
-  int max_batch_size = 0;
+  /// The search bound on every draft length.
+  int max_draft_length = 0;
   /// N: pass lengths 1..N covered by the cost table.
   int cost_table_columns = 0;
-  /// plan_columns_needed(M, max_batch_size): the table width that limits nothing.
+  /// plan_columns_needed(M, max_draft_length): the table width that limits nothing.
   int columns_needed = 0;
-  /// True when cost_table_columns < columns_needed, i.e. some configurations with batch sizes
-  /// <= max_batch_size were skipped because they need passes the table does not cover.
+  /// True when cost_table_columns < columns_needed, i.e. some configurations with draft lengths
+  /// <= max_draft_length were skipped because they need passes the table does not cover.
   bool limited_by_cost_table = false;
 };
 
 /// Exact optimum by dynamic programming. costs [M][N], acceptance [M][M],
-/// max_batch_size in [1, kMaxBatchSize]. Throws std::invalid_argument for invalid input.
-PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_batch_size);
+/// max_draft_length in [1, kMaxDraftLength]. Throws std::invalid_argument for invalid input.
+PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length);
 
 /// Same with a constant cost per forward pass (cost_per_pass [M]); never limited.
 PlanResult plan(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
-                int max_batch_size);
+                int max_draft_length);
 
-/// The same result by exhaustive enumeration of every chain and batch-size vector, each
-/// evaluated with evaluate(): O(sum over chains of max_batch_size^K) evaluations. For tests.
+/// The same result by exhaustive enumeration of every chain and draft-length vector, each
+/// evaluated with evaluate(): O(sum over chains of max_draft_length^K) evaluations. For tests.
 PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                            int max_batch_size);
+                            int max_draft_length);
 PlanResult brute_force_plan(const std::vector<double>& cost_per_pass,
-                            const AcceptanceMatrix& acceptance, int max_batch_size);
+                            const AcceptanceMatrix& acceptance, int max_draft_length);
 
 }  // namespace hierspec

@@ -33,13 +33,13 @@ struct SimulationResult {
 /// draw decides one acceptance (accepted iff u < a, so a = 1 always and a = 0 never accepts).
 /// Same inputs and seed give the same result on every platform.
 SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                          const std::vector<int>& chain, const std::vector<int>& batch_sizes,
+                          const std::vector<int>& chain, const std::vector<int>& draft_lengths,
                           std::int64_t num_tokens, std::uint64_t seed);
 
 /// Same with a constant cost per forward pass for each model: cost_per_pass [M].
 SimulationResult simulate(const std::vector<double>& cost_per_pass,
                           const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
-                          const std::vector<int>& batch_sizes, std::int64_t num_tokens,
+                          const std::vector<int>& draft_lengths, std::int64_t num_tokens,
                           std::uint64_t seed);
 
 }  // namespace hierspec
