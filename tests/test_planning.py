@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hierspec
-from hierspec.cli import main as cli_main
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -320,7 +319,7 @@ def test_plan_is_a_lower_bound_and_monotone(instance, max_draft_length) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# profile and CLI
+# profile files
 
 
 def write_profile(path, data) -> None:
@@ -338,27 +337,6 @@ PROFILE = {
 }
 
 
-def test_cli_plan_prints_and_writes_json(tmp_path, capsys) -> None:
-    profile_path, out_path = tmp_path / "profile.json", tmp_path / "plan.json"
-    write_profile(profile_path, PROFILE)
-    arguments = ["plan", str(profile_path), "--max-draft-length", "4", "--json", str(out_path)]
-    assert cli_main(arguments) == 0
-    printed = capsys.readouterr().out
-    expected = hierspec.plan(
-        [model["costs_ms"] for model in PROFILE["models"]],
-        PROFILE["acceptance"],
-        max_draft_length=4,
-        model_names=["ngram", "small", "target"],
-    )
-    assert " -> ".join(expected.best.model_names) in printed
-    assert "alternatives" in printed and "target" in printed
-    written = json.loads(out_path.read_text(encoding="utf-8"))["plan"]
-    assert written["chain"] == list(expected.chain)
-    assert written["draft_lengths"] == list(expected.draft_lengths)
-    assert written["latency"] == pytest.approx(expected.latency)
-    assert written["limited_by_cost_table"] is False  # 9 columns = 2 * 4 + 1
-
-
 def test_profile_round_trip_and_extra_keys(tmp_path) -> None:
     path = tmp_path / "profile.json"
     write_profile(path, PROFILE)
@@ -366,14 +344,6 @@ def test_profile_round_trip_and_extra_keys(tmp_path) -> None:
     assert profile.model_names == ("ngram", "small", "target")
     assert profile.extra == {"metadata": {"device": "cpu"}}
     assert hierspec.Profile.from_dict(profile.to_dict()) == profile
-
-
-def test_cli_reports_bad_profile(tmp_path, capsys) -> None:
-    path = tmp_path / "profile.json"
-    bad_acceptance = [[1, 1.5, 0.4], [0, 1, 0.8], [0, 0, 1]]
-    write_profile(path, {"models": PROFILE["models"], "acceptance": bad_acceptance})
-    assert cli_main(["plan", str(path)]) == 2
-    assert "acceptance[0][1] = 1.5 is outside [0, 1]" in capsys.readouterr().err
 
 
 def test_write_json_is_strict_json_and_creates_the_folder(tmp_path):

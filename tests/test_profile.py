@@ -3,11 +3,14 @@ round trip through load_profile, greedy agreement on tiny transformers, and bad 
 
 Synthetic levels (hierspec.testing) advance a virtual clock by a known cost per pass and have
 exactly known acceptance rates at every context, so the profiler's output is checked exactly
-when it is given that clock as its timer. Real timings are only checked for shape and sign.
+when it is given that clock as its timer. Real timings are only checked for shape and sign; the
+acceptance rates of tiny transformers against an independent computation (greedy) and for
+reproducibility (sampled, seeded). No test here uses the bundled family or its corpus.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -17,12 +20,14 @@ import torch
 import hierspec
 from hierspec.profiler import (
     ProfilerConfig,
-    _acceptance_by_position,
     cached_profile,
     columns_needed,
+    measure_pass_costs,
     profile,
+    profile_cache_path,
     write_profile,
 )
+from hierspec.profiler.acceptance import acceptance_by_position
 from hierspec.testing import AffineCost, synthetic_hierarchy, tiny_llama_family
 
 PROMPTS = [torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7]]), torch.tensor([3, 1, 4, 1, 5, 0, 2, 6])]
@@ -79,11 +84,16 @@ def test_costs_with_virtual_clock_equal_cost_functions_and_table_width():
     assert len(result.costs_ms) == 4 and all(len(row) == width for row in result.costs_ms)
     for row, expected_row in zip(result.costs_ms, expected):
         assert row == pytest.approx(expected_row, rel=1e-9)
-    for detail in result.extra["model_details"]:
+    for detail, cost in zip(result.extra["model_details"], hierarchy.cost_fns):
         assert detail["measured_n"] == list(range(1, width + 1))
         assert detail["interpolated_n"] == []
         assert detail["repeats"] == [3] * width
         assert detail["kind"] == "DraftModel MarkovLevel"
+        # The virtual clock advances in append only: the whole cost is the forward part.
+        assert detail["forward_ms"] == pytest.approx([1e3 * cost(n) for n in range(1, width + 1)])
+        assert detail["processing_ms"] == [0.0] * width
+        assert detail["truncate_ms"] == [0.0] * width
+        assert detail["spread_ms"] == pytest.approx([0.0] * width, abs=1e-12)
     assert result.extra["metadata"]["cost_table_columns"] == width
     assert result.extra["metadata"]["interpolated"] is False
     # The planner gets exactly the known costs and rates: the same plan as from the truth.
@@ -136,15 +146,38 @@ def test_repeats_for_long_passes():
     assert result.extra["model_details"][0]["repeats"] == [2] * 8 + [1] * 5
 
 
+def test_timing_loop_interleaves_levels_and_leaves_them_reset():
+    """Two levels timed together (as bench/packing.py does) get each its own exact costs."""
+    hierarchy = synthetic(rhos=(0.7,))
+    context = torch.arange(12).remainder(12)[None]  # [1, 8 cached + 4 new]
+    clock = hierarchy.clock
+    measurements = measure_pass_costs(
+        hierarchy.models,
+        context,
+        num_cached=8,
+        points=[1, 2, 4],
+        repeats=3,
+        timer=lambda: clock.elapsed,
+    )
+    for measurement, cost in zip(measurements, hierarchy.cost_fns):
+        assert measurement.measured_n == (1, 2, 4) and measurement.repeats == (3, 3, 3)
+        assert list(measurement.costs_ms) == pytest.approx(
+            [1e3 * cost(1), 1e3 * cost(2), 1e3 * (cost(2) + cost(4)) / 2, 1e3 * cost(4)]
+        )
+    assert all(model.length == 0 for model in hierarchy.models)
+    with pytest.raises(ValueError, match="context has 12 tokens, need num_cached"):
+        measure_pass_costs(hierarchy.models, context, num_cached=10, points=[4], repeats=1)
+
+
 def test_acceptance_by_position_of_hand_made_overlaps():
     overlaps = [torch.tensor([1.0, 1.0, 0.0, 1.0], dtype=torch.float64)]
     # k=0: 3/4; k=1: windows (1,1),(1,0),(0,1) -> 1 of 2 reached; k=2: 0 of 1; k=3: not reached.
-    assert _acceptance_by_position(overlaps, 5) == [0.75, 0.5, 0.0, None, None]
+    assert acceptance_by_position(overlaps, 5) == [0.75, 0.5, 0.0, None, None]
     halves = [
         torch.full((6,), 0.5, dtype=torch.float64),
         torch.full((3,), 0.5, dtype=torch.float64),
     ]
-    assert _acceptance_by_position(halves, 4) == pytest.approx([0.5, 0.5, 0.5, 0.5])
+    assert acceptance_by_position(halves, 4) == pytest.approx([0.5, 0.5, 0.5, 0.5])
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,7 +246,12 @@ def test_real_timings_are_positive_and_shaped(llamas):
     assert (
         metadata["threads"] == 1 and metadata["machine"]["versions"]["torch"] == torch.__version__
     )
-    assert all(0.0 <= result.acceptance[i][j] <= 1.0 for i in range(3) for j in range(i + 1, 3))
+    # Seeded calibration: the sampled continuations, hence the acceptance rates, reproduce.
+    again = profile(
+        llamas, PROMPTS, max_draft_length=2, repeats=1, progress=False, calibration_tokens=8
+    )
+    assert again.acceptance == result.acceptance
+    assert again.extra["acceptance_details"] == result.extra["acceptance_details"]
 
 
 def test_json_round_trip_through_load_profile(llamas, tmp_path):
@@ -238,49 +276,71 @@ def test_json_round_trip_through_load_profile(llamas, tmp_path):
     assert plan.chain[-1] == 2 and not plan.limited_by_cost_table
 
 
+class CharacterTokenizer:
+    """A stand-in tokenizer without a chat template (prompts may be strings)."""
+
+    chat_template = None
+
+    def __call__(self, text):
+        return {"input_ids": [ord(character) % 12 for character in text[:40]]}
+
+
 def test_cached_profile_is_reused_and_keyed_by_conditions(tmp_path):
     hierarchy = synthetic(rhos=(0.7,))
-
-    class Tokenizer:  # prompts are strings: a stand-in tokenizer without a chat template
-        chat_template = None
-
-        def __call__(self, text):
-            return {"input_ids": [ord(character) % 12 for character in text[:40]]}
-
+    prompts = ["first prompt", "second prompt"]
     config = ProfilerConfig(max_draft_length=2, repeats=1, calibration_tokens=4)
-    first, path, measured = cached_profile(
-        hierarchy.models, ["a", "b"], Tokenizer(), tmp_path, config, num_prompts=2, progress=False
-    )
+
+    def cached(config, prompts, **arguments):
+        return cached_profile(
+            hierarchy.models,
+            ["a", "b"],
+            prompts,
+            tmp_path,
+            config,
+            tokenizer=CharacterTokenizer(),
+            progress=False,
+            **arguments,
+        )
+
+    first, path, measured = cached(config, prompts)
     assert measured and path.is_file() and path.parent == tmp_path / "profiles"
-    second, same_path, measured = cached_profile(
-        hierarchy.models, ["a", "b"], Tokenizer(), tmp_path, config, num_prompts=2, progress=False
-    )
+    assert first.extra["acceptance_details"]["prompts"] == 2
+    assert hierspec.load_profile(path) == first
+    second, same_path, measured = cached(config, prompts)
     assert not measured and same_path == path and second == first
-    greedy = ProfilerConfig(
-        max_draft_length=2,
-        repeats=1,
-        calibration_tokens=4,
-        sampling=hierspec.SamplingConfig(temperature=0.0),
-    )
-    _, other_path, measured = cached_profile(
-        hierarchy.models, ["a", "b"], Tokenizer(), tmp_path, greedy, num_prompts=2, progress=False
-    )
+    greedy = dataclasses.replace(config, sampling=hierspec.SamplingConfig(temperature=0.0))
+    _, other_path, measured = cached(greedy, prompts)
     assert measured and other_path != path
+    _, other_path, measured = cached(config, prompts[:1])
+    assert measured and other_path != path
+    _, same_path, measured = cached(config, prompts, refresh=True)
+    assert measured and same_path == path
 
 
-def test_cache_key_ignores_the_state_of_a_level(tmp_path):
-    """A level's state (its length) must not change the key of its cached profile."""
+def test_cache_key_is_the_content_of_models_prompts_and_conditions(tmp_path):
+    """A level's state (its length) must not change the key; prompts, configuration and the
+    caller's identities of the models do."""
     from hierspec.ngram import NGramDrafter
-    from hierspec.profiler import profile_cache_path
 
     models = [NGramDrafter(12), synthetic(rhos=(0.7,)).models[1]]
+    names = ["ngram", "target"]
     config = ProfilerConfig(max_draft_length=2)
-    before = profile_cache_path(tmp_path, models, ["ngram", "target"], config, 4)
+    prompts = [torch.tensor([[1, 2, 3]]), "text"]
+    before = profile_cache_path(tmp_path, models, names, config, prompts)
+    assert before.parent == tmp_path / "profiles" and before.name.startswith("profile-")
     models[0].append(torch.tensor([[1, 2, 3]]))
-    assert profile_cache_path(tmp_path, models, ["ngram", "target"], config, 4) == before
-    assert profile_cache_path(tmp_path, models, ["ngram", "target"], config, 5) != before
+    assert profile_cache_path(tmp_path, models, names, config, prompts) == before
+    assert profile_cache_path(tmp_path, models, names, config, prompts[:1]) != before
+    changed = [torch.tensor([[1, 2, 4]]), "text"]
+    assert profile_cache_path(tmp_path, models, names, config, changed) != before
     greedy = ProfilerConfig(max_draft_length=2, sampling=hierspec.SamplingConfig(temperature=0.0))
-    assert profile_cache_path(tmp_path, models, ["ngram", "target"], greedy, 4) != before
+    assert profile_cache_path(tmp_path, models, names, greedy, prompts) != before
+    identities = [{}, {"record": "abc"}]
+    keyed = profile_cache_path(tmp_path, models, names, config, prompts, identities)
+    assert keyed != before
+    assert profile_cache_path(tmp_path, models, names, config, prompts, [{}, {}]) == before
+    with pytest.raises(ValueError, match="identities has 1 entries, models has 2"):
+        profile_cache_path(tmp_path, models, names, config, prompts, [{}])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,229 @@
+"""``hierspec generate``: the main job.
+
+Take a set of candidate models (by default the bundled family of :mod:`hierspec.family`; see
+:mod:`hierspec.cli.candidates` for the model specifications), get their profile (cached per
+models, prompts and conditions, measured once when missing, on the family corpus's calibration
+prompts), plan the latency-optimal hierarchy, decode with it, and report the text, the plan,
+tokens/s and the speedup over the target alone measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from hierspec.engine import GenerateOutput, HierarchicalDecoder
+from hierspec.io import machine_info, write_json
+from hierspec.planning import evaluate, load_profile, plan
+from hierspec.profiler import ProfilerConfig, cached_profile
+from hierspec.prompts import encode_prompt
+from hierspec.sampling import SamplingConfig
+
+from .candidates import add_common_arguments, add_model_help, check_threads, load_candidates
+from .profile import calibration_messages
+from .report import GenerateReport, LevelReport, print_generate_report
+
+HELP = "generate with the auto-planned hierarchy (default: the bundled model family)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``hierspec generate``."""
+    parser.add_argument("--prompt", "-p", required=True, help="the user message")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=128,
+        help="tokens to generate at most (128); stops earlier at EOS",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="0 (the default) = greedy: deterministic, and checked token for "
+        "token against the target alone; > 0 samples exactly the target's "
+        "distribution at that temperature",
+    )
+    parser.add_argument("--top-k", type=int, default=None, help="top-k filter (none)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus filter (none)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        metavar="MODEL",
+        default=None,
+        help=add_model_help("default: the whole bundled family (prepared on first use)"),
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PROFILE.json",
+        help="plan from this profile (its model names must be among the "
+        "candidates) instead of the cached one",
+    )
+    parser.add_argument(
+        "--reprofile",
+        action="store_true",
+        help="measure the profile again even if a cached one exists",
+    )
+    parser.add_argument(
+        "--profile-prompts",
+        type=int,
+        default=16,
+        help="calibration prompts when profiling (16, corpus validation split)",
+    )
+    parser.add_argument(
+        "--max-draft-length",
+        type=int,
+        default=16,
+        help="largest draft length the planner considers (16)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads for profiling and generating (1); a cached "
+        "profile is per thread count",
+    )
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="do not run the target alone for the speedup"
+    )
+    parser.add_argument(
+        "--ignore-eos", action="store_true", help="always generate --max-new-tokens tokens"
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="tokenize the prompt as plain text, without the chat template",
+    )
+    parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
+    add_common_arguments(parser)
+
+
+def _decode_ms_per_token(output: GenerateOutput) -> float:
+    stats = output.stats
+    return 1e3 * stats.decode_time_s / stats.new_tokens if stats.new_tokens else math.nan
+
+
+def run(args: argparse.Namespace) -> int:
+    """Profiles (cached), plans, decodes, reports."""
+    progress = not args.no_progress
+    torch.set_num_threads(check_threads(args.threads))
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if not args.prompt:
+        raise ValueError("--prompt must be a non-empty string")
+    sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    candidates = load_candidates(args.models or [], args.cache, progress)
+    if args.profile:
+        loaded = load_profile(args.profile)
+        candidates = candidates.select(loaded.model_names, f"--profile {args.profile}")
+        profile_path, measured_now = Path(args.profile), False
+    else:
+        config = ProfilerConfig(
+            max_draft_length=args.max_draft_length, sampling=sampling, threads=args.threads
+        )
+        loaded, profile_path, measured_now = cached_profile(
+            candidates.models,
+            candidates.names,
+            calibration_messages(args.profile_prompts),
+            candidates.cache_dir,
+            config,
+            tokenizer=candidates.tokenizer,
+            identities=candidates.identities,
+            refresh=args.reprofile,
+            progress=progress,
+        )
+    best = plan(
+        loaded.costs_ms,
+        loaded.acceptance,
+        max_draft_length=args.max_draft_length,
+        model_names=loaded.model_names,
+    )
+    decoder = HierarchicalDecoder.from_plan(candidates.models, best)
+    tokenizer = candidates.tokenizer
+    input_ids = encode_prompt(tokenizer, args.prompt, args.raw)
+    eos = None if args.ignore_eos else getattr(tokenizer, "eos_token_id", None)
+
+    def run(chain_decoder: HierarchicalDecoder) -> GenerateOutput:
+        return chain_decoder.generate(
+            input_ids,
+            max_new_tokens=args.max_new_tokens,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            seed=args.seed,
+            eos_token_id=eos,
+        )
+
+    output = run(decoder)
+    baseline = None if args.no_baseline else run(HierarchicalDecoder([candidates.models[-1]], []))
+    prompt_length = input_ids.shape[1]
+    text = tokenizer.decode(output.sequences[0, prompt_length:], skip_special_tokens=True)
+    stats = output.stats
+    speedup = identical = None
+    if baseline is not None:
+        speedup = stats.tokens_per_second / baseline.stats.tokens_per_second
+        if sampling.is_greedy:
+            identical = torch.equal(output.sequences, baseline.sequences)
+    evaluation = evaluate(loaded.costs_ms, loaded.acceptance, best.chain, best.draft_lengths)
+    levels = []
+    for level, (model, counters) in enumerate(zip(best.chain, stats.levels)):
+        above = best.chain[level + 1] if level + 1 < len(best.chain) else None
+        tokens = max(stats.new_tokens, 1)
+        levels.append(
+            LevelReport(
+                model=loaded.model_names[model],
+                passes_per_token=counters.forward_passes / tokens,
+                predicted_passes_per_token=evaluation.passes_per_token[level],
+                model_ms_per_token=1e3 * counters.time_s / tokens,
+                predicted_ms_per_token=evaluation.cost_per_token[level],
+                acceptance=None if above is None else counters.acceptance_rate,
+                profile_acceptance=None if above is None else loaded.acceptance[model][above],
+            )
+        )
+    report = GenerateReport(
+        prompt=args.prompt,
+        text=text,
+        prompt_tokens=prompt_length,
+        new_tokens=stats.new_tokens,
+        plan=best.to_dict(),
+        profile_path=str(profile_path),
+        sampling=dataclasses.asdict(sampling),
+        seed=output.seed,
+        wall_time_s=stats.wall_time_s,
+        tokens_per_second=stats.tokens_per_second,
+        decode_ms_per_token=_decode_ms_per_token(output),
+        predicted_ms_per_token=best.latency,
+        baseline_wall_time_s=None if baseline is None else baseline.stats.wall_time_s,
+        baseline_tokens_per_second=None if baseline is None else baseline.stats.tokens_per_second,
+        baseline_decode_ms_per_token=None if baseline is None else _decode_ms_per_token(baseline),
+        speedup_vs_target=speedup,
+        identical_to_target=identical,
+        levels=tuple(levels),
+        machine=machine_info(),
+    )
+    source = "measured now" if measured_now else "cached"
+    print_generate_report(
+        report,
+        best,
+        f"profile: {profile_path} ({source}; {len(loaded.model_names)} candidates, "
+        f"{args.threads} thread(s), temperature {sampling.temperature:g})",
+        None if baseline is None else baseline.stats.new_tokens,
+    )
+    if args.json:
+        write_json(args.json, dataclasses.asdict(report))
+        print(f"wrote {args.json}")
+    if identical is False:
+        # Not an error exit: batched verification passes can round differently from one-token
+        # passes and flip a near-tie argmax; bench/e2e.py is the strict check.
+        print(
+            "warning: the greedy output differs from the target alone's; if the first "
+            "difference is a near-tie of the target's top two logits this is floating-point "
+            "rounding of batched passes, otherwise please report it",
+            file=sys.stderr,
+        )
+    return 0

@@ -1,0 +1,124 @@
+"""What the commands print: a profile's costs and acceptance, and the report of ``hierspec
+generate`` (measured next to predicted, per level)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hierspec.planning import Plan, Profile
+
+__all__ = ["GenerateReport", "LevelReport", "format_profile", "print_generate_report"]
+
+
+def format_profile(result: Profile) -> str:
+    """Costs at a few pass lengths and the acceptance matrix, as text."""
+    names = result.model_names
+    costs = result.costs_ms
+    width = len(costs[0]) if costs and isinstance(costs[0], tuple) else 1
+    shown = [n for n in (1, 2, 4, 8, 16, 32) if n <= width]
+    name_width = max(len(name) for name in names)
+    threads = result.extra.get("metadata", {}).get("threads", "?")
+    lines = [
+        f"cost of one pass over n tokens (ms), {threads} thread(s):",
+        "  " + " " * name_width + "".join(f"{f'n={n}':>9}" for n in shown),
+    ]
+    for name, row in zip(names, costs):
+        values = row if isinstance(row, tuple) else (row,) * width
+        lines.append(f"  {name:<{name_width}}" + "".join(f"{values[n - 1]:9.2f}" for n in shown))
+    temperature = result.extra.get("sampling", {}).get("temperature", "?")
+    lines.append(f"acceptance[row drafts, column verifies] at temperature {temperature}:")
+    lines.append("  " + " " * name_width + "".join(f"{name[:10]:>11}" for name in names))
+    for i, name in enumerate(names):
+        cells = "".join(
+            f"{result.acceptance[i][j]:11.3f}" if j > i else f"{'-':>11}" for j in range(len(names))
+        )
+        lines.append(f"  {name:<{name_width}}{cells}")
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelReport:
+    """One level of the planned chain: measured (engine counters, prefill excluded) next to what
+    the profile predicts (``hierspec.evaluate``). ``acceptance`` is the rate at which the level
+    above accepted this level's drafts (``None`` for the target)."""
+
+    model: str
+    passes_per_token: float
+    predicted_passes_per_token: float
+    model_ms_per_token: float  # inside this level's forward passes
+    predicted_ms_per_token: float  # profile cost (forward + processing + truncate)
+    acceptance: float | None
+    profile_acceptance: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateReport:
+    """What ``hierspec generate`` measured (written with ``--json``).
+
+    Latencies in ms per new token; ``decode_ms_per_token`` excludes the prompt prefill (what the
+    planner predicts), ``tokens_per_second`` includes it. Baseline fields are ``None`` with
+    ``--no-baseline``.
+    """
+
+    prompt: str
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    plan: dict[str, Any]
+    profile_path: str | None
+    sampling: dict[str, Any]
+    seed: int
+    wall_time_s: float
+    tokens_per_second: float
+    decode_ms_per_token: float
+    predicted_ms_per_token: float
+    baseline_wall_time_s: float | None
+    baseline_tokens_per_second: float | None
+    baseline_decode_ms_per_token: float | None
+    speedup_vs_target: float | None  # tokens/s over the target alone's tokens/s
+    identical_to_target: bool | None  # greedy only: same tokens as the target alone
+    levels: tuple[LevelReport, ...]
+    machine: dict[str, Any]
+
+
+def print_generate_report(
+    report: GenerateReport, best: Plan, profile_line: str, baseline_new_tokens: int | None
+) -> None:
+    """Prints the text, ``profile_line``, the plan and the measured-against-predicted lines of
+    ``report`` (the baseline's lines when ``baseline_new_tokens`` is not ``None``)."""
+    print(report.text)
+    print()
+    print(profile_line)
+    print(best.format_table(unit="ms"))
+    print()
+    print(
+        f"hierspec:     {report.new_tokens} tokens in {report.wall_time_s:.2f} s = "
+        f"{report.tokens_per_second:.1f} tokens/s (decode {report.decode_ms_per_token:.1f} "
+        f"ms/token, predicted {best.latency:.1f})"
+    )
+    name_width = max(len(level.model) for level in report.levels)
+    for index, level in enumerate(report.levels):
+        line = (
+            f"  level {index} {level.model:<{name_width}}  "
+            f"{level.passes_per_token:.2f} passes/token"
+            f" (predicted {level.predicted_passes_per_token:.2f}), {level.model_ms_per_token:.1f}"
+            f" ms/token in passes (predicted {level.predicted_ms_per_token:.1f} incl. processing)"
+        )
+        if level.acceptance is not None:
+            line += f", accepted {level.acceptance:.2f} (profile {level.profile_acceptance:.2f})"
+        print(line)
+    if baseline_new_tokens is not None:
+        print(
+            f"target alone: {baseline_new_tokens} tokens in "
+            f"{report.baseline_wall_time_s:.2f} s = {report.baseline_tokens_per_second:.1f} "
+            f"tokens/s (decode {report.baseline_decode_ms_per_token:.1f} ms/token, predicted "
+            f"{best.target_latency:.1f})"
+        )
+        print(
+            f"speedup over the target alone: {report.speedup_vs_target:.2f}x "
+            f"(predicted {best.speedup:.2f}x)"
+        )
+        if report.identical_to_target is not None:
+            identical = "yes" if report.identical_to_target else "NO"
+            print(f"greedy output identical to the target alone: {identical}")
