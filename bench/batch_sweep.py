@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 
 import torch
+from harness import RESULTS, Report, family_prompts
 
 import hierspec
-from hierspec import HierarchicalDecoder, corpus
-from hierspec.family import load_family
-from hierspec.planning import write_json
-from hierspec.profiler import ProfilerConfig, cached_profile, machine_info
+from hierspec import HierarchicalDecoder
+from hierspec.cli.candidates import candidates_profile, from_family
+from hierspec.profiler import ProfilerConfig
 from hierspec.sampling import SamplingConfig
 
 
@@ -60,12 +59,15 @@ def main(argv=None) -> int:
     parser.add_argument("--max-draft-length", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", default=None, help="family cache directory")
-    parser.add_argument("--out", default="bench/results/batch-sweep-cpu.json")
+    parser.add_argument("--out", default=str(RESULTS / "batch-sweep-cpu.json"))
     args = parser.parse_args(argv)
     if max(args.draft_lengths) > args.max_draft_length:
         parser.error(f"--draft-lengths must be <= --max-draft-length {args.max_draft_length}")
     torch.set_num_threads(args.threads)
 
+    from hierspec.family import load_family
+
+    report = Report("batch_sweep")
     family = load_family(args.cache, progress=False)
     if args.draft not in family.names[:-1]:
         parser.error(f"--draft must be one of {list(family.names[:-1])}, got {args.draft!r}")
@@ -76,22 +78,13 @@ def main(argv=None) -> int:
         sampling=sampling,
         threads=args.threads,
     )
-    profile, profile_path, measured_now = cached_profile(
-        family.models,
-        family.names,
-        family.tokenizer,
-        family.cache_dir,
-        config,
-        num_prompts=args.profile_prompts,
-        progress=False,
+    profile, profile_path, measured_now = candidates_profile(
+        from_family(family), config, args.profile_prompts, progress=False
     )
     draft, target = family.names.index(args.draft), len(family.names) - 1
     rate = profile.acceptance[draft][target]
     conditional = profile.extra["acceptance_details"]["by_position"][draft][target]
-    prompts = [
-        corpus.chat_input_ids(family.tokenizer, prompt.message)
-        for prompt in corpus.heldout_prompts(args.num_prompts)
-    ]
+    _, prompts = family_prompts(family.tokenizer, "heldout", args.num_prompts)
     print(
         f"profile {profile_path} ({'measured now' if measured_now else 'cached'}); "
         f"{args.draft} -> target acceptance {rate:.3f}, by position "
@@ -167,28 +160,22 @@ def main(argv=None) -> int:
         f"{error('predicted_iid_ms'):.1%}, by position {error('predicted_by_position_ms'):.1%} "
         f"({time.perf_counter() - started:.0f} s)"
     )
-    report = {
-        "command": " ".join(
-            [
-                "OMP_NUM_THREADS=1 python bench/batch_sweep.py",
-                *(sys.argv[1:] if argv is None else argv),
-            ]
-        ),
-        "config": vars(args),
-        "machine": machine_info(),
-        "profile": str(profile_path),
-        "acceptance": rate,
-        "acceptance_by_position": conditional,
-        "target_alone": {**target_alone, "predicted_ms": target_predicted},
-        "rows": rows,
-        "picks": picks,
-        "mean_abs_error": {
-            "iid": error("predicted_iid_ms"),
-            "by_position": error("predicted_by_position_ms"),
+    report.write(
+        args.out,
+        {
+            "config": vars(args),
+            "profile": str(profile_path),
+            "acceptance": rate,
+            "acceptance_by_position": conditional,
+            "target_alone": {**target_alone, "predicted_ms": target_predicted},
+            "rows": rows,
+            "picks": picks,
+            "mean_abs_error": {
+                "iid": error("predicted_iid_ms"),
+                "by_position": error("predicted_by_position_ms"),
+            },
         },
-    }
-    write_json(args.out, report)
-    print(f"wrote {args.out}")
+    )
     return 0
 
 

@@ -12,7 +12,7 @@ torch thread, all in one run:
                            at its best setting: ``num_assistant_tokens`` in ``--hf-grid`` (constant
                            schedule, no confidence stop) or transformers' default (20 tokens with
                            its dynamic confidence-threshold stop), chosen by a tuning run on
-                           calibration (train-split) prompts
+                           calibration (validation-split) prompts
     single <draft>         hierspec speculative decoding with one draft at the draft length the
                            planner finds best for that pair (from the profile)
     planned                hierspec with the planner's hierarchy
@@ -20,7 +20,8 @@ torch thread, all in one run:
                            other model directly below the target
 
 The profile (costs and acceptance at that temperature) is the one ``hierspec generate`` uses,
-cached in the family's cache directory (measured once if missing, on train-split prompts).
+cached in the family's cache directory (measured once if missing, on the corpus's
+validation-split prompts, exactly as ``hierspec generate`` measures it).
 Predicted latency: ``hierspec.evaluate`` on the profile (for HF with a constant
 ``num_assistant_tokens = k``, the classic speculative-decoding prediction with ``T = k``).
 
@@ -47,7 +48,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import statistics
 import sys
 import time
@@ -56,13 +56,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from harness import RESULTS, Report, family_prompts, format_table
 
 import hierspec
 from hierspec import HierarchicalDecoder, SamplingConfig
-from hierspec.planning import write_json
-from hierspec.profiler import ProfilerConfig, cached_profile, machine_info
+from hierspec.cli.candidates import candidates_profile, candidates_profile_path, from_family
+from hierspec.profiler import ProfilerConfig
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # --quick: a cheap profile (few timings, interpolated costs, short calibration), cached apart.
 QUICK_PROFILE = ProfilerConfig(repeats=2, calibration_tokens=24, cost_points=(1, 2, 4, 8, 16, 32))
 
@@ -364,14 +364,8 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
         threads=args.threads,
     )
     started = time.perf_counter()
-    profile, profile_path, measured_now = cached_profile(
-        family.models,
-        family.names,
-        family.tokenizer,
-        family.cache_dir,
-        profile_config,
-        num_prompts=args.profile_prompts,
-        progress=not args.no_progress,
+    profile, profile_path, measured_now = candidates_profile(
+        from_family(family), profile_config, args.profile_prompts, progress=not args.no_progress
     )
     log(
         f"[{label}] profile {profile_path} ({'measured now' if measured_now else 'cached'}, "
@@ -645,7 +639,7 @@ def _nan_mean(values: list[float]) -> float | None:
 # Output
 
 
-def format_table(mode: dict) -> str:
+def format_mode(mode: dict) -> str:
     header = (
         "configuration",
         "tok/s",
@@ -682,10 +676,7 @@ def format_table(mode: dict) -> str:
                 else ("yes" if row["identical_to_target"] else f"NO ({row['identical_prompts']})"),
             )
         )
-    widths = [max(len(line[col]) for line in (header, *rows)) for col in range(len(header))]
-    lines = [f"== {mode['label']} =="]
-    for line in (header, *rows):
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    lines = [f"== {mode['label']} ==", format_table(header, rows)]
     summary = mode["summary"]
 
     def ratio(key: str) -> str:
@@ -852,12 +843,10 @@ def main(argv=None) -> int:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    from hierspec import corpus
-    from hierspec.family import environment_note, load_family
+    from hierspec.family import load_family
 
     started = time.perf_counter()
-    started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    conditions_before = machine_info()
+    report = Report("e2e")
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
@@ -868,12 +857,13 @@ def main(argv=None) -> int:
         prepare=False,
         progress=not args.no_progress,
     )
-    log(f"family: {', '.join(family.names)} ({family.cache_dir}); {environment_note()}")
-    tokenizer = family.tokenizer
-    heldout = corpus.heldout_prompts(args.num_prompts)
-    prompts = [corpus.chat_input_ids(tokenizer, prompt.message) for prompt in heldout]
-    calibration = corpus.calibration_prompts(max(args.hf_tune_prompts, 1))
-    tune_prompts = [corpus.chat_input_ids(tokenizer, prompt.message) for prompt in calibration]
+    versions = report.machine["versions"]
+    log(
+        f"family: {', '.join(family.names)} ({family.cache_dir}); python {versions['python']}, "
+        f"torch {versions['torch']}, transformers {versions['transformers']}"
+    )
+    heldout, prompts = family_prompts(family.tokenizer, "heldout", args.num_prompts)
+    _, tune_prompts = family_prompts(family.tokenizer, "calibration", max(args.hf_tune_prompts, 1))
     for model in family.models:
         if isinstance(model, torch.nn.Module):
             model.generation_config.eos_token_id = None  # every run makes max_new_tokens tokens
@@ -890,7 +880,7 @@ def main(argv=None) -> int:
     for temperature in args.temperatures:
         sampling = SamplingConfig(temperature=temperature)
         mode = run_mode(family, sampling, args, prompts, tune_prompts, log)
-        print(format_table(mode), flush=True)
+        print(format_mode(mode), flush=True)
         modes.append(mode)
     # Headline numbers per sampling mode. Speedups compare wall time per new token (prompt
     # prefill included; the basis users see); decode_* compare the time after the prefill
@@ -916,14 +906,9 @@ def main(argv=None) -> int:
         summary["greedy_outputs_identical_to_target"] = greedy[0]["summary"][
             "all_hierspec_outputs_identical_to_target"
         ]
-    report = {
-        "benchmark": "e2e",
+    results = {
         "summary": summary,
-        "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
-        "date_utc": started_utc,
         "duration_s": time.perf_counter() - started,
-        "machine": conditions_before,
-        "load_average_after": machine_info()["load_average"],
         "settings": {
             key: (str(value) if isinstance(value, Path) else value)
             for key, value in vars(args).items()
@@ -947,7 +932,7 @@ def main(argv=None) -> int:
         "EOS ignored; configurations interleaved per prompt after a warm-up",
         "modes": modes,
     }
-    write_json(args.out, report)
+    report.write(args.out, results)
     plot(modes, args.plot)
     log(f"wrote {args.out} and {args.plot}")
     if greedy and not summary["greedy_outputs_identical_to_target"]:
@@ -963,7 +948,6 @@ def estimate_duration(family, args, prompts) -> float | None:
     """Seconds the measurement loop should take on a quiet machine, from cached profiles' predicted
     latencies (None when no profile of this family is cached yet)."""
     from hierspec.planning import load_profile
-    from hierspec.profiler import profile_cache_path
 
     total = 0.0
     prompt_tokens = statistics.fmean(ids.shape[1] for ids in prompts)
@@ -974,9 +958,7 @@ def estimate_duration(family, args, prompts) -> float | None:
             sampling=SamplingConfig(temperature=temperature),
             threads=args.threads,
         )
-        path = profile_cache_path(
-            family.cache_dir, family.models, family.names, config, args.profile_prompts
-        )
+        path = candidates_profile_path(from_family(family), config, args.profile_prompts)
         if not path.is_file():
             return None
         profile = load_profile(path)

@@ -26,19 +26,16 @@ Writes bench/results/engine_synthetic.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from harness import RESULTS, Report, format_table
 
 import hierspec
 from hierspec import HierarchicalDecoder
-from hierspec.profiler import machine_info
 from hierspec.testing import AffineCost, synthetic_hierarchy
 
 
@@ -242,30 +239,11 @@ def main() -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs per scenario (median reported)"
     )
-    parser.add_argument(
-        "--output", type=Path, default=Path(__file__).parent / "results" / "engine_synthetic.json"
-    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "engine_synthetic.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    started = time.time()
-    conditions_before = machine_info()
+    report = Report("engine_synthetic")
     results = [run_scenario(scenario, args.tokens, args.repeats) for scenario in SCENARIOS]
-    report = {
-        "benchmark": "engine_synthetic",
-        "command": " ".join(
-            [
-                f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')}",
-                os.path.basename(sys.executable),
-                *sys.argv,
-            ]
-        ),  # fmt: skip
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "machine": conditions_before,
-        "load_average_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "results": results,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
     header = (
         "scenario", "T", "predicted", "virtual (run / 10x)", "measured", "model", "overhead",
@@ -293,17 +271,12 @@ def main() -> None:
         )
         for result in results
     ]
-    widths = [max(len(row[col]) for row in (header, *rows)) for col in range(len(header))]
     print(
         "latency and overhead per new token in ms (median of runs); percentages: median [min, max]"
     )
-    for row in (header, *rows):
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
-    print(
-        f"load average before {conditions_before['load_average']}, "
-        f"after {report['load_average_after']}"
-    )
-    print(f"wrote {args.output}")
+    print(format_table(header, rows))
+    report.write(args.output, {"results": results})
+    print(f"load average before {report.machine['load_average']}")
 
 
 if __name__ == "__main__":

@@ -26,18 +26,17 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
+import json  # noqa: E402  (the one-line summary printed)
 import statistics  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from harness import RESULTS, Report  # noqa: E402
 
 import hierspec  # noqa: E402
 from hierspec import _core  # noqa: E402
-from hierspec.profiler import machine_info  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "planner.json"
 NUM_CANDIDATES = (2, 4, 8, 16, 32)
 MAX_DRAFT_LENGTHS = (8, 16, 32, 64, 128)
 PYTHON_BUDGET_S = 60.0  # skip a Python cell predicted to take longer than this
@@ -183,10 +182,10 @@ def check_small_cases() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="M <= 8, T <= 32 only")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=RESULTS / "planner.json")
     args = parser.parse_args()
 
-    info = {**machine_info(), "threads": 1}
+    report = Report("planner")
     checked = check_small_cases()
     print(f"same optimum as the Python DP (and brute force where small) on {checked} instances")
 
@@ -248,7 +247,6 @@ def main() -> int:
                 f"{result.chain} T={result.draft_lengths}"
             )
 
-    info["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     target_row = next(
         (row for row in rows if row["num_candidates"] == 8 and row["max_draft_length"] == 64), None
     )
@@ -266,22 +264,10 @@ def main() -> int:
             if "speedup_cpp_over_python" in row and row["num_candidates"] >= 4
         )
     print(json.dumps(summary))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "benchmark": "planner",
-                "machine": info,
-                "summary": summary,
-                "checked_small_instances": checked,
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
+    report.write(
+        args.output,
+        {"threads": 1, "summary": summary, "checked_small_instances": checked, "results": rows},
     )
-    print(f"wrote {args.output}")
     return 0
 
 

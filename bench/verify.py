@@ -32,8 +32,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -41,11 +39,12 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
+from harness import RESULTS, write_report  # noqa: E402
 
 import hierspec  # noqa: E402
+from hierspec.io import machine_info  # noqa: E402
 from hierspec.kernels import draw_verify_noise, verify_torch  # noqa: E402
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BATCH_SIZES = (1, 8, 64)
 NUM_DRAFT_TOKENS = (4, 8)
 VOCAB_SIZES = (32000, 128256)
@@ -63,24 +62,16 @@ NOMINAL_BANDWIDTH = {
 }
 
 
-def device_description(device: torch.device) -> dict[str, object]:
+def device_description(device: torch.device, machine: dict[str, object]) -> dict[str, object]:
+    """The device the kernels ran on (the CPU as :func:`hierspec.io.machine_info` names it)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         nominal = next((bw for key, bw in NOMINAL_BANDWIDTH.items() if key in name), None)
         return {"type": "cuda", "name": name, "nominal_bandwidth_bytes_per_s": nominal}
-    name = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     return {
         "type": "cpu",
-        "name": name,
-        "cpu_count": os.cpu_count(),
+        "name": machine["cpu"],
+        "cpu_count": machine["logical_cores"],
         "threads": torch.get_num_threads(),
     }
 
@@ -176,14 +167,15 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="V = 32000 only")
     parser.add_argument("--repeats", type=int, default=5, help="CPU repeats per timing")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
-    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--output-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     if not torch.cuda.is_available():
         torch.set_num_threads(1)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = DTYPES[args.dtype]
-    description = device_description(device)
+    machine = machine_info()
+    description = device_description(device, machine)
     use_triton, triton_reason = triton_status(device)
     launcher = None
     if use_triton:
@@ -266,19 +258,15 @@ def main() -> int:
             else f"median of {args.repeats} after one warm-up, {torch.get_num_threads()} thread(s)"
         ),
         "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
+            **machine["versions"],
             "triton": _version("triton"),
             "flashinfer": _version("flashinfer"),
-            "hierspec": hierspec.__version__,
         },
-        "load_average_start": os.getloadavg(),
+        "load_average_start": machine["load_average"],
+        "machine": machine,
         "rows": rows,
     }
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    path = args.output_dir / f"verify-{slug(description)}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {path}")
+    write_report(args.output_dir / f"verify-{slug(description)}.json", result)
     return 0
 
 

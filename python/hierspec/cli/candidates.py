@@ -25,12 +25,18 @@ from typing import Any
 import torch
 
 from hierspec.io import file_digest
+from hierspec.planning import Profile
+from hierspec.profiler import ProfilerConfig, cached_profile, profile_cache_path
 
 __all__ = [
     "Candidates",
     "add_common_arguments",
     "add_model_help",
+    "calibration_messages",
+    "candidates_profile",
+    "candidates_profile_path",
     "check_threads",
+    "from_family",
     "load_candidates",
 ]
 
@@ -182,14 +188,7 @@ def load_candidates(
     known = family_model_names()
     family_specs = tuple(spec for spec in specs if spec in known)
     if len(family_specs) == len(specs):  # the family (or part of it) in the family's order
-        family = load_family(cache, include=family_specs or None, progress=progress)
-        return Candidates(
-            family.names,
-            family.models,
-            family.tokenizer,
-            family.cache_dir,
-            tuple(_family_identity(model) for model in family.models),
-        )
+        return from_family(load_family(cache, include=family_specs or None, progress=progress))
     family = load_family(cache, include=family_specs, progress=progress) if family_specs else None
     names: list[str] = []
     models: list[object] = []
@@ -207,6 +206,62 @@ def load_candidates(
         identities.append(identity)
     tokenizer = family.tokenizer if family is not None else _checkpoint_tokenizer(specs[-1])
     return Candidates(tuple(names), tuple(models), tokenizer, cache_dir(cache), tuple(identities))
+
+
+def from_family(family: Any) -> Candidates:
+    """The candidates of a :class:`hierspec.family.Family` (with their records' digests)."""
+    return Candidates(
+        family.names,
+        family.models,
+        family.tokenizer,
+        family.cache_dir,
+        tuple(_family_identity(model) for model in family.models),
+    )
+
+
+def calibration_messages(num_prompts: int) -> list[str]:
+    """The first ``num_prompts`` calibration prompts of the bundled family's corpus (its
+    validation split: neither the drafts' training text nor the benchmark's held-out prompts)."""
+    from hierspec.family import corpus
+
+    return [prompt.message for prompt in corpus.calibration_prompts(num_prompts)]
+
+
+def candidates_profile(
+    candidates: Candidates,
+    config: ProfilerConfig,
+    num_prompts: int,
+    refresh: bool = False,
+    progress: bool = True,
+) -> tuple[Profile, Path, bool]:
+    """The cached profile of ``candidates`` under ``config`` on ``num_prompts`` calibration
+    prompts (:func:`calibration_messages`): the one ``hierspec generate`` plans from and the
+    benchmarks compare with (:func:`hierspec.profiler.cached_profile`)."""
+    return cached_profile(
+        candidates.models,
+        candidates.names,
+        calibration_messages(num_prompts),
+        candidates.cache_dir,
+        config,
+        tokenizer=candidates.tokenizer,
+        identities=candidates.identities,
+        refresh=refresh,
+        progress=progress,
+    )
+
+
+def candidates_profile_path(
+    candidates: Candidates, config: ProfilerConfig, num_prompts: int
+) -> Path:
+    """Where :func:`candidates_profile` caches (the file may not exist yet)."""
+    return profile_cache_path(
+        candidates.cache_dir,
+        candidates.models,
+        candidates.names,
+        config,
+        calibration_messages(num_prompts),
+        candidates.identities,
+    )
 
 
 def _from_checkpoints(specs: Sequence[str], cache: str | None) -> Candidates:

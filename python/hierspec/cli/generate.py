@@ -20,12 +20,17 @@ import torch
 from hierspec.engine import GenerateOutput, HierarchicalDecoder
 from hierspec.io import machine_info, write_json
 from hierspec.planning import evaluate, load_profile, plan
-from hierspec.profiler import ProfilerConfig, cached_profile
+from hierspec.profiler import ProfilerConfig
 from hierspec.prompts import encode_prompt
 from hierspec.sampling import SamplingConfig
 
-from .candidates import add_common_arguments, add_model_help, check_threads, load_candidates
-from .profile import calibration_messages
+from .candidates import (
+    add_common_arguments,
+    add_model_help,
+    candidates_profile,
+    check_threads,
+    load_candidates,
+)
 from .report import GenerateReport, LevelReport, print_generate_report
 
 HELP = "generate with the auto-planned hierarchy (default: the bundled model family)"
@@ -126,16 +131,8 @@ def run(args: argparse.Namespace) -> int:
         config = ProfilerConfig(
             max_draft_length=args.max_draft_length, sampling=sampling, threads=args.threads
         )
-        loaded, profile_path, measured_now = cached_profile(
-            candidates.models,
-            candidates.names,
-            calibration_messages(args.profile_prompts),
-            candidates.cache_dir,
-            config,
-            tokenizer=candidates.tokenizer,
-            identities=candidates.identities,
-            refresh=args.reprofile,
-            progress=progress,
+        loaded, profile_path, measured_now = candidates_profile(
+            candidates, config, args.profile_prompts, refresh=args.reprofile, progress=progress
         )
     best = plan(
         loaded.costs_ms,

@@ -10,7 +10,13 @@ from hierspec.planning import plan
 from hierspec.profiler import profile, write_profile
 from hierspec.prompts import encode_prompt, read_prompts
 
-from .candidates import add_common_arguments, add_model_help, check_threads, load_candidates
+from .candidates import (
+    add_common_arguments,
+    add_model_help,
+    calibration_messages,
+    check_threads,
+    load_candidates,
+)
 from .report import format_profile
 
 HELP = "measure candidate models' pass costs and acceptance rates into a profile JSON"
@@ -79,14 +85,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tokenize prompts as plain text, without the chat template",
     )
     add_common_arguments(parser)
-
-
-def calibration_messages(num_prompts: int) -> list[str]:
-    """The first ``num_prompts`` calibration prompts of the bundled family's corpus (its
-    validation split: neither the drafts' training text nor the benchmark's held-out prompts)."""
-    from hierspec.family import corpus
-
-    return [prompt.message for prompt in corpus.calibration_prompts(num_prompts)]
 
 
 def run(args: argparse.Namespace) -> int:
