@@ -1,7 +1,14 @@
-// pybind11 glue for the hierspec C++ core: argument conversion and docstrings only.
+// pybind11 glue for the hierspec C++ core: argument conversion, docstrings and Ctrl-C.
 // std::invalid_argument from the core surfaces as ValueError (pybind11's standard mapping).
+// Long calls (plan, brute_force_plan, simulate) run without the GIL and poll Python's signal
+// handlers through the core's StopRequested hook (hierspec/cancel.hpp), so Ctrl-C (or any
+// signal handler that raises) interrupts them.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
 
 #include "hierspec/hierspec.hpp"
 
@@ -10,6 +17,37 @@ using hierspec::AcceptanceMatrix;
 using hierspec::CostTable;
 using ConstantCosts = std::vector<double>;
 using Ints = std::vector<int>;
+
+namespace {
+
+// At most every 50 ms, take the GIL and run Python's signal handlers; true when one raised
+// (the Python error stays set on this thread for `interruptible` to re-raise).
+hierspec::StopRequested python_signal_raised() {
+  using Clock = std::chrono::steady_clock;
+  auto last_check = std::make_shared<Clock::time_point>(Clock::now());
+  return [last_check]() {
+    const Clock::time_point now = Clock::now();
+    if (now - *last_check < std::chrono::milliseconds(50)) return false;
+    *last_check = now;
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+  };
+}
+
+// Runs call(should_stop) without the GIL; a cancellation re-raises the Python exception that
+// caused it (KeyboardInterrupt for Ctrl-C).
+template <typename Call>
+auto interruptible(Call call) {
+  try {
+    py::gil_scoped_release release;
+    return call(python_signal_raised());
+  } catch (const hierspec::Cancelled&) {
+    if (PyErr_Occurred() != nullptr) throw py::error_already_set();
+    throw;
+  }
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_core, module) {
   module.doc() =
@@ -66,39 +104,72 @@ PYBIND11_MODULE(_core, module) {
                                const Ints&>(&hierspec::evaluate),
              py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"));
 
-  module.def("simulate",
-             py::overload_cast<const CostTable&, const AcceptanceMatrix&, const Ints&, const Ints&,
-                               std::int64_t, std::uint64_t>(&hierspec::simulate),
-             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
-             py::arg("num_tokens"), py::arg("seed"),
-             (std::string("Seeded Monte Carlo of the same process.") + costs_doc).c_str(),
-             py::call_guard<py::gil_scoped_release>());
-  module.def("simulate",
-             py::overload_cast<const ConstantCosts&, const AcceptanceMatrix&, const Ints&,
-                               const Ints&, std::int64_t, std::uint64_t>(&hierspec::simulate),
-             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
-             py::arg("num_tokens"), py::arg("seed"), py::call_guard<py::gil_scoped_release>());
+  module.attr("MAX_DRAFT_LENGTH") = hierspec::kMaxDraftLength;
+  module.attr("MAX_SIMULATED_TOKENS") = hierspec::kMaxSimulatedTokens;
 
-  module.def("plan",
-             py::overload_cast<const CostTable&, const AcceptanceMatrix&, int>(&hierspec::plan),
-             py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
-             (std::string("Latency-optimal chain and draft lengths (exact DP).") + costs_doc).c_str(),
-             py::call_guard<py::gil_scoped_release>());
-  module.def("plan",
-             py::overload_cast<const ConstantCosts&, const AcceptanceMatrix&, int>(&hierspec::plan),
-             py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
-             py::call_guard<py::gil_scoped_release>());
+  const char* interrupt_doc = " Interruptible: Ctrl-C raises KeyboardInterrupt within ~50 ms.";
+  module.def(
+      "simulate",
+      [](const CostTable& costs, const AcceptanceMatrix& acceptance, const Ints& chain,
+         const Ints& draft_lengths, std::int64_t num_tokens, std::uint64_t seed) {
+        return interruptible([&](const hierspec::StopRequested& should_stop) {
+          return hierspec::simulate(costs, acceptance, chain, draft_lengths, num_tokens, seed,
+                                    should_stop);
+        });
+      },
+      py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
+      py::arg("num_tokens"), py::arg("seed"),
+      (std::string("Seeded Monte Carlo of the same process.") + costs_doc + interrupt_doc)
+          .c_str());
+  module.def(
+      "simulate",
+      [](const ConstantCosts& costs, const AcceptanceMatrix& acceptance, const Ints& chain,
+         const Ints& draft_lengths, std::int64_t num_tokens, std::uint64_t seed) {
+        return interruptible([&](const hierspec::StopRequested& should_stop) {
+          return hierspec::simulate(costs, acceptance, chain, draft_lengths, num_tokens, seed,
+                                    should_stop);
+        });
+      },
+      py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
+      py::arg("num_tokens"), py::arg("seed"));
 
-  module.def("brute_force_plan",
-             py::overload_cast<const CostTable&, const AcceptanceMatrix&, int>(
-                 &hierspec::brute_force_plan),
-             py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
-             (std::string("The planner's result by exhaustive enumeration (for tests).") +
-              costs_doc).c_str(),
-             py::call_guard<py::gil_scoped_release>());
-  module.def("brute_force_plan",
-             py::overload_cast<const ConstantCosts&, const AcceptanceMatrix&, int>(
-                 &hierspec::brute_force_plan),
-             py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
-             py::call_guard<py::gil_scoped_release>());
+  module.def(
+      "plan",
+      [](const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
+        return interruptible([&](const hierspec::StopRequested& should_stop) {
+          return hierspec::plan(costs, acceptance, max_draft_length, should_stop);
+        });
+      },
+      py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
+      (std::string("Latency-optimal chain and draft lengths (exact DP, O(M^2 T^2)).") +
+       costs_doc + interrupt_doc)
+          .c_str());
+  module.def(
+      "plan",
+      [](const ConstantCosts& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
+        return interruptible([&](const hierspec::StopRequested& should_stop) {
+          return hierspec::plan(costs, acceptance, max_draft_length, should_stop);
+        });
+      },
+      py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"));
+
+  module.def(
+      "brute_force_plan",
+      [](const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
+        return interruptible([&](const hierspec::StopRequested& should_stop) {
+          return hierspec::brute_force_plan(costs, acceptance, max_draft_length, should_stop);
+        });
+      },
+      py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
+      (std::string("The planner's result by exhaustive enumeration (for tests).") + costs_doc +
+       interrupt_doc)
+          .c_str());
+  module.def(
+      "brute_force_plan",
+      [](const ConstantCosts& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
+        return interruptible([&](const hierspec::StopRequested& should_stop) {
+          return hierspec::brute_force_plan(costs, acceptance, max_draft_length, should_stop);
+        });
+      },
+      py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"));
 }

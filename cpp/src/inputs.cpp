@@ -132,7 +132,7 @@ void validate_chain(const std::vector<int>& chain, const std::vector<int>& draft
     }
     if (draft_lengths[level] > kMaxDraftLength) {
       throw std::invalid_argument("draft_lengths[" + std::to_string(level) + "] = " +
-                                  std::to_string(draft_lengths[level]) + " exceeds the limit " +
+                                  std::to_string(draft_lengths[level]) + " exceeds MAX_DRAFT_LENGTH = " +
                                   std::to_string(kMaxDraftLength));
     }
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -27,7 +28,8 @@ struct Candidate {
 void check_max_draft_length(int max_draft_length) {
   if (max_draft_length < 1 || max_draft_length > kMaxDraftLength) {
     throw std::invalid_argument("max_draft_length = " + std::to_string(max_draft_length) +
-                                " must be in [1, " + std::to_string(kMaxDraftLength) + "]");
+                                " must be in [1, " + std::to_string(kMaxDraftLength) +
+                                "] (MAX_DRAFT_LENGTH)");
   }
 }
 
@@ -110,7 +112,9 @@ struct TopChoice {
 
 }  // namespace
 
-PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
+PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length,
+                const StopRequested& should_stop) {
+  StopPoller poller(should_stop);
   const int num_models = validate_acceptance(acceptance);
   validate_costs(costs, num_models);
   check_max_draft_length(max_draft_length);
@@ -156,6 +160,7 @@ PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int 
     for (int below = 0; below < model; ++below) {
       const double rate = acceptance[below][model];
       for (int below_batch = 1; below_batch <= max_batch; ++below_batch) {
+        poller.add(static_cast<std::uint64_t>(max_batch) * 4);  // the loops below: O(Tmax)
         const double below_cost = nodes[below][below_batch].cost;
         if (!(below_cost < kInfinity) || below_batch + 1 > num_columns) continue;
         // One iteration of `model`'s loop: call `below`, verify its G tokens in a pass of G + 1.
@@ -251,16 +256,17 @@ PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int 
 }
 
 PlanResult plan(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
-                int max_draft_length) {
+                int max_draft_length, const StopRequested& should_stop) {
   const int num_models = validate_acceptance(acceptance);
   validate_constant_costs(cost_per_pass, num_models);
   check_max_draft_length(max_draft_length);
   return plan(expand_constant_costs(cost_per_pass, plan_columns_needed(num_models, max_draft_length)),
-              acceptance, max_draft_length);
+              acceptance, max_draft_length, should_stop);
 }
 
 PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                            int max_draft_length) {
+                            int max_draft_length, const StopRequested& should_stop) {
+  StopPoller poller(should_stop);
   const int num_models = validate_acceptance(acceptance);
   validate_costs(costs, num_models);
   check_max_draft_length(max_draft_length);
@@ -280,6 +286,8 @@ PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acce
     chain.push_back(target);
     std::vector<int> draft_lengths(chain.size() - 1, 1);
     while (true) {  // odometer over [1, max_draft_length]^K
+      poller.add(chain.size() + static_cast<std::uint64_t>(draft_lengths.back()) *
+                                    draft_lengths.back());  // evaluate: O(K T^2) at most
       if (chain_columns_needed(draft_lengths) <= num_columns) {
         const double latency = expected_latency(costs, acceptance, chain, draft_lengths);
         const int below = chain[chain.size() - 2];
@@ -302,13 +310,14 @@ PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acce
 }
 
 PlanResult brute_force_plan(const std::vector<double>& cost_per_pass,
-                            const AcceptanceMatrix& acceptance, int max_draft_length) {
+                            const AcceptanceMatrix& acceptance, int max_draft_length,
+                            const StopRequested& should_stop) {
   const int num_models = validate_acceptance(acceptance);
   validate_constant_costs(cost_per_pass, num_models);
   check_max_draft_length(max_draft_length);
   return brute_force_plan(
       expand_constant_costs(cost_per_pass, plan_columns_needed(num_models, max_draft_length)),
-      acceptance, max_draft_length);
+      acceptance, max_draft_length, should_stop);
 }
 
 }  // namespace hierspec

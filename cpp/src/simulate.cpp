@@ -14,8 +14,9 @@ class Simulator {
  public:
   Simulator(const CostTable& costs, const AcceptanceMatrix& acceptance,
             const std::vector<int>& chain, const std::vector<int>& draft_lengths,
-            std::uint64_t seed)
-      : costs_(costs),
+            std::uint64_t seed, const StopRequested& should_stop)
+      : poller_(should_stop),
+        costs_(costs),
         acceptance_(acceptance),
         chain_(chain),
         draft_lengths_(draft_lengths),
@@ -78,6 +79,7 @@ class Simulator {
   }
 
   void record_pass(int level, int num_tokens) {
+    poller_.add(static_cast<std::uint64_t>(num_tokens));
     passes_[level] += 1.0;
     tokens_[level] += num_tokens;
     cost_[level] += costs_[chain_[level]][static_cast<std::size_t>(num_tokens) - 1];
@@ -85,6 +87,7 @@ class Simulator {
 
   double uniform() { return static_cast<double>(generator_() >> 11) * 0x1.0p-53; }
 
+  StopPoller poller_;
   const CostTable& costs_;
   const AcceptanceMatrix& acceptance_;
   const std::vector<int>& chain_;
@@ -98,7 +101,8 @@ class Simulator {
 
 SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& acceptance,
                           const std::vector<int>& chain, const std::vector<int>& draft_lengths,
-                          std::int64_t num_tokens, std::uint64_t seed) {
+                          std::int64_t num_tokens, std::uint64_t seed,
+                          const StopRequested& should_stop) {
   const int num_models = validate_acceptance(acceptance);
   validate_costs(costs, num_models);
   validate_chain(chain, draft_lengths, num_models);
@@ -107,8 +111,13 @@ SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& accept
     throw std::invalid_argument("num_tokens = " + std::to_string(num_tokens) +
                                 " must be >= 1");
   }
+  if (num_tokens > kMaxSimulatedTokens) {
+    throw std::invalid_argument("num_tokens = " + std::to_string(num_tokens) +
+                                " exceeds MAX_SIMULATED_TOKENS = " +
+                                std::to_string(kMaxSimulatedTokens));
+  }
 
-  Simulator simulator(costs, acceptance, chain, draft_lengths, seed);
+  Simulator simulator(costs, acceptance, chain, draft_lengths, seed, should_stop);
   SimulationResult result;
   while (result.num_tokens < num_tokens) {
     result.num_tokens += simulator.target_cycle();
@@ -129,12 +138,12 @@ SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& accept
 SimulationResult simulate(const std::vector<double>& cost_per_pass,
                           const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
                           const std::vector<int>& draft_lengths, std::int64_t num_tokens,
-                          std::uint64_t seed) {
+                          std::uint64_t seed, const StopRequested& should_stop) {
   const int num_models = validate_acceptance(acceptance);
   validate_constant_costs(cost_per_pass, num_models);
   validate_chain(chain, draft_lengths, num_models);
   return simulate(expand_constant_costs(cost_per_pass, chain_columns_needed(draft_lengths)),
-                  acceptance, chain, draft_lengths, num_tokens, seed);
+                  acceptance, chain, draft_lengths, num_tokens, seed, should_stop);
 }
 
 }  // namespace hierspec

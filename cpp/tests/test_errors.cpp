@@ -99,4 +99,55 @@ TEST(table_too_short) {
   CHECK(hierspec::expected_latency(table(1), kAcceptance, {3}, {}) == 4.0);
 }
 
+TEST(limits) {
+  const int too_long = hierspec::kMaxDraftLength + 1;
+  CHECK_THROWS_WITH(hierspec::plan(kConstant, kAcceptance, too_long),
+                    "max_draft_length = " + std::to_string(too_long) + " must be in [1, " +
+                        std::to_string(hierspec::kMaxDraftLength) + "] (MAX_DRAFT_LENGTH)");
+  CHECK_THROWS_WITH(hierspec::evaluate(kConstant, kAcceptance, {0, 3}, {too_long}),
+                    "draft_lengths[0] = " + std::to_string(too_long) + " exceeds MAX_DRAFT_LENGTH");
+  CHECK_THROWS_WITH(hierspec::simulate(kConstant, kAcceptance, {0, 3}, {2},
+                                       hierspec::kMaxSimulatedTokens + 1, 0),
+                    "exceeds MAX_SIMULATED_TOKENS");
+}
+
+TEST(cancellation) {
+  // A caller that asks to stop at its n-th poll: every long computation throws Cancelled, and
+  // polls at a coarse interval (not once per inner iteration).
+  int polls = 0;
+  const hierspec::StopRequested stop_at_third = [&polls]() { return ++polls >= 3; };
+  bool cancelled = false;
+  try {
+    hierspec::plan(kConstant, kAcceptance, hierspec::kMaxDraftLength, stop_at_third);
+  } catch (const hierspec::Cancelled&) {
+    cancelled = true;
+  }
+  CHECK(cancelled && polls == 3);
+  polls = 0;
+  cancelled = false;
+  try {
+    hierspec::simulate(kConstant, kAcceptance, {0, 1, 3}, {8, 8}, hierspec::kMaxSimulatedTokens,
+                       0, stop_at_third);
+  } catch (const hierspec::Cancelled&) {
+    cancelled = true;
+  }
+  CHECK(cancelled && polls == 3);
+  polls = 0;
+  cancelled = false;
+  try {
+    hierspec::brute_force_plan(kConstant, kAcceptance, 64, stop_at_third);
+  } catch (const hierspec::Cancelled&) {
+    cancelled = true;
+  }
+  CHECK(cancelled && polls == 3);
+  // A caller that never stops changes nothing: the same plan as without one.
+  polls = 0;
+  const hierspec::StopRequested never = [&polls]() { return ++polls < 0; };
+  const auto with = hierspec::plan(kConstant, kAcceptance, 300, never);
+  const auto without = hierspec::plan(kConstant, kAcceptance, 300);
+  CHECK(polls > 0 && with.best.chain == without.best.chain &&
+        with.best.draft_lengths == without.best.draft_lengths &&
+        with.best.latency == without.best.latency);
+}
+
 int main() { return check::run_all(); }

@@ -2,6 +2,9 @@
 
 from typing import overload
 
+MAX_DRAFT_LENGTH: int  # largest draft length / max_draft_length (kMaxDraftLength, inputs.hpp)
+MAX_SIMULATED_TOKENS: int  # largest num_tokens of simulate (kMaxSimulatedTokens)
+
 class Evaluation:
     @property
     def latency(self) -> float: ...

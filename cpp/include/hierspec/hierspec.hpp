@@ -2,6 +2,7 @@
 // decoding under the policy of docs/policy.md.
 #pragma once
 
+#include "hierspec/cancel.hpp"
 #include "hierspec/inputs.hpp"
 #include "hierspec/latency.hpp"
 #include "hierspec/planner.hpp"

@@ -17,8 +17,17 @@ using CostTable = std::vector<std::vector<double>>;
 /// (i.i.d. model). Shape [M][M]; entries with i >= j are not used and not checked.
 using AcceptanceMatrix = std::vector<std::vector<double>>;
 
-/// Largest draft length accepted anywhere (keeps every pass length 2 T + 1 inside int).
-inline constexpr int kMaxDraftLength = 1 << 20;
+/// Largest draft length accepted anywhere (evaluate, simulate, plan; the engine uses the same
+/// limit through hierspec._core.MAX_DRAFT_LENGTH). Sized so that the documented planner case
+/// finishes in about a second: plan is O(M^2 T^2) time (docs/theory.md), about 0.4 s for
+/// M = 3 candidates and T = 4096 on one 2020s CPU core; evaluate is O(K T^2), about 0.02 s per
+/// level at T = 4096.
+inline constexpr int kMaxDraftLength = 1 << 12;
+
+/// Largest num_tokens accepted by simulate: about a second of simulation for short draft
+/// lengths (the work per committed token grows with the draft lengths and falls with the
+/// acceptance rates, so long drafts take longer; the simulation is interruptible).
+inline constexpr long long kMaxSimulatedTokens = 10'000'000;
 
 /// A table whose row m is `cost_per_pass[m]` repeated `num_columns` times (a pass costs the
 /// same whatever the number of tokens it processes). Validates like a table.
@@ -44,13 +53,15 @@ void validate_chain(const std::vector<int>& chain, const std::vector<int>& draft
 
 /// Largest number of tokens one forward pass of this chain can process (docs/policy.md):
 /// 1 for the target alone; otherwise the maximum of 2 (level 0's first pass), T_{l-1} + 1
-/// (verification at an intermediate level l) and the target's pass: T_0 + 1 for one draft,
-/// T_{K-1} + T_{K-2} + 1 (the largest possible hand-up plus one) for deeper chains.
+/// (verification at an intermediate level l) and the target's pass: T_0 + 1 for one draft
+/// (standard verification: the pending token plus T_0 drafts), T_{K-1} + T_{K-2} for deeper
+/// chains (deferred verification, policy rule 4: the pass processes exactly the hand-up
+/// L <= T_{K-1} + T_{K-2}, no "+1").
 /// `draft_lengths` = [T_0, ..., T_{K-1}]. Precondition: validate_chain passed.
 int chain_columns_needed(const std::vector<int>& draft_lengths);
 
 /// Largest pass any chain of `num_models` candidates with draft lengths <= max_draft_length can
-/// need: 1 (M = 1), max_draft_length + 1 (M = 2), 2 max_draft_length + 1 (M >= 3).
+/// need: 1 (M = 1), max(2, max_draft_length + 1) (M = 2), max(2, 2 max_draft_length) (M >= 3).
 int plan_columns_needed(int num_models, int max_draft_length);
 
 /// Throws std::invalid_argument unless the cost table covers `columns_needed` pass lengths.

@@ -6,7 +6,10 @@
 //   D(i, T) = min( c_i(2) + (T - 1) c_i(1),                                    [i at level 0]
 //                  min_{p < i, G} E[N](a_pi, G, T) (c_i(G + 1) + D(p, G)) )  [p below i]
 // and the last step (p, G) -> (j, T) -> target uses the exact law of level K-1's random
-// hand-up. Exact for the policy of docs/policy.md; O(M^2 T^2) time, O(M T) memory.
+// hand-up. Exact for the policy of docs/policy.md; O(M^2 T^2) time (M candidates,
+// T = max_draft_length: for each pair p < i below the target and each G <= T, O(T) work),
+// O(M T) memory. About 0.4 s for M = 3, T = kMaxDraftLength = 4096 on one CPU core; 8 s for
+// M = 8. Interruptible through `should_stop` (hierspec/cancel.hpp).
 //
 // Cost tables shorter than plan_columns_needed(M, max_draft_length): configurations that need a
 // pass longer than the table covers are skipped (never extrapolated), and the result says so
@@ -17,6 +20,7 @@
 #include <optional>
 #include <vector>
 
+#include "hierspec/cancel.hpp"
 #include "hierspec/inputs.hpp"
 
 namespace hierspec {
@@ -59,18 +63,22 @@ struct PlanResult {
 };
 
 /// Exact optimum by dynamic programming. costs [M][N], acceptance [M][M],
-/// max_draft_length in [1, kMaxDraftLength]. Throws std::invalid_argument for invalid input.
-PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length);
+/// max_draft_length in [1, kMaxDraftLength]. Throws std::invalid_argument for invalid input and
+/// Cancelled when `should_stop` (polled about every 2^16 inner iterations) answers true.
+PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length,
+                const StopRequested& should_stop = {});
 
 /// Same with a constant cost per forward pass (cost_per_pass [M]); never limited.
 PlanResult plan(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
-                int max_draft_length);
+                int max_draft_length, const StopRequested& should_stop = {});
 
 /// The same result by exhaustive enumeration of every chain and draft-length vector, each
-/// evaluated with evaluate(): O(sum over chains of max_draft_length^K) evaluations. For tests.
+/// evaluated with evaluate(): O(sum over chains of max_draft_length^K) evaluations. For tests;
+/// interruptible like plan.
 PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                            int max_draft_length);
+                            int max_draft_length, const StopRequested& should_stop = {});
 PlanResult brute_force_plan(const std::vector<double>& cost_per_pass,
-                            const AcceptanceMatrix& acceptance, int max_draft_length);
+                            const AcceptanceMatrix& acceptance, int max_draft_length,
+                            const StopRequested& should_stop = {});
 
 }  // namespace hierspec

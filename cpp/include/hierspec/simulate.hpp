@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "hierspec/cancel.hpp"
 #include "hierspec/inputs.hpp"
 
 namespace hierspec {
@@ -28,18 +29,22 @@ struct SimulationResult {
   std::int64_t num_target_passes = 0;
 };
 
-/// Runs target cycles until at least `num_tokens` (>= 1) tokens are committed. Randomness:
+/// Runs target cycles until at least `num_tokens` (in [1, kMaxSimulatedTokens]) tokens are
+/// committed. O(num_tokens x work per committed token), the work growing with the draft lengths
+/// and falling with the acceptance rates; `should_stop` is polled about every 2^16 processed
+/// tokens (Cancelled when it answers true). Randomness:
 /// std::mt19937_64 seeded with `seed`; a uniform double in [0, 1) from the top 53 bits of each
 /// draw decides one acceptance (accepted iff u < a, so a = 1 always and a = 0 never accepts).
 /// Same inputs and seed give the same result on every platform.
 SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& acceptance,
                           const std::vector<int>& chain, const std::vector<int>& draft_lengths,
-                          std::int64_t num_tokens, std::uint64_t seed);
+                          std::int64_t num_tokens, std::uint64_t seed,
+                          const StopRequested& should_stop = {});
 
 /// Same with a constant cost per forward pass for each model: cost_per_pass [M].
 SimulationResult simulate(const std::vector<double>& cost_per_pass,
                           const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
                           const std::vector<int>& draft_lengths, std::int64_t num_tokens,
-                          std::uint64_t seed);
+                          std::uint64_t seed, const StopRequested& should_stop = {});
 
 }  // namespace hierspec
