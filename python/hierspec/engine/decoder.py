@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .levels import as_levels
-from .protocol import DraftModel
-from .sampling import SamplingConfig, draw, processed_probs
-from .verify import verify
+from ..levels import as_levels
+from ..protocol import DraftModel
+from ..sampling import SamplingConfig, draw, processed_probs
+from ..verify import verify
 
 __all__ = ["GenerateOutput", "GenerateStats", "HierarchicalDecoder", "LevelStats"]
 
