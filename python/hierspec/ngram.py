@@ -6,9 +6,9 @@ distribution after the text ``t_0 .. t_i`` is an interpolated (Witten-Bell) back
     corpus   P_c^{-1}(x) = 1 / V (uniform), and for context lengths k = 0 .. K_c
              P_c^k(x) = (c_k(h_k, x) + beta * u_k(h_k) * P_c^{k-1}(x))
                         / (c_k(h_k) + beta * u_k(h_k))
-             with h_k the last k tokens, c_k counts of the corpus n-grams (train split of
-             :mod:`hierspec.corpus`), c_k(h) = sum_x c_k(h, x), u_k(h) the number of distinct
-             followers of h. A context never seen leaves the level out (P^k = P^{k-1}).
+             with h_k the last k tokens, c_k counts of the corpus n-grams, c_k(h) =
+             sum_x c_k(h, x), u_k(h) the number of distinct followers of h. A context never
+             seen leaves the level out (P^k = P^{k-1}).
     local    (prompt lookup) the same recursion with counts from the CURRENT text, for
              k = 1 .. K_l, on top of the corpus chain (P_l^0 = P_c^{K_c}) and with weight
              ``gamma`` in place of ``beta``: an n-gram of the prompt seen again proposes what
@@ -23,29 +23,27 @@ Counts are causal: the row after ``t_i`` uses only n-grams whose last token is a
 token-by-token passes. ``append`` costs O(K_l) dictionary updates per token; ``truncate`` undoes
 exactly the updates of the dropped tokens (counts go back to what they were).
 
-Corpus statistics (:class:`CorpusStatistics`) are built once from the tokenized corpus and cached
-as ``<cache>/ngram/<key>.npz``; each context keeps at most ``max_followers`` followers (the most
+Corpus statistics (:class:`CorpusStatistics`) are built by :func:`build_corpus_statistics` from
+any tokenized corpus (the caller chooses and caches it; the bundled family caches the counts of
+its own corpus's train split); each context keeps at most ``max_followers`` followers (the most
 frequent), and contexts seen fewer than ``min_count`` times are dropped for k >= 2.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from .io import atomic_path
 
 __all__ = [
     "CorpusStatistics",
     "NGramConfig",
     "NGramDrafter",
     "build_corpus_statistics",
-    "load_corpus_statistics",
 ]
 
 _TOKEN_BITS = 16  # token ids < 2^16: a context of up to 3 tokens plus a follower fits in 64 bits
@@ -102,6 +100,7 @@ class CorpusStatistics:
         return len(self.orders)
 
     def save(self, path: str | os.PathLike) -> None:
+        """Writes the statistics to ``path`` (``.npz``) atomically (``hierspec.io.atomic_path``)."""
         arrays = {
             "unigram": self.unigram,
             "meta": np.array([self.vocab_size, self.num_tokens, self.max_order]),
@@ -111,22 +110,12 @@ class CorpusStatistics:
             arrays[f"starts{k}"] = starts
             arrays[f"followers{k}"] = followers.astype(np.int32)
             arrays[f"counts{k}"] = counts.astype(np.int32)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{path.stem}-", suffix=".npz", dir=path.parent
-        )
-        os.close(handle)
-        try:
+        with atomic_path(path, suffix=".npz") as temporary:
             np.savez(temporary, **arrays)
-            os.chmod(temporary, 0o644)  # mkstemp makes it private; the cache is ordinary files
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CorpusStatistics:
+        """The statistics :meth:`save` wrote to ``path``."""
         with np.load(path) as data:
             vocab_size, num_tokens, max_order = (int(v) for v in data["meta"])
             orders = tuple(
@@ -208,58 +197,6 @@ def build_corpus_statistics(
             )
         )
     return CorpusStatistics(vocab_size, unigram, tuple(orders), int(tokens.size))
-
-
-def _statistics_key(
-    tokenizer, max_chars: int, max_order: int, max_followers: int, min_count: int
-) -> str:
-    from hierspec import corpus
-
-    vocabulary = hashlib.sha256(
-        json.dumps(sorted(tokenizer.get_vocab().items())).encode()
-    ).hexdigest()[:12]
-    parts = [corpus.fingerprint(), vocabulary, max_chars, max_order, max_followers, min_count]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
-
-
-def load_corpus_statistics(
-    tokenizer,
-    cache: str | os.PathLike | None = None,
-    max_chars: int = 4_000_000,
-    max_order: int = 2,
-    max_followers: int = 32,
-    min_count: int = 2,
-    build: bool = True,
-    progress: bool = True,
-) -> CorpusStatistics:
-    """Corpus statistics of the train split (first ``max_chars`` characters, sources
-    interleaved), tokenized with ``tokenizer``; cached in ``<cache>/ngram/``.
-
-    Raises:
-        FileNotFoundError: not cached and ``build`` is False.
-    """
-    from hierspec import corpus
-    from hierspec.family import cache_dir
-
-    key = _statistics_key(tokenizer, max_chars, max_order, max_followers, min_count)
-    path = cache_dir(cache) / "ngram" / f"corpus-{key}.npz"
-    if path.is_file():
-        return CorpusStatistics.load(path)
-    if not build:
-        raise FileNotFoundError(f"no n-gram statistics in {path}; run `hierspec distill`")
-    from tqdm.auto import tqdm
-
-    separator = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
-    pieces: list[np.ndarray] = []
-    texts = corpus.training_texts(max_chars=max_chars)
-    for text in tqdm(texts, desc="n-gram corpus", unit="doc", disable=not progress, leave=False):
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        pieces.append(np.asarray(ids + [separator], dtype=np.int64))
-    statistics = build_corpus_statistics(
-        np.concatenate(pieces), len(tokenizer), max_order, max_followers, min_count
-    )
-    statistics.save(path)
-    return statistics
 
 
 class NGramDrafter:

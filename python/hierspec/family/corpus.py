@@ -1,4 +1,4 @@
-"""Offline text for distillation, n-gram statistics, calibration and benchmarks.
+"""The bundled family's corpus: text for distillation, n-gram statistics, calibration, benchmarks.
 
 Everything here comes with Python itself, so it is present on every machine that runs hierspec and
 nothing is downloaded:
@@ -26,7 +26,7 @@ are those of text the drafts never saw, as in use; the benchmark prompts
 Terms:
     document     one unit of text (a ~3000-character piece of a pydoc topic, one source file).
     prompt       a user message (instruction plus a grounding excerpt). Chat formatting happens
-                 in :func:`chat_input_ids`, with the target's own template.
+                 in :func:`hierspec.prompts.chat_input_ids`, with the target's own template.
 """
 
 from __future__ import annotations
@@ -40,13 +40,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 SOURCES: tuple[str, ...] = ("pydoc", "stdlib")
-SOURCE_LICENSES: dict[str, str] = {
-    "pydoc": "PSF License Agreement (Python documentation, pydoc_data.topics)",
-    "stdlib": "PSF License Agreement (Python standard library source)",
-}
 DEFAULT_HELDOUT_FRACTION = 0.1
 Split = Literal["train", "validation", "heldout"]
 SPLITS: tuple[str, ...] = ("train", "validation", "heldout")
@@ -369,17 +363,3 @@ def training_prompts(
 ) -> tuple[Prompt, ...]:
     """Prompts of the same kinds as :func:`heldout_prompts`, from the train split (distillation)."""
     return _prompts("train", count, max_excerpt_chars, heldout_fraction)
-
-
-def chat_input_ids(tokenizer, message: str) -> torch.Tensor:
-    """Token ids ``[1, num_tokens]`` (int64) of ``message`` as one user turn in the tokenizer's
-    chat template, ending with the assistant header (generation prompt)."""
-    if not isinstance(message, str) or not message:
-        raise ValueError(f"message must be a non-empty string, got {message!r}")
-    encoded = tokenizer.apply_chat_template(
-        [{"role": "user", "content": message}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    return encoded["input_ids"].to(torch.int64)
