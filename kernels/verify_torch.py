@@ -16,6 +16,11 @@ Terms (as in vLLM's rejection sampler):
                       ``target_probs[b, G]``.
     Each row emits its accepted tokens plus exactly one recovered or bonus token:
     ``output_token_ids[b, :num_accepted[b] + 1]``; the rest of the row is ``-1``.
+    out-of-range ids  a draft id outside ``[0, vocab)`` (possible only with ``validate=False``)
+                      has target probability 0 and draft probability 1: it is rejected, never
+                      emitted, and the recovered token is drawn from the target row (one-hot
+                      proposals) or the residual against ``draft_probs[b, j]``. The kernel does
+                      the same (masked loads), so both backends agree on such input too.
 
 The rule (Leviathan et al. 2023; Chen et al. 2023), in the form both implementations run:
     accept draft ``j`` iff ``u[b, j] * draft_prob(x_j) <= target_prob(x_j)``
@@ -90,8 +95,10 @@ def draw_verify_noise(
 def processed_target_probs(target_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Target distributions the logits variant verifies against, float32 ``[..., vocab]``.
 
-    ``softmax(target_logits * (1 / temperature))`` (the reciprocal rounded to float32, as the
-    kernel uses it); ``temperature == 0`` is the limit: ``one_hot(argmax)``, first maximal index.
+    ``softmax((target_logits - row_max) * (1 / temperature))`` (the reciprocal rounded to
+    float32, as the kernel uses it; the row max subtracted first, so that a small temperature
+    cannot overflow: ``x * (1 / t)`` is ``inf`` for ``|x| > 3.4e38 t``, ``(x - max) / t <= 0``
+    never is). ``temperature == 0`` is the limit: ``one_hot(argmax)``, first maximal index.
     ``-inf`` logits (masked tokens) get probability 0.
     """
     logits = target_logits.float()
@@ -99,7 +106,8 @@ def processed_target_probs(target_logits: torch.Tensor, temperature: float) -> t
         greedy = logits.argmax(dim=-1)
         return torch.nn.functional.one_hot(greedy, logits.shape[-1]).to(torch.float32)
     inv_temperature = float(torch.tensor(1.0 / temperature, dtype=torch.float32))
-    return torch.softmax(logits * inv_temperature, dim=-1)
+    row_max = logits.amax(dim=-1, keepdim=True)
+    return torch.softmax((logits - row_max) * inv_temperature, dim=-1)
 
 
 def verify_torch(
@@ -122,14 +130,19 @@ def verify_torch(
         target.float() if temperature is None else processed_target_probs(target, temperature)
     )
     rows = torch.arange(batch_size, device=target.device)
-    draft_index = draft_token_ids.unsqueeze(-1)
+    # Out-of-range ids (validate=False only): p(x) = 0, q(x) = 1, so they are always rejected.
+    in_vocab = (draft_token_ids >= 0) & (draft_token_ids < vocab_size)  # [batch, G]
+    safe_draft_token_ids = draft_token_ids.clamp(0, vocab_size - 1)
+    draft_index = safe_draft_token_ids.unsqueeze(-1)
 
     # Acceptance: accept draft j iff u_j * q(x_j) <= p(x_j), in float64; keep the leading run.
     target_prob_of_draft = target_probs[:, :num_draft_tokens].gather(-1, draft_index).squeeze(-1)
+    target_prob_of_draft = torch.where(in_vocab, target_prob_of_draft, 0.0)
     if draft_probs is None:
         draft_prob_of_draft = torch.ones_like(target_prob_of_draft)
     else:
         draft_prob_of_draft = draft_probs.gather(-1, draft_index).squeeze(-1).float()
+        draft_prob_of_draft = torch.where(in_vocab, draft_prob_of_draft, 1.0)
     accepted = noise.uniforms * draft_prob_of_draft.double() <= target_prob_of_draft.double()
     num_accepted = accepted.long().cumprod(dim=-1).sum(dim=-1)  # [batch]
 
@@ -138,8 +151,9 @@ def verify_torch(
     draft_row_index = num_accepted.clamp(max=num_draft_tokens - 1)
     target_row = target_probs[rows, num_accepted]  # [batch, vocab] float32
     if draft_probs is None:
-        draft_tokens_at_row = draft_token_ids[rows, draft_row_index]
+        draft_tokens_at_row = safe_draft_token_ids[rows, draft_row_index]
         draft_row = torch.nn.functional.one_hot(draft_tokens_at_row, vocab_size).to(torch.float32)
+        draft_row *= in_vocab[rows, draft_row_index].unsqueeze(-1)  # an out-of-range id: 0
     else:
         draft_row = draft_probs[rows, draft_row_index].float()
     draft_row = torch.where(is_recovered.unsqueeze(-1), draft_row, torch.zeros_like(draft_row))

@@ -43,10 +43,11 @@ def _target_row_stats(
     IS_GREEDY: tl.constexpr,
     BLOCK_V: tl.constexpr,
 ):
-    """One pass over a target row: (max, sum of exp(x - max), argmax) of ``row * inv_temperature``.
+    """One pass over a target row: (max, sum of exp((x - max) * inv_temperature), argmax).
 
-    Online softmax statistics (Milakov & Gimelshein 2018) for logits; for greedy only the argmax
-    (first maximal index) is meaningful. ``-inf`` entries (masked tokens) are allowed.
+    Online softmax statistics (Milakov & Gimelshein 2018) for logits, the max taken over the raw
+    logits and subtracted before scaling, so a small temperature cannot overflow; for greedy only
+    the argmax (first maximal index) is meaningful. ``-inf`` entries (masked tokens) are allowed.
     """
     offsets = tl.arange(0, BLOCK_V)
     running_max = tl.full((), float("-inf"), tl.float32)
@@ -65,12 +66,11 @@ def _target_row_stats(
             running_argmax = tl.where(tile_max > running_max, start + tile_argmax, running_argmax)
             running_max = tl.maximum(running_max, tile_max)
         else:
-            scaled = values * inv_temperature
-            new_max = tl.maximum(running_max, tl.max(scaled, axis=0))
+            new_max = tl.maximum(running_max, tl.max(values, axis=0))
             # A prefix of only -inf logits keeps the max at -inf: shift by 0 to avoid inf - inf.
             shift = tl.where(new_max == float("-inf"), 0.0, new_max)
-            running_sum = running_sum * tl.exp(running_max - shift) + tl.sum(
-                tl.exp(scaled - shift), axis=0
+            running_sum = running_sum * tl.exp((running_max - shift) * inv_temperature) + tl.sum(
+                tl.exp((values - shift) * inv_temperature), axis=0
             )
             running_max = new_max
     return running_max, running_sum, running_argmax
@@ -107,6 +107,9 @@ def verify_kernel(
     for j in range(0, num_draft_tokens):
         if still_accepting != 0:
             draft_token = tl.load(draft_ids_row_ptr + j)
+            # An out-of-range id (validate=False only) reads p = 0 and q = 1: always rejected,
+            # as in the twin; the masked loads never touch memory outside the rows.
+            token_in_vocab = (draft_token >= 0) & (draft_token < vocab_size)
             target_row_ptr = target_ptr + (row * num_target_rows + j) * vocab_size
             if IS_GREEDY:
                 row_max, row_sum, row_argmax = _target_row_stats(
@@ -117,13 +120,17 @@ def verify_kernel(
                 row_max, row_sum, row_argmax = _target_row_stats(
                     target_row_ptr, vocab_size, inv_temperature, IS_GREEDY, BLOCK_V
                 )
-                logit = tl.load(target_row_ptr + draft_token).to(tl.float32)
-                target_prob = (tl.exp(logit * inv_temperature - row_max) / row_sum).to(tl.float64)
+                logit = tl.load(
+                    target_row_ptr + draft_token, mask=token_in_vocab, other=float("-inf")
+                ).to(tl.float32)
+                target_prob = (tl.exp((logit - row_max) * inv_temperature) / row_sum).to(tl.float64)
             else:
-                target_prob = tl.load(target_row_ptr + draft_token).to(tl.float32).to(tl.float64)
+                target_prob = tl.load(target_row_ptr + draft_token, mask=token_in_vocab, other=0.0)
+                target_prob = target_prob.to(tl.float32).to(tl.float64)
             if HAS_DRAFT_PROBS:
                 draft_row_ptr = draft_probs_ptr + (row * num_draft_tokens + j) * vocab_size
-                draft_prob = tl.load(draft_row_ptr + draft_token).to(tl.float32).to(tl.float64)
+                draft_prob = tl.load(draft_row_ptr + draft_token, mask=token_in_vocab, other=1.0)
+                draft_prob = draft_prob.to(tl.float32).to(tl.float64)
             else:
                 draft_prob = tl.full((), 1.0, tl.float64)
             uniform = tl.load(uniforms_ptr + row * num_draft_tokens + j)
@@ -156,7 +163,7 @@ def verify_kernel(
             target_tile = (vocab_index == row_argmax).to(tl.float32)
         elif TARGET_IS_LOGITS:
             logits = tl.load(target_row_ptr + vocab_index, mask=in_vocab, other=float("-inf"))
-            target_tile = tl.exp(logits.to(tl.float32) * inv_temperature - row_max) / row_sum
+            target_tile = tl.exp((logits.to(tl.float32) - row_max) * inv_temperature) / row_sum
         else:
             target_tile = tl.load(target_row_ptr + vocab_index, mask=in_vocab, other=0.0)
             target_tile = target_tile.to(tl.float32)

@@ -12,7 +12,13 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from hierspec.sampling import SamplingConfig, processed_probs, sample
+from hierspec.sampling import (
+    SamplingConfig,
+    first_invalid_position,
+    is_distribution,
+    processed_probs,
+    sample,
+)
 from hierspec.testing import chi_square_test
 
 
@@ -60,13 +66,42 @@ def test_low_temperature_tends_to_greedy():
     torch.testing.assert_close(cold, greedy, atol=1e-6, rtol=0)
 
 
-def test_processed_probs_is_float32_for_bf16_logits():
-    generator = torch.Generator().manual_seed(2)
-    logits = torch.randn((3, 16), generator=generator).bfloat16()
-    config = SamplingConfig(temperature=0.8, top_k=5)
-    probs = processed_probs(logits, config)
+def test_processed_probs_of_bf16_logits_are_the_exact_float32_law():
+    # Logits exact in bf16; temperature 0.5 and top_k 2 keep scores 2 and 4, so the law is
+    # (0, e^2, e^4, 0) / (e^2 + e^4), computed here in float64 by hand.
+    logits = torch.tensor([[0.0, 1.0, 2.0, -math.inf]], dtype=torch.bfloat16)
+    probs = processed_probs(logits, SamplingConfig(temperature=0.5, top_k=2))
     assert probs.dtype == torch.float32
-    torch.testing.assert_close(probs, processed_probs(logits.float(), config))
+    total = math.exp(2) + math.exp(4)
+    expected = torch.tensor([[0.0, math.exp(2) / total, math.exp(4) / total, 0.0]])
+    torch.testing.assert_close(probs, expected, rtol=1e-6, atol=0)
+
+
+def test_small_temperature_with_huge_logits_does_not_overflow():
+    # 1e38 / 1e-5 is inf in float32; the row max is subtracted first: one-hot, not NaN.
+    logits = torch.tensor([[0.0, 1e38, 0.0], [-1e38, 0.0, 3e38]])
+    probs = processed_probs(logits, SamplingConfig(temperature=1e-5))
+    assert probs.tolist() == [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+
+
+def test_non_distribution_rows_are_reported():
+    nan, inf = math.nan, math.inf
+    logits = torch.tensor(
+        [
+            [[0.0, 1.0, 2.0], [nan, 0.0, 0.0], [0.0, 0.0, 0.0]],  # position 1: NaN
+            [[0.0, 1.0, 2.0], [1.0, 1.0, 1.0], [-inf, -inf, -inf]],  # position 2: all masked
+            [[0.0, 1.0, 2.0], [inf, 0.0, 0.0], [0.0, 0.0, 0.0]],  # position 1: +inf
+            [[0.0, 1.0, 2.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]],  # all distributions
+        ]
+    )  # [batch=4, positions=3, vocab=3]
+    for config in (SamplingConfig(), SamplingConfig(temperature=0.7, top_k=2, top_p=0.9)):
+        probs = processed_probs(logits, config)
+        assert first_invalid_position(probs).tolist() == [1, 2, 1, -1]
+    assert is_distribution(torch.tensor([[0.2, 0.8], [0.0, 0.0], [0.5, inf]])).tolist() == [
+        True,
+        False,
+        False,
+    ]
 
 
 def test_rows_are_independent():
@@ -82,6 +117,7 @@ def test_rows_are_independent():
     ("kwargs", "error", "match"),
     [
         ({"temperature": -0.1}, ValueError, r"temperature.*-0\.1"),
+        ({"temperature": 1e-40}, ValueError, r"temperature must be 0 \(greedy\) or >= 1e-05"),
         ({"temperature": math.nan}, ValueError, r"temperature.*nan"),
         ({"temperature": "1"}, TypeError, r"temperature.*'1'"),
         ({"top_k": 0}, ValueError, r"top_k.*0"),
@@ -149,10 +185,10 @@ def test_draw_greedy_is_the_race_on_one_hot_rows_without_touching_the_generator(
     assert torch.equal(generator.get_state(), state)
     assert torch.equal(tokens, sample(probs, torch.Generator().manual_seed(1)))
     assert torch.equal(tokens, logits.argmax(-1, keepdim=True))
-    # Sampling: draw is sample, with the same generator stream.
-    config = SamplingConfig(temperature=0.8)
-    probs = processed_probs(logits, config)
-    assert torch.equal(
-        draw(probs, config, torch.Generator().manual_seed(3)),
-        sample(probs, torch.Generator().manual_seed(3)),
-    )
+    # Sampling: draws follow the exact law (0.1, 0.2, 0.3, 0.4), computed by hand.
+    config = SamplingConfig(temperature=1.0)
+    exact = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    probs = processed_probs(exact.log().expand(20_000, 4), config)
+    tokens = draw(probs, config, torch.Generator().manual_seed(3))[:, 0]
+    result = chi_square_test(torch.bincount(tokens, minlength=4), exact)
+    assert result.p_value > 1e-4, result

@@ -264,8 +264,29 @@ def test_race_ties_go_to_the_first_index_across_tiles():
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_half_precision_logits_accumulate_in_fp32(dtype, backend):
+    # 4096 equal logits: every token has probability exactly 1/4096. A softmax sum accumulated
+    # in fp16 stalls at 2048 (2048 + 1 rounds back to 2048), in bf16 at 256, giving 1/2048 or
+    # 1/256; an acceptance uniform between 1/4096 and 1/2048 then tells them apart.
+    vocab = 4096
+    draft_token_ids = torch.tensor([[5]], device=DEVICE)
+    target_logits = torch.zeros((1, 2, vocab), dtype=dtype, device=DEVICE)
+    noise = draw_verify_noise(1, 1, vocab, generator(0), DEVICE)
+    noise = noise._replace(
+        uniforms=torch.full((1, 1), 1.5 / vocab, dtype=torch.float64, device=DEVICE)
+    )
+    run = verify_torch if backend == "torch" else verify_triton
+    _, num_accepted = run(draft_token_ids, None, target_logits, noise, temperature=1.0)
+    assert num_accepted.tolist() == [0]  # 1.5/4096 * 1 > 1/4096: rejected
+    noise = noise._replace(uniforms=noise.uniforms * 0.5)
+    _, num_accepted = run(draft_token_ids, None, target_logits, noise, temperature=1.0)
+    assert num_accepted.tolist() == [1]  # 0.75/4096 <= 1/4096: accepted
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("temperature", [None, 0.8])
-def test_half_precision_inputs_accumulate_in_fp32(dtype, temperature):
+def test_half_precision_inputs_equal_the_twin(dtype, temperature):
     batch, num_draft_tokens, vocab = 4, 4, 37
     draft_token_ids, draft_probs, target_logits = random_case(
         13, batch, num_draft_tokens, vocab, dtype=dtype
@@ -354,3 +375,56 @@ def test_kernel_compiles_for_h100_without_a_gpu():
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "compiled" in result.stdout
+
+
+@pytest.mark.parametrize("bad_id", [8, -1, 2**40])
+@pytest.mark.parametrize("proposal", PROPOSALS)
+@pytest.mark.parametrize("temperature", [None, 1.0, 0.0])
+def test_out_of_range_draft_ids_without_validation_agree(bad_id, proposal, temperature):
+    # validate=False skips the id check; both backends then reject the id (probability 0) and
+    # never emit it, with identical outputs, instead of one raising and one reading past the row.
+    vocab = 8
+    draft_token_ids, draft_probs, target_logits = random_case(21, 3, 3, vocab)
+    draft_token_ids[1, 0] = bad_id
+    draft_token_ids[2, 2] = bad_id
+    draft_probs = draft_probs if proposal == "draft_probs" else None
+    target = target_logits if temperature is not None else torch.softmax(target_logits, -1)
+    outputs = {
+        backend: verify(
+            draft_token_ids, draft_probs, target, generator(22), backend, validate=False
+        )
+        if temperature is None
+        else verify_logits(
+            draft_token_ids,
+            draft_probs,
+            target,
+            temperature,
+            generator(22),
+            backend,
+            validate=False,
+        )
+        for backend in ("torch", "triton")
+    }
+    torch.testing.assert_close(outputs["torch"], outputs["triton"], rtol=0, atol=0)
+    output_token_ids, num_accepted = outputs["torch"]
+    assert int(num_accepted[1]) == 0 and int(num_accepted[2]) <= 2
+    assert bool(((output_token_ids >= -1) & (output_token_ids < vocab)).all())
+    with pytest.raises(ValueError, match=r"draft_token_ids must be in \[0, vocab=8\)"):
+        verify(draft_token_ids, draft_probs, torch.softmax(target_logits, -1), generator(0))
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+# (0 - 1e38) * 1e5 rounds to -inf (probability 0, as it should): numpy, under the interpreter,
+# warns about that harmless overflow.
+@pytest.mark.filterwarnings("ignore:overflow encountered in multiply:RuntimeWarning")
+def test_small_temperature_with_huge_logits_does_not_overflow(backend):
+    # (x * 1e5) overflows float32 for x = 1e38; the row max is subtracted before scaling.
+    draft_token_ids = torch.tensor([[2]], device=DEVICE)
+    target_logits = torch.tensor([[[0.0, 0.0, 1e38]] * 2], device=DEVICE)
+    output_token_ids, num_accepted = verify_logits(
+        draft_token_ids, None, target_logits, 1e-5, generator(0), backend
+    )
+    assert output_token_ids.tolist() == [[2, 2]] and num_accepted.tolist() == [1]
+    # the same row through the probability path
+    probs = processed_target_probs(target_logits, 1e-5)
+    assert probs.tolist() == [[[0.0, 0.0, 1.0]] * 2]

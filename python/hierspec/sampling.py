@@ -3,12 +3,15 @@
 This is the ONE module that turns a level's logits into the distribution its tokens are drawn
 from. Every level of a hierarchy goes through :func:`processed_probs` with the same
 :class:`SamplingConfig`, and the distribution a token was drawn from is exactly the one the level
-above verifies it against (DESIGN §2: ``p`` and ``q`` must be the *processed* distributions).
+above verifies it against (``docs/theory.md``, "Losslessness": the acceptance ratio must use the
+*processed* distributions, or the output is not the target's processed law).
 
 Terms:
     logits           raw next-token scores of a model, any float dtype, ``[..., vocab]``.
     processed probs  float32 ``[..., vocab]``, the law tokens are drawn from:
-                     ``temperature > 0``: ``softmax(top_p(top_k(logits.float() / temperature)))``;
+                     ``temperature > 0``: ``softmax(top_p(top_k((logits - max) / temperature)))``
+                     (``logits.float()``, the row max subtracted first so that a small
+                     temperature cannot overflow: the same law, computed safely);
                      ``temperature == 0``: ``one_hot(argmax(logits))`` (first maximal index), the
                      limit of the above as the temperature goes to 0, so greedy decoding is the
                      same verification rule with one-hot distributions, not a second code path.
@@ -23,6 +26,14 @@ samples from:
             ties).
 Computation is in float32 whatever the model's dtype: levels may differ in precision (a bf16 copy
 of an fp32 target is a valid draft) and are compared on the same footing.
+
+Temperatures: 0 (greedy) or at least ``MIN_TEMPERATURE`` = 1e-5 (vLLM treats smaller ones as
+greedy); in between is refused, the same floor as :func:`hierspec.verify_logits`.
+
+Non-distribution rows: a level whose logits are NaN, ``+inf``, or ``-inf`` everywhere gives rows
+that are not distributions (NaN after the softmax). :func:`is_distribution` and
+:func:`first_invalid_position` report them with one reduction over the vocabulary and no host
+synchronization, so the caller can fold the check into the synchronization it already does.
 """
 
 from __future__ import annotations
@@ -32,17 +43,37 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["SamplingConfig", "draw", "processed_probs", "sample"]
+__all__ = [
+    "MIN_TEMPERATURE",
+    "SamplingConfig",
+    "draw",
+    "first_invalid_position",
+    "is_distribution",
+    "processed_probs",
+    "sample",
+]
+
+MIN_TEMPERATURE = 1e-5
+"""Smallest positive temperature (0 means greedy); the floor shared with ``verify_logits``."""
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """How logits become the distribution tokens are drawn from (validated on construction).
 
-    Attributes:
-        temperature: ``>= 0``; ``0`` means greedy (one-hot argmax).
-        top_k: keep the ``top_k`` largest logits (``>= 1``), or ``None`` for no top-k filter.
-        top_p: nucleus mass in ``(0, 1]``, or ``None`` (``1.0`` is the same as ``None``).
+    Attributes
+    ----------
+    temperature : float
+        ``0`` (greedy: one-hot argmax) or in ``[MIN_TEMPERATURE, inf)``.
+    top_k : int or None
+        Keep the ``top_k`` largest logits (``>= 1``), or ``None`` for no top-k filter.
+    top_p : float or None
+        Nucleus mass in ``(0, 1]``, or ``None`` (``1.0`` is the same as ``None``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On construction, naming the field and the value.
     """
 
     temperature: float = 1.0
@@ -55,6 +86,10 @@ class SamplingConfig:
             raise TypeError(f"temperature must be a float >= 0, got {temperature!r}")
         if not math.isfinite(temperature) or temperature < 0:
             raise ValueError(f"temperature must be a finite float >= 0, got {temperature!r}")
+        if 0 < temperature < MIN_TEMPERATURE:
+            raise ValueError(
+                f"temperature must be 0 (greedy) or >= {MIN_TEMPERATURE}, got {temperature!r}"
+            )
         top_k = self.top_k
         if top_k is not None:
             if isinstance(top_k, bool) or not isinstance(top_k, int):
@@ -78,17 +113,37 @@ class SamplingConfig:
 
 
 def processed_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
-    """Processed probabilities ``[..., vocab]`` float32 of ``logits`` ``[..., vocab]`` (any float).
+    """Processed probabilities of ``logits`` under ``config`` (the module docstring's law).
 
-    ``-inf`` logits (masked tokens) get probability 0. Rows are independent: the result for a row
-    does not depend on the other rows, so a level may process one row or a whole pass at once.
+    Parameters
+    ----------
+    logits : torch.Tensor, shape ``[..., vocab]``, any float dtype
+        ``-inf`` entries (masked tokens) get probability 0.
+    config : SamplingConfig
+
+    Returns
+    -------
+    torch.Tensor, shape ``[..., vocab]``, float32
+        Rows are independent: the result for a row does not depend on the other rows, so a
+        level may process one row or a whole pass at once. A row of NaN / ``+inf`` logits, or
+        of ``-inf`` only, comes out NaN (not a distribution; see :func:`is_distribution`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hierspec.sampling import SamplingConfig, processed_probs
+    >>> processed_probs(torch.tensor([0.0, 1e38, 0.0]), SamplingConfig(temperature=1e-5))
+    tensor([0., 1., 0.])
     """
     scores = logits.float()
     if config.temperature == 0.0:
         greedy = scores.argmax(dim=-1, keepdim=True)
         return torch.zeros_like(scores).scatter_(-1, greedy, 1.0)
     if config.temperature != 1.0:
-        scores = scores / config.temperature
+        # Subtract the row max first: (x - max) / t <= 0 cannot overflow to +inf (x / t can,
+        # for |x| > 3.4e38 t); the softmax is unchanged. -inf stays -inf.
+        row_max = scores.amax(dim=-1, keepdim=True)
+        scores = (scores - row_max) / config.temperature
     vocab_size = scores.shape[-1]
     if config.top_k is not None and config.top_k < vocab_size:
         kth_largest = torch.topk(scores, config.top_k, dim=-1).values[..., -1:]
@@ -101,6 +156,51 @@ def processed_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tenso
         remove = sorted_remove.scatter(-1, sorted_indices, sorted_remove)
         scores = scores.masked_fill(remove, -math.inf)
     return torch.softmax(scores, dim=-1)
+
+
+def is_distribution(probs: torch.Tensor) -> torch.Tensor:
+    """Whether each row of processed probabilities is a distribution: one sum per row.
+
+    Parameters
+    ----------
+    probs : torch.Tensor, shape ``[..., vocab]``, non-negative where finite (as
+        :func:`processed_probs` returns)
+
+    Returns
+    -------
+    torch.Tensor, shape ``[...]``, bool
+        ``True`` iff the row's sum is finite and positive (a NaN or ``inf`` entry makes the sum
+        NaN or ``inf``; an all-zero row sums to 0). Stays on the device: no synchronization.
+    """
+    mass = probs.sum(dim=-1)
+    return torch.isfinite(mass) & (mass > 0)
+
+
+def first_invalid_position(probs: torch.Tensor) -> torch.Tensor:
+    """The first position whose row is not a distribution, per batch row, or -1.
+
+    Parameters
+    ----------
+    probs : torch.Tensor, shape ``[batch, positions, vocab]``
+        E.g. a verifying level's processed rows for one pass.
+
+    Returns
+    -------
+    torch.Tensor, shape ``[batch]``, int64
+        ``-1`` when every row is a distribution. One reduction over the vocabulary and no host
+        synchronization: stack it with ``num_accepted`` and read both in one ``.tolist()``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hierspec.sampling import first_invalid_position
+    >>> rows = torch.tensor([[[0.5, 0.5], [float("nan"), 0.0], [0.0, 0.0]]])
+    >>> first_invalid_position(rows)
+    tensor([1])
+    """
+    invalid = ~is_distribution(probs)  # [batch, positions]
+    first = invalid.int().argmax(dim=-1)  # the first True (argmax returns the first maximum)
+    return torch.where(invalid.any(dim=-1), first, -1).long()
 
 
 def sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -12,6 +12,12 @@ where hierspec accepts draft tokens and draws recovered / bonus tokens. The rule
 3. dispatches to the Triton kernel (:func:`hierspec.kernels.verify_triton.verify_triton`) or to
    its pure-torch twin (:func:`hierspec.kernels.verify_torch`). Both consume the same noise, so
    the same generator state gives the same output whichever backend runs.
+
+Bad input with ``validate=False``: draft ids outside ``[0, vocab)`` are rejected (probability 0
+under the target), never emitted, by both backends alike. Rows that are not distributions (NaN,
+``inf``, no mass) are not detected here without ``validate``; callers that skip validation (the
+engine) check their processed rows with :func:`hierspec.sampling.first_invalid_position`: one
+reduction, read in the same host synchronization as ``num_accepted``.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ from typing import NamedTuple
 import torch
 
 from hierspec.kernels.verify_torch import draw_verify_noise, verify_torch
+from hierspec.sampling import MIN_TEMPERATURE
 
 BACKENDS = ("auto", "torch", "triton")
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 Message = Callable[[tuple[int, ...]], str]  # error message for the first bad index
-MIN_TEMPERATURE = 1e-5  # below it, use 0 (greedy); vLLM treats such temperatures as greedy
+__all__ = ["BACKENDS", "MIN_TEMPERATURE", "VerifyResult", "verify", "verify_logits"]
 
 
 class VerifyResult(NamedTuple):
@@ -55,24 +62,53 @@ def verify(
     one-hot proposals (each draft token had probability 1). Every emitted token follows the
     target's distribution. One-hot ``target_probs`` give greedy verification.
 
-    Args:
-        draft_token_ids: the proposed tokens, each in ``[0, vocab)``.
-        draft_probs: the processed distributions the draft tokens were drawn from, or ``None``.
-        target_probs: the processed target distributions at the ``num_draft_tokens + 1``
-            positions. Rows must be probability distributions (checked: finite, non-negative,
-            positive mass; the sum is not checked).
-        generator: source of all randomness, on the inputs' device. ``None``: a fresh generator
-            with a nondeterministic seed (the global RNG is never used).
-        backend: ``"triton"`` (the fused kernel: CUDA tensors, or CPU under ``TRITON_INTERPRET=1``),
-            ``"torch"`` (the twin), or ``"auto"`` (Triton on CUDA tensors, the twin otherwise).
-        validate: check token ids and values (NaN / inf / negative, zero-mass rows, drafted tokens
-            of probability 0). The checks read every input once and synchronize with the device;
-            pass ``False`` only for inputs that hierspec itself produced. Shapes, dtypes and devices
-            are always checked.
+    Parameters
+    ----------
+    draft_token_ids : torch.Tensor, shape ``[batch, num_draft_tokens]``, int64
+        The proposed tokens, each in ``[0, vocab)`` (with ``validate=False`` an id outside is
+        rejected, never emitted, by both backends).
+    draft_probs : torch.Tensor, shape ``[batch, num_draft_tokens, vocab]``, fp32/fp16/bf16, or None
+        The processed distributions the draft tokens were drawn from; ``None``: one-hot.
+    target_probs : torch.Tensor, shape ``[batch, num_draft_tokens + 1, vocab]``, fp32/fp16/bf16
+        The processed target distributions. Rows must be probability distributions (checked by
+        ``validate``: finite, non-negative, positive mass; the sum is not checked).
+    generator : torch.Generator, optional
+        Source of all randomness, on the inputs' device. ``None``: a fresh generator with a
+        nondeterministic seed (the global RNG is never used).
+    backend : {"auto", "torch", "triton"}
+        ``"triton"`` (the fused kernel: CUDA tensors, or CPU under ``TRITON_INTERPRET=1``),
+        ``"torch"`` (the twin), or ``"auto"`` (Triton on CUDA tensors, the twin otherwise).
+    validate : bool
+        Check token ids and values (NaN / inf / negative, zero-mass rows, drafted tokens of
+        probability 0). The checks read every input once and synchronize with the device; pass
+        ``False`` only for inputs that hierspec itself produced, and check processed rows with
+        :func:`hierspec.sampling.first_invalid_position`. Shapes, dtypes and devices are always
+        checked.
 
-    Returns:
-        :class:`VerifyResult` ``(output_token_ids [batch, num_draft_tokens + 1] int64 padded with
-        -1, num_accepted [batch] int64)``, on the inputs' device.
+    Returns
+    -------
+    VerifyResult
+        ``output_token_ids`` ``[batch, num_draft_tokens + 1]`` int64 (accepted drafts, the
+        recovered / bonus token, then ``-1``) and ``num_accepted`` ``[batch]`` int64, on the
+        inputs' device.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument and the first bad index, before anything is launched.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hierspec import verify
+    >>> draft_token_ids = torch.tensor([[1, 0]])  # [batch=1, num_draft_tokens=2]
+    >>> target_probs = torch.tensor([[[0.0, 1.0], [0.0, 1.0], [0.5, 0.5]]])  # [1, 3, vocab=2]
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> output_token_ids, num_accepted = verify(draft_token_ids, None, target_probs, generator)
+    >>> output_token_ids  # token 1 accepted, token 0 rejected (probability 0), 1 recovered
+    tensor([[1, 1, -1]])
+    >>> num_accepted
+    tensor([1])
     """
     return _verify(
         draft_token_ids,
@@ -99,12 +135,23 @@ def verify_logits(
     """:func:`verify` against ``softmax(target_logits / temperature)``, never materialized by the
     kernel (online max / sum over vocabulary tiles).
 
-    ``temperature`` is 0 or at least ``MIN_TEMPERATURE`` (1e-5). ``temperature == 0`` is greedy:
-    the one-hot limit of the same rule (a draft is accepted iff it is the argmax of its target
-    row, the first maximal index; the emitted token is the argmax).
-    ``-inf`` logits (masked tokens) have probability 0; NaN, ``+inf`` and all ``-inf`` rows are
-    refused. ``draft_probs`` must be processed at the same temperature (``None`` for one-hot
-    proposals). Other arguments as in :func:`verify`.
+    Parameters
+    ----------
+    draft_token_ids, draft_probs, generator, backend, validate
+        As in :func:`verify`; ``draft_probs`` must be processed at the same temperature.
+    target_logits : torch.Tensor, shape ``[batch, num_draft_tokens + 1, vocab]``, fp32/fp16/bf16
+        ``-inf`` logits (masked tokens) have probability 0; NaN, ``+inf`` and all ``-inf`` rows
+        are refused by ``validate``.
+    temperature : float
+        0 (greedy: the one-hot limit of the same rule; a draft is accepted iff it is the argmax
+        of its target row, the first maximal index, and the emitted token is the argmax) or at
+        least ``MIN_TEMPERATURE`` (1e-5). The row max is subtracted before scaling, so any finite
+        logits work at any allowed temperature (no overflow to NaN).
+
+    Returns
+    -------
+    VerifyResult
+        As :func:`verify`.
     """
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"temperature must be a float; got {temperature!r}")
