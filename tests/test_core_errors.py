@@ -1,7 +1,9 @@
 """Every bad input to the planning API raises ValueError naming the argument and the value.
 
-The checks live in C++ (std::invalid_argument) and reach Python through pybind11 as
-ValueError; the Python layer only rejects what it cannot convert (wrong number of dimensions).
+The value checks live in C++ (std::invalid_argument) and reach Python through pybind11 as
+ValueError; the Python layer rejects what cannot reach C++ faithfully (wrong types, wrong number
+of dimensions, integers beyond a C int). ``tests/bad_inputs.py`` holds the table of
+``docs/errors.md``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -177,3 +180,70 @@ def test_other_arguments() -> None:
 def test_bad_profile(data, message) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         hierspec.Profile.from_dict(data)
+
+
+def test_bad_inputs_table() -> None:
+    # Every documented bad input raises the documented error, and docs/errors.md is the table
+    # these calls produce now (regenerate: .venv/bin/python tests/bad_inputs.py > docs/errors.md).
+    import bad_inputs
+
+    for case in bad_inputs.CASES:
+        error = bad_inputs.run(case)
+        assert type(error) is case.error, (case.call, error)
+        assert str(error).startswith(case.message), (case.call, str(error))
+    page = Path(__file__).parent.parent / "docs" / "errors.md"
+    assert page.read_text(encoding="utf-8") == bad_inputs.table()
+
+
+def test_numpy_integers_are_accepted() -> None:
+    args = (COSTS, ACCEPTANCE, [np.int64(0), np.int32(3)], [np.int64(2)])
+    assert hierspec.evaluate(*args) == hierspec.evaluate(COSTS, ACCEPTANCE, [0, 3], [2])
+    first = hierspec.simulate(*args, num_tokens=np.int64(50), seed=np.uint64(3))
+    assert first == hierspec.simulate(COSTS, ACCEPTANCE, [0, 3], [2], num_tokens=50, seed=3)
+    assert hierspec.plan(COSTS, ACCEPTANCE, np.int16(4)) == hierspec.plan(COSTS, ACCEPTANCE, 4)
+
+
+def test_limits_are_one_constant() -> None:
+    assert hierspec.planning.MAX_DRAFT_LENGTH == _core.MAX_DRAFT_LENGTH == 4096
+    limit = hierspec.planning.MAX_DRAFT_LENGTH
+    hierspec.evaluate(COSTS[:, :1], ACCEPTANCE, [3], [])  # the limit itself is accepted:
+    assert hierspec.evaluate([1.0, 4.0], [[1, 0.5], [0, 1]], [0, 1], [limit]).latency > 0
+    with pytest.raises(ValueError, match=re.escape(f"exceeds MAX_DRAFT_LENGTH = {limit}")):
+        hierspec.evaluate([1.0, 4.0], [[1, 0.5], [0, 1]], [0, 1], [limit + 1])
+    # the core's own message is the same for lengths that reach it
+    with pytest.raises(ValueError, match=re.escape(f"exceeds MAX_DRAFT_LENGTH = {limit}")):
+        _core.evaluate([1.0, 4.0], [[1, 0.5], [0, 1]], [0, 1], [limit + 1])
+
+
+@pytest.mark.parametrize("call", ["plan", "brute_force_plan", "simulate"])
+def test_long_calls_are_interruptible(call) -> None:
+    # A signal handler that raises (as Ctrl-C's does) stops a call that would run for seconds
+    # to hours; the call polls the handlers about every 50 ms. Hang detector, not a timing.
+    import signal
+    import time
+
+    class Interrupted(Exception):
+        pass
+
+    def raise_interrupted(signum, frame):
+        raise Interrupted
+
+    acceptance = np.triu(np.full((8, 8), 0.7), 1) + np.eye(8)  # [8, 8]
+    costs = np.arange(1.0, 9.0)  # [8]
+    calls = {
+        "plan": lambda: hierspec.plan(costs, acceptance, hierspec.planning.MAX_DRAFT_LENGTH),
+        "brute_force_plan": lambda: hierspec.brute_force_plan(costs, acceptance, 64),
+        "simulate": lambda: hierspec.simulate(
+            costs, acceptance, [0, 6, 7], [4096, 4096], hierspec.planning.MAX_SIMULATED_TOKENS
+        ),
+    }
+    previous = signal.signal(signal.SIGALRM, raise_interrupted)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        start = time.monotonic()
+        with pytest.raises(Interrupted):
+            calls[call]()
+        assert time.monotonic() - start < 5.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

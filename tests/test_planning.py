@@ -346,15 +346,12 @@ def test_profile_round_trip_and_extra_keys(tmp_path) -> None:
     assert hierspec.Profile.from_dict(profile.to_dict()) == profile
 
 
-def test_write_json_is_strict_json_and_creates_the_folder(tmp_path):
-    import json
+def test_planning_has_no_json_helpers_of_its_own() -> None:
+    # JSON writing lives in hierspec.io (one owner); planning uses it for Plan.to_dict.
+    import hierspec.io
+    import hierspec.planning
 
-    from hierspec.planning import write_json
-
-    path = tmp_path / "results" / "report.json"
-    write_json(path, {"error": float("nan"), "inf": [float("inf"), 1.5], "pair": (1, 2)})
-    assert json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(name)) == {
-        "error": None,
-        "inf": [None, 1.5],
-        "pair": [1, 2],
-    }
+    assert not hasattr(hierspec.planning, "write_json")
+    assert hierspec.planning.json_safe is hierspec.io.json_safe
+    plan = hierspec.plan([1.0], [[1.0]], 4)  # one model: no single draft, NaN speedup
+    assert plan.to_dict()["speedup_vs_single_draft"] is None

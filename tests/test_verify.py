@@ -362,7 +362,7 @@ BAD_LOGITS_INPUTS = [
         lambda t: t,
         1e-9,
         ValueError,
-        r"temperature must be 0 \(greedy\) or >= 1e-05 .*; got 1e-09",
+        r"temperature must be 0 \(greedy\) or >= 1e-05, got 1e-09",
     ),
 ]
 

@@ -2,8 +2,19 @@
 
 Everything here models the decoding policy of ``docs/policy.md`` (the contract the engine runs)
 and is computed by the C++ core ``hierspec._core``; this module converts arguments and wraps
-results in frozen dataclasses. All validation happens in C++ and surfaces as ``ValueError``
-naming the argument and its value.
+results in frozen dataclasses. Values are validated in C++ and surface as ``ValueError`` naming
+the argument and its value; this module rejects what cannot reach C++ faithfully first: wrong
+types (strings, bools, ``None`` where numbers are expected: ``TypeError``) and integers outside
+the core's ranges (``ValueError``). ``docs/errors.md`` lists the bad inputs tried and their errors.
+
+Limits (one limit, one message, shared with the engine): every draft length and
+``max_draft_length`` is in ``[1, MAX_DRAFT_LENGTH]`` (4096); ``simulate``'s ``num_tokens`` is in
+``[1, MAX_SIMULATED_TOKENS]`` (10**7, about a second for short draft lengths). Complexity:
+``plan`` is O(M^2 T^2) time for ``M`` candidates and ``T = max_draft_length`` (about 0.4 s for
+M = 3, T = 4096 on one CPU core);
+``evaluate`` O(K T^2) for ``K`` draft levels; ``simulate`` O(num_tokens x work per token).
+``plan``, ``brute_force_plan`` and ``simulate`` release the GIL and are interruptible: Ctrl-C
+raises ``KeyboardInterrupt`` within about 50 ms.
 
 Terms:
     models      candidates ``0 .. M-1``, cheapest first; model ``M-1`` is the target.
@@ -37,11 +48,20 @@ import numpy as np
 import numpy.typing as npt
 
 from hierspec import _core
+from hierspec.io import json_safe
+
+MAX_DRAFT_LENGTH: int = _core.MAX_DRAFT_LENGTH
+"""Largest draft length (and ``max_draft_length``) accepted anywhere: planner, evaluator,
+simulator and engine (the C++ core's ``kMaxDraftLength``)."""
+MAX_SIMULATED_TOKENS: int = _core.MAX_SIMULATED_TOKENS
+"""Largest ``num_tokens`` accepted by :func:`simulate`."""
 
 CostsLike = npt.ArrayLike | Sequence[float] | Sequence[Sequence[float]]
 AcceptanceLike = npt.ArrayLike | Sequence[Sequence[float]]
 
 __all__ = [
+    "MAX_DRAFT_LENGTH",
+    "MAX_SIMULATED_TOKENS",
     "Evaluation",
     "Plan",
     "PlanEntry",
@@ -54,27 +74,6 @@ __all__ = [
     "plan",
     "simulate",
 ]
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, inf) replaced by ``None``, recursively
-    through dicts, lists and tuples: strict JSON has no NaN."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
-
-
-def write_json(path: str | PathLike[str], value: Any) -> None:
-    """Writes :func:`json_safe` ``value`` to ``path`` (one-space indent, creating the folder)."""
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(json_safe(value), indent=1) + "\n", encoding="utf-8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +235,12 @@ class Profile:
                     f"profile models[{index}] must be an object with 'name' and 'costs_ms', "
                     f"got {model!r}"
                 )
-            names.append(str(model["name"]))
+            name = model["name"]
+            if not isinstance(name, str) or not name:
+                raise ValueError(
+                    f"profile models[{index}].name must be a non-empty string, got {name!r}"
+                )
+            names.append(name)
             costs.append(model["costs_ms"])
         for index, cost in enumerate(costs):
             values = cost if isinstance(cost, list) else [cost]
@@ -287,18 +291,51 @@ class Profile:
 
 
 def load_profile(path: str | PathLike[str]) -> Profile:
-    """Reads a profile JSON file (``docs/profile-format.md``)."""
+    """Reads a profile JSON file (``docs/profile-format.md``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    Profile
+
+    Raises
+    ------
+    ValueError
+        A malformed profile, naming the key (e.g. ``models[1].name``).
+    """
     with open(path, encoding="utf-8") as handle:
         return Profile.from_dict(json.load(handle))
 
 
-def _costs_argument(costs: CostsLike) -> list[float] | list[list[float]]:
+_C_INT_MIN, _C_INT_MAX = -(2**31), 2**31 - 1
+
+
+def _reject_non_numbers(value: Any, name: str) -> None:
+    """``TypeError`` for a string, bytes, bool or ``None`` anywhere in nested lists / tuples
+    (numpy would silently read ``"1"`` as 1.0 and ``True`` as 1.0)."""
+    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
+        raise TypeError(f"{name} must hold numbers; got {value!r}")
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _reject_non_numbers(item, f"{name}[{index}]")
+
+
+def _float_array(value: Any, name: str, shape: str) -> np.ndarray:
+    _reject_non_numbers(value, name)
     try:
-        array = np.asarray(costs, dtype=np.float64)
+        array = np.asarray(value)
     except (TypeError, ValueError) as error:
-        raise ValueError(
-            f"costs could not be read as a float array [M] or [M, N]: {error}"
-        ) from None
+        raise ValueError(f"{name} could not be read as a float array {shape}: {error}") from None
+    if array.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold numbers {shape}; got an array of dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
+def _costs_argument(costs: CostsLike) -> list[float] | list[list[float]]:
+    array = _float_array(costs, "costs", "[M] or [M, N]")
     if array.ndim not in (1, 2):
         raise ValueError(
             f"costs must be 1-D [M] (a constant cost per pass) or 2-D [M, N], got shape "
@@ -308,20 +345,63 @@ def _costs_argument(costs: CostsLike) -> list[float] | list[list[float]]:
 
 
 def _acceptance_argument(acceptance: AcceptanceLike) -> list[list[float]]:
-    try:
-        array = np.asarray(acceptance, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"acceptance could not be read as a float array [M, M]: {error}") from None
+    array = _float_array(acceptance, "acceptance", "[M, M]")
     if array.ndim != 2:
         raise ValueError(f"acceptance must be 2-D [M, M], got shape {array.shape}")
     return array.tolist()
 
 
-def _ints_argument(values: Sequence[int], name: str) -> list[int]:
+def _int_argument(value: Any, name: str) -> int:
+    """``operator.index(value)`` (Python and numpy ints); ``TypeError`` naming ``name`` for
+    anything else, bools included."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int; got {value!r}")
     try:
-        return [operator.index(value) for value in values]
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int; got {value!r}") from None
+
+
+def _ints_argument(values: Sequence[int], name: str) -> list[int]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+        raise TypeError(f"{name} must be a sequence of ints, got {values!r}")
+    try:
+        return [_int_argument(value, f"{name}[{index}]") for index, value in enumerate(values)]
     except TypeError:
         raise TypeError(f"{name} must be a sequence of ints, got {values!r}") from None
+
+
+def _chain_argument(chain: Sequence[int], num_models: int) -> list[int]:
+    """Model indices; an index beyond a C int gets the core's message for a bad index."""
+    values = _ints_argument(chain, "chain")
+    for level, model in enumerate(values):
+        if not _C_INT_MIN <= model <= _C_INT_MAX:
+            raise ValueError(
+                f"chain[{level}] = {model} is not a model index in [0, {num_models - 1}]"
+            )
+    return values
+
+
+def _draft_lengths_argument(draft_lengths: Sequence[int]) -> list[int]:
+    """Draft lengths; one beyond a C int gets the core's message for its side of the range."""
+    values = _ints_argument(draft_lengths, "draft_lengths")
+    for level, length in enumerate(values):
+        if length > MAX_DRAFT_LENGTH:
+            raise ValueError(
+                f"draft_lengths[{level}] = {length} exceeds MAX_DRAFT_LENGTH = {MAX_DRAFT_LENGTH}"
+            )
+        if length < 1:
+            raise ValueError(f"draft_lengths[{level}] = {length} must be >= 1")
+    return values
+
+
+def _max_draft_length_argument(max_draft_length: int) -> int:
+    value = _int_argument(max_draft_length, "max_draft_length")
+    if not 1 <= value <= MAX_DRAFT_LENGTH:
+        raise ValueError(
+            f"max_draft_length = {value} must be in [1, {MAX_DRAFT_LENGTH}] (MAX_DRAFT_LENGTH)"
+        )
+    return value
 
 
 def evaluate(
@@ -332,14 +412,45 @@ def evaluate(
 ) -> Evaluation:
     """Exact expected latency and per-level counts of ``chain`` with ``draft_lengths``.
 
-    costs ``[M]`` or ``[M, N]`` (``N`` must cover the chain's longest pass), acceptance
-    ``[M, M]``, chain ``[K+1]``, draft_lengths ``[K]``.
+    Parameters
+    ----------
+    costs : array_like, shape ``[M]`` or ``[M, N]``, float
+        Cost of one forward pass per model (``[M]``: whatever the number of tokens) or per
+        model and pass length ``n = 1..N`` (``N`` must cover the chain's longest pass).
+    acceptance : array_like, shape ``[M, M]``, float in ``[0, 1]`` above the diagonal
+    chain : sequence of int, length ``K + 1``
+        Increasing model indices ending at the target ``M - 1``.
+    draft_lengths : sequence of int, length ``K``
+        ``[T_0, ..., T_{K-1}]``, each in ``[1, MAX_DRAFT_LENGTH]``.
+
+    Returns
+    -------
+    Evaluation
+        Latency per committed token and per-level tuples of length ``K + 1``.
+
+    Raises
+    ------
+    TypeError
+        A non-numeric cost / acceptance entry (strings, bools, ``None``) or a non-int index.
+    ValueError
+        Any value out of range, naming the argument and the value. O(K T^2) time.
+
+    Examples
+    --------
+    >>> import hierspec
+    >>> acceptance = [[1, 0.6, 0.4], [0, 1, 0.8], [0, 0, 1]]
+    >>> result = hierspec.evaluate([1, 3, 10], acceptance, chain=[1, 2], draft_lengths=[3])
+    >>> round(result.latency, 4), round(result.tokens_per_target_pass, 4)
+    (6.4363, 2.952)
+    >>> len(result.passes_per_token)  # one entry per level: the draft, the target
+    2
     """
+    acceptance_list = _acceptance_argument(acceptance)
     result = _core.evaluate(
         _costs_argument(costs),
-        _acceptance_argument(acceptance),
-        _ints_argument(chain, "chain"),
-        _ints_argument(draft_lengths, "draft_lengths"),
+        acceptance_list,
+        _chain_argument(chain, len(acceptance_list)),
+        _draft_lengths_argument(draft_lengths),
     )
     return Evaluation(
         latency=result.latency,
@@ -356,7 +467,13 @@ def expected_latency(
     chain: Sequence[int],
     draft_lengths: Sequence[int],
 ) -> float:
-    """Expected cost per committed token (``evaluate(...).latency``)."""
+    """Expected cost per committed token: ``evaluate(...).latency`` (same arguments).
+
+    Returns
+    -------
+    float
+        In the unit of ``costs``.
+    """
     return evaluate(costs, acceptance, chain, draft_lengths).latency
 
 
@@ -370,18 +487,42 @@ def simulate(
 ) -> SimulationResult:
     """Seeded Monte Carlo of the policy until at least ``num_tokens`` tokens are committed.
 
-    Same arguments as :func:`evaluate`; ``seed`` in ``[0, 2**64)`` seeds ``std::mt19937_64``
-    (the same seed gives the same result).
+    Parameters
+    ----------
+    costs, acceptance, chain, draft_lengths
+        As in :func:`evaluate`.
+    num_tokens : int
+        In ``[1, MAX_SIMULATED_TOKENS]``; the run stops after the first target pass reaching it.
+    seed : int
+        In ``[0, 2**64)`` (Python or numpy int); seeds ``std::mt19937_64``, so the same seed
+        gives the same result on every platform.
+
+    Returns
+    -------
+    SimulationResult
+        Per-committed-token counts; agrees with :func:`evaluate` up to Monte Carlo error.
+
+    Notes
+    -----
+    Releases the GIL; Ctrl-C raises ``KeyboardInterrupt`` within about 50 ms.
     """
-    seed = operator.index(seed)
+    seed = _int_argument(seed, "seed")
     if not 0 <= seed < 2**64:
         raise ValueError(f"seed = {seed} must be in [0, 2**64)")
+    num_tokens = _int_argument(num_tokens, "num_tokens")
+    if num_tokens < 1:
+        raise ValueError(f"num_tokens = {num_tokens} must be >= 1")
+    if num_tokens > MAX_SIMULATED_TOKENS:
+        raise ValueError(
+            f"num_tokens = {num_tokens} exceeds MAX_SIMULATED_TOKENS = {MAX_SIMULATED_TOKENS}"
+        )
+    acceptance_list = _acceptance_argument(acceptance)
     result = _core.simulate(
         _costs_argument(costs),
-        _acceptance_argument(acceptance),
-        _ints_argument(chain, "chain"),
-        _ints_argument(draft_lengths, "draft_lengths"),
-        operator.index(num_tokens),
+        acceptance_list,
+        _chain_argument(chain, len(acceptance_list)),
+        _draft_lengths_argument(draft_lengths),
+        num_tokens,
         seed,
     )
     return SimulationResult(
@@ -398,7 +539,17 @@ def simulate(
 def _model_names(model_names: Sequence[str] | None, num_models: int) -> tuple[str, ...]:
     if model_names is None:
         return tuple(f"M{index}" for index in range(num_models))
-    names = tuple(str(name) for name in model_names)
+    if isinstance(model_names, (str, bytes)) or not isinstance(model_names, Sequence):
+        raise TypeError(
+            f"model_names must be a sequence of strings (one per model) or None; got "
+            f"{model_names!r}"
+        )
+    names = tuple(model_names)
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            raise TypeError(f"model_names[{index}] must be a str; got {name!r}")
+        if not name:
+            raise ValueError(f"model_names[{index}] is empty; every model needs a name")
     if len(names) != num_models:
         raise ValueError(
             f"model_names has {len(names)} entries, acceptance has {num_models} models"
@@ -447,14 +598,43 @@ def plan(
     """The latency-optimal chain and draft lengths (each in ``1..max_draft_length``), exactly.
 
     Searches every subset of the candidates (the target always last) by the
-    generalized-shortest-path dynamic program of ``docs/theory.md``; O(M^2 T^2) time.
-    costs ``[M]`` or ``[M, N]``, acceptance ``[M, M]``, model_names ``[M]`` (default
-    ``"M0".."M{M-1}"``).
+    generalized-shortest-path dynamic program of ``docs/theory.md`` §6.
+
+    Parameters
+    ----------
+    costs : array_like, shape ``[M]`` or ``[M, N]``, float
+        As in :func:`evaluate`; configurations needing passes longer than ``N`` are skipped
+        (``Plan.limited_by_cost_table``).
+    acceptance : array_like, shape ``[M, M]``
+    max_draft_length : int
+        The search bound ``T`` on every draft length, in ``[1, MAX_DRAFT_LENGTH]``.
+    model_names : sequence of str, length ``M``, optional
+        Default ``"M0" .. "M{M-1}"``. A plain string is refused (it is not a list of names).
+
+    Returns
+    -------
+    Plan
+        The optimum and its runners-up.
+
+    Notes
+    -----
+    O(M^2 T^2) time, O(M T) memory: about 0.4 s for ``M = 3``, ``T = 4096`` on one CPU core,
+    growing with ``M^2``. Releases the GIL; Ctrl-C raises ``KeyboardInterrupt`` within ~50 ms.
+
+    Examples
+    --------
+    >>> import hierspec
+    >>> acceptance = [[1, 0.6, 0.4], [0, 1, 0.8], [0, 0, 1]]
+    >>> best = hierspec.plan([1, 3, 10], acceptance, 16, model_names=["tiny", "small", "big"])
+    >>> best.best.describe()
+    'small -> big  T=3'
+    >>> round(best.speedup, 3)
+    1.554
     """
     costs_list = _costs_argument(costs)
     acceptance_list = _acceptance_argument(acceptance)
     names = _model_names(model_names, len(acceptance_list))
-    result = _core.plan(costs_list, acceptance_list, operator.index(max_draft_length))
+    result = _core.plan(costs_list, acceptance_list, _max_draft_length_argument(max_draft_length))
     return _plan_from_core(result, names)
 
 
@@ -464,9 +644,19 @@ def brute_force_plan(
     max_draft_length: int = 4,
     model_names: Sequence[str] | None = None,
 ) -> Plan:
-    """The same result as :func:`plan` by exhaustive enumeration (exponential; for tests)."""
+    """The same result as :func:`plan` by exhaustive enumeration (for tests).
+
+    Same arguments as :func:`plan`; O(sum over chains of ``max_draft_length^K``) evaluations,
+    interruptible like :func:`plan`.
+
+    Returns
+    -------
+    Plan
+    """
     costs_list = _costs_argument(costs)
     acceptance_list = _acceptance_argument(acceptance)
     names = _model_names(model_names, len(acceptance_list))
-    result = _core.brute_force_plan(costs_list, acceptance_list, operator.index(max_draft_length))
+    result = _core.brute_force_plan(
+        costs_list, acceptance_list, _max_draft_length_argument(max_draft_length)
+    )
     return _plan_from_core(result, names)

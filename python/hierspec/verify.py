@@ -105,10 +105,10 @@ def verify(
     >>> target_probs = torch.tensor([[[0.0, 1.0], [0.0, 1.0], [0.5, 0.5]]])  # [1, 3, vocab=2]
     >>> generator = torch.Generator().manual_seed(0)
     >>> output_token_ids, num_accepted = verify(draft_token_ids, None, target_probs, generator)
-    >>> output_token_ids  # token 1 accepted, token 0 rejected (probability 0), 1 recovered
-    tensor([[1, 1, -1]])
-    >>> num_accepted
-    tensor([1])
+    >>> output_token_ids.tolist()  # token 1 accepted, token 0 rejected (probability 0), 1 drawn
+    [[1, 1, -1]]
+    >>> num_accepted.tolist()
+    [1]
     """
     return _verify(
         draft_token_ids,
@@ -159,8 +159,7 @@ def verify_logits(
         raise ValueError(f"temperature must be finite and >= 0; got {temperature}")
     if 0 < temperature < MIN_TEMPERATURE:
         raise ValueError(
-            f"temperature must be 0 (greedy) or >= {MIN_TEMPERATURE} (1 / temperature scales "
-            f"float32 logits); got {temperature}"
+            f"temperature must be 0 (greedy) or >= {MIN_TEMPERATURE}, got {temperature!r}"
         )
     return _verify(
         draft_token_ids,

@@ -1,0 +1,166 @@
+"""The bad inputs tried against the public API, and the error each gets.
+
+One list, used twice: ``tests/test_core_errors.py::test_bad_inputs_table`` calls every case and
+checks its exception type and message, and checks that ``docs/errors.md`` is exactly the table
+this module prints. Regenerate the page after adding a case:
+
+    .venv/bin/python tests/bad_inputs.py > docs/errors.md
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+import hierspec
+from hierspec.sampling import SamplingConfig
+
+ACCEPTANCE = [[1, 0.6, 0.4], [0, 1, 0.8], [0, 0, 1]]  # [3, 3]
+COSTS = [1, 3, 10]  # [3]
+
+
+class BadInput(NamedTuple):
+    call: str  # Python source of the call, as shown in the table
+    error: type[Exception]
+    message: str  # the start of the error message (the table shows the whole of it)
+
+
+def _profile(name: Any) -> dict[str, Any]:
+    return {"models": [{"name": name, "costs_ms": 1.0}], "acceptance": [[1.0]]}
+
+
+def _verify_logits(target_logits: torch.Tensor, temperature: float) -> Any:
+    return hierspec.verify_logits(
+        torch.tensor([[2]]), None, target_logits, temperature, torch.Generator().manual_seed(0)
+    )
+
+
+def _verify(draft_token_ids: list[list[int]], target_probs: torch.Tensor) -> Any:
+    return hierspec.verify(
+        torch.tensor(draft_token_ids), None, target_probs, torch.Generator().manual_seed(0)
+    )
+
+
+NAMESPACE: dict[str, Any] = {
+    "hierspec": hierspec,
+    "np": np,
+    "torch": torch,
+    "math": math,
+    "A": ACCEPTANCE,
+    "C": COSTS,
+    "SamplingConfig": SamplingConfig,
+    "profile": _profile,
+    "verify_logits": _verify_logits,
+    "verify": _verify,
+    "uniform": torch.full((1, 2, 8), 0.125),  # [batch=1, 2 positions, vocab=8]
+}
+
+CASES: list[BadInput] = [
+    # Unbounded work: now refused up front (the limits are MAX_DRAFT_LENGTH, MAX_SIMULATED_TOKENS)
+    BadInput("hierspec.plan(C, A, 10**6)", ValueError, "max_draft_length = 1000000 must be in"),
+    BadInput(
+        "hierspec.evaluate(C, A, [0, 1, 2], [2**20, 2**20])",
+        ValueError,
+        "draft_lengths[0] = 1048576 exceeds MAX_DRAFT_LENGTH",
+    ),
+    BadInput(
+        "hierspec.simulate(C, A, [0, 2], [4], num_tokens=10**15)",
+        ValueError,
+        "num_tokens = 1000000000000000 exceeds MAX_SIMULATED_TOKENS",
+    ),
+    # Integers beyond a C int / int64
+    BadInput("hierspec.plan(C, A, max_draft_length=2**31)", ValueError, "max_draft_length = 2"),
+    BadInput(
+        "hierspec.evaluate(C, A, [0, 2**40], [2])",
+        ValueError,
+        "chain[1] = 1099511627776 is not a model index in [0, 2]",
+    ),
+    BadInput(
+        "hierspec.simulate(C, A, [0, 2], [4], num_tokens=2**63)",
+        ValueError,
+        "num_tokens = 9223372036854775808 exceeds",
+    ),
+    BadInput("hierspec.simulate(C, A, [0, 2], [4], seed=2**64)", ValueError, "seed = "),
+    # Wrong types, once accepted quietly
+    BadInput("hierspec.plan(['1', '3', '10'], A)", TypeError, "costs[0] must hold numbers"),
+    BadInput("hierspec.plan([1, True, 10], A)", TypeError, "costs[1] must hold numbers"),
+    BadInput("hierspec.plan(C, A, max_draft_length=True)", TypeError, "max_draft_length must be"),
+    BadInput("hierspec.plan(C, A, model_names='abc')", TypeError, "model_names must be a sequence"),
+    BadInput("hierspec.plan(C, A, model_names=['a', None, 'c'])", TypeError, "model_names[1]"),
+    BadInput("hierspec.plan(C, A, model_names=['a', '', 'c'])", ValueError, "model_names[1]"),
+    BadInput(
+        "hierspec.Profile.from_dict(profile(['a']))",
+        ValueError,
+        "profile models[0].name must be a non-empty string",
+    ),
+    BadInput(
+        "hierspec.Profile.from_dict(profile(None))",
+        ValueError,
+        "profile models[0].name must be a non-empty string",
+    ),
+    BadInput("hierspec.evaluate(C, A, [0.5, 2], [2])", TypeError, "chain must be a sequence"),
+    BadInput("hierspec.evaluate(C, A, [0, 2], '2')", TypeError, "draft_lengths must be a"),
+    # Values the core checks
+    BadInput("hierspec.plan(C, [[1, 1.5, 0], [0, 1, 0], [0, 0, 1]])", ValueError, "acceptance[0]"),
+    BadInput("hierspec.plan([1, -3, 10], A)", ValueError, "costs[1] = -3 is negative"),
+    BadInput("hierspec.plan([1, math.nan, 10], A)", ValueError, "costs[1] = nan is not a number"),
+    # Sampling and verification
+    BadInput("SamplingConfig(temperature=1e-40)", ValueError, "temperature must be 0 (greedy)"),
+    BadInput(
+        "verify_logits(torch.tensor([[[0.0, 0.0, 1.0]] * 2]), 1e-40)",
+        ValueError,
+        "temperature must be 0 (greedy)",
+    ),
+    BadInput("verify([[8]], uniform)", ValueError, "draft_token_ids must be in [0, vocab=8)"),
+    BadInput(
+        "verify([[1]], torch.full((1, 2, 8), math.nan))",
+        ValueError,
+        "target_probs must be finite and >= 0",
+    ),
+    BadInput(
+        "verify([[1]], torch.zeros((1, 2, 8)))", ValueError, "target_probs[0, 0] is 0 everywhere"
+    ),
+]
+
+
+def run(case: BadInput) -> Exception:
+    """The exception ``case.call`` raises; AssertionError when it raises none."""
+    call: Callable[[], Any] = eval(f"lambda: {case.call}", NAMESPACE)
+    try:
+        call()
+    except Exception as error:
+        return error
+    raise AssertionError(f"{case.call} raised nothing")
+
+
+def table() -> str:
+    """``docs/errors.md``: every case, its exception and its full message."""
+    lines = [
+        "# Bad inputs and their errors",
+        "",
+        "Generated by `tests/bad_inputs.py` (`.venv/bin/python tests/bad_inputs.py >"
+        " docs/errors.md`) and checked by `tests/test_core_errors.py::test_bad_inputs_table`:"
+        " every row is a call that was run and the error it raised. In the calls, `C = [1, 3, 10]`"
+        " (costs), `A = [[1, .6, .4], [0, 1, .8], [0, 0, 1]]` (acceptance), `uniform` is"
+        " `[1, 2, 8]` probabilities of 1/8, and `verify` / `verify_logits` take draft ids"
+        " (default `[[2]]`), the target and a seeded generator. Long calls (`plan`,"
+        " `brute_force_plan`, `simulate`) are also interruptible: Ctrl-C raises"
+        " `KeyboardInterrupt` within about 50 ms.",
+        "",
+        "| call | error | message |",
+        "| --- | --- | --- |",
+    ]
+    for case in CASES:
+        error = run(case)
+        message = str(error).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{case.call}` | `{type(error).__name__}` | {message} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(table())
