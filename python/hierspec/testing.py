@@ -170,11 +170,6 @@ class SyntheticHierarchy:
         tokens (the ``costs`` argument of ``hierspec.evaluate``)."""
         return [[cost(n) for n in range(1, max_tokens + 1)] for cost in self.cost_fns]
 
-    @property
-    def target_log_probs(self) -> torch.Tensor:
-        """``[vocab, vocab]``: the target's transition (log) matrix."""
-        return self.models[-1].log_probs
-
 
 def _log(probs: torch.Tensor) -> torch.Tensor:
     return torch.where(probs > 0, probs.log(), torch.full_like(probs, -math.inf))
