@@ -204,9 +204,21 @@ def first_invalid_position(probs: torch.Tensor) -> torch.Tensor:
 
 
 def sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Draw one token per row of ``probs`` ``[rows, vocab]`` (float; rows need not be normalized).
+    """Draw one token per row of ``probs`` (rows need not be normalized).
 
-    Returns ``[rows, 1]`` int64. Exponential race: ``argmax_v probs[v] / E[v]`` with
+    Parameters
+    ----------
+    probs : torch.Tensor, shape ``[rows, vocab]``, float, non-negative
+    generator : torch.Generator
+        On ``probs.device``; the only source of randomness.
+
+    Returns
+    -------
+    torch.Tensor, shape ``[rows, 1]``, int64
+
+    Notes
+    -----
+    Exponential race: ``argmax_v probs[v] / E[v]`` with
     ``E[v] ~ Exp(1)`` i.i.d. picks ``v`` with probability ``probs[v] / sum(probs)`` (the same
     drawing method as :func:`hierspec.verify`). ``E`` is clamped to the smallest normal float32 so
     it is never 0 (``0 / 0`` would be NaN, which ``argmax`` ranks first); hence zero-probability
@@ -221,11 +233,24 @@ def sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def draw(probs: torch.Tensor, config: SamplingConfig, generator: torch.Generator) -> torch.Tensor:
-    """One token per row of ``probs`` ``[rows, vocab]`` = :func:`processed_probs` under ``config``.
+    """One token per row of processed probabilities: the same token :func:`sample` draws.
 
-    The same token :func:`sample` draws. Greedy rows are one-hot, where the exponential race
-    always returns the row's index, so greedy skips the race (drawing ``vocab`` exponentials costs
-    about 1 ms per row at a 49k vocabulary on one CPU core) and leaves ``generator`` untouched.
+    Parameters
+    ----------
+    probs : torch.Tensor, shape ``[rows, vocab]``, float32
+        :func:`processed_probs` under ``config``.
+    config : SamplingConfig
+    generator : torch.Generator
+
+    Returns
+    -------
+    torch.Tensor, shape ``[rows, 1]``, int64
+
+    Notes
+    -----
+    Greedy rows are one-hot, where the exponential race always returns the row's index, so
+    greedy skips the race (drawing ``vocab`` exponentials costs about 1 ms per row at a 49k
+    vocabulary on one CPU core) and leaves ``generator`` untouched.
     """
     if config.is_greedy:
         return probs.argmax(dim=-1, keepdim=True)
