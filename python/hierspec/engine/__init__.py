@@ -1,5 +1,16 @@
-"""The lossless hierarchical decoding engine (see :mod:`hierspec.engine.decoder`)."""
+"""The lossless hierarchical decoding engine.
 
-from .decoder import GenerateOutput, GenerateStats, HierarchicalDecoder, LevelStats
+Modules
+-------
+decoder
+    :class:`HierarchicalDecoder` and the recursion of ``docs/policy.md``.
+cache
+    The cache owner: the sole writer of the working texts and the only truncation of caches.
+stats
+    :class:`GenerateOutput`, :class:`GenerateStats`, :class:`LevelStats` and their counters.
+"""
+
+from .decoder import HierarchicalDecoder
+from .stats import GenerateOutput, GenerateStats, LevelStats
 
 __all__ = ["GenerateOutput", "GenerateStats", "HierarchicalDecoder", "LevelStats"]

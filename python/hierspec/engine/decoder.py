@@ -2,15 +2,11 @@
 
 It runs exactly the process of ``docs/policy.md`` (the contract that ``hierspec.evaluate``,
 ``hierspec.expected_latency``, ``hierspec.simulate`` and ``hierspec.plan`` model); the rule numbers
-below refer to that file.
+below refer to that file, the derivations to ``docs/theory.md``.
 
-Terms (as in policy.md):
+Terms (as in policy.md; working text, cache length and pending tokens are defined in
+:mod:`hierspec.engine.cache`):
     level l          position ``l`` in the chain; level 0 drafts, level ``K`` is the target.
-    working text     the tokens a level currently builds on. All working texts live in one token
-                     buffer: at any moment each level's text is a prefix of the text of every level
-                     below it, so a level's text is ``tokens[:, :text_length[l]]``.
-    cache length     tokens the level has processed (its KV cache); the tokens after it, up to the
-                     end of its working text, are *pending* and go into its next forward pass.
     batch            the tokens a level hands up to the level above (with, for each, the processed
                      distribution it was drawn from: the ``q`` the level above verifies against).
     emitted tokens   what one verification outputs: the accepted drafts plus one recovered or
@@ -18,22 +14,26 @@ Terms (as in policy.md):
 
 One cycle (per target pass): the target calls level K-1, which calls level K-2, ..., level 0;
 every verification goes through :func:`hierspec.verify` (the one accept / resample rule), and
-after a verification at level ``l`` the cache owner (:class:`_CacheOwner`, the only component that
-truncates caches) rolls every level at or below ``l`` back to level ``l``'s working text.
+after a verification at level ``l`` the cache owner (:class:`~hierspec.engine.cache.CacheOwner`,
+the only writer of the working texts and the only component that truncates caches) rolls every
+level at or below ``l`` back to level ``l``'s working text.
 
 Pass sizes (asserted): level 0 ``2`` then ``1`` per draft (rule 1; ``1`` only for the first pass
 after a 1-token prompt); an intermediate level ``1 + T_{l-1}``; the target ``1 + T_0`` when
 ``K = 1`` (rule 2) or the length ``L`` of the hand-up when ``K >= 2`` (rule 4, deferred); the target
 alone ``1``.
+
+The file reads top down: ``_Run`` (the recursion itself, one generate call), then
+:class:`ChainSchedule` (what the recursion needs to know about the chain), then the public
+:class:`HierarchicalDecoder` (argument checks, seeding).
 """
 
 from __future__ import annotations
 
-import math
 import operator
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -41,302 +41,311 @@ from ..levels import as_levels
 from ..protocol import DraftModel
 from ..sampling import SamplingConfig, draw, processed_probs
 from ..verify import verify
+from .cache import CacheOwner
+from .stats import GenerateOutput, GenerateStats, LevelCounters
 
-__all__ = ["GenerateOutput", "GenerateStats", "HierarchicalDecoder", "LevelStats"]
-
-
-# --------------------------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LevelStats:
-    """Counters of one level over one :meth:`HierarchicalDecoder.generate` call.
-
-    Forward-pass counters exclude the prompt prefill, which is reported separately
-    (``prefill_*``), so ``forward_passes / new_tokens`` is directly comparable with
-    ``hierspec.evaluate(...).passes_per_token`` (steady state; the last cycle's overshoot beyond
-    ``max_new_tokens`` / EOS is counted as work).
-
-    As a drafter (levels below the target), in vLLM's terms: ``batches`` handed up, ``drafted``
-    tokens in them, ``accepted`` by the level above, ``rejected`` batches (those that ended in a
-    rejection rather than full acceptance). As a verifier (levels >= 1): ``verifications`` and the
-    ``tokens_emitted`` by them (accepted + recovered + bonus; the target's deferred verification
-    has no bonus).
-    """
-
-    level: int
-    forward_passes: int
-    tokens_processed: int
-    time_s: float  # wall time inside this level's forward passes (host time on async devices)
-    prefill_passes: int
-    prefill_tokens: int
-    prefill_time_s: float
-    batches: int
-    drafted: int
-    accepted: int
-    rejected: int
-    accepted_at_position: tuple[int, ...]  # [j]: batches whose draft j was accepted
-    reached_position: tuple[int, ...]  # [j]: batches whose draft j was tested
-    verifications: int
-    tokens_emitted: int
-
-    @property
-    def mean_acceptance_length(self) -> float:
-        """``1 + accepted / batches`` (vLLM's definition; NaN when nothing was handed up)."""
-        return 1.0 + self.accepted / self.batches if self.batches else math.nan
-
-    @property
-    def acceptance_rate(self) -> float:
-        """``accepted / (accepted + rejected)``: the i.i.d. estimate of the acceptance
-        probability of one of this level's drafts by the level above (NaN when untested)."""
-        tested = self.accepted + self.rejected
-        return self.accepted / tested if tested else math.nan
-
-    @property
-    def acceptance_by_position(self) -> tuple[float, ...]:
-        """``[j]``: probability that draft ``j`` of a batch is accepted, given it was tested."""
-        return tuple(
-            accepted / reached if reached else math.nan
-            for accepted, reached in zip(self.accepted_at_position, self.reached_position)
-        )
-
-    @property
-    def tokens_per_verification(self) -> float:
-        """Mean number of tokens one verification by this level emits (``E[O]`` of policy.md)."""
-        return self.tokens_emitted / self.verifications if self.verifications else math.nan
-
-
-@dataclass(frozen=True)
-class GenerateStats:
-    """Statistics of one :meth:`HierarchicalDecoder.generate` call (``levels[0]`` = bottom)."""
-
-    levels: tuple[LevelStats, ...]
-    prompt_tokens: int
-    new_tokens: int  # tokens in the output after the prompt
-    target_passes: int  # cycles (excluding the prefill)
-    wall_time_s: float  # the whole call, prefill included
-    prefill_time_s: float  # wall time of the prompt prefill
-    model_time_s: float  # wall time inside forward passes after the prefill, all levels
-
-    @property
-    def decode_time_s(self) -> float:
-        """Wall time after the prefill."""
-        return self.wall_time_s - self.prefill_time_s
-
-    @property
-    def overhead_time_s(self) -> float:
-        """Decoding wall time not spent in forward passes: the engine's own cost."""
-        return self.decode_time_s - self.model_time_s
-
-    @property
-    def tokens_per_second(self) -> float:
-        """New tokens per second of the whole call (prefill included)."""
-        return self.new_tokens / self.wall_time_s if self.wall_time_s > 0 else math.nan
-
-    @property
-    def passes_per_token(self) -> tuple[float, ...]:
-        """Forward passes per new token, per level (prefill excluded), as ``evaluate`` reports."""
-        return tuple(level.forward_passes / max(self.new_tokens, 1) for level in self.levels)
-
-    @property
-    def tokens_per_token(self) -> tuple[float, ...]:
-        """Tokens processed per new token, per level (prefill excluded)."""
-        return tuple(level.tokens_processed / max(self.new_tokens, 1) for level in self.levels)
-
-
-@dataclass(frozen=True)
-class GenerateOutput:
-    """Result of :meth:`HierarchicalDecoder.generate`."""
-
-    sequences: torch.Tensor  # [1, prompt + new] int64, on the models' device
-    stats: GenerateStats
-    seed: int  # the generator seed actually used (reproduces the call when passed as ``seed``)
+__all__ = ["ChainSchedule", "HierarchicalDecoder"]
 
 
 # --------------------------------------------------------------------------------------------
-# Internal state
+# The recursion of policy.md (one generate call)
 # --------------------------------------------------------------------------------------------
 
 
-class _Counters:
-    """Mutable per-level counters of a running call (frozen into :class:`LevelStats`)."""
+class _Run:
+    """One generate call: the recursion of policy.md over the chain's levels.
 
-    __slots__ = (
-        "forward_passes", "tokens_processed", "time_s", "prefill_passes", "prefill_tokens",
-        "prefill_time_s", "batches", "drafted", "accepted", "rejected", "outcomes",
-        "verifications", "tokens_emitted",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.forward_passes = 0
-        self.tokens_processed = 0
-        self.time_s = 0.0
-        self.prefill_passes = 0
-        self.prefill_tokens = 0
-        self.prefill_time_s = 0.0
-        self.batches = 0
-        self.drafted = 0
-        self.accepted = 0
-        self.rejected = 0
-        self.outcomes: dict[tuple[int, int], int] = {}  # (batch length, num accepted) -> count
-        self.verifications = 0
-        self.tokens_emitted = 0
-
-    def record_batch(self, batch_length: int, num_accepted: int) -> None:
-        """This level's batch of ``batch_length`` drafts got ``num_accepted`` accepted above."""
-        self.batches += 1
-        self.drafted += batch_length
-        self.accepted += num_accepted
-        if num_accepted < batch_length:
-            self.rejected += 1
-        key = (batch_length, num_accepted)
-        self.outcomes[key] = self.outcomes.get(key, 0) + 1
-
-    def freeze(self, level: int) -> LevelStats:
-        longest = max((length for length, _ in self.outcomes), default=0)
-        accepted_at = [0] * longest
-        reached = [0] * longest
-        for (length, num_accepted), count in self.outcomes.items():
-            for position in range(min(num_accepted + 1, length)):
-                reached[position] += count
-            for position in range(num_accepted):
-                accepted_at[position] += count
-        return LevelStats(
-            level=level,
-            forward_passes=self.forward_passes,
-            tokens_processed=self.tokens_processed,
-            time_s=self.time_s,
-            prefill_passes=self.prefill_passes,
-            prefill_tokens=self.prefill_tokens,
-            prefill_time_s=self.prefill_time_s,
-            batches=self.batches,
-            drafted=self.drafted,
-            accepted=self.accepted,
-            rejected=self.rejected,
-            accepted_at_position=tuple(accepted_at),
-            reached_position=tuple(reached),
-            verifications=self.verifications,
-            tokens_emitted=self.tokens_emitted,
-        )
-
-
-class _CacheOwner:
-    """Owns every level's working text and is the only component that truncates level caches.
-
-    ``tokens [1, capacity]`` holds the working text of level 0, which extends the text of every
-    level above (``text_length`` is non-increasing in the level). A level's cache always covers a
-    prefix of its own text (asserted), so forward passes read their pending tokens from here.
+    Reads the working texts from the cache owner and changes them only through its methods.
     """
 
     def __init__(
-        self, levels: Sequence[DraftModel], counters: Sequence[_Counters], capacity: int
+        self,
+        levels: Sequence[DraftModel],
+        schedule: ChainSchedule,
+        vocab_size: int,
+        device: torch.device,
+        config: SamplingConfig,
+        generator: torch.Generator,
+        prompt: torch.Tensor,  # [1, prompt] int64 on the levels' device
+        max_new_tokens: int,
+        eos_ids: torch.Tensor | None,  # [num_eos] int64 on the levels' device
     ) -> None:
-        self.levels = levels
-        self.counters = counters
-        self.tokens = torch.zeros((1, capacity), dtype=torch.int64, device=levels[0].device)
-        self.text_length = [0] * len(levels)
+        self.draft_lengths = schedule.draft_lengths
+        self.thresholds = schedule.thresholds
+        self.top = schedule.top
+        self.config = config
+        self.generator = generator
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
+        self.eos_ids = eos_ids
+        self.counters = [LevelCounters() for _ in levels]
+        capacity = prompt.shape[1] + max_new_tokens + schedule.lookahead
+        self.owner = CacheOwner(levels, self.counters, capacity)
+        # Processed rows of the tokens each intermediate level has emitted in its current call:
+        # [1, threshold + lower batch, vocab] float32 (the q it hands up).
+        self.emitted_probs = [None] + [
+            torch.empty(
+                (1, self.thresholds[index] + self.draft_lengths[index - 1], vocab_size),
+                dtype=torch.float32,
+                device=device,
+            )
+            for index in range(1, self.top)
+        ]
 
-    def start(self, prompt: torch.Tensor, bottom_pending: int) -> None:
-        """New sequence: every level's text is ``prompt [1, P]``; prefill each level so that the
-        target and intermediate levels have 1 pending token and level 0 ``bottom_pending``
-        (2 for a drafter, rule 1 - as many as the prompt has; 1 for the target alone)."""
-        prompt_length = prompt.shape[1]
-        self.tokens[:, :prompt_length] = prompt
-        for level_index, level in enumerate(self.levels):
-            level.reset()
-            self.text_length[level_index] = prompt_length
-            pending = bottom_pending if level_index == 0 else 1
-            prefill = max(prompt_length - pending, 0)
-            if prefill > 0:
-                counters = self.counters[level_index]
-                started = time.perf_counter()
-                level.append(self.tokens[:, :prefill])
-                counters.prefill_time_s += time.perf_counter() - started
-                counters.prefill_passes += 1
-                counters.prefill_tokens += prefill
-
-    def pending(self, level_index: int) -> int:
-        return self.text_length[level_index] - self.levels[level_index].length
-
-    def forward(self, level_index: int, num_tokens: int) -> torch.Tensor:
-        """One forward pass of a level over its next ``num_tokens`` pending tokens.
-
-        Returns logits ``[1, num_tokens, vocab]``; row ``i`` is the next-token distribution after
-        the ``i``-th processed token. Counted and timed as one pass.
-        """
-        level = self.levels[level_index]
-        start = level.length
-        assert 0 < num_tokens <= self.text_length[level_index] - start, (
-            level_index, num_tokens, self.text_length[level_index], start
-        )  # fmt: skip
-        counters = self.counters[level_index]
+    def execute(self) -> tuple[torch.Tensor, GenerateStats]:
+        """Prefill, run cycles until EOS / max_new_tokens, cut the overshoot; returns
+        ``(sequences [1, prompt + new] (a view of the token buffer), stats)``."""
         started = time.perf_counter()
-        logits = level.append(self.tokens[:, start : start + num_tokens])
-        counters.time_s += time.perf_counter() - started
-        counters.forward_passes += 1
-        counters.tokens_processed += num_tokens
-        return logits
+        owner = self.owner
+        prompt_length = self.prompt.shape[1]
+        owner.start(self.prompt, bottom_pending=2 if self.top > 0 else 1)
+        prefill_done = time.perf_counter()
+        end = prompt_length + self.max_new_tokens
+        target_passes = 0
+        while owner.text_length[self.top] < end:
+            base = owner.text_length[self.top]
+            self._cycle()
+            target_passes += 1
+            committed = owner.text_length[self.top]
+            if self.eos_ids is not None:
+                is_eos = torch.isin(owner.tokens[0, base:committed], self.eos_ids)
+                if bool(is_eos.any()):
+                    end = min(end, base + int(is_eos.nonzero()[0, 0]) + 1)
+                    break
+        final_length = min(end, owner.text_length[self.top])
+        owner.truncate_text(final_length)
+        sequences = owner.tokens[:, :final_length]
+        finished = time.perf_counter()
+        stats = GenerateStats(
+            levels=tuple(counters.freeze(index) for index, counters in enumerate(self.counters)),
+            prompt_tokens=prompt_length,
+            new_tokens=final_length - prompt_length,
+            target_passes=target_passes,
+            wall_time_s=finished - started,
+            prefill_time_s=prefill_done - started,
+            model_time_s=sum(counters.time_s for counters in self.counters),
+        )
+        return sequences, stats
 
-    def normalise_bottom(self) -> None:
-        """Rule 1: crop level 0 so that exactly 2 tokens are pending (1 after a 1-token prompt)."""
-        level = self.levels[0]
-        keep = max(self.text_length[0] - 2, 0)
-        assert level.length >= keep, (level.length, self.text_length[0])  # 1 or 2 were pending
-        if level.length > keep:
-            level.truncate(keep)
+    # -- one target cycle (rule 4) -----------------------------------------------------------
 
-    def rollback(self, level_index: int, new_text_length: int) -> None:
-        """After a verification at ``level_index``: its text becomes ``tokens[:, :new_text_length]``
-        (the emitted token is already written) and every level at or below it adopts that text.
+    def _cycle(self) -> None:
+        owner = self.owner
+        top = self.top
+        base = owner.text_length[top]
+        assert owner.pending(top) == 1, owner.pending(top)
+        if top == 0:
+            # The target alone: plain decoding, one pass of 1 token per token.
+            logits = owner.forward(0, 1)
+            token = draw(processed_probs(logits[:, -1], self.config), self.config, self.generator)
+            owner.append_bottom(token)
+            self.counters[0].record_verification(1)
+            return
+        batch_length, draft_probs = self._call(top - 1)
+        owner.adopt_batch(top, batch_length)
+        draft_token_ids = owner.tokens[:, base : base + batch_length]
+        if top == 1:
+            # Standard verification (rule 2): pending token + the T_0 drafts, bonus row included.
+            logits = owner.forward(top, 1 + batch_length)
+            target_probs = processed_probs(logits, self.config)  # [1, L + 1, vocab]
+        else:
+            # Deferred verification (rule 4): the pass covers the pending token and the first
+            # L - 1 drafts, giving one row per draft; the last draft (level K-1's own,
+            # unprocessed, recovered or bonus token) is tested against the last row like any
+            # other, and there is no bonus token. To keep the accept / resample rule in ONE
+            # place, hierspec.verify gets a dummy bonus row (a copy of the last row); when all
+            # L drafts are accepted the bonus it draws is discarded, so its row is irrelevant.
+            # The tempting alternative - standard verification of the first L - 1 drafts plus a
+            # fresh bonus, dropping level K-1's last token - is biased: it hands up "all but the
+            # last emitted token", so a position is included exactly when level K-1 accepted its
+            # draft there, and the token then follows min(p_{K-2}, p_{K-1}) renormalised instead
+            # of p_{K-1} (tests/test_engine_distribution.py detects it).
+            logits = owner.forward(top, batch_length)
+            rows = processed_probs(logits, self.config)  # [1, L, vocab]
+            target_probs = torch.cat([rows, rows[:, -1:]], dim=1)  # [1, L + 1, vocab]
+        output_token_ids, num_accepted = verify(
+            draft_token_ids, draft_probs, target_probs, self.generator, validate=False
+        )
+        accepted = int(num_accepted.item())  # the one host sync per verification
+        if top >= 2 and accepted == batch_length:
+            emitted = batch_length  # deferred: no bonus token
+            last_token_id = None
+        else:
+            emitted = accepted + 1  # the accepted drafts and the recovered / bonus token
+            last_token_id = output_token_ids[:, accepted:emitted]
+        self.counters[top - 1].record_batch(batch_length, accepted)
+        self.counters[top].record_verification(emitted)
+        owner.commit(top, base + emitted, last_token_id)
 
-        Each of these levels keeps at most ``new_text_length - 1`` processed tokens: the prefix
-        before the last emitted token is the accepted prefix, which all of them processed
-        identically (they drafted it); everything after it is gone. Then each level >= 1 has
-        exactly one pending token and level 0 one or two (rule 5).
+    # -- the levels below the target ---------------------------------------------------------
+
+    def _call(self, level_index: int) -> tuple[int, torch.Tensor]:
+        """Call level ``level_index`` (< K): it writes its batch after the caller's text.
+
+        Returns ``(batch length, draft_probs [1, batch length, vocab] float32)``; the batch
+        tokens are ``owner.tokens[:, base : base + length]`` where ``base`` is the caller's
+        (= this level's, at the call) text length.
         """
-        keep = new_text_length - 1
-        for index in range(level_index, -1, -1):
-            self.text_length[index] = new_text_length
-            level = self.levels[index]
-            if level.length > keep:
-                level.truncate(keep)
-            assert level.length == keep or (index == 0 and level.length == keep - 1), (
-                index, level.length, keep
-            )  # fmt: skip
+        if level_index == 0:
+            return self._draft_bottom()
+        return self._draft_intermediate(level_index)
 
-    def truncate_text(self, new_text_length: int) -> None:
-        """End of generation: cut every level's text to ``new_text_length`` (EOS / max tokens)."""
-        keep = new_text_length - 1
-        for index, level in enumerate(self.levels):
-            self.text_length[index] = new_text_length
-            if level.length > keep:
-                level.truncate(keep)
+    def _draft_bottom(self) -> tuple[int, torch.Tensor]:
+        """Rule 1: ``T_0`` tokens in ``T_0`` passes, the first over exactly 2 pending tokens."""
+        owner = self.owner
+        owner.normalise_bottom()
+        config = self.config
+        generator = self.generator
+        draft_length = self.draft_lengths[0]
+        probs_rows = []
+        num_tokens = owner.pending(0)  # 2; 1 only right after a 1-token prompt
+        for _ in range(draft_length):
+            logits = owner.forward(0, num_tokens)
+            probs = processed_probs(logits[:, -1], config)  # [1, vocab]
+            owner.append_bottom(draw(probs, config, generator))
+            probs_rows.append(probs)
+            num_tokens = 1
+        return draft_length, torch.stack(probs_rows, dim=1)  # [1, T_0, vocab]
+
+    def _draft_intermediate(self, level_index: int) -> tuple[int, torch.Tensor]:
+        """Rule 3: verify batches of level ``l-1`` until ``s`` reaches the threshold."""
+        owner = self.owner
+        config = self.config
+        counters = self.counters[level_index]
+        lower_counters = self.counters[level_index - 1]
+        emitted_probs = self.emitted_probs[level_index]
+        threshold = self.thresholds[level_index]
+        base = owner.text_length[level_index]
+        assert owner.pending(level_index) == 1, owner.pending(level_index)
+        held = 0  # s of policy.md
+        while held < threshold:
+            start = base + held
+            batch_length, draft_probs = self._call(level_index - 1)
+            owner.adopt_batch(level_index, batch_length)
+            logits = owner.forward(level_index, 1 + batch_length)
+            target_probs = processed_probs(logits, config)  # [1, G + 1, vocab]
+            output_token_ids, num_accepted = verify(
+                owner.tokens[:, start : start + batch_length],
+                draft_probs,
+                target_probs,
+                self.generator,
+                validate=False,
+            )
+            accepted = int(num_accepted.item())  # the one host sync per verification
+            emitted = accepted + 1  # the accepted drafts and the recovered / bonus token
+            # Each emitted token is distributed as this level's processed row at its position
+            # (speculative sampling, policy.md rule 2), so that row is the q the level above
+            # verifies it against.
+            emitted_probs[:, held : held + emitted] = target_probs[:, :emitted]
+            lower_counters.record_batch(batch_length, accepted)
+            counters.record_verification(emitted)
+            owner.commit(level_index, start + emitted, output_token_ids[:, accepted:emitted])
+            held += emitted
+        # Below level K-1 hand up exactly T_l (all processed by this level); level K-1 hands up
+        # everything it holds (rule 3).
+        handed_up = self.draft_lengths[level_index] if level_index < self.top - 1 else held
+        return handed_up, emitted_probs[:, :handed_up]
 
 
 # --------------------------------------------------------------------------------------------
-# The decoder
+# The chain's schedule
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainSchedule:
+    """The draft lengths of a chain and the hand-up thresholds derived from them (rule 3).
+
+    Parameters
+    ----------
+    draft_lengths : tuple of int
+        ``[T_0, ..., T_{K-1}]``, each ``>= 1`` (empty for the target alone).
+
+    Attributes
+    ----------
+    top : int
+        ``K``, the target's level (``len(draft_lengths)``).
+    thresholds : tuple of int
+        ``[l]``: the ``s`` at which intermediate level ``l`` stops verifying and hands up:
+        ``T_l + 1`` below level K-1, ``T_{K-1}`` at level K-1 (which hands up everything it
+        holds). Entry 0 is unused (level 0 drafts exactly ``T_0``).
+
+    Raises
+    ------
+    ValueError
+        A draft length below 1.
+    """
+
+    draft_lengths: tuple[int, ...]
+    top: int = field(init=False)
+    thresholds: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        for index, size in enumerate(self.draft_lengths):
+            if size < 1:
+                raise ValueError(f"draft_lengths[{index}] must be >= 1, got {size}")
+        top = len(self.draft_lengths)
+        object.__setattr__(self, "top", top)
+        object.__setattr__(
+            self,
+            "thresholds",
+            tuple(
+                size + 1 if index < top - 1 else size
+                for index, size in enumerate(self.draft_lengths)
+            ),
+        )
+
+    @property
+    def lookahead(self) -> int:
+        """How far level 0's text can run ahead of the committed text within one cycle.
+
+        Each intermediate level holds fewer than ``threshold + (lower batch + 1)`` tokens, level 0
+        adds ``T_0``; plus 2.
+        """
+        return (
+            sum(
+                self.thresholds[index] + self.draft_lengths[index - 1]
+                for index in range(1, self.top)
+            )
+            + (self.draft_lengths[0] if self.top else 0)
+            + 2
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The public decoder
 # --------------------------------------------------------------------------------------------
 
 
 class HierarchicalDecoder:
     """Lossless hierarchical speculative decoding over a chain of models (batch size 1).
 
-    Args:
-        models: the chain, cheapest first, the target last: transformers causal LMs (wrapped in
-            :class:`hierspec.levels.TransformersLevel`) or :class:`hierspec.protocol.DraftModel`
-            objects. One shared vocabulary and one device. One model is plain decoding, two is
-            classic speculative decoding.
-        draft_lengths: ``[T_0, ..., T_{K-1}]``, one int ``>= 1`` per level below the target
-            (``[]`` for one model). ``T_0`` is the number of tokens level 0 drafts per call; an
-            intermediate level accumulates at least ``T_l`` (+1 below level K-1) tokens before
-            handing up (policy.md rules 1-4).
+    Parameters
+    ----------
+    models : sequence of models
+        The chain, cheapest first, the target last: transformers causal LMs (wrapped in
+        :class:`hierspec.levels.TransformersLevel`) or :class:`hierspec.protocol.DraftModel`
+        objects. One shared vocabulary and one device. One model is plain decoding, two is
+        classic speculative decoding.
+    draft_lengths : sequence of int
+        ``[T_0, ..., T_{K-1}]``, one int ``>= 1`` per level below the target (``[]`` for one
+        model). ``T_0`` is the number of tokens level 0 drafts per call; an intermediate level
+        accumulates at least ``T_l`` (+1 below level K-1) tokens before handing up (policy.md
+        rules 1-4).
 
-    Raises:
-        TypeError / ValueError naming the argument: a model that is neither a transformers model
-        nor a DraftModel, a model whose cache cannot be truncated, different vocabularies or
-        devices, wrong ``draft_lengths``.
+    Raises
+    ------
+    TypeError
+        A model that is neither a transformers model nor a DraftModel; ``draft_lengths`` not a
+        sequence of ints.
+    ValueError
+        A model whose cache cannot be truncated, different vocabularies or devices,
+        ``draft_lengths`` of the wrong length or with an entry below 1.
+
+    See Also
+    --------
+    hierspec.plan : picks the chain and draft lengths (:meth:`from_plan` builds the decoder).
+    hierspec.evaluate : the expected passes per token and latency of this decoder's process.
     """
 
     def __init__(self, models: Sequence[object], draft_lengths: Sequence[int]) -> None:
@@ -362,24 +371,34 @@ class HierarchicalDecoder:
                 raise ValueError(f"draft_lengths[{index}] must be >= 1, got {size}")
             sizes.append(size)
         self._levels = levels
-        self._draft_lengths = tuple(sizes)
+        self._schedule = ChainSchedule(tuple(sizes))
         self._vocab_size = levels[0].vocab_size
         self._device = torch.device(levels[0].device)
-        self._top = len(levels) - 1  # K
-        # Hand-up threshold of each intermediate level (rule 3): T_l + 1 below level K-1, T_{K-1}
-        # at level K-1 (which hands up everything it holds).
-        self._thresholds = tuple(
-            size + 1 if index < self._top - 1 else size
-            for index, size in enumerate(self._draft_lengths)
-        )
 
     @classmethod
     def from_plan(cls, models: Sequence[object], plan: object) -> HierarchicalDecoder:
-        """The decoder of ``plan`` (a :class:`hierspec.Plan` or :class:`hierspec.PlanEntry`).
+        """The decoder of ``plan``.
 
-        ``models`` are ALL the candidates the plan was made for, in the same order (index = model
-        index of the profile); the plan's ``chain`` picks the levels and ``draft_lengths`` their
-        draft lengths.
+        Parameters
+        ----------
+        models : sequence of models
+            ALL the candidates the plan was made for, in the same order (index = model index of
+            the profile); the plan's ``chain`` picks the levels.
+        plan : hierspec.Plan or hierspec.PlanEntry
+            Anything with ``.chain`` and ``.draft_lengths``.
+
+        Returns
+        -------
+        HierarchicalDecoder
+            The decoder over ``[models[i] for i in plan.chain]`` with ``plan.draft_lengths``.
+
+        Raises
+        ------
+        TypeError
+            ``models`` not a sequence, ``plan`` without ``.chain`` / ``.draft_lengths``.
+        ValueError
+            A plan made for a different number of candidates, a chain that does not index
+            ``models`` or does not end at the target (the last model).
         """
         if isinstance(models, (str, bytes)) or not isinstance(models, Sequence):
             raise TypeError(f"models must be a sequence of models, got {type(models).__name__}")
@@ -415,14 +434,22 @@ class HierarchicalDecoder:
 
     @property
     def draft_lengths(self) -> tuple[int, ...]:
-        return self._draft_lengths
+        """``(T_0, ..., T_{K-1})``; empty for the target alone."""
+        return self._schedule.draft_lengths
+
+    @property
+    def schedule(self) -> ChainSchedule:
+        """The draft lengths and the hand-up thresholds derived from them (policy.md rule 3)."""
+        return self._schedule
 
     @property
     def vocab_size(self) -> int:
+        """Size of the shared vocabulary."""
         return self._vocab_size
 
     @property
     def device(self) -> torch.device:
+        """Device of the levels; ``generate`` returns its sequences there."""
         return self._device
 
     # ---------------------------------------------------------------------------------------
@@ -437,14 +464,75 @@ class HierarchicalDecoder:
         seed: int | None = None,
         eos_token_id: int | Sequence[int] | None = None,
     ) -> GenerateOutput:
-        """Generate up to ``max_new_tokens`` tokens after ``input_ids`` ``[1, prompt]`` (int64).
+        """Generate up to ``max_new_tokens`` tokens after a prompt.
 
         The output has exactly the distribution of the target sampling alone with the same
         ``temperature`` / ``top_k`` / ``top_p`` (transformers' semantics); ``temperature=0`` is
-        greedy and equals the target's ``generate(do_sample=False)`` token for token. Generation
-        stops right after the first ``eos_token_id`` (included) or at ``max_new_tokens``.
-        All randomness comes from one ``torch.Generator`` seeded with ``seed`` (``None``: a fresh
-        nondeterministic seed, returned in :attr:`GenerateOutput.seed`).
+        greedy and equals the target's ``generate(do_sample=False)`` token for token. All
+        randomness comes from one ``torch.Generator`` seeded with ``seed``.
+
+        Parameters
+        ----------
+        input_ids : torch.Tensor
+            ``[1, prompt]`` int64 (or int32) token ids in ``[0, vocab_size)``, at least one.
+        max_new_tokens : int, default 64
+            Upper bound on the new tokens, ``>= 0``.
+        temperature : float, default 1.0
+            ``0`` is greedy.
+        top_k : int or None
+            Keep the ``top_k`` most likely tokens (``None``: all).
+        top_p : float or None
+            Keep the smallest set of tokens whose probability reaches ``top_p`` (``None``: all).
+        seed : int or None
+            Seed of the generator, in ``[0, 2**64)``; ``None`` draws a fresh nondeterministic
+            seed, returned in :attr:`GenerateOutput.seed`.
+        eos_token_id : int, sequence of int, or None
+            Generation stops right after the first of these tokens (included).
+
+        Returns
+        -------
+        GenerateOutput
+            ``sequences`` ``[1, prompt + new]`` int64 on :attr:`device`, the per-level
+            :class:`GenerateStats` and the seed used.
+
+        Raises
+        ------
+        TypeError
+            ``input_ids`` not an integer tensor; ``max_new_tokens``, ``seed`` or
+            ``eos_token_id`` not ints; a sampling argument of the wrong type.
+        ValueError
+            ``input_ids`` not of shape ``[1, prompt >= 1]`` or with ids outside the vocabulary;
+            negative ``max_new_tokens``; ``seed`` or ``eos_token_id`` out of range; invalid
+            ``temperature`` / ``top_k`` / ``top_p``.
+
+        Examples
+        --------
+        Three synthetic models (two drafts and the target, a 32-token vocabulary); greedy
+        hierarchical decoding reproduces the target alone, with fewer target passes:
+
+        >>> import torch
+        >>> from hierspec import HierarchicalDecoder
+        >>> from hierspec.testing import markov_models
+        >>> models = markov_models(vocab_size=32, noise_scales=[1.0, 0.5])
+        >>> prompt = torch.tensor([[1, 2, 3]])
+        >>> decoder = HierarchicalDecoder(models, draft_lengths=[2, 4])
+        >>> spec = decoder.generate(prompt, max_new_tokens=24, temperature=0)
+        >>> alone = HierarchicalDecoder(models[-1:], draft_lengths=[]).generate(
+        ...     prompt, max_new_tokens=24, temperature=0
+        ... )
+        >>> spec.sequences.shape
+        torch.Size([1, 27])
+        >>> bool((spec.sequences == alone.sequences).all())
+        True
+        >>> spec.stats.target_passes < alone.stats.target_passes
+        True
+
+        Sampling is reproducible from the seed:
+
+        >>> first = decoder.generate(prompt, max_new_tokens=16, seed=7)
+        >>> again = decoder.generate(prompt, max_new_tokens=16, seed=first.seed)
+        >>> bool((first.sequences == again.sequences).all())
+        True
         """
         config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
         prompt = self._check_input_ids(input_ids)
@@ -465,7 +553,17 @@ class HierarchicalDecoder:
         # Inference mode: no autograd bookkeeping in the per-token loop (~20% less engine time on
         # CPU). Tensors created inside are inference tensors, so the output is cloned outside.
         with torch.inference_mode():
-            run = _Run(self, config, generator, prompt, max_new_tokens, eos_ids)
+            run = _Run(
+                self._levels,
+                self._schedule,
+                self._vocab_size,
+                self._device,
+                config,
+                generator,
+                prompt,
+                max_new_tokens,
+                eos_ids,
+            )
             sequences, stats = run.execute()
         return GenerateOutput(sequences=sequences.clone(), stats=stats, seed=seed)
 
@@ -517,214 +615,3 @@ class HierarchicalDecoder:
                     f"eos_token_id {value} is outside [0, vocab_size={self._vocab_size})"
                 )
         return torch.tensor(ids, dtype=torch.int64, device=self._device)
-
-
-class _Run:
-    """One generate call: the recursion of policy.md over the decoder's levels."""
-
-    def __init__(
-        self,
-        decoder: HierarchicalDecoder,
-        config: SamplingConfig,
-        generator: torch.Generator,
-        prompt: torch.Tensor,
-        max_new_tokens: int,
-        eos_ids: torch.Tensor | None,
-    ) -> None:
-        self.levels = decoder.levels
-        self.draft_lengths = decoder.draft_lengths
-        self.thresholds = decoder._thresholds
-        self.top = decoder._top
-        self.config = config
-        self.generator = generator
-        self.prompt = prompt
-        self.max_new_tokens = max_new_tokens
-        self.eos_ids = eos_ids
-        self.counters = [_Counters() for _ in self.levels]
-        # How far level 0's text can run ahead of the committed text within one cycle: each
-        # intermediate level holds fewer than threshold + (lower batch + 1) tokens, level 0 adds
-        # T_0.
-        lookahead = (
-            sum(
-                self.thresholds[index] + self.draft_lengths[index - 1]
-                for index in range(1, self.top)
-            )
-            + (self.draft_lengths[0] if self.top else 0)
-            + 2
-        )
-        capacity = prompt.shape[1] + max_new_tokens + lookahead
-        self.owner = _CacheOwner(self.levels, self.counters, capacity)
-        # Processed rows of the tokens each intermediate level has emitted in its current call:
-        # [1, threshold + lower batch, vocab] float32 (the q it hands up).
-        self.emitted_probs = [None] + [
-            torch.empty(
-                (1, self.thresholds[index] + self.draft_lengths[index - 1], decoder.vocab_size),
-                dtype=torch.float32,
-                device=decoder.device,
-            )
-            for index in range(1, self.top)
-        ]
-
-    def execute(self) -> tuple[torch.Tensor, GenerateStats]:
-        """Prefill, run cycles until EOS / max_new_tokens, cut the overshoot; returns
-        ``(sequences [1, prompt + new] (a view of the token buffer), stats)``."""
-        started = time.perf_counter()
-        owner = self.owner
-        prompt_length = self.prompt.shape[1]
-        owner.start(self.prompt, bottom_pending=2 if self.top > 0 else 1)
-        prefill_done = time.perf_counter()
-        end = prompt_length + self.max_new_tokens
-        target_passes = 0
-        while owner.text_length[self.top] < end:
-            base = owner.text_length[self.top]
-            self._cycle()
-            target_passes += 1
-            committed = owner.text_length[self.top]
-            if self.eos_ids is not None:
-                is_eos = torch.isin(owner.tokens[0, base:committed], self.eos_ids)
-                if bool(is_eos.any()):
-                    end = min(end, base + int(is_eos.nonzero()[0, 0]) + 1)
-                    break
-        final_length = min(end, owner.text_length[self.top])
-        owner.truncate_text(final_length)
-        sequences = owner.tokens[:, :final_length]
-        finished = time.perf_counter()
-        stats = GenerateStats(
-            levels=tuple(counters.freeze(index) for index, counters in enumerate(self.counters)),
-            prompt_tokens=prompt_length,
-            new_tokens=final_length - prompt_length,
-            target_passes=target_passes,
-            wall_time_s=finished - started,
-            prefill_time_s=prefill_done - started,
-            model_time_s=sum(counters.time_s for counters in self.counters),
-        )
-        return sequences, stats
-
-    # -- one target cycle (rule 4) -----------------------------------------------------------
-
-    def _cycle(self) -> None:
-        owner = self.owner
-        top = self.top
-        base = owner.text_length[top]
-        assert owner.pending(top) == 1, owner.pending(top)
-        if top == 0:
-            # The target alone: plain decoding, one pass of 1 token per token.
-            logits = owner.forward(0, 1)
-            token = draw(processed_probs(logits[:, -1], self.config), self.config, self.generator)
-            owner.tokens[:, base : base + 1] = token
-            owner.text_length[0] = base + 1
-            self.counters[0].verifications += 1
-            self.counters[0].tokens_emitted += 1
-            return
-        batch_length, draft_probs = self._call(top - 1)
-        owner.text_length[top] = base + batch_length
-        draft_token_ids = owner.tokens[:, base : base + batch_length]
-        if top == 1:
-            # Standard verification (rule 2): pending token + the T_0 drafts, bonus row included.
-            logits = owner.forward(top, 1 + batch_length)
-            target_probs = processed_probs(logits, self.config)  # [1, L + 1, vocab]
-        else:
-            # Deferred verification (rule 4): the pass covers the pending token and the first
-            # L - 1 drafts, giving one row per draft; the last draft (level K-1's own,
-            # unprocessed, recovered or bonus token) is tested against the last row like any
-            # other, and there is no bonus token. To keep the accept / resample rule in ONE
-            # place, hierspec.verify gets a dummy bonus row (a copy of the last row); when all
-            # L drafts are accepted the bonus it draws is discarded, so its row is irrelevant.
-            # The tempting alternative - standard verification of the first L - 1 drafts plus a
-            # fresh bonus, dropping level K-1's last token - is biased: it hands up "all but the
-            # last emitted token", so a position is included exactly when level K-1 accepted its
-            # draft there, and the token then follows min(p_{K-2}, p_{K-1}) renormalised instead
-            # of p_{K-1} (tests/test_engine_distribution.py detects it).
-            logits = owner.forward(top, batch_length)
-            rows = processed_probs(logits, self.config)  # [1, L, vocab]
-            target_probs = torch.cat([rows, rows[:, -1:]], dim=1)  # [1, L + 1, vocab]
-        output_token_ids, num_accepted = verify(
-            draft_token_ids, draft_probs, target_probs, self.generator, validate=False
-        )
-        accepted = int(num_accepted.item())  # the one host sync per verification
-        if top >= 2 and accepted == batch_length:
-            emitted = batch_length  # deferred: no bonus token
-        else:
-            emitted = accepted + 1
-            owner.tokens[:, base + accepted : base + emitted] = output_token_ids[
-                :, accepted : accepted + 1
-            ]
-        self.counters[top - 1].record_batch(batch_length, accepted)
-        self.counters[top].verifications += 1
-        self.counters[top].tokens_emitted += emitted
-        owner.rollback(top, base + emitted)
-
-    # -- the levels below the target ---------------------------------------------------------
-
-    def _call(self, level_index: int) -> tuple[int, torch.Tensor]:
-        """Call level ``level_index`` (< K): it writes its batch after the caller's text.
-
-        Returns ``(batch length, draft_probs [1, batch length, vocab] float32)``; the batch
-        tokens are ``owner.tokens[:, base : base + length]`` where ``base`` is the caller's
-        (= this level's, at the call) text length.
-        """
-        if level_index == 0:
-            return self._draft_bottom()
-        return self._draft_intermediate(level_index)
-
-    def _draft_bottom(self) -> tuple[int, torch.Tensor]:
-        """Rule 1: ``T_0`` tokens in ``T_0`` passes, the first over exactly 2 pending tokens."""
-        owner = self.owner
-        owner.normalise_bottom()
-        tokens = owner.tokens
-        config = self.config
-        generator = self.generator
-        draft_length = self.draft_lengths[0]
-        base = owner.text_length[0]
-        probs_rows = []
-        num_tokens = owner.pending(0)  # 2; 1 only right after a 1-token prompt
-        for index in range(draft_length):
-            logits = owner.forward(0, num_tokens)
-            probs = processed_probs(logits[:, -1], config)  # [1, vocab]
-            tokens[:, base + index : base + index + 1] = draw(probs, config, generator)
-            owner.text_length[0] = base + index + 1
-            probs_rows.append(probs)
-            num_tokens = 1
-        return draft_length, torch.stack(probs_rows, dim=1)  # [1, T_0, vocab]
-
-    def _draft_intermediate(self, level_index: int) -> tuple[int, torch.Tensor]:
-        """Rule 3: verify batches of level ``l-1`` until ``s`` reaches the threshold."""
-        owner = self.owner
-        config = self.config
-        counters = self.counters[level_index]
-        lower_counters = self.counters[level_index - 1]
-        emitted_probs = self.emitted_probs[level_index]
-        threshold = self.thresholds[level_index]
-        base = owner.text_length[level_index]
-        assert owner.pending(level_index) == 1, owner.pending(level_index)
-        held = 0  # s of policy.md
-        while held < threshold:
-            start = base + held
-            batch_length, draft_probs = self._call(level_index - 1)
-            owner.text_length[level_index] = start + batch_length
-            logits = owner.forward(level_index, 1 + batch_length)
-            target_probs = processed_probs(logits, config)  # [1, G + 1, vocab]
-            output_token_ids, num_accepted = verify(
-                owner.tokens[:, start : start + batch_length],
-                draft_probs,
-                target_probs,
-                self.generator,
-                validate=False,
-            )
-            accepted = int(num_accepted.item())  # the one host sync per verification
-            emitted = accepted + 1
-            owner.tokens[:, start + accepted : start + emitted] = output_token_ids[
-                :, accepted:emitted
-            ]
-            # Each emitted token is distributed as this level's processed row at its position:
-            # the q the level above verifies it against (DESIGN §2).
-            emitted_probs[:, held : held + emitted] = target_probs[:, :emitted]
-            lower_counters.record_batch(batch_length, accepted)
-            counters.verifications += 1
-            counters.tokens_emitted += emitted
-            owner.rollback(level_index, start + emitted)
-            held += emitted
-        # Below level K-1 hand up exactly T_l (all processed by this level); level K-1 hands up
-        # everything it holds (rule 3).
-        handed_up = self.draft_lengths[level_index] if level_index < self.top - 1 else held
-        return handed_up, emitted_probs[:, :handed_up]

@@ -1,0 +1,193 @@
+"""The cache owner: every level's working text, and the only truncation of level caches.
+
+Terms (as in docs/policy.md):
+    working text     the tokens a level currently builds on. All working texts live in one token
+                     buffer: at any moment each level's text is a prefix of the text of every level
+                     below it, so level ``l``'s text is ``tokens[:, :text_length[l]]``.
+    cache length     tokens the level has processed (``level.length``, its KV cache); the tokens
+                     after it, up to the end of its working text, are *pending* and go into its
+                     next forward pass.
+
+:class:`CacheOwner` is the sole writer of the token buffer and of every ``text_length``, and
+during generation the only caller of :meth:`hierspec.protocol.DraftModel.truncate`. The decoder
+reads ``tokens`` and ``text_length`` but changes them only through the owner's methods.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+from ..protocol import DraftModel
+from .stats import LevelCounters
+
+__all__ = ["CacheOwner"]
+
+
+class CacheOwner:
+    """Owns every level's working text and is the only component that truncates level caches.
+
+    A level's cache always covers a prefix of its own text (asserted), so forward passes read
+    their pending tokens from the buffer.
+
+    Parameters
+    ----------
+    levels : sequence of DraftModel
+        The chain, bottom first.
+    counters : sequence of LevelCounters
+        One per level; forward passes are counted and timed into them.
+    capacity : int
+        Length of the token buffer: the longest working text the call can reach.
+
+    Attributes
+    ----------
+    tokens : torch.Tensor
+        ``[1, capacity]`` int64 on level 0's device: the working text of level 0, which extends
+        the text of every level above. Read-only outside this class.
+    text_length : list of int
+        ``[l]``: length of level ``l``'s working text, non-increasing in ``l``. Read-only
+        outside this class.
+    """
+
+    def __init__(
+        self, levels: Sequence[DraftModel], counters: Sequence[LevelCounters], capacity: int
+    ) -> None:
+        self.levels = levels
+        self.counters = counters
+        self.tokens = torch.zeros((1, capacity), dtype=torch.int64, device=levels[0].device)
+        self.text_length = [0] * len(levels)
+
+    def start(self, prompt: torch.Tensor, bottom_pending: int) -> None:
+        """New sequence: every level's text is the prompt; prefill each level.
+
+        The target and intermediate levels keep 1 pending token and level 0 ``bottom_pending``
+        (as many as the prompt has).
+
+        Parameters
+        ----------
+        prompt : torch.Tensor
+            ``[1, prompt]`` int64 on the levels' device.
+        bottom_pending : int
+            2 when level 0 is a drafter (policy.md rule 1), 1 for the target alone.
+        """
+        prompt_length = prompt.shape[1]
+        self.tokens[:, :prompt_length] = prompt
+        for level_index, level in enumerate(self.levels):
+            level.reset()
+            self.text_length[level_index] = prompt_length
+            pending = bottom_pending if level_index == 0 else 1
+            prefill = max(prompt_length - pending, 0)
+            if prefill > 0:
+                counters = self.counters[level_index]
+                started = time.perf_counter()
+                level.append(self.tokens[:, :prefill])
+                counters.prefill_time_s += time.perf_counter() - started
+                counters.prefill_passes += 1
+                counters.prefill_tokens += prefill
+
+    def pending(self, level_index: int) -> int:
+        """Tokens of level ``level_index``'s working text that it has not processed yet."""
+        return self.text_length[level_index] - self.levels[level_index].length
+
+    def forward(self, level_index: int, num_tokens: int) -> torch.Tensor:
+        """One forward pass of a level over its next ``num_tokens`` pending tokens.
+
+        Counted and timed as one pass.
+
+        Parameters
+        ----------
+        level_index : int
+            The level.
+        num_tokens : int
+            ``1 <= num_tokens <= pending(level_index)`` (asserted).
+
+        Returns
+        -------
+        torch.Tensor
+            Logits ``[1, num_tokens, vocab]`` (the level's dtype); row ``i`` is the next-token
+            distribution after the ``i``-th processed token.
+        """
+        level = self.levels[level_index]
+        start = level.length
+        assert 0 < num_tokens <= self.text_length[level_index] - start, (
+            level_index, num_tokens, self.text_length[level_index], start
+        )  # fmt: skip
+        counters = self.counters[level_index]
+        started = time.perf_counter()
+        logits = level.append(self.tokens[:, start : start + num_tokens])
+        counters.time_s += time.perf_counter() - started
+        counters.forward_passes += 1
+        counters.tokens_processed += num_tokens
+        return logits
+
+    # -- writes to the working texts -----------------------------------------------------------
+
+    def append_bottom(self, token_id: torch.Tensor) -> None:
+        """Level 0 drew ``token_id`` ``[1, 1]`` (int64): it extends level 0's working text."""
+        length = self.text_length[0]
+        self.tokens[:, length : length + 1] = token_id
+        self.text_length[0] = length + 1
+
+    def adopt_batch(self, level_index: int, batch_length: int) -> None:
+        """Level ``level_index`` takes the batch the level below wrote after its text.
+
+        The batch is the next ``batch_length`` tokens of the buffer (already written by the level
+        below); they become pending tokens of ``level_index``, to be verified by its next pass.
+        """
+        new_length = self.text_length[level_index] + batch_length
+        assert new_length <= self.text_length[level_index - 1], (
+            level_index, new_length, self.text_length[level_index - 1]
+        )  # fmt: skip
+        self.text_length[level_index] = new_length
+
+    def commit(
+        self, level_index: int, new_text_length: int, last_token_id: torch.Tensor | None
+    ) -> None:
+        """After a verification at ``level_index``: its text becomes ``tokens[:, :new_text_length]``
+        and every level at or below it adopts that text (policy.md rule 5).
+
+        Each of these levels keeps at most ``new_text_length - 1`` processed tokens: the prefix
+        before the last emitted token is the accepted prefix, which all of them processed
+        identically (they drafted it); everything after it is gone. Then each level >= 1 has
+        exactly one pending token and level 0 one or two.
+
+        Parameters
+        ----------
+        level_index : int
+            The verifying level.
+        new_text_length : int
+            Its text length after the verification (accepted prefix + emitted tokens).
+        last_token_id : torch.Tensor or None
+            ``[1, 1]`` int64: the recovered or bonus token, written at ``new_text_length - 1``;
+            ``None`` when every emitted token is an accepted draft already in the buffer (the
+            target's deferred verification, rule 4).
+        """
+        if last_token_id is not None:
+            self.tokens[:, new_text_length - 1 : new_text_length] = last_token_id
+        keep = new_text_length - 1
+        for index in range(level_index, -1, -1):
+            self.text_length[index] = new_text_length
+            level = self.levels[index]
+            if level.length > keep:
+                level.truncate(keep)
+            assert level.length == keep or (index == 0 and level.length == keep - 1), (
+                index, level.length, keep
+            )  # fmt: skip
+
+    def normalise_bottom(self) -> None:
+        """Rule 1: crop level 0 so that exactly 2 tokens are pending (1 after a 1-token prompt)."""
+        level = self.levels[0]
+        keep = max(self.text_length[0] - 2, 0)
+        assert level.length >= keep, (level.length, self.text_length[0])  # 1 or 2 were pending
+        if level.length > keep:
+            level.truncate(keep)
+
+    def truncate_text(self, new_text_length: int) -> None:
+        """End of generation: cut every level's text to ``new_text_length`` (EOS / max tokens)."""
+        keep = new_text_length - 1
+        for index, level in enumerate(self.levels):
+            self.text_length[index] = new_text_length
+            if level.length > keep:
+                level.truncate(keep)
