@@ -1,8 +1,11 @@
 """Adapters that make models usable as one level of a hierarchy (the :class:`DraftModel` protocol).
 
 :class:`TransformersLevel` wraps a transformers causal LM and its ``DynamicCache``. It is the only
-code in hierspec that truncates a transformers cache (``DynamicCache.crop``); the engine's cache
-owner (``hierspec.engine``) is the only caller of :meth:`TransformersLevel.truncate`.
+code in hierspec that truncates a transformers cache (``DynamicCache.crop``). Callers of
+:meth:`TransformersLevel.truncate`: during generation only the engine's cache owner
+(``hierspec.engine.cache``); outside generation the profiler's timing loop
+(``hierspec.profiler.timing``), which rolls back the passes it times. Nothing else calls it
+(tests aside).
 
 A level must be able to forget its last tokens exactly (rollback after a rejection). Models whose
 cache cannot do that are refused when wrapped, before anything runs:

@@ -9,8 +9,10 @@ Terms:
     length     number of tokens the level has processed (its cache length).
     append     process new tokens after the current state; row ``i`` of the returned logits is
                the next-token distribution (before temperature/top-k/top-p) after token ``i``.
-    truncate   forget everything after the first ``length`` tokens. The engine's cache manager
-               is the only caller.
+    truncate   forget everything after the first ``length`` tokens. During generation the
+               engine's cache owner (``hierspec.engine.cache``) is the only caller; outside
+               generation the profiler's timing loop (``hierspec.profiler.timing``) rolls back
+               the passes it times. Nothing else calls it (tests aside).
 
 Contract the engine relies on (and tests, see tests/test_engine_rollback.py):
     exact rollback   after ``truncate(n)``, ``append(x)`` returns the same logits as if only the
