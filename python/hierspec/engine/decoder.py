@@ -173,9 +173,16 @@ class _Run:
         else:
             emitted = accepted + 1  # the accepted drafts and the recovered / bonus token
             last_token_id = output_token_ids[:, accepted:emitted]
-        self.counters[top - 1].record_batch(batch_length, accepted)
-        self.counters[top].record_verification(emitted)
+        self._record_outcome(top, batch_length, accepted, emitted)
         owner.commit(top, base + emitted, last_token_id)
+
+    def _record_outcome(
+        self, level_index: int, batch_length: int, accepted: int, emitted: int
+    ) -> None:
+        """Level ``level_index`` verified a batch of ``batch_length`` drafts of the level below,
+        accepted ``accepted`` of them and emitted ``emitted`` tokens."""
+        self.counters[level_index - 1].record_batch(batch_length, accepted)
+        self.counters[level_index].record_verification(emitted)
 
     # -- the levels below the target ---------------------------------------------------------
 
@@ -211,8 +218,6 @@ class _Run:
         """Rule 3: verify batches of level ``l-1`` until ``s`` reaches the threshold."""
         owner = self.owner
         config = self.config
-        counters = self.counters[level_index]
-        lower_counters = self.counters[level_index - 1]
         emitted_probs = self.emitted_probs[level_index]
         threshold = self.thresholds[level_index]
         base = owner.text_length[level_index]
@@ -237,8 +242,7 @@ class _Run:
             # (speculative sampling, policy.md rule 2), so that row is the q the level above
             # verifies it against.
             emitted_probs[:, held : held + emitted] = target_probs[:, :emitted]
-            lower_counters.record_batch(batch_length, accepted)
-            counters.record_verification(emitted)
+            self._record_outcome(level_index, batch_length, accepted, emitted)
             owner.commit(level_index, start + emitted, output_token_ids[:, accepted:emitted])
             held += emitted
         # Below level K-1 hand up exactly T_l (all processed by this level); level K-1 hands up
