@@ -116,6 +116,18 @@ class TransformersLevel:
     def length(self) -> int:
         return self._length
 
+    @property
+    def eos_token_ids(self) -> tuple[int, ...] | None:
+        """The EOS ids of the model's generation config (``generation_config.eos_token_id``, an
+        int or a list), the ones transformers' ``generate`` stops at by default; ``None`` when it
+        sets none."""
+        generation_config = getattr(self.model, "generation_config", None)
+        eos = getattr(generation_config, "eos_token_id", None)
+        if eos is None:
+            return None
+        ids = (eos,) if isinstance(eos, int) else tuple(int(value) for value in eos)
+        return ids or None
+
     def reset(self) -> None:
         from transformers import DynamicCache
 
