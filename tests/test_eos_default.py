@@ -3,10 +3,9 @@ model's generation config, and ``HierarchicalDecoder.generate`` stops there when
 ``eos_token_id`` is not given (``None`` meaning no EOS, as in transformers)."""
 
 import pytest
-import torch
 
-from hierspec import HierarchicalDecoder, TransformersLevel
-from hierspec.testing import tiny_llama, tiny_llama_family
+from hierspec import TransformersLevel
+from hierspec.testing import tiny_llama
 
 
 @pytest.mark.parametrize(
