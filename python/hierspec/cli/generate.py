@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import math
 import sys
 from pathlib import Path
@@ -104,6 +105,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="tokenize the prompt as plain text, without the chat template",
     )
+    parser.add_argument(
+        "--no-stream",
+        action="store_true",
+        help="print the text when it is complete instead of streaming it as the hierarchy "
+        "commits it (streaming decodes the text inside the timed run)",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     add_common_arguments(parser)
 
@@ -145,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     input_ids = encode_prompt(tokenizer, args.prompt, args.raw)
     eos = None if args.ignore_eos else getattr(tokenizer, "eos_token_id", None)
 
-    def run(chain_decoder: HierarchicalDecoder) -> GenerateOutput:
+    def run(chain_decoder: HierarchicalDecoder, streamer: object = None) -> GenerateOutput:
+        streaming = {} if streamer is None else {"streamer": streamer}
         return chain_decoder.generate(
             input_ids,
             max_new_tokens=args.max_new_tokens,
@@ -154,9 +162,17 @@ def run(args: argparse.Namespace) -> int:
             top_p=sampling.top_p,
             seed=args.seed,
             eos_token_id=eos,
+            **streaming,
         )
 
-    output = run(decoder)
+    # The text streams to stdout burst by burst as the target commits it (transformers'
+    # TextStreamer, fed the prompt first, which it skips); the report follows.
+    streamer = None
+    if not args.no_stream and "streamer" in inspect.signature(decoder.generate).parameters:
+        from transformers import TextStreamer
+
+        streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    output = run(decoder, streamer)
     baseline = None if args.no_baseline else run(HierarchicalDecoder([candidates.models[-1]], []))
     prompt_length = input_ids.shape[1]
     text = tokenizer.decode(output.sequences[0, prompt_length:], skip_special_tokens=True)
@@ -210,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         f"profile: {profile_path} ({source}; {len(loaded.model_names)} candidates, "
         f"{args.threads} thread(s), temperature {sampling.temperature:g})",
         None if baseline is None else baseline.stats.new_tokens,
+        text_printed=streamer is not None,
     )
     if args.json:
         write_json(args.json, dataclasses.asdict(report))

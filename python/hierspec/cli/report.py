@@ -83,11 +83,17 @@ class GenerateReport:
 
 
 def print_generate_report(
-    report: GenerateReport, best: Plan, profile_line: str, baseline_new_tokens: int | None
+    report: GenerateReport,
+    best: Plan,
+    profile_line: str,
+    baseline_new_tokens: int | None,
+    text_printed: bool = False,
 ) -> None:
-    """Prints the text, ``profile_line``, the plan and the measured-against-predicted lines of
-    ``report`` (the baseline's lines when ``baseline_new_tokens`` is not ``None``)."""
-    print(report.text)
+    """Prints the text (unless ``text_printed``: it was streamed), ``profile_line``, the plan and
+    the measured-against-predicted lines of ``report`` (the baseline's lines when
+    ``baseline_new_tokens`` is not ``None``)."""
+    if not text_printed:
+        print(report.text)
     print()
     print(profile_line)
     print(best.format_table(unit="ms"))
