@@ -7,6 +7,8 @@ import argparse
 from hierspec.io import write_json
 from hierspec.planning import load_profile, plan
 
+from . import export
+
 HELP = "plan the latency-optimal hierarchy for a profile"
 
 
@@ -17,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-draft-length", type=int, default=16, help="largest draft length T considered (16)"
     )
     parser.add_argument("--json", metavar="OUT", help="also write the plan as JSON to OUT")
+    export.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,4 +39,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, {"profile": str(args.profile), "plan": result.to_dict()})
         print(f"wrote {args.json}")
+    if args.export:
+        export.run(args, profile, result)
     return 0
