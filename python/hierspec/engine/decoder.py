@@ -34,6 +34,7 @@ import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -466,7 +467,9 @@ class HierarchicalDecoder:
         top_k: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
-        eos_token_id: int | Sequence[int] | None = None,
+        eos_token_id: int | Sequence[int] | Literal["generation_config"] | None = (
+            "generation_config"
+        ),
     ) -> GenerateOutput:
         """Generate up to ``max_new_tokens`` tokens after a prompt.
 
@@ -490,8 +493,12 @@ class HierarchicalDecoder:
         seed : int or None
             Seed of the generator, in ``[0, 2**64)``; ``None`` draws a fresh nondeterministic
             seed, returned in :attr:`GenerateOutput.seed`.
-        eos_token_id : int, sequence of int, or None
-            Generation stops right after the first of these tokens (included).
+        eos_token_id : int, sequence of int, "generation_config", or None
+            Generation stops right after the first of these tokens (included). The default
+            ``"generation_config"`` takes them from the target's generation config as
+            transformers' ``generate`` does (``model.generation_config.eos_token_id`` of a
+            transformers target, :attr:`hierspec.TransformersLevel.eos_token_ids`; no EOS when it
+            sets none or the target is a plain DraftModel); ``None`` means no EOS.
 
         Returns
         -------
@@ -601,7 +608,16 @@ class HierarchicalDecoder:
             )
         return input_ids.to(device=self._device, dtype=torch.int64)
 
-    def _check_eos(self, eos_token_id: int | Sequence[int] | None) -> torch.Tensor | None:
+    def _check_eos(
+        self, eos_token_id: int | Sequence[int] | Literal["generation_config"] | None
+    ) -> torch.Tensor | None:
+        if isinstance(eos_token_id, str):
+            if eos_token_id != "generation_config":
+                raise ValueError(
+                    "eos_token_id must be an int, a sequence of ints, 'generation_config' or "
+                    f"None; got {eos_token_id!r}"
+                )
+            eos_token_id = getattr(self._levels[-1], "eos_token_ids", None)
         if eos_token_id is None:
             return None
         ids = [eos_token_id] if not isinstance(eos_token_id, Sequence) else list(eos_token_id)
