@@ -5,7 +5,13 @@ target last; the output has exactly the target's distribution. The decoding poli
 contract in ``docs/policy.md``.
 """
 
-from hierspec.engine import GenerateOutput, GenerateStats, HierarchicalDecoder, LevelStats
+from hierspec.engine import (
+    GenerateOutput,
+    GenerateStats,
+    HierarchicalDecoder,
+    LevelStats,
+    NonDistributionError,
+)
 from hierspec.levels import TransformersLevel
 from hierspec.packing import pack_for_cpu
 from hierspec.planning import (
@@ -35,6 +41,7 @@ __all__ = [
     "GenerateStats",
     "HierarchicalDecoder",
     "LevelStats",
+    "NonDistributionError",
     "Plan",
     "PlanEntry",
     "Profile",

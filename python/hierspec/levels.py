@@ -38,6 +38,36 @@ def _truncatable_layer_types() -> tuple[type, ...]:
     return tuple(getattr(cache_utils, name) for name in _TRUNCATABLE_LAYER_NAMES)
 
 
+def _learned_position_limit(model: torch.nn.Module) -> int | None:
+    """The most tokens ``model`` can process when it has learned absolute position embeddings.
+
+    The limit is declared as ``n_positions`` (GPT-2) or ``max_position_embeddings`` (OPT, GPT-Neo,
+    BioGPT, ...), but it is a hard limit only when positions index a learned table: an
+    ``nn.Embedding`` other than the token embeddings with exactly that many rows beyond its offset
+    (OPT's table has 2 extra rows, ``offset = 2``); past it the lookup raises ``IndexError``.
+    Rotary (Llama, Qwen, Mistral, ...) and ALiBi models declare ``max_position_embeddings`` as a
+    training length but compute positions, so they get no limit (``None``).
+    """
+    config = model.config
+    declared = None
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            declared = value
+            break
+    if declared is None:
+        return None
+    token_embeddings = model.get_input_embeddings()
+    for module in model.modules():
+        if (
+            isinstance(module, torch.nn.Embedding)
+            and module is not token_embeddings
+            and module.num_embeddings - getattr(module, "offset", 0) == declared
+        ):
+            return declared
+    return None
+
+
 class TransformersLevel:
     """A transformers causal LM plus its KV cache, as one level of a hierarchy (batch size 1).
 
@@ -102,6 +132,7 @@ class TransformersLevel:
         self._length = 0
         self._vocab_size = int(output_embeddings.weight.shape[0])
         self._device = output_embeddings.weight.device
+        self._max_length = _learned_position_limit(model)
 
     @property
     def vocab_size(self) -> int:
@@ -111,6 +142,14 @@ class TransformersLevel:
     @property
     def device(self) -> torch.device:
         return self._device
+
+    @property
+    def max_length(self) -> int | None:
+        """The most tokens the model can process (prompt, generated text and the drafts the
+        levels process beyond it), or ``None`` for no limit: set only for learned absolute
+        position embeddings (GPT-2's ``n_positions``, OPT's ``max_position_embeddings``);
+        rotary / ALiBi models extrapolate and get ``None``."""
+        return self._max_length
 
     @property
     def length(self) -> int:

@@ -25,6 +25,11 @@ Contract the engine relies on (and tests, see tests/test_engine_rollback.py):
                      engine's ``torch.Generator``).
     ownership        the engine reads the returned logits before the next call on the level and
                      never writes to them; the level must not modify them afterwards either.
+    logit shape      ``append`` returns ``[1, num_tokens, vocab_size]`` (the engine checks it after
+                     every pass and raises ``ValueError`` naming the level otherwise).
+    max length       optional: a level with a ``max_length`` attribute (an int, or ``None`` for no
+                     limit) can process at most that many tokens; ``generate`` checks it up front
+                     (:attr:`hierspec.levels.TransformersLevel.max_length`).
 """
 
 from __future__ import annotations

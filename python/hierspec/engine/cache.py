@@ -23,7 +23,10 @@ import torch
 from ..protocol import DraftModel
 from .stats import LevelCounters
 
-__all__ = ["CacheOwner"]
+__all__ = ["INITIAL_CAPACITY", "CacheOwner"]
+
+# Tokens the token buffer starts with at most (8 KB of int64); it doubles when a write needs more.
+INITIAL_CAPACITY = 1024
 
 
 class CacheOwner:
@@ -39,13 +42,19 @@ class CacheOwner:
     counters : sequence of LevelCounters
         One per level; forward passes are counted and timed into them.
     capacity : int
-        Length of the token buffer: the longest working text the call can reach.
+        The longest working text the call is expected to reach (prompt, new tokens and the
+        chain's lookahead). A hint, not a limit: the token buffer starts at
+        ``min(capacity, INITIAL_CAPACITY)`` tokens and every write grows it as needed
+        (:meth:`ensure_capacity`, amortised doubling), so a huge ``max_new_tokens`` that EOS
+        cuts short costs no memory up front.
 
     Attributes
     ----------
     tokens : torch.Tensor
-        ``[1, capacity]`` int64 on level 0's device: the working text of level 0, which extends
-        the text of every level above. Read-only outside this class.
+        ``[1, buffer length]`` int64 on level 0's device: the working text of level 0, which
+        extends the text of every level above (entries past ``text_length[0]`` are garbage).
+        Read-only outside this class; replaced by a longer tensor when it grows, so read it
+        afresh after any write rather than keeping a view across writes.
     text_length : list of int
         ``[l]``: length of level ``l``'s working text, non-increasing in ``l``. Read-only
         outside this class.
@@ -56,8 +65,25 @@ class CacheOwner:
     ) -> None:
         self.levels = levels
         self.counters = counters
-        self.tokens = torch.zeros((1, capacity), dtype=torch.int64, device=levels[0].device)
+        initial = max(min(capacity, INITIAL_CAPACITY), 1)
+        self.tokens = torch.zeros((1, initial), dtype=torch.int64, device=levels[0].device)
         self.text_length = [0] * len(levels)
+
+    def ensure_capacity(self, length: int) -> None:
+        """Make the token buffer hold at least ``length`` tokens (existing text kept).
+
+        Grows to ``max(length, 2 * current)``: amortised O(1) per token. Every write path calls
+        it (:meth:`start`, :meth:`append_bottom`, :meth:`commit`); call it before writing
+        beyond ``text_length[0]`` by any other route.
+        """
+        current = self.tokens.shape[1]
+        if length <= current:
+            return
+        grown = torch.zeros(
+            (1, max(length, 2 * current)), dtype=torch.int64, device=self.tokens.device
+        )
+        grown[:, :current] = self.tokens
+        self.tokens = grown
 
     def start(self, prompt: torch.Tensor, bottom_pending: int) -> None:
         """New sequence: every level's text is the prompt; prefill each level.
@@ -73,6 +99,7 @@ class CacheOwner:
             2 when level 0 is a drafter (policy.md rule 1), 1 for the target alone.
         """
         prompt_length = prompt.shape[1]
+        self.ensure_capacity(prompt_length)
         self.tokens[:, :prompt_length] = prompt
         for level_index, level in enumerate(self.levels):
             level.reset()
@@ -108,6 +135,12 @@ class CacheOwner:
         torch.Tensor
             Logits ``[1, num_tokens, vocab]`` (the level's dtype); row ``i`` is the next-token
             distribution after the ``i``-th processed token.
+
+        Raises
+        ------
+        ValueError
+            The level returned logits of another shape, e.g. more columns than its
+            ``vocab_size`` (ids >= vocab would reach the level above); names the level.
         """
         level = self.levels[level_index]
         start = level.length
@@ -120,6 +153,12 @@ class CacheOwner:
         counters.time_s += time.perf_counter() - started
         counters.forward_passes += 1
         counters.tokens_processed += num_tokens
+        if logits.shape != (1, num_tokens, level.vocab_size):
+            raise ValueError(
+                f"level {level_index} of the chain ({level!r}) returned logits of shape "
+                f"{tuple(logits.shape)} for a pass over {num_tokens} tokens; expected "
+                f"(1, {num_tokens}, vocab_size={level.vocab_size})"
+            )
         return logits
 
     # -- writes to the working texts -----------------------------------------------------------
@@ -127,6 +166,7 @@ class CacheOwner:
     def append_bottom(self, token_id: torch.Tensor) -> None:
         """Level 0 drew ``token_id`` ``[1, 1]`` (int64): it extends level 0's working text."""
         length = self.text_length[0]
+        self.ensure_capacity(length + 1)
         self.tokens[:, length : length + 1] = token_id
         self.text_length[0] = length + 1
 
@@ -165,6 +205,7 @@ class CacheOwner:
             target's deferred verification, rule 4).
         """
         if last_token_id is not None:
+            self.ensure_capacity(new_text_length)
             self.tokens[:, new_text_length - 1 : new_text_length] = last_token_id
         keep = new_text_length - 1
         for index in range(level_index, -1, -1):

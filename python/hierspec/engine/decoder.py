@@ -39,10 +39,12 @@ from typing import Literal
 import torch
 
 from ..levels import as_levels
+from ..planning import MAX_DRAFT_LENGTH
 from ..protocol import DraftModel
 from ..sampling import SamplingConfig, draw, processed_probs
 from ..verify import verify
 from .cache import CacheOwner
+from .errors import RowChecks
 from .stats import GenerateOutput, GenerateStats, LevelCounters
 
 __all__ = ["ChainSchedule", "HierarchicalDecoder"]
@@ -79,6 +81,7 @@ class _Run:
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self.eos_ids = eos_ids
+        self.row_checks = RowChecks(config)  # rows that are not distributions (errors.py)
         self.counters = [LevelCounters() for _ in levels]
         capacity = prompt.shape[1] + max_new_tokens + schedule.lookahead
         self.owner = CacheOwner(levels, self.counters, capacity)
@@ -114,6 +117,7 @@ class _Run:
                     end = min(end, base + int(is_eos.nonzero()[0, 0]) + 1)
                     break
         final_length = min(end, owner.text_length[self.top])
+        self.row_checks.finish(owner.levels[-1])  # the target alone's rows, read once
         owner.truncate_text(final_length)
         sequences = owner.tokens[:, :final_length]
         finished = time.perf_counter()
@@ -138,7 +142,9 @@ class _Run:
         if top == 0:
             # The target alone: plain decoding, one pass of 1 token per token.
             logits = owner.forward(0, 1)
-            token = draw(processed_probs(logits[:, -1], self.config), self.config, self.generator)
+            probs = processed_probs(logits[:, -1], self.config)  # [1, vocab]
+            self.row_checks.track_alone(logits[:, -1:], probs[:, None], base)
+            token = draw(probs, self.config, self.generator)
             owner.append_bottom(token)
             self.counters[0].record_verification(1)
             return
@@ -149,6 +155,7 @@ class _Run:
             # Standard verification (rule 2): pending token + the T_0 drafts, bonus row included.
             logits = owner.forward(top, 1 + batch_length)
             target_probs = processed_probs(logits, self.config)  # [1, L + 1, vocab]
+            first_invalid = self.row_checks.first_invalid(logits, target_probs)  # [1], no sync
         else:
             # Deferred verification (rule 4): the pass covers the pending token and the first
             # L - 1 drafts, giving one row per draft; the last draft (level K-1's own,
@@ -163,11 +170,15 @@ class _Run:
             # of p_{K-1} (tests/test_engine_distribution.py detects it).
             logits = owner.forward(top, batch_length)
             rows = processed_probs(logits, self.config)  # [1, L, vocab]
+            first_invalid = self.row_checks.first_invalid(logits, rows)  # [1], no sync
             target_probs = torch.cat([rows, rows[:, -1:]], dim=1)  # [1, L + 1, vocab]
         output_token_ids, num_accepted = verify(
             draft_token_ids, draft_probs, target_probs, self.generator, validate=False
         )
-        accepted = int(num_accepted.item())  # the one host sync per verification
+        # The one host sync per verification, which also reads the rows' checks (errors.py).
+        accepted = self.row_checks.read_verification(
+            num_accepted, first_invalid, draft_probs, top, owner.levels, base
+        )
         if top >= 2 and accepted == batch_length:
             emitted = batch_length  # deferred: no bonus token
             last_token_id = None
@@ -230,6 +241,7 @@ class _Run:
             owner.adopt_batch(level_index, batch_length)
             logits = owner.forward(level_index, 1 + batch_length)
             target_probs = processed_probs(logits, config)  # [1, G + 1, vocab]
+            first_invalid = self.row_checks.first_invalid(logits, target_probs)  # [1], no sync
             output_token_ids, num_accepted = verify(
                 owner.tokens[:, start : start + batch_length],
                 draft_probs,
@@ -237,7 +249,10 @@ class _Run:
                 self.generator,
                 validate=False,
             )
-            accepted = int(num_accepted.item())  # the one host sync per verification
+            # The one host sync per verification, which also reads the rows' checks (errors.py).
+            accepted = self.row_checks.read_verification(
+                num_accepted, first_invalid, draft_probs, level_index, owner.levels, start
+            )
             emitted = accepted + 1  # the accepted drafts and the recovered / bonus token
             # Each emitted token is distributed as this level's processed row at its position
             # (speculative sampling, policy.md rule 2), so that row is the q the level above
@@ -289,6 +304,10 @@ class ChainSchedule:
         for index, size in enumerate(self.draft_lengths):
             if size < 1:
                 raise ValueError(f"draft_lengths[{index}] must be >= 1, got {size}")
+            if size > MAX_DRAFT_LENGTH:  # the planner's limit and message (hierspec.planning)
+                raise ValueError(
+                    f"draft_lengths[{index}] = {size} exceeds MAX_DRAFT_LENGTH = {MAX_DRAFT_LENGTH}"
+                )
         top = len(self.draft_lengths)
         object.__setattr__(self, "top", top)
         object.__setattr__(
@@ -514,7 +533,14 @@ class HierarchicalDecoder:
         ValueError
             ``input_ids`` not of shape ``[1, prompt >= 1]`` or with ids outside the vocabulary;
             negative ``max_new_tokens``; ``seed`` or ``eos_token_id`` out of range; invalid
-            ``temperature`` / ``top_k`` / ``top_p``.
+            ``temperature`` / ``top_k`` / ``top_p``; a prompt + ``max_new_tokens`` that does not
+            fit a level's ``max_length`` (learned absolute positions, e.g. GPT-2's
+            ``n_positions``), counting the chain's lookahead (see :meth:`_check_max_length`).
+        hierspec.NonDistributionError
+            A verifying level (the target or an intermediate level) produced a processed row
+            that is not a distribution (NaN / ``inf`` logits, all ``-inf``, or no mass after
+            top-k / top-p); names the level and the text position. A drafter doing so only
+            gets a ``RuntimeWarning`` (once per call): its drafts are always rejected.
 
         Examples
         --------
@@ -547,17 +573,22 @@ class HierarchicalDecoder:
         """
         config = SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p)
         prompt = self._check_input_ids(input_ids)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        checked_max_new_tokens = _int_or_none(max_new_tokens)
+        if checked_max_new_tokens is None:
             raise TypeError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        max_new_tokens = checked_max_new_tokens
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        self._check_max_length(prompt.shape[1], max_new_tokens)
         eos_ids = self._check_eos(eos_token_id)
         generator = torch.Generator(device=self._device)
         if seed is None:
             seed = generator.seed()
         else:
-            if isinstance(seed, bool) or not isinstance(seed, int):
+            checked_seed = _int_or_none(seed)
+            if checked_seed is None:
                 raise TypeError(f"seed must be an int or None, got {seed!r}")
+            seed = checked_seed
             if not 0 <= seed < 2**64:
                 raise ValueError(f"seed must be in [0, 2**64), got {seed}")
             generator.manual_seed(seed)
@@ -577,6 +608,34 @@ class HierarchicalDecoder:
             )
             sequences, stats = run.execute()
         return GenerateOutput(sequences=sequences.clone(), stats=stats, seed=seed)
+
+    def _check_max_length(self, prompt_length: int, max_new_tokens: int) -> None:
+        """Refuse a call that would run a level past its ``max_length`` (learned positions).
+
+        Levels process drafts beyond the committed text: level 0's text runs up to the chain's
+        :attr:`ChainSchedule.lookahead` tokens ahead. Rather than clamp drafts near the end (a
+        different process from the one the planner models), the call must fit with the
+        lookahead: ``prompt + max_new_tokens + lookahead <= max_length`` for every level with a
+        ``max_length`` (a few tokens conservative, never an ``IndexError`` mid-generation).
+        """
+        lookahead = self._schedule.lookahead
+        needed = prompt_length + max_new_tokens + lookahead
+        for index, level in enumerate(self._levels):
+            max_length = getattr(level, "max_length", None)
+            if max_length is None or needed <= max_length:
+                continue
+            allowed = max_length - prompt_length - lookahead
+            advice = (
+                f"use max_new_tokens <= {allowed}"
+                if allowed >= 0
+                else f"shorten the prompt to at most {max_length - lookahead} tokens"
+            )
+            raise ValueError(
+                f"models[{index}] ({level!r}) can process at most {max_length} tokens (learned "
+                f"position embeddings), but prompt ({prompt_length}) + max_new_tokens "
+                f"({max_new_tokens}) + the chain's lookahead ({lookahead}, drafts processed "
+                f"beyond the text) = {needed}; {advice}"
+            )
 
     def _check_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         if not isinstance(input_ids, torch.Tensor):
@@ -635,3 +694,13 @@ class HierarchicalDecoder:
                     f"eos_token_id {value} is outside [0, vocab_size={self._vocab_size})"
                 )
         return torch.tensor(ids, dtype=torch.int64, device=self._device)
+
+def _int_or_none(value: object) -> int | None:
+    """``value`` as an int (Python or NumPy integers, via ``operator.index``), or ``None`` when
+    it is not one; bools (``True`` is not a count or a seed) and floats are not ints."""
+    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):  # NumPy bools
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
