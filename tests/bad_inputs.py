@@ -46,6 +46,72 @@ def _verify(draft_token_ids: list[list[int]], target_probs: torch.Tensor) -> Any
     )
 
 
+class ExitStatus(Exception):
+    """A CLI call that exited with a non-zero status: ``"<status>: <stderr>"``."""
+
+
+def _cli(*arguments: str, profile: dict[str, Any] | None = None) -> None:
+    """``hierspec *arguments`` with ``P.json`` a temporary profile (``profile``, default the
+    3-model profile of C and A); raises :class:`ExitStatus` when the status is not 0."""
+    import contextlib
+    import io
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from hierspec.cli import main
+
+    models = [{"name": name, "costs_ms": cost} for name, cost in zip("abc", COSTS)]
+    data = profile if profile is not None else {"models": models, "acceptance": ACCEPTANCE}
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "P.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            status = main(
+                [str(path) if argument == "P.json" else argument for argument in arguments]
+            )
+    if status != 0:
+        raise ExitStatus(f"{status}: {stderr.getvalue().strip()}")
+
+
+def _markov_decoder(draft_lengths: list[int]) -> hierspec.HierarchicalDecoder:
+    from hierspec.testing import markov_models
+
+    models = markov_models(8, noise_scales=[1.0] * len(draft_lengths), seed=0)
+    return hierspec.HierarchicalDecoder(list(models), draft_lengths)
+
+
+def _broken_target(fill: float = math.nan, extra_columns: int = 0) -> Any:
+    """``generate`` with the issue's reproducer: the target of ``synthetic_hierarchy([0.7], ...,
+    seed=1)`` returns ``fill`` everywhere (or ``extra_columns`` more logit columns)."""
+    from hierspec.testing import AffineCost, synthetic_hierarchy
+
+    models = synthetic_hierarchy([0.7], [AffineCost(1e-3)] * 2, seed=1).models
+    append = models[-1].append
+
+    def broken(token_ids: torch.Tensor) -> torch.Tensor:
+        logits = append(token_ids)
+        if extra_columns:
+            return torch.cat([logits, logits[..., :extra_columns]], dim=-1)
+        return torch.full_like(logits, fill)
+
+    models[-1].append = broken  # type: ignore[method-assign]
+    decoder = hierspec.HierarchicalDecoder(list(models), [2])
+    return decoder.generate(torch.tensor([[8, 9]]), max_new_tokens=6, seed=0)
+
+
+def _gpt2(n_positions: int) -> Any:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=32, n_positions=n_positions, n_embd=16, n_layer=1, n_head=2,
+        bos_token_id=None, eos_token_id=None,
+    )  # fmt: skip
+    return GPT2LMHeadModel(config).eval()
+
+
 NAMESPACE: dict[str, Any] = {
     "hierspec": hierspec,
     "np": np,
@@ -58,6 +124,10 @@ NAMESPACE: dict[str, Any] = {
     "verify_logits": _verify_logits,
     "verify": _verify,
     "uniform": torch.full((1, 2, 8), 0.125),  # [batch=1, 2 positions, vocab=8]
+    "cli": _cli,
+    "markov_decoder": _markov_decoder,
+    "broken_target": _broken_target,
+    "gpt2": _gpt2,
 }
 
 CASES: list[BadInput] = [
@@ -125,6 +195,40 @@ CASES: list[BadInput] = [
     BadInput(
         "verify([[1]], torch.zeros((1, 2, 8)))", ValueError, "target_probs[0, 0] is 0 everywhere"
     ),
+    # The engine (HierarchicalDecoder): broken levels and extreme arguments
+    BadInput("broken_target(math.nan)", hierspec.NonDistributionError, "level 1 of the chain"),
+    BadInput("broken_target(-math.inf)", hierspec.NonDistributionError, "level 1 of the chain"),
+    BadInput("broken_target(extra_columns=1)", ValueError, "level 1 of the chain"),
+    BadInput(
+        "markov_decoder([10**7])", ValueError, "draft_lengths[0] = 10000000 exceeds MAX_DRAFT"
+    ),
+    BadInput(
+        "markov_decoder([2]).generate(torch.tensor([[1]]), seed=np.bool_(True))",
+        TypeError,
+        "seed must be an int or None",
+    ),
+    BadInput(
+        "hierspec.HierarchicalDecoder([gpt2(16)], []).generate(torch.tensor([[1, 2, 3]]), 20)",
+        ValueError,
+        "models[0] (TransformersLevel(GPT2LMHeadModel",
+    ),
+    # The command line: exit status 2 and one line, no traceback
+    BadInput(
+        "cli('plan', 'P.json', '--max-draft-length', '99999999999')",
+        ExitStatus,
+        "2: hierspec plan: error: max_draft_length = 99999999999",
+    ),
+    BadInput(
+        "cli('plan', 'P.json', profile={'models': [{'name': 'a', 'costs_ms': 1},"
+        " {'name': 'b', 'costs_ms': 9}], 'acceptance': A})",
+        ExitStatus,
+        "2: hierspec plan: error: profile has 2 models",
+    ),
+    BadInput(
+        "cli('profile', 'm', '--out', 'P.json', '--threads', '99999999999')",
+        ExitStatus,
+        "2: hierspec profile: error: --threads must be <= 1024",
+    ),
 ]
 
 
@@ -148,7 +252,15 @@ def table() -> str:
         " every row is a call that was run and the error it raised. In the calls, `C = [1, 3, 10]`"
         " (costs), `A = [[1, .6, .4], [0, 1, .8], [0, 0, 1]]` (acceptance), `uniform` is"
         " `[1, 2, 8]` probabilities of 1/8, and `verify` / `verify_logits` take draft ids"
-        " (default `[[2]]`), the target and a seeded generator. Long calls (`plan`,"
+        " (default `[[2]]`), the target and a seeded generator. Engine rows:"
+        " `broken_target(fill)` is the generate call of the issue's reproducer (the target of"
+        " `synthetic_hierarchy([0.7], ..., seed=1)` returning `fill` everywhere, or extra logit"
+        " columns), `markov_decoder(draft_lengths)` a decoder over `markov_models(8, ...)`,"
+        " `gpt2(n)` a tiny GPT-2 with `n_positions=n`. `cli(...)` runs the command line with"
+        " `P.json` a temporary profile and raises `ExitStatus` with the status and stderr when the"
+        " status is not 0. A drafter whose rows are not distributions is not an error (its"
+        " drafts are always rejected): it gets one `RuntimeWarning` per generate call. Long calls"
+        " (`plan`,"
         " `brute_force_plan`, `simulate`) are also interruptible: Ctrl-C raises"
         " `KeyboardInterrupt` within about 50 ms.",
         "",

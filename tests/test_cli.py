@@ -489,3 +489,53 @@ def test_checkpoints_and_plan_do_not_import_the_family(checkpoints, tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# bad arguments: exit status 2 and one line, never a traceback (issue 10)
+
+
+def one_error_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hierspec {command}: error: "), err
+    return lines[0]
+
+
+def test_plan_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
+    path = tmp_path / "profile.json"
+    write_profile(path, PROFILE)
+    assert main(["plan", str(path), "--max-draft-length", "99999999999"]) == 2
+    assert "max_draft_length = 99999999999 must be in [1, 4096]" in one_error_line(capsys, "plan")
+    two_models = {"models": PROFILE["models"][:2], "acceptance": PROFILE["acceptance"]}
+    write_profile(path, two_models)
+    assert main(["plan", str(path)]) == 2
+    line = one_error_line(capsys, "plan")
+    assert "profile has 2 models ['ngram', 'small'] but its 'acceptance' is 3 x 3" in line
+    assert "model_names" not in line
+    write_profile(path, {"models": PROFILE["models"][:1] * 2, "acceptance": [[1, 1], [0, 1]]})
+    assert main(["plan", str(path)]) == 2
+    assert "models[1].name 'ngram' repeats models[0].name" in one_error_line(capsys, "plan")
+    path.write_text("{not json", encoding="utf-8")
+    assert main(["plan", str(path)]) == 2
+    assert "profile.json' is not valid JSON" in one_error_line(capsys, "plan")
+
+
+def test_type_errors_exit_2(tmp_path, capsys, monkeypatch):
+    from hierspec.cli import plan as plan_command
+
+    def refuse(*args, **kwargs):
+        raise TypeError("costs[0] must hold numbers;\ngot '1'")
+
+    monkeypatch.setattr(plan_command, "plan", refuse)
+    path = tmp_path / "profile.json"
+    write_profile(path, PROFILE)
+    assert main(["plan", str(path)]) == 2
+    assert one_error_line(capsys, "plan").endswith("costs[0] must hold numbers; got '1'")
+
+
+def test_threads_beyond_a_c_int_exit_2(tmp_path, capsys):
+    out = str(tmp_path / "p.json")
+    assert main(["profile", "m", "--out", out, "--threads", "99999999999", "--no-progress"]) == 2
+    assert "--threads must be <= 1024, got 99999999999" in one_error_line(capsys, "profile")

@@ -240,6 +240,11 @@ class Profile:
                 raise ValueError(
                     f"profile models[{index}].name must be a non-empty string, got {name!r}"
                 )
+            if name in names:
+                raise ValueError(
+                    f"profile models[{index}].name {name!r} repeats models[{names.index(name)}]"
+                    ".name; names identify the models"
+                )
             names.append(name)
             costs.append(model["costs_ms"])
         for index, cost in enumerate(costs):
@@ -257,6 +262,17 @@ class Profile:
         ):
             raise ValueError(
                 f"profile 'acceptance' must be a list of lists of numbers, got {rows!r}"
+            )
+        if len(rows) != len(names) or any(len(row) != len(names) for row in rows):
+            lengths = sorted({len(row) for row in rows})
+            shape = (
+                f"{len(rows)} x {lengths[0]}"
+                if len(lengths) == 1
+                else f"{len(rows)} rows of lengths {lengths}"
+            )
+            raise ValueError(
+                f"profile has {len(names)} models {names} but its 'acceptance' is {shape}; it "
+                f"must be {len(names)} x {len(names)} (one row and one column per model)"
             )
         widths = {len(cost) for cost in costs if isinstance(cost, list)}
         if len(widths) > 1:
@@ -307,7 +323,11 @@ def load_profile(path: str | PathLike[str]) -> Profile:
         A malformed profile, naming the key (e.g. ``models[1].name``).
     """
     with open(path, encoding="utf-8") as handle:
-        return Profile.from_dict(json.load(handle))
+        try:
+            data = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"profile {str(path)!r} is not valid JSON: {error}") from None
+    return Profile.from_dict(data)
 
 
 _C_INT_MIN, _C_INT_MAX = -(2**31), 2**31 - 1

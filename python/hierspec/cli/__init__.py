@@ -58,13 +58,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (2 for bad arguments or input)."""
+    """Runs the command line; returns the exit status (2 for bad arguments or input).
+
+    Bad arguments or input (``ValueError`` / ``TypeError`` from the library, ``OSError`` from
+    files) print one line ``hierspec COMMAND: error: ...`` (argparse's style) and no traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((argument for argument in argv if not argument.startswith("-")), None)
     parser = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
-    except (ValueError, OSError) as error:
-        print(f"hierspec {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as error:
+        message = " ".join(str(error).split())  # one line
+        print(f"hierspec {args.command}: error: {message}", file=sys.stderr)
         return 2

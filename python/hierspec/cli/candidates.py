@@ -112,10 +112,15 @@ class Candidates:
         )
 
 
+MAX_THREADS = 1024  # torch takes a C int; far beyond any CPU this runs on
+
+
 def check_threads(threads: int) -> int:
-    """``threads`` if it is at least 1 (``--threads``)."""
+    """``threads`` if it is in ``[1, MAX_THREADS]`` (``--threads``)."""
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
+    if threads > MAX_THREADS:
+        raise ValueError(f"--threads must be <= {MAX_THREADS}, got {threads}")
     return threads
 
 
@@ -224,6 +229,11 @@ def calibration_messages(num_prompts: int) -> list[str]:
     validation split: neither the drafts' training text nor the benchmark's held-out prompts)."""
     from hierspec.family import corpus
 
+    if num_prompts < 1:
+        raise ValueError(
+            f"calibration prompts (--num-prompts / --profile-prompts) must be >= 1, got "
+            f"{num_prompts}"
+        )
     return [prompt.message for prompt in corpus.calibration_prompts(num_prompts)]
 
 
