@@ -31,6 +31,7 @@ from hierspec.profiler import profile
 from hierspec.protocol import DraftModel
 from hierspec.sampling import SamplingConfig
 from hierspec.verify import VerifyResult, verify, verify_logits
+from hierspec.vocab_subset import VocabSubsetLevel, frequent_tokens
 
 __version__ = "0.1.0"
 
@@ -49,10 +50,12 @@ __all__ = [
     "SimulationResult",
     "TransformersLevel",
     "VerifyResult",
+    "VocabSubsetLevel",
     "__version__",
     "brute_force_plan",
     "evaluate",
     "expected_latency",
+    "frequent_tokens",
     "load_profile",
     "pack_for_cpu",
     "plan",
