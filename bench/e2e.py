@@ -13,6 +13,10 @@ torch thread, all in one run:
                            schedule, no confidence stop) or transformers' default (20 tokens with
                            its dynamic confidence-threshold stop), chosen by a tuning run on
                            calibration (validation-split) prompts
+    HF prompt lookup       transformers' prompt lookup decoding (``prompt_lookup_num_tokens = k``,
+                           the nearest peer of the n-gram level: it drafts only while the prompt
+                           has a match) on the same packed target, k in ``--prompt-lookup-grid``
+                           chosen the same way
     single <draft>         hierspec speculative decoding with one draft at the draft length the
                            planner finds best for that pair (from the profile)
     planned                hierspec with the planner's hierarchy
@@ -23,7 +27,8 @@ The profile (costs and acceptance at that temperature) is the one ``hierspec gen
 cached in the family's cache directory (measured once if missing, on the corpus's
 validation-split prompts, exactly as ``hierspec generate`` measures it).
 Predicted latency: ``hierspec.evaluate`` on the profile (for HF with a constant
-``num_assistant_tokens = k``, the classic speculative-decoding prediction with ``T = k``).
+``num_assistant_tokens = k``, the classic speculative-decoding prediction with ``T = k``; none for
+prompt lookup, whose batch length follows its matches).
 
 Measured: wall time per new token including the prompt prefill (every configuration; the
 ``speedup_*`` of the summary), and the decode time per new token after the prefill
@@ -56,16 +61,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from harness import RESULTS, Report, family_prompts, format_table
+from harness import (
+    RESULTS,
+    Report,
+    compare_greedy,
+    family_profile,
+    family_profile_path,
+    family_prompts,
+    format_table,
+    hf_generate,
+    hf_prefill_seconds,
+    single_draft_length,
+)
 
 import hierspec
 from hierspec import HierarchicalDecoder, SamplingConfig
-from hierspec.cli.candidates import candidates_profile, candidates_profile_path, from_family
-from hierspec.profiler import ProfilerConfig
-
-# --quick: a cheap profile (few timings, interpolated costs, short calibration), cached apart.
-QUICK_PROFILE = ProfilerConfig(repeats=2, calibration_tokens=24, cost_points=(1, 2, 4, 8, 16, 32))
-
 
 # --------------------------------------------------------------------------------------------
 # Configurations and measurements
@@ -91,12 +101,14 @@ class Configuration:
     (draft, target)`` or ``(target,)``."""
 
     name: str
-    kind: str  # target | hf-target | hf-assisted | single | planned | alternative
+    # target | hf-target | hf-assisted | hf-prompt-lookup | single | planned | alternative
+    kind: str
     chain: tuple[int, ...]
     draft_lengths: tuple[int, ...]
     predicted_ms: float | None  # expected decode latency per token (profile), None if not modelled
     hf_setting: HfSetting | None = None
     also: tuple[str, ...] = ()  # other roles of the same configuration (e.g. planned == single)
+    prompt_lookup_num_tokens: int | None = None  # hf-prompt-lookup: transformers' k
 
     @property
     def is_hierspec(self) -> bool:
@@ -119,41 +131,11 @@ class Run:
     first_mismatch: int | None = None  # greedy: first new-token position that differs
 
 
-def hf_generate(
-    target,
-    draft,
-    input_ids,
-    sampling: SamplingConfig,
-    max_new_tokens: int,
-    setting: HfSetting | None,
-    seed: int,
-    pad_token_id: int,
-) -> torch.Tensor:
-    """transformers' generate (assisted when ``draft`` is given); ``[1, prompt + new]``."""
-    from transformers import GenerationConfig
-
-    if draft is not None:
-        assert setting is not None
-        draft.generation_config.num_assistant_tokens = setting.num_assistant_tokens
-        draft.generation_config.num_assistant_tokens_schedule = setting.schedule
-        draft.generation_config.assistant_confidence_threshold = setting.confidence_threshold
-    options: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_token_id)
-    if sampling.is_greedy:
-        options["do_sample"] = False
-    else:
-        options.update(
-            do_sample=True,
-            temperature=sampling.temperature,
-            top_k=sampling.top_k or 0,
-            top_p=sampling.top_p or 1.0,
-        )
-    torch.manual_seed(seed)  # transformers samples from the global RNG
-    return target.generate(
-        input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        generation_config=GenerationConfig(**options),
-        assistant_model=draft,
-    )
+def set_assistant(draft, setting: HfSetting) -> None:
+    """Sets ``setting`` on the assistant's generation config (where transformers reads it)."""
+    draft.generation_config.num_assistant_tokens = setting.num_assistant_tokens
+    draft.generation_config.num_assistant_tokens_schedule = setting.schedule
+    draft.generation_config.assistant_confidence_threshold = setting.confidence_threshold
 
 
 class Runner:
@@ -214,45 +196,32 @@ class Runner:
             draft = (
                 self.family.models[configuration.chain[0]] if len(configuration.chain) > 1 else None
             )
+            if draft is not None:
+                assert configuration.hf_setting is not None
+                set_assistant(draft, configuration.hf_setting)
             started = time.perf_counter()
             sequences = hf_generate(
                 target,
-                draft,
                 input_ids,
                 self.sampling,
                 tokens,
-                configuration.hf_setting,
                 seed,
                 self.pad_token_id,
+                assistant=draft,
+                prompt_lookup_num_tokens=configuration.prompt_lookup_num_tokens,
             )
             wall = time.perf_counter() - started
             run = Run(
                 prompt_index, wall, None, None, sequences.shape[1] - prompt_length, None, None, None
             )
         if reference is not None:
-            identical = sequences.shape == reference.shape and torch.equal(sequences, reference)
-            mismatch = None
-            if not identical:
-                length = min(sequences.shape[1], reference.shape[1])
-                differs = (sequences[0, :length] != reference[0, :length]).nonzero()
-                mismatch = (int(differs[0, 0]) if differs.numel() else length) - prompt_length
+            identical, mismatch = compare_greedy(sequences, reference, prompt_length)
             run = dataclasses.replace(run, identical=identical, first_mismatch=mismatch)
         return run, sequences
 
 
 # --------------------------------------------------------------------------------------------
 # Building the configurations of one sampling mode
-
-
-def single_draft_length(profile, draft: int, max_draft_length: int) -> tuple[int, float]:
-    """The planner's best draft length for ``draft -> target`` alone and its predicted latency."""
-    target = len(profile.model_names) - 1
-    sub_costs = [profile.costs_ms[draft], profile.costs_ms[target]]
-    sub_acceptance = [[1.0, profile.acceptance[draft][target]], [0.0, 1.0]]
-    result = hierspec.plan(sub_costs, sub_acceptance, max_draft_length=max_draft_length)
-    entry = result.best_single_draft
-    assert entry is not None
-    return entry.draft_lengths[0], entry.latency
 
 
 def predicted(profile, chain, draft_lengths) -> float:
@@ -295,27 +264,33 @@ def hierspec_configurations(
     return list(found.values())
 
 
-def tune_hf(
-    runner: Runner, draft: int, settings: list[HfSetting], prompts, tokens: int
-) -> tuple[HfSetting, dict[str, float]]:
-    """The HF setting with the smallest wall time on the tuning prompts (after one warm-up)."""
-    target = len(runner.family.names) - 1
+def tune(
+    runner: Runner, candidates: list[Configuration], prompts, tokens: int
+) -> tuple[Configuration, dict[str, float]]:
+    """The candidate with the smallest wall time on the tuning prompts (after one warm-up each);
+    also every candidate's wall seconds by name."""
     times: dict[str, float] = {}
-    for setting in settings:
-        configuration = Configuration("tune", "hf-assisted", (draft, target), (), None, setting)
+    for configuration in candidates:
         runner.run(configuration, prompts[0][:, :64], seed=0, max_new_tokens=4)  # warm-up
         total = 0.0
         for index, input_ids in enumerate(prompts):
             run, _ = runner.run(configuration, input_ids, seed=index, max_new_tokens=tokens)
             total += run.wall_s
-        times[setting.label] = total
-    best = min(settings, key=lambda setting: times[setting.label])
-    return best, times
+        times[configuration.name] = total
+    return min(candidates, key=lambda configuration: times[configuration.name]), times
 
 
 def hf_configurations(
-    runner: Runner, profile, settings: list[HfSetting], tune_prompts, tune_tokens: int, log
+    runner: Runner,
+    profile,
+    settings: list[HfSetting],
+    lookup_grid: list[int],
+    tune_prompts,
+    tune_tokens: int,
+    log,
 ) -> tuple[list[Configuration], dict]:
+    """transformers' target alone, its assisted generation with each neural draft and its prompt
+    lookup decoding, each at the best of its settings on the tuning prompts."""
     family = runner.family
     target = len(family.names) - 1
     configurations = [
@@ -324,28 +299,54 @@ def hf_configurations(
         )
     ]
     tuning: dict[str, Any] = {}
+
+    def best_of(key: str, candidates: list[Configuration]) -> Configuration:
+        if len(candidates) == 1:
+            return candidates[0]
+        best, times = tune(runner, candidates, tune_prompts, tune_tokens)
+        tuning[key] = {"wall_s": times, "chosen": best.name}
+        return best
+
     for draft in range(target):
         if not isinstance(family.models[draft], torch.nn.Module):
             continue  # transformers' assisted generation needs a transformers assistant
-        if len(settings) > 1:
-            best, times = tune_hf(runner, draft, settings, tune_prompts, tune_tokens)
-            tuning[family.names[draft]] = {"wall_s": times, "chosen": best.label}
-        else:
-            best = settings[0]
-        log(f"HF assisted {family.names[draft]}: {best.label}")
-        model_prediction = None
-        if best.confidence_threshold == 0 and best.schedule == "constant":
-            model_prediction = predicted(profile, (draft, target), (best.num_assistant_tokens,))
-        configurations.append(
-            Configuration(
-                f"HF assisted: {family.names[draft]} ({best.label})",
-                "hf-assisted",
-                (draft, target),
-                (),
-                model_prediction,
-                best,
+        candidates = []
+        for setting in settings:
+            model_prediction = None
+            if setting.confidence_threshold == 0 and setting.schedule == "constant":
+                model_prediction = predicted(
+                    profile, (draft, target), (setting.num_assistant_tokens,)
+                )
+            candidates.append(
+                Configuration(
+                    f"HF assisted: {family.names[draft]} ({setting.label})",
+                    "hf-assisted",
+                    (draft, target),
+                    (),
+                    model_prediction,
+                    setting,
+                )
             )
+        best = best_of(family.names[draft], candidates)
+        log(f"{best.name}")
+        configurations.append(best)
+    if lookup_grid:
+        best = best_of(
+            "prompt lookup",
+            [
+                Configuration(
+                    f"HF prompt lookup (k={k})",
+                    "hf-prompt-lookup",
+                    (target,),
+                    (),
+                    None,
+                    prompt_lookup_num_tokens=k,
+                )
+                for k in lookup_grid
+            ],
         )
+        log(f"{best.name}")
+        configurations.append(best)
     return configurations, tuning
 
 
@@ -357,15 +358,15 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
     from tqdm.auto import tqdm
 
     label = "greedy" if sampling.is_greedy else f"temperature {sampling.temperature:g}"
-    profile_config = dataclasses.replace(
-        QUICK_PROFILE if args.quick else ProfilerConfig(),
-        max_draft_length=args.max_draft_length,
-        sampling=sampling,
-        threads=args.threads,
-    )
     started = time.perf_counter()
-    profile, profile_path, measured_now = candidates_profile(
-        from_family(family), profile_config, args.profile_prompts, progress=not args.no_progress
+    profile, profile_path, measured_now = family_profile(
+        family,
+        sampling,
+        args.quick,
+        args.max_draft_length,
+        args.threads,
+        args.profile_prompts,
+        progress=not args.no_progress,
     )
     log(
         f"[{label}] profile {profile_path} ({'measured now' if measured_now else 'cached'}, "
@@ -388,11 +389,13 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
     tuning: dict[str, Any] = {}
     if not args.no_hf:
         settings = [HfSetting(f"k={k}", k, 0.0) for k in args.hf_grid] + [HF_DEFAULT]
+        lookup_grid = list(args.prompt_lookup_grid)
         if args.quick:
             settings = [HfSetting("k=4", 4, 0.0)]
+            lookup_grid = [4] if lookup_grid else []
         started = time.perf_counter()
         hf, tuning = hf_configurations(
-            runner, profile, settings, tune_prompts, args.hf_tune_tokens, log
+            runner, profile, settings, lookup_grid, tune_prompts, args.hf_tune_tokens, log
         )
         log(f"[{label}] HF tuning {time.perf_counter() - started:.0f} s")
         configurations = configurations[:1] + hf + configurations[1:]
@@ -442,23 +445,6 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
     return summarize_mode(
         label, sampling, profile, profile_path, plan, configurations, runs, tuning, hf_prefills
     )
-
-
-def hf_prefill_seconds(model: torch.nn.Module, input_ids: torch.Tensor) -> float:
-    """Seconds of a prefill of ``input_ids`` ``[1, P]`` as transformers' generate runs it: one
-    forward pass into a fresh cache, logits of the last position only."""
-    from transformers import DynamicCache
-
-    started = time.perf_counter()
-    with torch.inference_mode():
-        model(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            cache=DynamicCache(config=model.config),
-            use_cache=True,
-            logits_to_keep=1,
-        )
-    return time.perf_counter() - started
 
 
 def prefill_times(runs: dict[str, list[Run]]) -> dict[tuple[int, int], float]:
@@ -550,7 +536,7 @@ def summarize_mode(
         rows.append(row)
     by_kind = {
         kind: [row for row in rows if row["kind"] == kind or kind in row["also"]]
-        for kind in ("target", "hf-target", "hf-assisted", "single", "planned")
+        for kind in ("target", "hf-target", "hf-assisted", "hf-prompt-lookup", "single", "planned")
     }
     planned = by_kind["planned"][0]
     hierspec_rows = [
@@ -577,6 +563,7 @@ def summarize_mode(
         target_best = best(by_kind["target"] + by_kind["hf-target"], metric)
         single_best = best(by_kind["single"], metric)
         hf_best = best(by_kind["hf-assisted"], metric)
+        lookup_best = best(by_kind["hf-prompt-lookup"], metric)
         hierspec_best = best(hierspec_rows, metric)
         overall_best = best(rows, metric)
         summary.update(
@@ -584,6 +571,7 @@ def summarize_mode(
                 f"{prefix}speedup_vs_target": ratio(target_best, metric),
                 f"{prefix}speedup_vs_best_single_draft": ratio(single_best, metric),
                 f"{prefix}speedup_vs_hf_assisted": ratio(hf_best, metric),
+                f"{prefix}speedup_vs_prompt_lookup": ratio(lookup_best, metric),
                 # The planner chooses among hierspec configurations: is its pick within 5% of the
                 # best one measured? (and of everything measured, transformers' included)
                 f"{prefix}planner_pick_within_5pct_of_best": metric(planned)
@@ -595,8 +583,11 @@ def summarize_mode(
                 f"{prefix}target_baseline": None if target_best is None else target_best["name"],
                 f"{prefix}best_single_draft": None if single_best is None else single_best["name"],
                 f"{prefix}best_hf_assisted": None if hf_best is None else hf_best["name"],
+                f"{prefix}prompt_lookup": None if lookup_best is None else lookup_best["name"],
             }
         )
+    # The issue's name for the decode-time ratio to transformers' prompt lookup decoding.
+    summary["vs_prompt_lookup"] = summary["decode_speedup_vs_prompt_lookup"]
     summary["prediction_error"] = planned["prediction_error"]
     summary["mean_abs_prediction_error_hierspec"] = statistics.fmean(
         abs(row["prediction_error"]) for row in hierspec_rows
@@ -687,8 +678,10 @@ def format_mode(mode: dict) -> str:
         lines.append(
             f"planned HSD, {basis}: {ratio(prefix + 'speedup_vs_target')} vs target, "
             f"{ratio(prefix + 'speedup_vs_best_single_draft')} vs best single draft, "
-            f"{ratio(prefix + 'speedup_vs_hf_assisted')} vs HF assisted; pick within 5% of the "
-            f"best hierspec configuration: {summary[prefix + 'planner_pick_within_5pct_of_best']}"
+            f"{ratio(prefix + 'speedup_vs_hf_assisted')} vs HF assisted, "
+            f"{ratio(prefix + 'speedup_vs_prompt_lookup')} vs HF prompt lookup; pick within 5% "
+            "of the best hierspec configuration: "
+            f"{summary[prefix + 'planner_pick_within_5pct_of_best']}"
             f" (gap {100 * summary[prefix + 'planner_pick_gap_to_best']:.1f}%)"
         )
     lines.append(
@@ -729,6 +722,8 @@ def plot(modes: list[dict], path: Path) -> None:
             color=[
                 "tab:red"
                 if row["kind"] == "planned" or "planned" in row["also"]
+                else "tab:olive"
+                if row["kind"] == "hf-prompt-lookup"
                 else "tab:gray"
                 if row["kind"].startswith("hf")
                 else "tab:blue"
@@ -753,6 +748,7 @@ def plot(modes: list[dict], path: Path) -> None:
                 Patch(color="tab:red", label="planned hierarchy: measured decode"),
                 Patch(color="tab:blue", label="other hierspec: measured decode"),
                 Patch(color="tab:gray", label="transformers: wall minus its prefill (estimated)"),
+                Patch(color="tab:olive", label="transformers prompt lookup (same estimate)"),
                 Patch(facecolor="none", edgecolor="black", hatch="//", label="predicted (profile)"),
             ],
             fontsize=7,
@@ -784,7 +780,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         "--quick",
         action="store_true",
         help="smoke run (about 2 minutes): 1 prompt, 24 tokens, a cheap profile "
-        "(2 calibration prompts), HF k=4 only, no alternatives",
+        "(2 calibration prompts), HF k=4 and prompt lookup k=4 only, no alternatives",
     )
     parser.add_argument(
         "--models",
@@ -813,6 +809,14 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         help="calibration prompts for choosing the HF setting (2)",
     )
     parser.add_argument("--hf-tune-tokens", type=int, default=48)
+    parser.add_argument(
+        "--prompt-lookup-grid",
+        type=int,
+        nargs="*",
+        default=[2, 4, 10],
+        help="prompt_lookup_num_tokens tried for transformers' prompt lookup decoding "
+        "(2 4 10; none: skip it)",
+    )
     parser.add_argument("--no-hf", action="store_true", help="skip transformers' baselines")
     parser.add_argument(
         "--no-alternatives",
@@ -897,6 +901,9 @@ def main(argv=None) -> int:
             "decode_speedup_vs_target",
             "decode_speedup_vs_best_single_draft",
             "decode_speedup_vs_hf_assisted",
+            "speedup_vs_prompt_lookup",
+            "decode_speedup_vs_prompt_lookup",
+            "vs_prompt_lookup",
             "decode_planner_pick_within_5pct_of_best",
             "planned",
         )
@@ -952,13 +959,14 @@ def estimate_duration(family, args, prompts) -> float | None:
     total = 0.0
     prompt_tokens = statistics.fmean(ids.shape[1] for ids in prompts)
     for temperature in args.temperatures:
-        config = dataclasses.replace(
-            QUICK_PROFILE if args.quick else ProfilerConfig(),
-            max_draft_length=args.max_draft_length,
-            sampling=SamplingConfig(temperature=temperature),
-            threads=args.threads,
+        path = family_profile_path(
+            family,
+            SamplingConfig(temperature=temperature),
+            args.quick,
+            args.max_draft_length,
+            args.threads,
+            args.profile_prompts,
         )
-        path = candidates_profile_path(from_family(family), config, args.profile_prompts)
         if not path.is_file():
             return None
         profile = load_profile(path)
@@ -995,6 +1003,16 @@ def estimate_duration(family, args, prompts) -> float | None:
                     * args.hf_tune_prompts
                     * (target_s * args.hf_tune_tokens + 2 * prefill_s)
                 )
+            if args.prompt_lookup_grid:
+                # prompt lookup: at most the target's time per token, plus its prefill timed
+                per_prompt += target_s * args.max_new_tokens + 2 * prefill_s
+                lookups = 1 if args.quick else len(args.prompt_lookup_grid)
+                if lookups > 1:
+                    total += (
+                        lookups
+                        * args.hf_tune_prompts
+                        * (target_s * args.hf_tune_tokens + prefill_s)
+                    )
         total += per_prompt * len(prompts)
     return total
 

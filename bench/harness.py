@@ -5,6 +5,12 @@
                   processing + truncate, the parts reported apart);
     prompts       :func:`family_prompts`: the bundled family's held-out / calibration prompts,
                   chat-formatted (:func:`hierspec.prompts.chat_input_ids`);
+    profiles      :func:`family_profile`: the cached profile of the family that ``hierspec
+                  generate`` plans from (``QUICK_PROFILE``: a cheap one for smoke runs, cached
+                  apart); :func:`single_draft_length`: the planner's best ``T`` for one draft;
+    transformers  :func:`hf_generate` (plain, assisted or prompt lookup decoding, sampling set to
+                  match hierspec's exactly), :func:`hf_prefill_seconds` (its prefill, timed
+                  apart: transformers reports none); :func:`compare_greedy` (token identity);
     reports       :func:`write_report`: JSON through :func:`hierspec.io.write_json` (strict,
                   atomic) with the machine (:func:`hierspec.io.machine_info`) recorded at the
                   start and the load average at the end, and the command line;
@@ -16,6 +22,7 @@ Scripts import it as ``from harness import ...`` (``bench/`` is the script's fol
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -25,17 +32,26 @@ from typing import Any
 
 import torch
 
+import hierspec
 from hierspec.io import machine_info, write_json
 from hierspec.levels import as_levels
+from hierspec.profiler import ProfilerConfig
 from hierspec.profiler.timing import CostMeasurement, measure_pass_costs
 from hierspec.sampling import SamplingConfig
 
 __all__ = [
+    "QUICK_PROFILE",
     "RESULTS",
     "Report",
+    "compare_greedy",
+    "family_profile",
+    "family_profile_path",
     "family_prompts",
     "format_table",
+    "hf_generate",
+    "hf_prefill_seconds",
     "pass_costs",
+    "single_draft_length",
     "write_report",
 ]
 
@@ -74,6 +90,133 @@ def family_prompts(tokenizer: Any, split: str, count: int) -> tuple[list[Any], l
         raise ValueError(f"split must be one of {sorted(chosen)}, got {split!r}")
     prompts = list(chosen[split](count))
     return prompts, [chat_input_ids(tokenizer, prompt.message) for prompt in prompts]
+
+
+# Smoke runs: a cheap profile (few timings, interpolated costs, short calibration), cached apart.
+QUICK_PROFILE = ProfilerConfig(repeats=2, calibration_tokens=24, cost_points=(1, 2, 4, 8, 16, 32))
+
+
+def _profile_config(
+    sampling: SamplingConfig, quick: bool, max_draft_length: int, threads: int
+) -> ProfilerConfig:
+    return dataclasses.replace(
+        QUICK_PROFILE if quick else ProfilerConfig(),
+        max_draft_length=max_draft_length,
+        sampling=sampling,
+        threads=threads,
+    )
+
+
+def family_profile(
+    family: Any,
+    sampling: SamplingConfig,
+    quick: bool,
+    max_draft_length: int,
+    threads: int,
+    num_prompts: int,
+    progress: bool = True,
+) -> tuple[Any, Path, bool]:
+    """``(profile, path, measured_now)``: the cached profile of ``family`` at ``sampling`` on
+    ``num_prompts`` calibration prompts, the one ``hierspec generate`` plans from (measured once
+    if missing; ``quick``: :data:`QUICK_PROFILE`)."""
+    from hierspec.cli.candidates import candidates_profile, from_family
+
+    config = _profile_config(sampling, quick, max_draft_length, threads)
+    return candidates_profile(from_family(family), config, num_prompts, progress=progress)
+
+
+def family_profile_path(
+    family: Any,
+    sampling: SamplingConfig,
+    quick: bool,
+    max_draft_length: int,
+    threads: int,
+    num_prompts: int,
+) -> Path:
+    """Where :func:`family_profile` caches (the file may not exist yet)."""
+    from hierspec.cli.candidates import candidates_profile_path, from_family
+
+    config = _profile_config(sampling, quick, max_draft_length, threads)
+    return candidates_profile_path(from_family(family), config, num_prompts)
+
+
+def single_draft_length(profile: Any, draft: int, max_draft_length: int) -> tuple[int, float]:
+    """The planner's best draft length for ``draft -> target`` alone and its predicted latency."""
+    target = len(profile.model_names) - 1
+    sub_costs = [profile.costs_ms[draft], profile.costs_ms[target]]
+    sub_acceptance = [[1.0, profile.acceptance[draft][target]], [0.0, 1.0]]
+    result = hierspec.plan(sub_costs, sub_acceptance, max_draft_length=max_draft_length)
+    entry = result.best_single_draft
+    assert entry is not None
+    return entry.draft_lengths[0], entry.latency
+
+
+def hf_generate(
+    target: torch.nn.Module,
+    input_ids: torch.Tensor,  # [1, P] int64
+    sampling: SamplingConfig,
+    max_new_tokens: int,
+    seed: int,
+    pad_token_id: int,
+    assistant: torch.nn.Module | None = None,
+    prompt_lookup_num_tokens: int | None = None,
+) -> torch.Tensor:
+    """transformers' ``generate`` of ``target``: plain, assisted by ``assistant`` (set its
+    generation config before) or prompt lookup decoding with ``prompt_lookup_num_tokens``;
+    ``[1, P + new]``. Sampling matches hierspec's ``sampling`` exactly: transformers fills unset
+    options from the model's generation config, then its global defaults (``top_k=50``), so
+    top-k and top-p are always set (0 and 1.0: no truncation unless ``sampling`` asks)."""
+    from transformers import GenerationConfig
+
+    options: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_token_id)
+    if sampling.is_greedy:
+        options["do_sample"] = False
+    else:
+        options.update(
+            do_sample=True,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k or 0,
+            top_p=sampling.top_p or 1.0,
+        )
+    if prompt_lookup_num_tokens is not None:
+        options["prompt_lookup_num_tokens"] = prompt_lookup_num_tokens
+    torch.manual_seed(seed)  # transformers samples from the global RNG
+    return target.generate(
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        generation_config=GenerationConfig(**options),
+        assistant_model=assistant,
+    )
+
+
+def hf_prefill_seconds(model: torch.nn.Module, input_ids: torch.Tensor) -> float:
+    """Seconds of a prefill of ``input_ids`` ``[1, P]`` as transformers' generate runs it: one
+    forward pass into a fresh cache, logits of the last position only."""
+    from transformers import DynamicCache
+
+    started = time.perf_counter()
+    with torch.inference_mode():
+        model(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            cache=DynamicCache(config=model.config),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+    return time.perf_counter() - started
+
+
+def compare_greedy(
+    sequences: torch.Tensor,  # [1, P + new] int64
+    reference: torch.Tensor,  # [1, P + new'] int64
+    prompt_length: int,
+) -> tuple[bool, int | None]:
+    """``(identical, first differing new-token position or None)``."""
+    if sequences.shape == reference.shape and torch.equal(sequences, reference):
+        return True, None
+    length = min(sequences.shape[1], reference.shape[1])
+    differs = (sequences[0, :length] != reference[0, :length]).nonzero()
+    return False, (int(differs[0, 0]) if differs.numel() else length) - prompt_length
 
 
 class Report:
