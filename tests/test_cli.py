@@ -245,6 +245,7 @@ def test_generate_with_a_profile_is_greedy_identical(
             "--max-draft-length",
             "3",
             "--ignore-eos",
+            "--no-adaptive",
             "--no-progress",
             "--json",
             str(report_path),
@@ -395,6 +396,7 @@ def test_generate_on_a_profile_subset(checkpoints, tmp_path, capsys):
                 "--max-draft-length",
                 "2",
                 "--ignore-eos",
+                "--no-adaptive",
                 "--no-progress",
                 "--json",
                 str(report_path),
@@ -539,3 +541,40 @@ def test_threads_beyond_a_c_int_exit_2(tmp_path, capsys):
     out = str(tmp_path / "p.json")
     assert main(["profile", "m", "--out", out, "--threads", "99999999999", "--no-progress"]) == 2
     assert "--threads must be <= 1024, got 99999999999" in one_error_line(capsys, "profile")
+
+
+def test_generate_adaptive_reports_its_plan_history(checkpoints, tmp_path, capsys):
+    """--adaptive (the default) starts from the profile's plan, re-plans as it learns the
+    acceptance (here: the profile promises 0.95 for a draft that agrees far less), prints the
+    plan history and stays greedy-identical to the target alone."""
+    path = tmp_path / "optimistic.json"
+    path.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {"name": "m0", "costs_ms": [6.0] * 8},
+                    {"name": "m2", "costs_ms": [10.0] * 8},
+                ],
+                "acceptance": [[1, 0.95], [0, 1]],
+            }
+        )
+    )
+    report_path = tmp_path / "report.json"
+    arguments = ["generate", "--models", checkpoints[0], checkpoints[2], "--profile", str(path)]
+    arguments += ["--prompt", "w1 w2 w3", "--max-new-tokens", "40", "--max-draft-length", "4"]
+    arguments += ["--ignore-eos", "--no-progress", "--no-stream", "--json", str(report_path)]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert report["adaptive"] is True and report["identical_to_target"] is True
+    assert "plan history (" in printed
+    history = report["plan_history"]
+    assert [change["token"] for change in history] == sorted(change["token"] for change in history)
+    for change in history:
+        assert f"token {change['token']}: {change['previous']}  =>  {change['new']}" in printed
+    # The drafter's measured acceptance is far below the profile's 0.95: at a draft cost of
+    # 0.6 target passes it does not pay, and the decoder falls back to the target alone.
+    drafter = next(level for level in report["levels"] if level["model"] == "m0")
+    assert drafter["acceptance"] < 0.6
+    assert history and history[-1]["new"] == "m2"
+    assert history[0]["acceptance"]["m0->m2"] < 0.95

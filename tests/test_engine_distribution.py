@@ -15,14 +15,17 @@ the law by far more than the sampling noise of these sample sizes.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
 from hierspec import HierarchicalDecoder
 from hierspec.sampling import SamplingConfig, processed_probs
-from hierspec.testing import chi_square_test, markov_models, tiny_llama_family
+from hierspec.testing import (
+    chi_square_test,
+    markov_models,
+    markov_transition_test,
+    tiny_llama_family,
+)
 
 P_VALUE_THRESHOLD = 1e-3
 CONFIGS = [
@@ -57,34 +60,6 @@ def test_first_two_tokens_markov_three_levels(config, draft_lengths):
     assert result.p_value > P_VALUE_THRESHOLD, result
 
 
-def _transition_test(sequence: list[int], transition: torch.Tensor) -> tuple[float, int, float]:
-    """Chi-square test that ``sequence`` is a Markov chain with ``transition`` (rows pooled as in
-    chi_square_test; statistics and degrees of freedom summed over previous tokens)."""
-    vocab_size = transition.shape[0]
-    counts = torch.zeros((vocab_size, vocab_size), dtype=torch.float64)
-    previous = torch.tensor(sequence[:-1])
-    following = torch.tensor(sequence[1:])
-    counts.index_put_(
-        (previous, following), torch.ones(len(following), dtype=torch.float64), accumulate=True
-    )
-    statistic, dof = 0.0, 0
-    for row in range(vocab_size):
-        if counts[row].sum() < 50:
-            continue
-        result = chi_square_test(counts[row], transition[row])
-        if result.p_value == 0.0 and math.isinf(result.statistic):
-            return math.inf, 0, 0.0
-        statistic += result.statistic
-        dof += result.degrees_of_freedom
-    p_value = float(
-        torch.special.gammaincc(
-            torch.tensor(dof / 2.0, dtype=torch.float64),
-            torch.tensor(statistic / 2.0, dtype=torch.float64),
-        )
-    )
-    return statistic, dof, p_value
-
-
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize(
     ("noise_scales", "draft_lengths"),
@@ -100,7 +75,7 @@ def test_long_sequence_transitions(config, noise_scales, draft_lengths):
         top_k=config.top_k, top_p=config.top_p, seed=1,
     )  # fmt: skip
     transition = processed_probs(models[-1].log_probs, config).double()
-    statistic, dof, p_value = _transition_test(output.sequences[0].tolist(), transition)
+    statistic, dof, p_value = markov_transition_test(output.sequences[0].tolist(), transition)
     assert p_value > P_VALUE_THRESHOLD, (statistic, dof, p_value)
     # Drafts were partially accepted at every level: the test exercised the hierarchy.
     for level in output.stats.levels[:-1]:

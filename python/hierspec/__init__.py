@@ -5,6 +5,7 @@ target last; the output has exactly the target's distribution. The decoding poli
 contract in ``docs/policy.md``.
 """
 
+from hierspec.adaptive import AdaptiveConfig, PlanDecision
 from hierspec.engine import (
     GenerateOutput,
     GenerateStats,
@@ -36,6 +37,7 @@ from hierspec.vocab_subset import VocabSubsetLevel, frequent_tokens
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveConfig",
     "DraftModel",
     "Evaluation",
     "GenerateOutput",
@@ -44,6 +46,7 @@ __all__ = [
     "LevelStats",
     "NonDistributionError",
     "Plan",
+    "PlanDecision",
     "PlanEntry",
     "Profile",
     "SamplingConfig",

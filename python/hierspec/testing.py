@@ -39,6 +39,7 @@ __all__ = [
     "VirtualClock",
     "chi_square_test",
     "markov_models",
+    "markov_transition_test",
     "synthetic_hierarchy",
     "tiny_llama",
     "tiny_llama_family",
@@ -373,3 +374,41 @@ def chi_square_test(
         )
     )
     return ChiSquareResult(statistic, dof, p_value, len(observed_cells))
+
+
+def markov_transition_test(
+    sequence: list[int], transition: torch.Tensor
+) -> tuple[float, int, float]:
+    """Chi-square test that ``sequence`` is a Markov chain with ``transition`` ``[vocab, vocab]``.
+
+    Each previous token seen at least 50 times contributes :func:`chi_square_test` of its row
+    of counts; statistics and degrees of freedom are summed. Returns
+    ``(statistic, degrees of freedom, p-value)``.
+    """
+    vocab_size = transition.shape[0]
+    counts = torch.zeros((vocab_size, vocab_size), dtype=torch.float64)
+    previous = torch.tensor(sequence[:-1])
+    following = torch.tensor(sequence[1:])
+    counts.index_put_(
+        (previous, following), torch.ones(len(following), dtype=torch.float64), accumulate=True
+    )
+    statistic, dof = 0.0, 0
+    for row in range(vocab_size):
+        if counts[row].sum() < 50:
+            continue
+        if bool((counts[row][transition[row] <= 0] > 0).any()):
+            return math.inf, 0, 0.0  # a transition of probability 0 occurred
+        if int((transition[row] * counts[row].sum() >= 5.0).sum()) < 2:
+            continue  # one likely successor (e.g. after top-k/top-p): nothing more to test
+        result = chi_square_test(counts[row], transition[row])
+        if result.p_value == 0.0 and math.isinf(result.statistic):
+            return math.inf, 0, 0.0
+        statistic += result.statistic
+        dof += result.degrees_of_freedom
+    p_value = float(
+        torch.special.gammaincc(
+            torch.tensor(dof / 2.0, dtype=torch.float64),
+            torch.tensor(statistic / 2.0, dtype=torch.float64),
+        )
+    )
+    return statistic, dof, p_value

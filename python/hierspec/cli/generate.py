@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from hierspec.adaptive import AdaptiveConfig, predicted_latency_of_run
 from hierspec.engine import GenerateOutput, HierarchicalDecoder
 from hierspec.io import machine_info, write_json
 from hierspec.planning import evaluate, load_profile, plan
@@ -32,7 +33,7 @@ from .candidates import (
     check_threads,
     load_candidates,
 )
-from .report import GenerateReport, LevelReport, print_generate_report
+from .report import GenerateReport, LevelReport, PlanChangeReport, print_generate_report
 
 HELP = "generate with the auto-planned hierarchy (default: the bundled model family)"
 
@@ -111,8 +112,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the text when it is complete instead of streaming it as the hierarchy "
         "commits it (streaming decodes the text inside the timed run)",
     )
+    parser.add_argument(
+        "--adaptive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="learn acceptance while generating and re-plan every few target passes, starting "
+        "from the profile's plan (the default); --no-adaptive runs the profile's plan throughout",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     add_common_arguments(parser)
+
+
+def _describe(
+    names: tuple[str, ...], chain: tuple[int, ...], draft_lengths: tuple[int, ...]
+) -> str:
+    lengths = ",".join(str(length) for length in draft_lengths)
+    return " -> ".join(names[model] for model in chain) + (f" T={lengths}" if lengths else "")
 
 
 def _decode_ms_per_token(output: GenerateOutput) -> float:
@@ -147,7 +162,11 @@ def run(args: argparse.Namespace) -> int:
         max_draft_length=args.max_draft_length,
         model_names=loaded.model_names,
     )
-    decoder = HierarchicalDecoder.from_plan(candidates.models, best)
+    if args.adaptive:
+        adaptive_config = AdaptiveConfig(max_draft_length=args.max_draft_length)
+        decoder = HierarchicalDecoder.adaptive(candidates.models, loaded, adaptive_config)
+    else:
+        decoder = HierarchicalDecoder.from_plan(candidates.models, best)
     tokenizer = candidates.tokenizer
     input_ids = encode_prompt(tokenizer, args.prompt, args.raw)
     eos = None if args.ignore_eos else getattr(tokenizer, "eos_token_id", None)
@@ -182,22 +201,59 @@ def run(args: argparse.Namespace) -> int:
         speedup = stats.tokens_per_second / baseline.stats.tokens_per_second
         if sampling.is_greedy:
             identical = torch.equal(output.sequences, baseline.sequences)
-    evaluation = evaluate(loaded.costs_ms, loaded.acceptance, best.chain, best.draft_lengths)
+    tokens = max(stats.new_tokens, 1)
     levels = []
-    for level, (model, counters) in enumerate(zip(best.chain, stats.levels)):
-        above = best.chain[level + 1] if level + 1 < len(best.chain) else None
-        tokens = max(stats.new_tokens, 1)
-        levels.append(
-            LevelReport(
-                model=loaded.model_names[model],
-                passes_per_token=counters.forward_passes / tokens,
-                predicted_passes_per_token=evaluation.passes_per_token[level],
-                model_ms_per_token=1e3 * counters.time_s / tokens,
-                predicted_ms_per_token=evaluation.cost_per_token[level],
-                acceptance=None if above is None else counters.acceptance_rate,
-                profile_acceptance=None if above is None else loaded.acceptance[model][above],
+    if args.adaptive:
+        # Per candidate that ran; the chain changed, so no per-level prediction applies.
+        predicted = predicted_latency_of_run(stats.decisions, best.latency, stats.new_tokens)
+        for model, counters in enumerate(stats.levels):
+            if counters.forward_passes == 0 and counters.catch_up_passes == 0:
+                continue
+            levels.append(
+                LevelReport(
+                    model=loaded.model_names[model],
+                    passes_per_token=counters.forward_passes / tokens,
+                    predicted_passes_per_token=None,
+                    model_ms_per_token=1e3 * (counters.time_s + counters.catch_up_time_s) / tokens,
+                    predicted_ms_per_token=None,
+                    acceptance=counters.acceptance_rate if counters.batches else None,
+                    profile_acceptance=None,
+                )
             )
+    else:
+        predicted = best.latency
+        evaluation = evaluate(loaded.costs_ms, loaded.acceptance, best.chain, best.draft_lengths)
+        for level, (model, counters) in enumerate(zip(best.chain, stats.levels)):
+            above = best.chain[level + 1] if level + 1 < len(best.chain) else None
+            levels.append(
+                LevelReport(
+                    model=loaded.model_names[model],
+                    passes_per_token=counters.forward_passes / tokens,
+                    predicted_passes_per_token=evaluation.passes_per_token[level],
+                    model_ms_per_token=1e3 * counters.time_s / tokens,
+                    predicted_ms_per_token=evaluation.cost_per_token[level],
+                    acceptance=None if above is None else counters.acceptance_rate,
+                    profile_acceptance=None if above is None else loaded.acceptance[model][above],
+                )
+            )
+    names = loaded.model_names
+    plan_history = tuple(
+        PlanChangeReport(
+            token=decision.token,
+            previous=_describe(names, decision.previous_chain, decision.previous_draft_lengths),
+            new=_describe(names, decision.chain, decision.draft_lengths),
+            acceptance={
+                f"{names[int(i)]}->{names[int(j)]}": rate
+                for (i, j), rate in (
+                    (key.split("->"), value) for key, value in decision.acceptance.items()
+                )
+            },
+            previous_latency_ms=decision.previous_latency,
+            predicted_latency_ms=decision.predicted_latency,
+            catch_up_ms=decision.catch_up_cost,
         )
+        for decision in stats.plan_changes
+    )
     report = GenerateReport(
         prompt=args.prompt,
         text=text,
@@ -210,7 +266,9 @@ def run(args: argparse.Namespace) -> int:
         wall_time_s=stats.wall_time_s,
         tokens_per_second=stats.tokens_per_second,
         decode_ms_per_token=_decode_ms_per_token(output),
-        predicted_ms_per_token=best.latency,
+        predicted_ms_per_token=predicted,
+        adaptive=args.adaptive,
+        plan_history=plan_history,
         baseline_wall_time_s=None if baseline is None else baseline.stats.wall_time_s,
         baseline_tokens_per_second=None if baseline is None else baseline.stats.tokens_per_second,
         baseline_decode_ms_per_token=None if baseline is None else _decode_ms_per_token(baseline),

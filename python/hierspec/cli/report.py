@@ -8,7 +8,13 @@ from typing import Any
 
 from hierspec.planning import Plan, Profile
 
-__all__ = ["GenerateReport", "LevelReport", "format_profile", "print_generate_report"]
+__all__ = [
+    "GenerateReport",
+    "LevelReport",
+    "PlanChangeReport",
+    "format_profile",
+    "print_generate_report",
+]
 
 
 def format_profile(result: Profile) -> str:
@@ -39,17 +45,32 @@ def format_profile(result: Profile) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class LevelReport:
-    """One level of the planned chain: measured (engine counters, prefill excluded) next to what
-    the profile predicts (``hierspec.evaluate``). ``acceptance`` is the rate at which the level
-    above accepted this level's drafts (``None`` for the target)."""
+    """One level of the planned chain (or, adaptive, one candidate that ran): measured (engine
+    counters, prefill excluded) next to what the profile predicts (``hierspec.evaluate``; ``None``
+    when adaptive, whose chain changes). ``acceptance`` is the rate at which the level above
+    accepted this level's drafts (``None`` for the target)."""
 
     model: str
     passes_per_token: float
-    predicted_passes_per_token: float
-    model_ms_per_token: float  # inside this level's forward passes
-    predicted_ms_per_token: float  # profile cost (forward + processing + truncate)
+    predicted_passes_per_token: float | None
+    model_ms_per_token: float  # inside this level's forward passes (and catch-up passes)
+    predicted_ms_per_token: float | None  # profile cost (forward + processing + truncate)
     acceptance: float | None
     profile_acceptance: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanChangeReport:
+    """One switch of the adaptive decoder: at which new token, from which configuration to which,
+    the acceptance estimates behind it and the latencies (ms/token) it predicted."""
+
+    token: int
+    previous: str
+    new: str
+    acceptance: dict[str, float]
+    previous_latency_ms: float
+    predicted_latency_ms: float
+    catch_up_ms: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +101,8 @@ class GenerateReport:
     identical_to_target: bool | None  # greedy only: same tokens as the target alone
     levels: tuple[LevelReport, ...]
     machine: dict[str, Any]
+    adaptive: bool = False
+    plan_history: tuple[PlanChangeReport, ...] = ()
 
 
 def print_generate_report(
@@ -101,18 +124,35 @@ def print_generate_report(
     print(
         f"hierspec:     {report.new_tokens} tokens in {report.wall_time_s:.2f} s = "
         f"{report.tokens_per_second:.1f} tokens/s (decode {report.decode_ms_per_token:.1f} "
-        f"ms/token, predicted {best.latency:.1f})"
+        f"ms/token, predicted {report.predicted_ms_per_token:.1f}"
+        + (", adaptive: per-request acceptance estimates)" if report.adaptive else ")")
     )
+    if report.adaptive:
+        print(f"plan history ({len(report.plan_history)} change(s), adaptive):")
+        for change in report.plan_history:
+            estimates = ", ".join(f"{pair} {rate:.2f}" for pair, rate in change.acceptance.items())
+            print(
+                f"  token {change.token}: {change.previous}  =>  {change.new}  (predicted "
+                f"{change.previous_latency_ms:.1f} -> {change.predicted_latency_ms:.1f} ms/token, "
+                f"catch-up {change.catch_up_ms:.1f} ms; acceptance {estimates})"
+            )
     name_width = max(len(level.model) for level in report.levels)
     for index, level in enumerate(report.levels):
-        line = (
-            f"  level {index} {level.model:<{name_width}}  "
-            f"{level.passes_per_token:.2f} passes/token"
-            f" (predicted {level.predicted_passes_per_token:.2f}), {level.model_ms_per_token:.1f}"
-            f" ms/token in passes (predicted {level.predicted_ms_per_token:.1f} incl. processing)"
+        label = (
+            f"{level.model:<{name_width}}"
+            if report.adaptive
+            else f"level {index} " + (f"{level.model:<{name_width}}")
         )
+        line = f"  {label}  {level.passes_per_token:.2f} passes/token"
+        if level.predicted_passes_per_token is not None:
+            line += f" (predicted {level.predicted_passes_per_token:.2f})"
+        line += f", {level.model_ms_per_token:.1f} ms/token in passes"
+        if level.predicted_ms_per_token is not None:
+            line += f" (predicted {level.predicted_ms_per_token:.1f} incl. processing)"
         if level.acceptance is not None:
-            line += f", accepted {level.acceptance:.2f} (profile {level.profile_acceptance:.2f})"
+            line += f", accepted {level.acceptance:.2f}"
+            if level.profile_acceptance is not None:
+                line += f" (profile {level.profile_acceptance:.2f})"
         print(line)
     if baseline_new_tokens is not None:
         print(
@@ -123,7 +163,7 @@ def print_generate_report(
         )
         print(
             f"speedup over the target alone: {report.speedup_vs_target:.2f}x "
-            f"(predicted {best.speedup:.2f}x)"
+            f"(predicted {best.target_latency / report.predicted_ms_per_token:.2f}x)"
         )
         if report.identical_to_target is not None:
             identical = "yes" if report.identical_to_target else "NO"

@@ -232,3 +232,32 @@ class CacheOwner:
             self.text_length[index] = new_text_length
             if level.length > keep:
                 level.truncate(keep)
+
+    # -- switching chains (the adaptive decoder) -----------------------------------------------
+
+    def switch_chain(self, levels: Sequence[DraftModel], counters: Sequence[LevelCounters]) -> None:
+        """Between two target cycles: make ``levels`` the chain (bottom first, target last).
+
+        All levels of the old chain share the committed text at this point; the new chain
+        adopts it. A level that was not in the old chain has processed a prefix of the committed
+        text (everything it processed was committed when it last left the chain, or it was
+        reset at the start); it catches up with ONE pass over the missing tokens, counted as a
+        catch-up pass, so that afterwards levels >= 1 have one pending token and level 0 one or
+        two, exactly as after a verification (policy.md rules 1 and 5).
+        """
+        committed = self.text_length[len(self.levels) - 1]
+        self.levels = levels
+        self.counters = counters
+        self.text_length = [committed] * len(levels)
+        for index, level in enumerate(levels):
+            assert level.length <= committed - 1, (index, level.length, committed)
+            # Level 0 of a drafting chain may have two pending tokens (rule 1 normalises it).
+            keep = committed - 2 if index == 0 and len(levels) > 1 else committed - 1
+            if level.length < keep:
+                counter = counters[index]
+                start = level.length
+                started = time.perf_counter()
+                level.append(self.tokens[:, start:keep])
+                counter.catch_up_time_s += time.perf_counter() - started
+                counter.catch_up_passes += 1
+                counter.catch_up_tokens += keep - start

@@ -34,12 +34,13 @@ import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
+from ..adaptive import AdaptiveConfig, PlanDecision, Replanner
 from ..levels import as_levels
-from ..planning import MAX_DRAFT_LENGTH
+from ..planning import MAX_DRAFT_LENGTH, Profile
 from ..protocol import DraftModel
 from ..sampling import SamplingConfig, draw, processed_probs
 from ..verify import verify
@@ -47,7 +48,17 @@ from .cache import CacheOwner
 from .errors import RowChecks
 from .stats import GenerateOutput, GenerateStats, LevelCounters
 
-__all__ = ["ChainSchedule", "HierarchicalDecoder"]
+__all__ = ["ChainSchedule", "HierarchicalDecoder", "Streamer"]
+
+
+class Streamer(Protocol):
+    """transformers' streamer protocol (e.g. ``transformers.TextStreamer``): ``put`` receives
+    the prompt ``[prompt]`` first, then each committed burst of new tokens ``[n]`` (int64, on
+    the CPU); ``end`` is called once after the last token."""
+
+    def put(self, value: torch.Tensor) -> None: ...
+
+    def end(self) -> None: ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,11 +70,14 @@ class _Run:
     """One generate call: the recursion of policy.md over the chain's levels.
 
     Reads the working texts from the cache owner and changes them only through its methods.
+    ``candidates`` are every model the call may use; ``chain`` indexes the ones in use. With a
+    ``replanner`` the chain and draft lengths may change between two target cycles (rule 6).
     """
 
     def __init__(
         self,
-        levels: Sequence[DraftModel],
+        candidates: Sequence[DraftModel],
+        chain: tuple[int, ...],
         schedule: ChainSchedule,
         vocab_size: int,
         device: torch.device,
@@ -72,26 +86,46 @@ class _Run:
         prompt: torch.Tensor,  # [1, prompt] int64 on the levels' device
         max_new_tokens: int,
         eos_ids: torch.Tensor | None,  # [num_eos] int64 on the levels' device
+        replanner: Replanner | None = None,
+        streamer: Streamer | None = None,
     ) -> None:
-        self.draft_lengths = schedule.draft_lengths
-        self.thresholds = schedule.thresholds
-        self.top = schedule.top
+        self.candidates = candidates
+        self.vocab_size = vocab_size
+        self.device = device
         self.config = config
         self.generator = generator
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
         self.eos_ids = eos_ids
         self.row_checks = RowChecks(config)  # rows that are not distributions (errors.py)
-        self.counters = [LevelCounters() for _ in levels]
-        capacity = prompt.shape[1] + max_new_tokens + schedule.lookahead
-        self.owner = CacheOwner(levels, self.counters, capacity)
+        self.replanner = replanner
+        self.streamer = streamer
+        self.model_counters = [LevelCounters() for _ in candidates]  # index = candidate
+        self.decisions: list[PlanDecision] = []
+        lookahead = schedule.lookahead
+        if replanner is not None:
+            lookahead = ChainSchedule.max_lookahead(
+                len(candidates), replanner.config.max_draft_length
+            )
+        capacity = prompt.shape[1] + max_new_tokens + lookahead
+        self._configure(chain, schedule)
+        self.owner = CacheOwner(self.levels, self.counters, capacity)
+
+    def _configure(self, chain: tuple[int, ...], schedule: ChainSchedule) -> None:
+        """Use ``chain`` (candidate indices, bottom first) with ``schedule`` from now on."""
+        self.chain = chain
+        self.levels = [self.candidates[model] for model in chain]
+        self.counters = [self.model_counters[model] for model in chain]  # index = level
+        self.draft_lengths = schedule.draft_lengths
+        self.thresholds = schedule.thresholds
+        self.top = schedule.top
         # Processed rows of the tokens each intermediate level has emitted in its current call:
         # [1, threshold + lower batch, vocab] float32 (the q it hands up).
         self.emitted_probs = [None] + [
             torch.empty(
-                (1, self.thresholds[index] + self.draft_lengths[index - 1], vocab_size),
+                (1, self.thresholds[index] + self.draft_lengths[index - 1], self.vocab_size),
                 dtype=torch.float32,
-                device=device,
+                device=self.device,
             )
             for index in range(1, self.top)
         ]
@@ -102,7 +136,12 @@ class _Run:
         started = time.perf_counter()
         owner = self.owner
         prompt_length = self.prompt.shape[1]
+        for model, candidate in enumerate(self.candidates):
+            if model not in self.chain:
+                candidate.reset()  # joins later by a catch-up pass from an empty state
         owner.start(self.prompt, bottom_pending=2 if self.top > 0 else 1)
+        if self.streamer is not None:
+            self.streamer.put(self.prompt[0].cpu())
         prefill_done = time.perf_counter()
         end = prompt_length + self.max_new_tokens
         target_passes = 0
@@ -115,22 +154,55 @@ class _Run:
                 is_eos = torch.isin(owner.tokens[0, base:committed], self.eos_ids)
                 if bool(is_eos.any()):
                     end = min(end, base + int(is_eos.nonzero()[0, 0]) + 1)
-                    break
+            if self.streamer is not None:
+                self.streamer.put(owner.tokens[0, base : min(end, committed)].cpu())
+            if committed >= end:
+                break
+            if self.replanner is not None and target_passes % self.replanner.interval == 0:
+                self._replan(committed, end, target_passes)
         final_length = min(end, owner.text_length[self.top])
         self.row_checks.finish(owner.levels[-1])  # the target alone's rows, read once
         owner.truncate_text(final_length)
         sequences = owner.tokens[:, :final_length]
+        if self.streamer is not None:
+            self.streamer.end()
         finished = time.perf_counter()
+        counters = self.model_counters if self.replanner is not None else self.counters
         stats = GenerateStats(
-            levels=tuple(counters.freeze(index) for index, counters in enumerate(self.counters)),
+            levels=tuple(counter.freeze(index) for index, counter in enumerate(counters)),
             prompt_tokens=prompt_length,
             new_tokens=final_length - prompt_length,
             target_passes=target_passes,
             wall_time_s=finished - started,
             prefill_time_s=prefill_done - started,
-            model_time_s=sum(counters.time_s for counters in self.counters),
+            model_time_s=sum(
+                counter.time_s + counter.catch_up_time_s for counter in self.model_counters
+            ),
+            decisions=tuple(self.decisions),
         )
         return sequences, stats
+
+    def _replan(self, committed: int, end: int, target_passes: int) -> None:
+        """Rule 6: between two cycles, the replanner picks the chain of the next cycles from
+        the acceptance seen so far; a switch depends only on the committed past."""
+        replanner = self.replanner
+        assert replanner is not None
+        gaps = [
+            0 if model in self.chain else max(committed - 1 - candidate.length, 0)
+            for model, candidate in enumerate(self.candidates)
+        ]
+        decision = replanner.decide(
+            self.chain,
+            self.draft_lengths,
+            gaps=gaps,
+            tokens_left=end - committed,
+            token=committed - self.prompt.shape[1],
+            target_pass=target_passes,
+        )
+        self.decisions.append(decision)
+        if decision.switched:
+            self._configure(decision.chain, ChainSchedule(decision.draft_lengths))
+            self.owner.switch_chain(self.levels, self.counters)
 
     # -- one target cycle (rule 4) -----------------------------------------------------------
 
@@ -195,6 +267,11 @@ class _Run:
         accepted ``accepted`` of them and emitted ``emitted`` tokens."""
         self.counters[level_index - 1].record_batch(batch_length, accepted)
         self.counters[level_index].record_verification(emitted)
+        if self.replanner is not None:
+            tested = accepted + (1 if accepted < batch_length else 0)
+            self.replanner.observe(
+                self.chain[level_index - 1], self.chain[level_index], tested, accepted
+            )
 
     # -- the levels below the target ---------------------------------------------------------
 
@@ -319,6 +396,12 @@ class ChainSchedule:
             ),
         )
 
+    @staticmethod
+    def max_lookahead(num_candidates: int, max_draft_length: int) -> int:
+        """A bound on :attr:`lookahead` over every chain of ``num_candidates`` models with draft
+        lengths ``<= max_draft_length``."""
+        return num_candidates * (2 * max_draft_length + 2) + 2
+
     @property
     def lookahead(self) -> int:
         """How far level 0's text can run ahead of the committed text within one cycle.
@@ -395,6 +478,9 @@ class HierarchicalDecoder:
                 raise ValueError(f"draft_lengths[{index}] must be >= 1, got {size}")
             sizes.append(size)
         self._levels = levels
+        self._candidates = levels
+        self._chain = tuple(range(len(levels)))
+        self._replanner: Replanner | None = None
         self._schedule = ChainSchedule(tuple(sizes))
         self._vocab_size = levels[0].vocab_size
         self._device = torch.device(levels[0].device)
@@ -451,6 +537,81 @@ class HierarchicalDecoder:
             )
         return cls([models[index] for index in chain], list(draft_lengths))
 
+    @classmethod
+    def adaptive(
+        cls,
+        models: Sequence[object],
+        profile: Profile,
+        config: AdaptiveConfig | None = None,
+        replanner: Replanner | None = None,
+    ) -> HierarchicalDecoder:
+        """A decoder that learns acceptance while generating and re-plans (the adaptive
+        hierarchy, :mod:`hierspec.adaptive`).
+
+        It starts every call with the profile's static plan, keeps a posterior over each pair's
+        acceptance rate fed by its verifications, and every ``config.replan_interval`` target
+        passes asks the planner for the best chain and draft lengths under the current
+        estimates, switching between cycles when the predicted gain repays the passes that
+        bring joining models up to date. The target alone is always an option. Lossless: a
+        switch depends only on the committed past (policy.md rule 6).
+
+        Parameters
+        ----------
+        models : sequence of models
+            ALL the candidates of ``profile``, in its order (cheapest first, the target last).
+        profile : hierspec.Profile
+            Costs and acceptance of the candidates (the prior of the estimates).
+        config : AdaptiveConfig, optional
+            Estimation and switching settings (default :class:`AdaptiveConfig()`).
+        replanner : Replanner, optional
+            Replaces the default ``Replanner(profile, config)`` (e.g. a subclass with another
+            decision rule); ``config`` is then ignored.
+
+        Returns
+        -------
+        HierarchicalDecoder
+            Its :attr:`levels` / :attr:`draft_lengths` are the initial plan's; ``generate``
+            reports per-candidate :class:`LevelStats` and every decision in
+            ``stats.decisions``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            As the constructor, and when ``models`` and ``profile`` differ in length.
+        """
+        if replanner is None:
+            if not isinstance(profile, Profile):
+                raise TypeError(f"profile must be a hierspec.Profile, got {type(profile).__name__}")
+            replanner = Replanner(profile, config if config is not None else AdaptiveConfig())
+        candidates = as_levels(models)
+        num_models = len(replanner.profile.model_names)
+        if len(candidates) != num_models:
+            raise ValueError(
+                f"models has {len(candidates)} entries but the profile has {num_models} "
+                f"models {list(replanner.profile.model_names)}"
+            )
+        chain, draft_lengths, _ = replanner.initial()
+        decoder = cls([candidates[model] for model in chain], list(draft_lengths))
+        decoder._candidates = candidates
+        decoder._chain = chain
+        decoder._replanner = replanner
+        return decoder
+
+    @property
+    def candidates(self) -> tuple[DraftModel, ...]:
+        """Every model the decoder may use (the chain's levels for a static decoder)."""
+        return self._candidates
+
+    @property
+    def chain(self) -> tuple[int, ...]:
+        """Indices into :attr:`candidates` of the (initial) chain, bottom first."""
+        return self._chain
+
+    @property
+    def replanner(self) -> Replanner | None:
+        """The adaptive decoder's replanner (``None`` for a static chain)."""
+        return self._replanner
+
     @property
     def levels(self) -> tuple[DraftModel, ...]:
         """The levels of the chain (wrapped models), bottom first."""
@@ -489,6 +650,7 @@ class HierarchicalDecoder:
         eos_token_id: int | Sequence[int] | Literal["generation_config"] | None = (
             "generation_config"
         ),
+        streamer: Streamer | None = None,
     ) -> GenerateOutput:
         """Generate up to ``max_new_tokens`` tokens after a prompt.
 
@@ -518,6 +680,9 @@ class HierarchicalDecoder:
             transformers' ``generate`` does (``model.generation_config.eos_token_id`` of a
             transformers target, :attr:`hierspec.TransformersLevel.eos_token_ids`; no EOS when it
             sets none or the target is a plain DraftModel); ``None`` means no EOS.
+        streamer : Streamer, optional
+            transformers' streamer protocol (e.g. ``transformers.TextStreamer``): ``put`` gets
+            the prompt, then each committed burst of new tokens; ``end`` once at the end.
 
         Returns
         -------
@@ -595,8 +760,11 @@ class HierarchicalDecoder:
         # Inference mode: no autograd bookkeeping in the per-token loop (~20% less engine time on
         # CPU). Tensors created inside are inference tensors, so the output is cloned outside.
         with torch.inference_mode():
+            if self._replanner is not None:
+                self._replanner.reset()
             run = _Run(
-                self._levels,
+                self._candidates,
+                self._chain,
                 self._schedule,
                 self._vocab_size,
                 self._device,
@@ -605,6 +773,8 @@ class HierarchicalDecoder:
                 prompt,
                 max_new_tokens,
                 eos_ids,
+                replanner=self._replanner,
+                streamer=streamer,
             )
             sequences, stats = run.execute()
         return GenerateOutput(sequences=sequences.clone(), stats=stats, seed=seed)
@@ -616,11 +786,16 @@ class HierarchicalDecoder:
         :attr:`ChainSchedule.lookahead` tokens ahead. Rather than clamp drafts near the end (a
         different process from the one the planner models), the call must fit with the
         lookahead: ``prompt + max_new_tokens + lookahead <= max_length`` for every level with a
-        ``max_length`` (a few tokens conservative, never an ``IndexError`` mid-generation).
+        ``max_length`` (a few tokens conservative, never an ``IndexError`` mid-generation). An
+        adaptive decoder checks every candidate with the bound over all chains it may run.
         """
         lookahead = self._schedule.lookahead
+        if self._replanner is not None:  # any chain of the candidates may run
+            lookahead = ChainSchedule.max_lookahead(
+                len(self._candidates), self._replanner.config.max_draft_length
+            )
         needed = prompt_length + max_new_tokens + lookahead
-        for index, level in enumerate(self._levels):
+        for index, level in enumerate(self._candidates):
             max_length = getattr(level, "max_length", None)
             if max_length is None or needed <= max_length:
                 continue
@@ -694,6 +869,7 @@ class HierarchicalDecoder:
                     f"eos_token_id {value} is outside [0, vocab_size={self._vocab_size})"
                 )
         return torch.tensor(ids, dtype=torch.int64, device=self._device)
+
 
 def _int_or_none(value: object) -> int | None:
     """``value`` as an int (Python or NumPy integers, via ``operator.index``), or ``None`` when

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..adaptive import PlanDecision
+
 __all__ = ["GenerateOutput", "GenerateStats", "LevelCounters", "LevelStats"]
 
 
@@ -35,7 +37,8 @@ class LevelStats:
     Attributes
     ----------
     level : int
-        Position in the chain (0 = bottom drafter, ``K`` = target).
+        Position in the chain (0 = bottom drafter, ``K`` = target); for an adaptive decoder,
+        whose chain changes, the candidate's model index.
     forward_passes, tokens_processed : int
         Forward passes after the prefill and the tokens they processed.
     time_s : float
@@ -55,6 +58,10 @@ class LevelStats:
     verifications, tokens_emitted : int
         As a verifier (levels >= 1; the target alone counts one per token): verifications and
         the tokens they emitted (accepted + recovered + bonus).
+    catch_up_passes, catch_up_tokens, catch_up_time_s
+        Adaptive decoder only: passes that brought the model up to date with the committed text
+        when it joined the chain (one per join), the tokens they processed and their wall time.
+        Not included in ``forward_passes`` / ``time_s``.
     """
 
     level: int
@@ -72,6 +79,9 @@ class LevelStats:
     reached_position: tuple[int, ...]
     verifications: int
     tokens_emitted: int
+    catch_up_passes: int = 0
+    catch_up_tokens: int = 0
+    catch_up_time_s: float = 0.0
 
     @property
     def mean_acceptance_length(self) -> float:
@@ -113,7 +123,10 @@ class GenerateStats:
     prefill_time_s : float
         Wall time of the prompt prefill.
     model_time_s : float
-        Wall time inside forward passes after the prefill, all levels.
+        Wall time inside forward passes after the prefill, all levels (catch-up passes
+        included).
+    decisions : tuple of PlanDecision
+        Adaptive decoder only: every planning decision, in order (see :attr:`plan_changes`).
     """
 
     levels: tuple[LevelStats, ...]
@@ -123,6 +136,13 @@ class GenerateStats:
     wall_time_s: float
     prefill_time_s: float
     model_time_s: float
+    decisions: tuple[PlanDecision, ...] = ()
+
+    @property
+    def plan_changes(self) -> tuple[PlanDecision, ...]:
+        """The decisions that switched the configuration (at which token, old and new chain
+        and draft lengths, the acceptance estimates behind it)."""
+        return tuple(decision for decision in self.decisions if decision.switched)
 
     @property
     def decode_time_s(self) -> float:
@@ -179,7 +199,8 @@ class LevelCounters:
     __slots__ = (
         "forward_passes", "tokens_processed", "time_s", "prefill_passes", "prefill_tokens",
         "prefill_time_s", "batches", "drafted", "accepted", "rejected", "outcomes",
-        "verifications", "tokens_emitted",
+        "verifications", "tokens_emitted", "catch_up_passes", "catch_up_tokens",
+        "catch_up_time_s",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -196,6 +217,9 @@ class LevelCounters:
         self.outcomes: dict[tuple[int, int], int] = {}
         self.verifications = 0
         self.tokens_emitted = 0
+        self.catch_up_passes = 0
+        self.catch_up_tokens = 0
+        self.catch_up_time_s = 0.0
 
     def record_batch(self, batch_length: int, num_accepted: int) -> None:
         """This level's batch of ``batch_length`` drafts got ``num_accepted`` accepted above."""
@@ -239,4 +263,7 @@ class LevelCounters:
             reached_position=tuple(reached),
             verifications=self.verifications,
             tokens_emitted=self.tokens_emitted,
+            catch_up_passes=self.catch_up_passes,
+            catch_up_tokens=self.catch_up_tokens,
+            catch_up_time_s=self.catch_up_time_s,
         )

@@ -1,0 +1,343 @@
+"""Online acceptance estimates and re-planning during generation (the adaptive hierarchy).
+
+A profile's acceptance rates are averages over calibration text; one request can differ a lot
+(the n-gram level accepts 0.58 of its drafts on text it can copy from and 0.26 on a chat prompt
+it cannot). The adaptive decoder keeps, per pair of candidates, a posterior over the acceptance
+rate, fed by the verifications it runs, and every few target passes asks the planner for the best
+configuration under the current estimates; it switches between cycles when the predicted gain
+repays the switch.
+
+Terms:
+    prior        the profile's rate ``a_ij`` as ``prior_strength`` pseudo-observations
+                 (``prior_strength * a_ij`` accepted, ``prior_strength * (1 - a_ij)`` rejected).
+    evidence     per pair (i, j) in use, the tested drafts of model ``i`` verified by model ``j``
+                 in this request: ``accepted`` and ``rejected`` counts, each multiplied by
+                 ``discount`` per later tested draft of the pair (exponential forgetting, a
+                 window of about ``1 / (1 - discount)`` drafts), so the estimate follows drift.
+    estimate     the posterior mean ``(prior_strength * a_ij + accepted) /
+                 (prior_strength + accepted + rejected)``.
+    unseen pair  a pair not verified in this request (not adjacent in any chain used so far).
+                 Its estimate moves its prior by the request's shift of the drafter: the mean,
+                 weighted by evidence, of ``logit(estimate) - logit(prior)`` over the observed
+                 pairs with the same drafter ``i``. The reason: what makes a request hard for a
+                 drafter (no text to copy for the n-gram level, an unusual domain for a small
+                 model) is a property of the drafter and the text, and the verifier it is tested
+                 by matters less (the n-gram level's rate against the target and against the
+                 target's bf16 copy move together). With no observed pair for the drafter the
+                 prior stands: a drafter's behaviour says little about another's.
+
+A re-planning decision depends only on the tokens committed so far and the outcomes of past
+verifications, so it is a stopping-time decision and the output stays exactly the target's
+distribution (``docs/policy.md``, rule 6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .planning import Profile, evaluate, plan
+
+__all__ = [
+    "AcceptanceEstimator",
+    "AdaptiveConfig",
+    "PlanDecision",
+    "Replanner",
+    "predicted_latency_of_run",
+]
+
+_RATE_FLOOR = 1e-4  # keeps logits finite for profile rates of exactly 0 or 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveConfig:
+    """Settings of the adaptive hierarchy.
+
+    Parameters
+    ----------
+    prior_strength
+        Pseudo-observations the profile's rate counts as (> 0). Larger trusts the profile longer.
+    discount
+        Forgetting factor per tested draft of a pair, in (0, 1]; 1 never forgets.
+    replan_interval
+        Target passes between two planning decisions (>= 1).
+    max_draft_length
+        The planner's bound on every draft length (>= 1).
+    switch_horizon_tokens
+        Tokens over which a switch's predicted gain must repay its catch-up cost (>= 1); capped
+        by the tokens left to generate.
+    min_relative_gain
+        A switch must lower the predicted latency by at least this fraction (>= 0): hysteresis
+        against switching back and forth on noise.
+    """
+
+    prior_strength: float = 16.0
+    discount: float = 0.98
+    replan_interval: int = 2
+    max_draft_length: int = 16
+    switch_horizon_tokens: int = 64
+    min_relative_gain: float = 0.03
+
+    def __post_init__(self) -> None:
+        def number(name: str, value: object) -> float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            return float(value)
+
+        def integer(name: str, value: object) -> int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+            return value
+
+        if number("prior_strength", self.prior_strength) <= 0:
+            raise ValueError(f"prior_strength must be > 0, got {self.prior_strength!r}")
+        if not 0 < number("discount", self.discount) <= 1:
+            raise ValueError(f"discount must be in (0, 1], got {self.discount!r}")
+        if number("min_relative_gain", self.min_relative_gain) < 0:
+            raise ValueError(f"min_relative_gain must be >= 0, got {self.min_relative_gain!r}")
+        integer("replan_interval", self.replan_interval)
+        integer("max_draft_length", self.max_draft_length)
+        integer("switch_horizon_tokens", self.switch_horizon_tokens)
+
+
+def _logit(rate: np.ndarray) -> np.ndarray:
+    clipped = np.clip(rate, _RATE_FLOOR, 1.0 - _RATE_FLOOR)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def _sigmoid(value: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-value))
+
+
+class AcceptanceEstimator:
+    """Posterior acceptance rates of every pair of candidates for one request.
+
+    Parameters
+    ----------
+    prior
+        ``[M, M]`` profile acceptance, ``prior[i][j]`` for ``i < j``: model ``j`` accepts a draft
+        of model ``i``.
+    prior_strength, discount
+        See :class:`AdaptiveConfig`.
+
+    Examples
+    --------
+    >>> estimator = AcceptanceEstimator([[1, 0.6], [0, 1]], prior_strength=10, discount=1.0)
+    >>> estimator.observe(0, 1, tested=10, accepted=2)
+    >>> round(float(estimator.estimates()[0, 1]), 3)  # (10 * 0.6 + 2) / (10 + 10)
+    0.4
+    """
+
+    def __init__(
+        self, prior: Sequence[Sequence[float]], prior_strength: float, discount: float
+    ) -> None:
+        self._prior = np.array(prior, dtype=np.float64)
+        if self._prior.ndim != 2 or self._prior.shape[0] != self._prior.shape[1]:
+            raise ValueError(f"prior must be a square [M, M] matrix, got shape {self._prior.shape}")
+        size = self._prior.shape[0]
+        self._strength = float(prior_strength)
+        self._discount = float(discount)
+        self._accepted = np.zeros((size, size))
+        self._rejected = np.zeros((size, size))
+
+    @property
+    def num_models(self) -> int:
+        return self._prior.shape[0]
+
+    def observe(self, drafter: int, verifier: int, tested: int, accepted: int) -> None:
+        """One verification: ``tested`` drafts of ``drafter`` were tested by ``verifier``,
+        the first ``accepted`` of them accepted (``tested - accepted`` is 0 or 1)."""
+        if not 0 <= accepted <= tested:
+            raise ValueError(f"need 0 <= accepted <= tested, got {accepted} and {tested}")
+        if tested == 0:
+            return
+        decay = self._discount**tested
+        self._accepted[drafter, verifier] = decay * self._accepted[drafter, verifier] + accepted
+        self._rejected[drafter, verifier] = decay * self._rejected[drafter, verifier] + (
+            tested - accepted
+        )
+
+    def evidence(self) -> np.ndarray:
+        """``[M, M]`` discounted number of tested drafts per pair."""
+        return self._accepted + self._rejected
+
+    def observed_estimates(self) -> np.ndarray:
+        """``[M, M]`` posterior means (the prior where a pair has no evidence)."""
+        return (self._strength * self._prior + self._accepted) / (self._strength + self.evidence())
+
+    def estimates(self) -> np.ndarray:
+        """``[M, M]`` rates for planning: posterior means of observed pairs; unseen pairs moved
+        by their drafter's shift (module docstring)."""
+        observed = self.observed_estimates()
+        evidence = self.evidence()
+        result = observed.copy()
+        size = self.num_models
+        shift = _logit(observed) - _logit(self._prior)
+        for drafter in range(size):
+            weights = evidence[drafter, drafter + 1 :]
+            total = float(weights.sum())
+            if total <= 0.0:
+                continue
+            mean_shift = float((weights * shift[drafter, drafter + 1 :]).sum() / total)
+            for verifier in range(drafter + 1, size):
+                if evidence[drafter, verifier] == 0.0:
+                    result[drafter, verifier] = float(
+                        _sigmoid(_logit(self._prior[drafter, verifier]) + mean_shift)
+                    )
+        return result
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanDecision:
+    """One planning decision during a generate call.
+
+    ``token`` is the number of new tokens committed when it was taken; ``chain`` and
+    ``draft_lengths`` are the configuration run from then on (``switched``: it differs from
+    ``previous_chain`` / ``previous_draft_lengths``). ``acceptance`` holds the estimates behind
+    it for the adjacent pairs of both configurations, ``{"i->j": rate}``; ``predicted_latency``
+    and ``previous_latency`` are the planner's latencies of the two under those estimates (cost
+    units of the profile, ms); ``catch_up_cost`` the predicted cost of the passes that bring
+    joining levels up to date.
+    """
+
+    token: int
+    target_pass: int
+    previous_chain: tuple[int, ...]
+    previous_draft_lengths: tuple[int, ...]
+    chain: tuple[int, ...]
+    draft_lengths: tuple[int, ...]
+    switched: bool
+    acceptance: dict[str, float]
+    predicted_latency: float
+    previous_latency: float
+    catch_up_cost: float
+
+
+class Replanner:
+    """Chooses the configuration between cycles from the current acceptance estimates.
+
+    Parameters
+    ----------
+    profile
+        Costs (``costs_ms``, ``[M]`` or ``[M, N]``) and prior acceptance of the candidates.
+    config
+        :class:`AdaptiveConfig`.
+    """
+
+    def __init__(self, profile: Profile, config: AdaptiveConfig) -> None:
+        self.profile = profile
+        self.config = config
+        self.reset()
+        costs = np.asarray(profile.costs_ms, dtype=np.float64)
+        self._costs = costs if costs.ndim == 2 else costs[:, None]
+
+    @property
+    def interval(self) -> int:
+        """Target passes between two decisions (``config.replan_interval``)."""
+        return self.config.replan_interval
+
+    def reset(self) -> None:
+        """Forget the evidence of the previous request (a generate call starts)."""
+        self.estimator = AcceptanceEstimator(
+            self.profile.acceptance, self.config.prior_strength, self.config.discount
+        )
+
+    def observe(self, drafter: int, verifier: int, tested: int, accepted: int) -> None:
+        """One verification by the engine (see :meth:`AcceptanceEstimator.observe`)."""
+        self.estimator.observe(drafter, verifier, tested, accepted)
+
+    def initial(self) -> tuple[tuple[int, ...], tuple[int, ...], float]:
+        """The static plan of the profile: ``(chain, draft_lengths, predicted latency)``."""
+        best = plan(
+            self.profile.costs_ms,
+            self.profile.acceptance,
+            max_draft_length=self.config.max_draft_length,
+        )
+        return tuple(best.chain), tuple(best.draft_lengths), best.latency
+
+    def catch_up_cost(self, model: int, gap: int) -> float:
+        """Predicted cost of one pass of ``model`` over ``gap`` tokens (linear beyond the
+        table)."""
+        if gap <= 0:
+            return 0.0
+        row = self._costs[model]
+        columns = row.shape[0]
+        if gap <= columns:
+            return float(row[gap - 1])
+        return float(row[-1]) * gap / columns
+
+    def decide(
+        self,
+        chain: tuple[int, ...],
+        draft_lengths: tuple[int, ...],
+        gaps: Sequence[int],
+        tokens_left: int,
+        token: int,
+        target_pass: int,
+    ) -> PlanDecision:
+        """The configuration for the next cycles.
+
+        ``gaps[m]``: tokens model ``m`` would have to catch up on to join (0 for the models in
+        ``chain``). Switches when the new plan lowers the predicted latency by at least
+        ``min_relative_gain`` and the gain over ``min(tokens_left, switch_horizon_tokens)`` tokens
+        exceeds the catch-up cost.
+        """
+        estimates = self.estimator.estimates()
+        costs = self.profile.costs_ms
+        best = plan(costs, estimates.tolist(), max_draft_length=self.config.max_draft_length)
+        current = evaluate(costs, estimates.tolist(), list(chain), list(draft_lengths)).latency
+        new_chain, new_lengths = tuple(best.chain), tuple(best.draft_lengths)
+        catch_up = sum(self.catch_up_cost(model, gaps[model]) for model in new_chain)
+        horizon = min(tokens_left, self.config.switch_horizon_tokens)
+        gain = current - best.latency
+        switched = (new_chain, new_lengths) != (chain, draft_lengths) and (
+            gain >= self.config.min_relative_gain * current and gain * horizon > catch_up
+        )
+        pairs = set(zip(chain, chain[1:])) | set(zip(new_chain, new_chain[1:]))
+        return PlanDecision(
+            token=token,
+            target_pass=target_pass,
+            previous_chain=chain,
+            previous_draft_lengths=draft_lengths,
+            chain=new_chain if switched else chain,
+            draft_lengths=new_lengths if switched else draft_lengths,
+            switched=switched,
+            acceptance={f"{i}->{j}": float(estimates[i, j]) for i, j in sorted(pairs)},
+            predicted_latency=best.latency if switched else current,
+            previous_latency=current,
+            catch_up_cost=catch_up if switched else 0.0,
+        )
+
+
+def predicted_latency_of_run(
+    decisions: Sequence[PlanDecision], initial_latency: float, new_tokens: int
+) -> float:
+    """The latency per token the adaptive decoder predicted for a run, token-weighted.
+
+    Until the first decision the initial (static) plan's ``initial_latency`` holds; from each
+    decision on, its ``predicted_latency`` (the configuration it chose, under the estimates of
+    that moment) holds until the next one. Each segment is weighted by the tokens committed
+    in it (``new_tokens`` in all).
+
+    Examples
+    --------
+    >>> decision = PlanDecision(30, 10, (0, 1), (4,), (1,), (), True, {}, 50.0, 80.0, 0.0)
+    >>> predicted_latency_of_run([decision], initial_latency=20.0, new_tokens=100)
+    41.0
+    """
+    if new_tokens <= 0:
+        return math.nan
+    total, start, latency = 0.0, 0, initial_latency
+    for decision in decisions:
+        token = min(decision.token, new_tokens)
+        total += (token - start) * latency
+        start, latency = token, decision.predicted_latency
+    total += (new_tokens - start) * latency
+    return total / new_tokens

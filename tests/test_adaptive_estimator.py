@@ -1,0 +1,107 @@
+"""The adaptive hierarchy's acceptance estimates and planning decisions (hierspec.adaptive)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import hierspec
+from hierspec.adaptive import AcceptanceEstimator, AdaptiveConfig, Replanner
+
+PRIOR = [[1.0, 0.6, 0.5, 0.4], [0.0, 1.0, 0.8, 0.7], [0.0, 0.0, 1.0, 0.9], [0.0, 0.0, 0.0, 1.0]]
+
+
+def test_posterior_mean_is_prior_plus_counts() -> None:
+    estimator = AcceptanceEstimator(PRIOR, prior_strength=20.0, discount=1.0)
+    estimator.observe(0, 3, tested=5, accepted=4)
+    estimator.observe(0, 3, tested=3, accepted=2)
+    # 6 accepted, 2 rejected: (20 * 0.4 + 6) / (20 + 8)
+    assert estimator.estimates()[0, 3] == pytest.approx((8.0 + 6.0) / 28.0, rel=1e-12)
+    assert estimator.estimates()[1, 3] == pytest.approx(0.7)  # drafter 1 unseen: prior
+
+
+def test_discount_forgets_old_evidence() -> None:
+    estimator = AcceptanceEstimator(PRIOR, prior_strength=1.0, discount=0.9)
+    for _ in range(100):
+        estimator.observe(1, 2, tested=1, accepted=1)  # a run of acceptances ...
+    for _ in range(100):
+        estimator.observe(1, 2, tested=1, accepted=0)  # ... then a run of rejections
+    # Evidence of the first run is weighted 0.9**100 ~ 3e-5: the estimate follows the drift.
+    accepted = sum(0.9**k for k in range(100, 200))
+    rejected = sum(0.9**k for k in range(100))
+    expected = (0.8 + accepted) / (1.0 + accepted + rejected)
+    assert estimator.estimates()[1, 2] == pytest.approx(expected, rel=1e-9)
+    assert expected < 0.08
+    assert estimator.evidence()[1, 2] == pytest.approx(sum(0.9**k for k in range(200)), rel=1e-9)
+
+
+def test_unseen_pair_moves_with_its_drafters_shift() -> None:
+    estimator = AcceptanceEstimator(PRIOR, prior_strength=4.0, discount=1.0)
+    estimator.observe(0, 3, tested=400, accepted=100)  # drafter 0 is poor on this request
+    estimates = estimator.estimates()
+    observed = estimates[0, 3]
+    shift = math.log(observed / (1 - observed)) - math.log(0.4 / 0.6)
+    for verifier, prior in ((1, 0.6), (2, 0.5)):
+        expected = 1 / (1 + math.exp(-(math.log(prior / (1 - prior)) + shift)))
+        assert estimates[0, verifier] == pytest.approx(expected, rel=1e-12)
+        assert estimates[0, verifier] < prior
+    # Other drafters keep their priors: nothing was learned about them.
+    assert estimates[1, 2] == pytest.approx(0.8) and estimates[2, 3] == pytest.approx(0.9)
+
+
+def test_bad_observation_and_config_are_named() -> None:
+    estimator = AcceptanceEstimator(PRIOR, prior_strength=4.0, discount=1.0)
+    with pytest.raises(ValueError, match="accepted <= tested"):
+        estimator.observe(0, 1, tested=2, accepted=3)
+    with pytest.raises(ValueError, match="discount must be in"):
+        AdaptiveConfig(discount=0.0)
+    with pytest.raises(TypeError, match="replan_interval must be an int"):
+        AdaptiveConfig(replan_interval=1.5)
+    with pytest.raises(ValueError, match="prior_strength must be > 0"):
+        AdaptiveConfig(prior_strength=-1)
+
+
+def _profile() -> hierspec.Profile:
+    costs = [[0.05 * (1 + 0.01 * n) for n in range(32)], [1.0 + 0.02 * n for n in range(32)]]
+    return hierspec.Profile(("ngram", "target"), tuple(map(tuple, costs)), ((1.0, 0.6), (0, 1.0)))
+
+
+def test_replanner_starts_from_the_static_plan_and_falls_back_to_the_target() -> None:
+    profile = _profile()
+    replanner = Replanner(profile, AdaptiveConfig(prior_strength=4.0, discount=1.0))
+    chain, lengths, latency = replanner.initial()
+    static = hierspec.plan(profile.costs_ms, profile.acceptance, max_draft_length=16)
+    assert (chain, lengths, latency) == (static.chain, static.draft_lengths, static.latency)
+    assert chain == (0, 1)
+    # The drafter turns out useless on this request: the plan falls back to the target alone.
+    replanner.estimator.observe(0, 1, tested=200, accepted=0)
+    decision = replanner.decide(
+        chain, lengths, gaps=[0, 0], tokens_left=100, token=5, target_pass=3
+    )
+    assert decision.switched and decision.chain == (1,) and decision.draft_lengths == ()
+    target_alone = hierspec.evaluate(profile.costs_ms, profile.acceptance, [1], []).latency
+    assert decision.predicted_latency == pytest.approx(target_alone)
+    assert decision.previous_latency > decision.predicted_latency
+
+
+def test_replanner_weighs_the_catch_up_cost() -> None:
+    profile = _profile()
+    replanner = Replanner(profile, AdaptiveConfig(prior_strength=4.0, discount=1.0))
+    replanner.estimator.observe(0, 1, tested=400, accepted=390)  # the drafter is excellent now
+    # From the target alone, joining costs a pass of the drafter over its gap.
+    cheap = replanner.decide((1,), (), gaps=[10, 0], tokens_left=100, token=50, target_pass=50)
+    assert cheap.switched and cheap.chain == (0, 1)
+    assert cheap.catch_up_cost == pytest.approx(replanner.catch_up_cost(0, 10))
+    # With 2 tokens left the same gain cannot repay a catch-up over 10**6 tokens.
+    dear = replanner.decide((1,), (), gaps=[10**6, 0], tokens_left=2, token=50, target_pass=50)
+    assert not dear.switched and dear.chain == (1,)
+
+
+def test_catch_up_cost_extrapolates_linearly_beyond_the_table() -> None:
+    replanner = Replanner(_profile(), AdaptiveConfig())
+    row = np.asarray(_profile().costs_ms[0])
+    assert replanner.catch_up_cost(0, 0) == 0.0
+    assert replanner.catch_up_cost(0, 3) == pytest.approx(row[2])
+    assert replanner.catch_up_cost(0, 64) == pytest.approx(row[-1] * 2)

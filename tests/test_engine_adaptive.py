@@ -1,0 +1,218 @@
+"""The adaptive hierarchy in the engine: switching chains between cycles stays lossless.
+
+Switching is forced by a replanner subclass that picks a random configuration (chain over the
+candidates, the target alone included, and random draft lengths) at every cycle or at random
+cycles, from its own seeded random stream: a decision that depends only on the past, as the
+real replanner's does (docs/policy.md rule 6). Then:
+- greedy output equals the target alone (structural);
+- the first two sampled tokens follow the target's exact law (chi-square), temperature 1 and
+  temperature 0.7 with top-k / top-p;
+- every transition of a long sampled output follows the target's transition matrix;
+- catch-up passes are counted; the real replanner leaves a drafter that does not pay.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+import hierspec
+from hierspec import HierarchicalDecoder
+from hierspec.adaptive import AdaptiveConfig, PlanDecision, Replanner
+from hierspec.sampling import SamplingConfig, processed_probs
+from hierspec.testing import (
+    AffineCost,
+    chi_square_test,
+    markov_models,
+    markov_transition_test,
+    synthetic_hierarchy,
+    tiny_llama_family,
+)
+
+P_VALUE_THRESHOLD = 1e-3
+CONFIGS = [
+    pytest.param(SamplingConfig(temperature=1.0), id="t1.0"),
+    pytest.param(SamplingConfig(temperature=0.7, top_k=5, top_p=0.9), id="t0.7-top5-p0.9"),
+]
+
+
+def _profile(num_models: int) -> hierspec.Profile:
+    costs = tuple((0.1 * (model + 1),) * 8 for model in range(num_models))
+    acceptance = tuple(
+        tuple(0.6 if i < j else 1.0 for j in range(num_models)) for i in range(num_models)
+    )
+    return hierspec.Profile(tuple(f"M{m}" for m in range(num_models)), costs, acceptance)
+
+
+class ForcedReplanner(Replanner):
+    """Switches to a random configuration with probability ``switch_probability`` per cycle."""
+
+    def __init__(self, num_models: int, switch_probability: float, seed: int) -> None:
+        self.switch_probability = switch_probability
+        self.seed = seed
+        self.calls = 0
+        self.switches = 0
+        super().__init__(_profile(num_models), AdaptiveConfig(replan_interval=1))
+
+    def reset(self) -> None:
+        super().reset()
+        self.calls += 1  # a different switching stream in every generate call
+        self.random = random.Random(self.seed * 1_000_003 + self.calls)
+
+    def decide(self, chain, draft_lengths, gaps, tokens_left, token, target_pass):
+        switched = self.random.random() < self.switch_probability
+        if switched:
+            num_models = len(self.profile.model_names)
+            count = self.random.randint(0, num_models - 1)
+            drafts = sorted(self.random.sample(range(num_models - 1), count))
+            new_chain = (*drafts, num_models - 1)
+            new_lengths = tuple(self.random.randint(1, 3) for _ in drafts)
+            switched = (new_chain, new_lengths) != (chain, draft_lengths)
+            self.switches += switched
+        return PlanDecision(
+            token=token,
+            target_pass=target_pass,
+            previous_chain=chain,
+            previous_draft_lengths=draft_lengths,
+            chain=new_chain if switched else chain,
+            draft_lengths=new_lengths if switched else draft_lengths,
+            switched=switched,
+            acceptance={},
+            predicted_latency=float("nan"),
+            previous_latency=float("nan"),
+            catch_up_cost=0.0,
+        )
+
+
+@pytest.mark.parametrize("switch_probability", [1.0, 0.3], ids=["every-cycle", "random"])
+def test_greedy_with_forced_switching_equals_the_target(switch_probability):
+    models = markov_models(24, noise_scales=[2.0, 1.0, 0.5], sharpness=2.0, seed=4)
+    alone = HierarchicalDecoder(models[-1:], [])
+    replanner = ForcedReplanner(4, switch_probability, seed=1)
+    decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
+    for prompt_seed in range(12):
+        generator = torch.Generator().manual_seed(prompt_seed)
+        prompt = torch.randint(0, 24, (1, 1 + prompt_seed % 5), generator=generator)
+        expected = alone.generate(prompt, max_new_tokens=40, temperature=0).sequences
+        output = decoder.generate(prompt, max_new_tokens=40, temperature=0)
+        assert torch.equal(output.sequences, expected), prompt_seed
+        assert len(output.stats.plan_changes) == sum(d.switched for d in output.stats.decisions)
+    assert replanner.switches > 50
+
+
+def test_greedy_with_forced_switching_tiny_llamas():
+    models = tiny_llama_family(3, vocab_size=32, seed=2)
+    alone = HierarchicalDecoder(models[-1:], [])
+    replanner = ForcedReplanner(3, 1.0, seed=2)
+    decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
+    for prompt in ([[5, 1, 7]], [[3]], [[9, 2, 2, 8, 30, 1]]):
+        prompt = torch.tensor(prompt)
+        expected = alone.generate(prompt, max_new_tokens=24, temperature=0).sequences
+        assert torch.equal(
+            decoder.generate(prompt, max_new_tokens=24, temperature=0).sequences, expected
+        )
+    assert replanner.switches > 10
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("switch_probability", [1.0, 0.5], ids=["every-cycle", "random"])
+def test_first_two_tokens_with_forced_switching(config, switch_probability):
+    vocab_size = 6
+    models = markov_models(vocab_size, noise_scales=[2.0, 1.0, 0.6], sharpness=1.5, seed=11)
+    replanner = ForcedReplanner(4, switch_probability, seed=3)
+    decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
+    prompt = torch.tensor([[2, 5, 1]])
+    transition = processed_probs(models[-1].log_probs, config).double()  # [vocab, vocab]
+    exact = transition[1].unsqueeze(1) * transition  # P(x1, x2)
+    counts = torch.zeros((vocab_size, vocab_size))
+    for index in range(2000):
+        output = decoder.generate(
+            prompt, max_new_tokens=2, temperature=config.temperature, top_k=config.top_k,
+            top_p=config.top_p, seed=index,
+        )  # fmt: skip
+        first, second = output.sequences[0, -2:].tolist()
+        counts[first, second] += 1
+    result = chi_square_test(counts, exact)
+    assert result.p_value > P_VALUE_THRESHOLD, result
+    # Most calls end within one cycle; in 5% or more (times the switching probability) the
+    # configuration changed between the two tokens.
+    assert replanner.switches > 100 * switch_probability
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_long_sequence_transitions_with_forced_switching(config):
+    vocab_size = 8
+    models = markov_models(vocab_size, noise_scales=[1.5, 1.0, 0.5], sharpness=1.5, seed=5)
+    replanner = ForcedReplanner(4, 0.5, seed=4)
+    decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
+    output = decoder.generate(
+        torch.tensor([[0]]), max_new_tokens=5000, temperature=config.temperature,
+        top_k=config.top_k, top_p=config.top_p, seed=1,
+    )  # fmt: skip
+    transition = processed_probs(models[-1].log_probs, config).double()
+    statistic, dof, p_value = markov_transition_test(output.sequences[0].tolist(), transition)
+    assert p_value > P_VALUE_THRESHOLD, (statistic, dof, p_value)
+    assert len(output.stats.plan_changes) > 500
+
+
+def test_a_joining_model_catches_up_in_one_counted_pass():
+    models = markov_models(16, noise_scales=[1.0, 0.5], seed=6)
+
+    class JoinOnce(ForcedReplanner):
+        def decide(self, chain, draft_lengths, gaps, tokens_left, token, target_pass):
+            switched = chain == (2,)
+            if switched:
+                self.gap_seen = gaps[0]
+            return PlanDecision(
+                token, target_pass, chain, draft_lengths, (0, 2) if switched else chain,
+                (3,) if switched else draft_lengths, switched, {}, 0.0, 0.0, 0.0,
+            )  # fmt: skip
+
+        def initial(self):
+            return (2,), (), 1.0
+
+    replanner = JoinOnce(3, 0.0, seed=0)
+    decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
+    assert decoder.chain == (2,)
+    prompt = torch.tensor([[1, 2, 3, 4, 5]])
+    output = decoder.generate(prompt, max_new_tokens=20, temperature=0)
+    alone = HierarchicalDecoder(models[-1:], []).generate(prompt, max_new_tokens=20, temperature=0)
+    assert torch.equal(output.sequences, alone.sequences)
+    change = output.stats.plan_changes[0]
+    assert (change.token, change.previous_chain, change.chain) == (1, (2,), (0, 2))
+    drafter = output.stats.levels[0]
+    # The drafter was reset at the start and joined after one committed token: the text was
+    # prompt (5) + 1 token; as level 0 it keeps two pending tokens, so it catches up on 4.
+    assert replanner.gap_seen == 5
+    assert (drafter.catch_up_passes, drafter.catch_up_tokens) == (1, 4)
+    assert drafter.prefill_passes == 0 and drafter.forward_passes > 0
+    assert output.stats.levels[1].catch_up_passes == 0
+
+
+def test_replanner_leaves_a_drafter_that_does_not_pay():
+    # The profile promises acceptance 0.9, the drafter's real rate is 0.05: the static plan uses
+    # it, the adaptive decoder learns the rate and falls back to the target alone.
+    hierarchy = synthetic_hierarchy([0.05], [AffineCost(0.3), AffineCost(1.0)], seed=2)
+    costs = hierarchy.costs_table(16)
+    profile = hierspec.Profile(("draft", "target"), tuple(map(tuple, costs)), ((1, 0.9), (0, 1)))
+    config = AdaptiveConfig(prior_strength=8.0, replan_interval=2)
+    decoder = HierarchicalDecoder.adaptive(hierarchy.models, profile, config)
+    assert decoder.chain == (0, 1)
+    output = decoder.generate(torch.tensor([[1, 2]]), max_new_tokens=120, seed=0)
+    changes = output.stats.plan_changes
+    assert changes and changes[-1].chain == (1,)
+    assert changes[0].acceptance["0->1"] < 0.5
+    assert changes[0].token < 40  # it notices within a few cycles
+    # The learned rate is what the verifications showed.
+    stats = output.stats.levels[0]
+    assert stats.acceptance_rate < 0.2
+
+
+def test_adaptive_arguments_are_checked():
+    models = markov_models(8, noise_scales=[1.0], seed=0)
+    with pytest.raises(ValueError, match="models has 2 entries but the profile has 3"):
+        HierarchicalDecoder.adaptive(models, _profile(3))
+    with pytest.raises(TypeError, match="profile must be a hierspec.Profile"):
+        HierarchicalDecoder.adaptive(models, {"models": []})
