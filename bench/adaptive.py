@@ -69,7 +69,7 @@ from harness import (
 
 import hierspec
 from hierspec import HierarchicalDecoder, SamplingConfig
-from hierspec.adaptive import AdaptiveConfig, PlanDecision
+from hierspec.adaptive import AdaptiveConfig, PlanDecision, predicted_latency_of_run
 
 README_PROMPT = "Explain what a Python list comprehension is, with one short example."
 # Chat questions with nothing in the prompt to copy from (the n-gram level's worst case).
@@ -283,16 +283,9 @@ class Runner:
 def adaptive_prediction_ms(
     decisions: tuple[PlanDecision, ...], initial_ms: float, new_tokens: int
 ) -> float:
-    """Predicted decode time (ms) of an adaptive run: each decision's ``predicted_latency``
-    (ms/token under the estimates of its time) holds from its token to the next decision's (the
-    initial plan's profile latency before the first), plus the predicted catch-up cost of each
-    switch."""
-    total, token, latency = 0.0, 0, initial_ms
-    for decision in decisions:
-        at = min(decision.token, new_tokens)
-        total += (at - token) * latency + decision.catch_up_cost
-        token, latency = at, decision.predicted_latency
-    return total + (new_tokens - token) * latency
+    """Predicted decode time (ms) of an adaptive run
+    (:func:`hierspec.adaptive.predicted_latency_of_run` times the tokens)."""
+    return predicted_latency_of_run(decisions, initial_ms, new_tokens) * new_tokens
 
 
 # --------------------------------------------------------------------------------------------

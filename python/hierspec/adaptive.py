@@ -324,7 +324,7 @@ def predicted_latency_of_run(
     Until the first decision the initial (static) plan's ``initial_latency`` holds; from each
     decision on, its ``predicted_latency`` (the configuration it chose, under the estimates of
     that moment) holds until the next one. Each segment is weighted by the tokens committed
-    in it (``new_tokens`` in all).
+    in it (``new_tokens`` in all); the predicted catch-up cost of each switch is added.
 
     Examples
     --------
@@ -337,7 +337,7 @@ def predicted_latency_of_run(
     total, start, latency = 0.0, 0, initial_latency
     for decision in decisions:
         token = min(decision.token, new_tokens)
-        total += (token - start) * latency
+        total += (token - start) * latency + decision.catch_up_cost
         start, latency = token, decision.predicted_latency
     total += (new_tokens - start) * latency
     return total / new_tokens
