@@ -123,9 +123,11 @@ def test_first_two_tokens_with_forced_switching(config, switch_probability):
     models = markov_models(vocab_size, noise_scales=[2.0, 1.0, 0.6], sharpness=1.5, seed=11)
     replanner = ForcedReplanner(4, switch_probability, seed=3)
     decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
-    prompt = torch.tensor([[2, 5, 1]])
+    # After token 3 the target's law keeps 7 (t=0.7, top-k/top-p) to 20 (t=1) pairs of first
+    # two tokens with expected counts >= 5 at this sample size.
+    prompt = torch.tensor([[2, 5, 3]])
     transition = processed_probs(models[-1].log_probs, config).double()  # [vocab, vocab]
-    exact = transition[1].unsqueeze(1) * transition  # P(x1, x2)
+    exact = transition[3].unsqueeze(1) * transition  # P(x1, x2)
     counts = torch.zeros((vocab_size, vocab_size))
     for index in range(2000):
         output = decoder.generate(
@@ -202,9 +204,11 @@ def test_replanner_leaves_a_drafter_that_does_not_pay():
     assert decoder.chain == (0, 1)
     output = decoder.generate(torch.tensor([[1, 2]]), max_new_tokens=120, seed=0)
     changes = output.stats.plan_changes
-    assert changes and changes[-1].chain == (1,)
-    assert changes[0].acceptance["0->1"] < 0.5
-    assert changes[0].token < 40  # it notices within a few cycles
+    assert changes and changes[-1].chain == (1,) and changes[-1].draft_lengths == ()
+    # It shortened the drafts as the estimate fell, then left the drafter within a few cycles,
+    # on an estimate well below the profile's 0.9.
+    assert changes[-1].acceptance["0->1"] < 0.5
+    assert changes[-1].token < 60
     # The learned rate is what the verifications showed.
     stats = output.stats.levels[0]
     assert stats.acceptance_rate < 0.2
