@@ -28,6 +28,7 @@ __all__ = [
     "atomic_directory",
     "atomic_path",
     "atomic_write_text",
+    "cache_dir",
     "content_key",
     "file_digest",
     "json_safe",
@@ -101,6 +102,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Writes ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def cache_dir(cache: str | os.PathLike[str] | None = None) -> Path:
+    """hierspec's cache directory (profiles, the bundled family): ``cache`` when given, else
+    ``$HIERSPEC_CACHE``, else ``~/.cache/hierspec``. It may not exist yet."""
+    if cache is not None:
+        return Path(cache).expanduser()
+    env = os.environ.get("HIERSPEC_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hierspec"
 
 
 def json_safe(value: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from hierspec.io import file_digest
+from hierspec.io import cache_dir, file_digest
 from hierspec.planning import Profile
 from hierspec.profiler import ProfilerConfig, cached_profile, profile_cache_path
 
@@ -188,7 +188,7 @@ def load_candidates(
     """
     if specs and all(_is_checkpoint(spec) for spec in specs):
         return _from_checkpoints(specs, cache)
-    from hierspec.family import cache_dir, family_model_names, load_family
+    from hierspec.family import family_model_names, load_family
 
     known = family_model_names()
     family_specs = tuple(spec for spec in specs if spec in known)
@@ -287,20 +287,9 @@ def _from_checkpoints(specs: Sequence[str], cache: str | None) -> Candidates:
         tuple(names),
         tuple(models),
         _checkpoint_tokenizer(specs[-1]),
-        _default_cache(cache),
+        cache_dir(cache),
         tuple({} for _ in models),
     )
-
-
-def _default_cache(cache: str | None) -> Path:
-    """The cache directory without importing the family: ``cache``, else ``$HIERSPEC_CACHE``,
-    else ``~/.cache/hierspec`` (the same rule as :func:`hierspec.family.cache_dir`)."""
-    import os
-
-    if cache is not None:
-        return Path(cache).expanduser()
-    env = os.environ.get("HIERSPEC_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hierspec"
 
 
 def _checkpoint_tokenizer(spec: str) -> Any:

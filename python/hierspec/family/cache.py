@@ -16,36 +16,14 @@ last. The keys are :func:`hierspec.io.content_key` s of everything that went int
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from hierspec.io import atomic_directory
+from hierspec.io import atomic_directory, cache_dir
 
 __all__ = ["DRAFT_MARKER", "SOURCE_MARKER", "cache_dir", "save_checkpoint"]
 
 SOURCE_MARKER = "hierspec-source.json"  # the converted target's origin (GGUF file and sha256)
 DRAFT_MARKER = "hierspec-draft.json"  # a distilled draft's spec, configuration and metrics
-
-
-def cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache directory.
-
-    Parameters
-    ----------
-    cache_dir
-        Used when given; else ``$HIERSPEC_CACHE``; else ``~/.cache/hierspec``.
-
-    Returns
-    -------
-    Path
-        The directory (it may not exist yet).
-    """
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("HIERSPEC_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "hierspec"
 
 
 def save_checkpoint(destination: Path, model, tokenizer, marker_name: str, marker: dict) -> None:
