@@ -60,10 +60,10 @@ from harness import (
     RESULTS,
     Report,
     compare_greedy,
-    family_profile,
     format_table,
     hf_generate,
     hf_prefill_seconds,
+    planned_profile,
     single_draft_length,
 )
 
@@ -294,25 +294,16 @@ def adaptive_prediction_ms(
 
 def run_mode(family, sampling: SamplingConfig, args, prompts, log) -> dict:
     label = "greedy" if sampling.is_greedy else f"temperature {sampling.temperature:g}"
-    started = time.perf_counter()
-    profile, profile_path, measured_now = family_profile(
+    profile, profile_path, plan = planned_profile(
         family,
         sampling,
         args.quick,
         args.max_draft_length,
         1,
         args.profile_prompts,
-        progress=not args.no_progress,
-    )
-    log(
-        f"[{label}] profile {profile_path} ({'measured now' if measured_now else 'cached'}, "
-        f"{time.perf_counter() - started:.0f} s)"
-    )
-    plan = hierspec.plan(
-        profile.costs_ms,
-        profile.acceptance,
-        max_draft_length=args.max_draft_length,
-        model_names=profile.model_names,
+        not args.no_progress,
+        log,
+        label,
     )
     runner = Runner(family, profile, plan, sampling)
     configs = configurations(profile, plan, args)

@@ -65,12 +65,12 @@ from harness import (
     RESULTS,
     Report,
     compare_greedy,
-    family_profile,
     family_profile_path,
     family_prompts,
     format_table,
     hf_generate,
     hf_prefill_seconds,
+    planned_profile,
     single_draft_length,
 )
 
@@ -358,25 +358,16 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
     from tqdm.auto import tqdm
 
     label = "greedy" if sampling.is_greedy else f"temperature {sampling.temperature:g}"
-    started = time.perf_counter()
-    profile, profile_path, measured_now = family_profile(
+    profile, profile_path, plan = planned_profile(
         family,
         sampling,
         args.quick,
         args.max_draft_length,
         args.threads,
         args.profile_prompts,
-        progress=not args.no_progress,
-    )
-    log(
-        f"[{label}] profile {profile_path} ({'measured now' if measured_now else 'cached'}, "
-        f"{time.perf_counter() - started:.0f} s)"
-    )
-    plan = hierspec.plan(
-        profile.costs_ms,
-        profile.acceptance,
-        max_draft_length=args.max_draft_length,
-        model_names=profile.model_names,
+        not args.no_progress,
+        log,
+        label,
     )
     log(
         f"[{label}] plan: {plan.best.describe()}, predicted {plan.latency:.2f} ms/token "

@@ -51,6 +51,7 @@ __all__ = [
     "hf_generate",
     "hf_prefill_seconds",
     "pass_costs",
+    "planned_profile",
     "single_draft_length",
     "write_report",
 ]
@@ -123,6 +124,36 @@ def family_profile(
 
     config = _profile_config(sampling, quick, max_draft_length, threads)
     return candidates_profile(from_family(family), config, num_prompts, progress=progress)
+
+
+def planned_profile(
+    family: Any,
+    sampling: SamplingConfig,
+    quick: bool,
+    max_draft_length: int,
+    threads: int,
+    num_prompts: int,
+    progress: bool,
+    log: Any,
+    label: str,
+) -> tuple[Any, Path, Any]:
+    """``(profile, path, plan)``: :func:`family_profile` (logged with how long it took) and the
+    planner's plan over it."""
+    started = time.perf_counter()
+    profile, path, measured_now = family_profile(
+        family, sampling, quick, max_draft_length, threads, num_prompts, progress=progress
+    )
+    log(
+        f"[{label}] profile {path} ({'measured now' if measured_now else 'cached'}, "
+        f"{time.perf_counter() - started:.0f} s)"
+    )
+    plan = hierspec.plan(
+        profile.costs_ms,
+        profile.acceptance,
+        max_draft_length=max_draft_length,
+        model_names=profile.model_names,
+    )
+    return profile, path, plan
 
 
 def family_profile_path(
