@@ -20,6 +20,13 @@ using Ints = std::vector<int>;
 
 namespace {
 
+using Rates = std::vector<double>;
+
+hierspec::EarlyStopping early_stopping_of(const Rates& continue_rates,
+                                          const AcceptanceMatrix& bottom_acceptance) {
+  return {continue_rates, bottom_acceptance};
+}
+
 // At most every 50 ms, take the GIL and run Python's signal handlers; true when one raised
 // (the Python error stays set on this thread for `interruptible` to re-raise).
 hierspec::StopRequested python_signal_raised() {
@@ -91,18 +98,35 @@ PYBIND11_MODULE(_core, module) {
   const char* costs_doc =
       " costs: [M][N] table (cost of a pass over n = 1..N tokens) or [M] constant per pass;"
       " acceptance: [M][M].";
+  const char* continue_doc =
+      " continue_rates: [M] (or empty: 1 each), the bottom level's probability of drafting at"
+      " each position rather than stopping its batch (policy rule 1); bottom_acceptance: [M][M]"
+      " (or empty: acceptance), the acceptance of a model's drafts when it is the bottom level.";
 
   // Overloads: the table form first, then the constant-cost form.
-  module.def("evaluate",
-             py::overload_cast<const CostTable&, const AcceptanceMatrix&, const Ints&, const Ints&>(
-                 &hierspec::evaluate),
-             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
-             (std::string("Exact expectation of a chain under docs/policy.md.") + costs_doc)
-                 .c_str());
-  module.def("evaluate",
-             py::overload_cast<const ConstantCosts&, const AcceptanceMatrix&, const Ints&,
-                               const Ints&>(&hierspec::evaluate),
-             py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"));
+  module.def(
+      "evaluate",
+      [](const CostTable& costs, const AcceptanceMatrix& acceptance, const Ints& chain,
+         const Ints& draft_lengths, const Rates& continue_rates,
+         const AcceptanceMatrix& bottom_acceptance) {
+        return hierspec::evaluate(costs, acceptance, chain, draft_lengths,
+                                  early_stopping_of(continue_rates, bottom_acceptance));
+      },
+      py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
+      py::arg("continue_rates") = Rates{}, py::arg("bottom_acceptance") = AcceptanceMatrix{},
+      (std::string("Exact expectation of a chain under docs/policy.md.") + costs_doc +
+       continue_doc)
+          .c_str());
+  module.def(
+      "evaluate",
+      [](const ConstantCosts& costs, const AcceptanceMatrix& acceptance, const Ints& chain,
+         const Ints& draft_lengths, const Rates& continue_rates,
+         const AcceptanceMatrix& bottom_acceptance) {
+        return hierspec::evaluate(costs, acceptance, chain, draft_lengths,
+                                  early_stopping_of(continue_rates, bottom_acceptance));
+      },
+      py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
+      py::arg("continue_rates") = Rates{}, py::arg("bottom_acceptance") = AcceptanceMatrix{});
 
   module.attr("MAX_DRAFT_LENGTH") = hierspec::kMaxDraftLength;
   module.attr("MAX_SIMULATED_TOKENS") = hierspec::kMaxSimulatedTokens;
@@ -111,65 +135,97 @@ PYBIND11_MODULE(_core, module) {
   module.def(
       "simulate",
       [](const CostTable& costs, const AcceptanceMatrix& acceptance, const Ints& chain,
-         const Ints& draft_lengths, std::int64_t num_tokens, std::uint64_t seed) {
+         const Ints& draft_lengths, std::int64_t num_tokens, std::uint64_t seed,
+         const Rates& continue_rates, const AcceptanceMatrix& bottom_acceptance) {
+        const hierspec::EarlyStopping early_stopping =
+            early_stopping_of(continue_rates, bottom_acceptance);
         return interruptible([&](const hierspec::StopRequested& should_stop) {
           return hierspec::simulate(costs, acceptance, chain, draft_lengths, num_tokens, seed,
-                                    should_stop);
+                                    early_stopping, should_stop);
         });
       },
       py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
-      py::arg("num_tokens"), py::arg("seed"),
+      py::arg("num_tokens"), py::arg("seed"), py::arg("continue_rates") = Rates{},
+      py::arg("bottom_acceptance") = AcceptanceMatrix{},
       (std::string("Seeded Monte Carlo of the same process.") + costs_doc + interrupt_doc)
           .c_str());
   module.def(
       "simulate",
       [](const ConstantCosts& costs, const AcceptanceMatrix& acceptance, const Ints& chain,
-         const Ints& draft_lengths, std::int64_t num_tokens, std::uint64_t seed) {
+         const Ints& draft_lengths, std::int64_t num_tokens, std::uint64_t seed,
+         const Rates& continue_rates, const AcceptanceMatrix& bottom_acceptance) {
+        const hierspec::EarlyStopping early_stopping =
+            early_stopping_of(continue_rates, bottom_acceptance);
         return interruptible([&](const hierspec::StopRequested& should_stop) {
           return hierspec::simulate(costs, acceptance, chain, draft_lengths, num_tokens, seed,
-                                    should_stop);
+                                    early_stopping, should_stop);
         });
       },
       py::arg("costs"), py::arg("acceptance"), py::arg("chain"), py::arg("draft_lengths"),
-      py::arg("num_tokens"), py::arg("seed"));
+      py::arg("num_tokens"), py::arg("seed"), py::arg("continue_rates") = Rates{},
+      py::arg("bottom_acceptance") = AcceptanceMatrix{});
 
   module.def(
       "plan",
-      [](const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
+      [](const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length,
+         const Rates& continue_rates, const AcceptanceMatrix& bottom_acceptance) {
+        const hierspec::EarlyStopping early_stopping =
+            early_stopping_of(continue_rates, bottom_acceptance);
         return interruptible([&](const hierspec::StopRequested& should_stop) {
-          return hierspec::plan(costs, acceptance, max_draft_length, should_stop);
+          return hierspec::plan(costs, acceptance, max_draft_length, early_stopping,
+                                should_stop);
         });
       },
       py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
+      py::arg("continue_rates") = Rates{},
+      py::arg("bottom_acceptance") = AcceptanceMatrix{},
       (std::string("Latency-optimal chain and draft lengths (exact DP, O(M^2 T^2)).") +
        costs_doc + interrupt_doc)
           .c_str());
   module.def(
       "plan",
-      [](const ConstantCosts& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
+      [](const ConstantCosts& costs, const AcceptanceMatrix& acceptance, int max_draft_length,
+         const Rates& continue_rates, const AcceptanceMatrix& bottom_acceptance) {
+        const hierspec::EarlyStopping early_stopping =
+            early_stopping_of(continue_rates, bottom_acceptance);
         return interruptible([&](const hierspec::StopRequested& should_stop) {
-          return hierspec::plan(costs, acceptance, max_draft_length, should_stop);
-        });
-      },
-      py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"));
-
-  module.def(
-      "brute_force_plan",
-      [](const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
-        return interruptible([&](const hierspec::StopRequested& should_stop) {
-          return hierspec::brute_force_plan(costs, acceptance, max_draft_length, should_stop);
+          return hierspec::plan(costs, acceptance, max_draft_length, early_stopping,
+                                should_stop);
         });
       },
       py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
+      py::arg("continue_rates") = Rates{},
+      py::arg("bottom_acceptance") = AcceptanceMatrix{});
+
+  module.def(
+      "brute_force_plan",
+      [](const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length,
+         const Rates& continue_rates, const AcceptanceMatrix& bottom_acceptance) {
+        const hierspec::EarlyStopping early_stopping =
+            early_stopping_of(continue_rates, bottom_acceptance);
+        return interruptible([&](const hierspec::StopRequested& should_stop) {
+          return hierspec::brute_force_plan(costs, acceptance, max_draft_length, early_stopping,
+                                should_stop);
+        });
+      },
+      py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
+      py::arg("continue_rates") = Rates{},
+      py::arg("bottom_acceptance") = AcceptanceMatrix{},
       (std::string("The planner's result by exhaustive enumeration (for tests).") + costs_doc +
        interrupt_doc)
           .c_str());
   module.def(
       "brute_force_plan",
-      [](const ConstantCosts& costs, const AcceptanceMatrix& acceptance, int max_draft_length) {
+      [](const ConstantCosts& costs, const AcceptanceMatrix& acceptance, int max_draft_length,
+         const Rates& continue_rates, const AcceptanceMatrix& bottom_acceptance) {
+        const hierspec::EarlyStopping early_stopping =
+            early_stopping_of(continue_rates, bottom_acceptance);
         return interruptible([&](const hierspec::StopRequested& should_stop) {
-          return hierspec::brute_force_plan(costs, acceptance, max_draft_length, should_stop);
+          return hierspec::brute_force_plan(costs, acceptance, max_draft_length, early_stopping,
+                                should_stop);
         });
       },
-      py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"));
+      py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
+      py::arg("continue_rates") = Rates{},
+      py::arg("bottom_acceptance") = AcceptanceMatrix{});
 }

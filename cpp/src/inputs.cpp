@@ -48,6 +48,43 @@ int validate_acceptance(const AcceptanceMatrix& acceptance) {
   return static_cast<int>(num_models);
 }
 
+void validate_early_stopping(const EarlyStopping& early_stopping, int num_models) {
+  const std::vector<double>& rates = early_stopping.continue_rates;
+  if (!rates.empty() && static_cast<int>(rates.size()) != num_models) {
+    throw std::invalid_argument("early_stopping.continue_rates has " +
+                                std::to_string(rates.size()) + " entries but acceptance has " +
+                                std::to_string(num_models) + " models (one rate per model, or none)");
+  }
+  for (std::size_t model = 0; model < rates.size(); ++model) {
+    if (!(rates[model] >= 0.0 && rates[model] <= 1.0)) {  // also rejects NaN
+      throw std::invalid_argument("early_stopping.continue_rates[" + std::to_string(model) +
+                                  "] = " + format_number(rates[model]) + " is outside [0, 1]");
+    }
+  }
+  if (early_stopping.acceptance.empty()) return;
+  try {
+    if (validate_acceptance(early_stopping.acceptance) != num_models) {
+      throw std::invalid_argument("acceptance has " +
+                                  std::to_string(early_stopping.acceptance.size()) +
+                                  " rows; it must be [M, M] with M = " +
+                                  std::to_string(num_models) + " like the main matrix");
+    }
+  } catch (const std::invalid_argument& error) {
+    throw std::invalid_argument(std::string("early_stopping.") + error.what());
+  }
+}
+
+bool EarlyStopping::is_plain_bottom(const std::vector<std::vector<double>>& main,
+                                    int drafter) const {
+  if (continue_rate(drafter) != 1.0) return false;
+  if (acceptance.empty()) return true;
+  const std::size_t row = static_cast<std::size_t>(drafter);
+  for (std::size_t column = row + 1; column < main.size(); ++column) {
+    if (acceptance[row][column] != main[row][column]) return false;
+  }
+  return true;
+}
+
 void validate_costs(const CostTable& costs, int num_models) {
   if (static_cast<int>(costs.size()) != num_models) {
     throw std::invalid_argument("costs has " + std::to_string(costs.size()) +

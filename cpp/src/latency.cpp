@@ -16,9 +16,11 @@ double pass_cost(const CostTable& costs, int model, int num_tokens) {
 }  // namespace
 
 Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                    const std::vector<int>& chain, const std::vector<int>& draft_lengths) {
+                    const std::vector<int>& chain, const std::vector<int>& draft_lengths,
+                    const EarlyStopping& early_stopping) {
   const int num_models = validate_acceptance(acceptance);
   validate_costs(costs, num_models);
+  validate_early_stopping(early_stopping, num_models);
   validate_chain(chain, draft_lengths, num_models);
   require_columns(costs, chain_columns_needed(draft_lengths));
 
@@ -35,29 +37,54 @@ Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
   }
 
   // Per call of each level l < K: expected passes, tokens processed and own pass cost.
+  // Level 0 (rule 1) hands up G tokens, G ~ bottom_batch_law (a point mass at T_0 without early
+  // stopping), in min(G + 1, T_0) passes, the first over 2 tokens.
+  const double rho = early_stopping.continue_rate(chain[0]);
+  const std::vector<double> bottom_law = detail::bottom_batch_law(rho, draft_lengths[0]);
   std::vector<double> passes_per_call(top), tokens_per_call(top), own_cost_per_call(top);
-  passes_per_call[0] = draft_lengths[0];
-  tokens_per_call[0] = draft_lengths[0] + 1.0;
+  passes_per_call[0] = detail::bottom_expected_passes(rho, draft_lengths[0]);
+  tokens_per_call[0] = passes_per_call[0] + 1.0;
   own_cost_per_call[0] =
-      pass_cost(costs, chain[0], 2) + (draft_lengths[0] - 1) * pass_cost(costs, chain[0], 1);
+      pass_cost(costs, chain[0], 2) + (passes_per_call[0] - 1.0) * pass_cost(costs, chain[0], 1);
+  // E[h(G + 1)] over the bottom batch: what a pass over "pending token + bottom batch" costs.
+  const auto over_bottom_batch = [&bottom_law](const auto& h) {
+    double total = 0.0;
+    for (std::size_t batch = 0; batch < bottom_law.size(); ++batch) {
+      total += bottom_law[batch] * h(static_cast<int>(batch) + 1);
+    }
+    return total;
+  };
 
   // Law of the length e of the target's pass: pass_length_law[k] = P(e = first_pass_length + k).
-  // K = 1: e = T_0 + 1 (standard verification); K >= 2: e = L, the hand-up of level K-1
-  // (deferred verification, rule 4).
-  int first_pass_length = draft_lengths[0] + 1;
-  std::vector<double> pass_length_law = {1.0};
+  // K = 1: e = G + 1 (standard verification of the bottom batch); K >= 2: e = L, the hand-up of
+  // level K-1 (deferred verification, rule 4).
+  int first_pass_length = 1;
+  std::vector<double> pass_length_law = bottom_law;
   for (int level = 1; level < top; ++level) {
-    const int batch_length = draft_lengths[level - 1];  // G: fixed hand-up of level - 1
+    // G: the hand-up of level - 1 (random from level 0, fixed T_{l-1} from a higher level).
+    const int batch_length = draft_lengths[level - 1];
     // The renewal stops once s >= threshold + 1: T + 1 for a lower level, T for level K-1.
     const int threshold = level == top - 1 ? draft_lengths[level] - 1 : draft_lengths[level];
-    const double rate = acceptance[chain[level - 1]][chain[level]];
+    const double accept =
+        level == 1 ? early_stopping.bottom_acceptance(acceptance, chain[0], chain[1])
+                   : acceptance[chain[level - 1]][chain[level]];
+    // Above the bottom, one verification's output is truncated geometric with rate a rho
+    // (renewal.hpp); higher up rho plays no part.
+    const double rate = level == 1 ? accept * rho : accept;
     const std::vector<double> law = detail::output_law(rate, batch_length);
     const std::vector<double> density = detail::renewal_density(law, threshold);
     double verifications = 0.0;  // E[N] = sum_{s=0}^{threshold} f(s)
     for (int s = 0; s <= threshold; ++s) verifications += density[s];
+    const int model = chain[level];
+    const double pass_tokens =
+        level == 1 ? over_bottom_batch([](int n) { return static_cast<double>(n); })
+                   : batch_length + 1.0;
+    const double pass_cost_mean =
+        level == 1 ? over_bottom_batch([&](int n) { return pass_cost(costs, model, n); })
+                   : pass_cost(costs, model, batch_length + 1);
     passes_per_call[level] = verifications;
-    tokens_per_call[level] = verifications * (batch_length + 1);
-    own_cost_per_call[level] = verifications * pass_cost(costs, chain[level], batch_length + 1);
+    tokens_per_call[level] = verifications * pass_tokens;
+    own_cost_per_call[level] = verifications * pass_cost_mean;  // Wald
     if (level == top - 1) {
       // End point e in T..T+G; level K-1 hands up all e tokens and the target's deferred pass
       // processes e tokens.
@@ -73,7 +100,9 @@ Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
     calls_per_cycle[level - 1] = calls_per_cycle[level] * passes_per_call[level];
   }
 
-  const double target_rate = acceptance[chain[top - 1]][target];
+  const double target_rate = top == 1
+                                 ? early_stopping.bottom_acceptance(acceptance, chain[0], target)
+                                 : acceptance[chain[top - 1]][target];
   const int max_pass_length = first_pass_length + static_cast<int>(pass_length_law.size()) - 1;
   const std::vector<double> outputs =
       detail::expected_outputs_by_pass_length(target_rate, max_pass_length);
@@ -102,23 +131,26 @@ Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
 }
 
 Evaluation evaluate(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
-                    const std::vector<int>& chain, const std::vector<int>& draft_lengths) {
+                    const std::vector<int>& chain, const std::vector<int>& draft_lengths,
+                    const EarlyStopping& early_stopping) {
   const int num_models = validate_acceptance(acceptance);
   validate_constant_costs(cost_per_pass, num_models);
   validate_chain(chain, draft_lengths, num_models);
   return evaluate(expand_constant_costs(cost_per_pass, chain_columns_needed(draft_lengths)),
-                  acceptance, chain, draft_lengths);
+                  acceptance, chain, draft_lengths, early_stopping);
 }
 
 double expected_latency(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                        const std::vector<int>& chain, const std::vector<int>& draft_lengths) {
-  return evaluate(costs, acceptance, chain, draft_lengths).latency;
+                        const std::vector<int>& chain, const std::vector<int>& draft_lengths,
+                        const EarlyStopping& early_stopping) {
+  return evaluate(costs, acceptance, chain, draft_lengths, early_stopping).latency;
 }
 
 double expected_latency(const std::vector<double>& cost_per_pass,
                         const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
-                        const std::vector<int>& draft_lengths) {
-  return evaluate(cost_per_pass, acceptance, chain, draft_lengths).latency;
+                        const std::vector<int>& draft_lengths,
+                        const EarlyStopping& early_stopping) {
+  return evaluate(cost_per_pass, acceptance, chain, draft_lengths, early_stopping).latency;
 }
 
 }  // namespace hierspec

@@ -4,6 +4,26 @@
 
 namespace hierspec::detail {
 
+std::vector<double> bottom_batch_law(double continue_rate, int draft_length) {
+  std::vector<double> law(static_cast<std::size_t>(draft_length) + 1, 0.0);
+  double power = 1.0;  // rho^g
+  for (int batch = 0; batch < draft_length; ++batch) {
+    law[batch] = power * (1.0 - continue_rate);
+    power *= continue_rate;
+  }
+  law[draft_length] = power;
+  return law;
+}
+
+double bottom_expected_passes(double continue_rate, int draft_length) {
+  double passes = 0.0, power = 1.0;
+  for (int pass = 1; pass <= draft_length; ++pass) {
+    passes += power;
+    power *= continue_rate;
+  }
+  return passes;
+}
+
 std::vector<double> output_law(double acceptance, int batch_length) {
   std::vector<double> law(static_cast<std::size_t>(batch_length) + 2, 0.0);
   double power = 1.0;  // a^(o-1)

@@ -13,8 +13,21 @@
 
 namespace hierspec::detail {
 
+/// P(G = g), g = 0..T: the bottom level's batch length when it drafts each of its T positions
+/// with probability `continue_rate` (early stopping, policy rule 1):
+///   rho^g (1 - rho) for g < T,   rho^T for g = T   (a point mass at T for rho = 1).
+std::vector<double> bottom_batch_law(double continue_rate, int draft_length);
+
+/// Expected passes of one bottom call, E[min(G + 1, T)] = sum_{k=1}^{T} rho^(k-1).
+double bottom_expected_passes(double continue_rate, int draft_length);
+
 /// q[0..G+1] with q[0] = 0: the law of one verification's output for a batch of length G.
 std::vector<double> output_law(double acceptance, int batch_length);
+
+/// For a bottom batch G with the law of bottom_batch_law(rho, T) whose drafts are each accepted
+/// with probability a, one verification's output has the law output_law(a * rho, T): for o <= T,
+/// P(O = o) = P(G >= o) a^(o-1) (1 - a) + P(G = o - 1) a^(o-1) = (a rho)^(o-1) (1 - a rho), and
+/// P(O = T + 1) = (a rho)^T (docs/theory.md §11).
 
 /// f[0..s_max] by direct convolution with q (O(s_max * G)); the reference implementation.
 std::vector<double> renewal_density(const std::vector<double>& output_law, int s_max);

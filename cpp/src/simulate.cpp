@@ -14,13 +14,18 @@ class Simulator {
  public:
   Simulator(const CostTable& costs, const AcceptanceMatrix& acceptance,
             const std::vector<int>& chain, const std::vector<int>& draft_lengths,
-            std::uint64_t seed, const StopRequested& should_stop)
+            const EarlyStopping& early_stopping, std::uint64_t seed,
+            const StopRequested& should_stop)
       : poller_(should_stop),
         costs_(costs),
         acceptance_(acceptance),
         chain_(chain),
         draft_lengths_(draft_lengths),
         top_(static_cast<int>(draft_lengths.size())),
+        bottom_continue_rate_(early_stopping.continue_rate(chain[0])),
+        bottom_acceptance_(top_ > 0 ? early_stopping.bottom_acceptance(acceptance, chain[0],
+                                                                       chain[1])
+                                    : 1.0),
         generator_(seed),
         passes_(chain.size(), 0.0),
         tokens_(chain.size(), 0.0),
@@ -51,10 +56,18 @@ class Simulator {
   // One call of level `level` < K; returns the number of tokens it hands up.
   int call(int level) {
     const int threshold = draft_lengths_[level];
-    if (level == 0) {  // rule 1: T_0 passes, the first over 2 tokens, the others over 1
+    if (level == 0) {
+      // Rule 1: the first pass over 2 tokens, then one per draft; before each draft the level
+      // may stop (early stopping, drawn only when the continue rate is below 1), and the
+      // pass after the last draft of a full batch is never run.
       record_pass(0, 2);
-      for (int pass = 1; pass < threshold; ++pass) record_pass(0, 1);
-      return threshold;
+      int drafted = 0;
+      while (true) {
+        if (bottom_continue_rate_ < 1.0 && !(uniform() < bottom_continue_rate_)) break;
+        if (++drafted == threshold) break;
+        record_pass(0, 1);
+      }
+      return drafted;
     }
     // Rule 3: level K-1 stops once s >= T and hands up all s tokens; a lower level stops once
     // s >= T + 1 and hands up exactly T.
@@ -72,7 +85,8 @@ class Simulator {
   // Rule 2: accept the batch's tokens one by one until the first rejection; output the
   // accepted prefix plus one corrected (or bonus) token.
   int verify(int level, int batch_length) {
-    const double rate = acceptance_[chain_[level - 1]][chain_[level]];
+    const double rate =
+        level == 1 ? bottom_acceptance_ : acceptance_[chain_[level - 1]][chain_[level]];
     int accepted = 0;
     while (accepted < batch_length && uniform() < rate) ++accepted;
     return accepted + 1;
@@ -93,6 +107,8 @@ class Simulator {
   const std::vector<int>& chain_;
   const std::vector<int>& draft_lengths_;
   const int top_;
+  const double bottom_continue_rate_;
+  const double bottom_acceptance_;  // level 1's acceptance of level 0's drafts
   std::mt19937_64 generator_;
   std::vector<double> passes_, tokens_, cost_;
 };
@@ -102,9 +118,10 @@ class Simulator {
 SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& acceptance,
                           const std::vector<int>& chain, const std::vector<int>& draft_lengths,
                           std::int64_t num_tokens, std::uint64_t seed,
-                          const StopRequested& should_stop) {
+                          const EarlyStopping& early_stopping, const StopRequested& should_stop) {
   const int num_models = validate_acceptance(acceptance);
   validate_costs(costs, num_models);
+  validate_early_stopping(early_stopping, num_models);
   validate_chain(chain, draft_lengths, num_models);
   require_columns(costs, chain_columns_needed(draft_lengths));
   if (num_tokens < 1) {
@@ -117,7 +134,8 @@ SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& accept
                                 std::to_string(kMaxSimulatedTokens));
   }
 
-  Simulator simulator(costs, acceptance, chain, draft_lengths, seed, should_stop);
+  Simulator simulator(costs, acceptance, chain, draft_lengths, early_stopping, seed,
+                      should_stop);
   SimulationResult result;
   while (result.num_tokens < num_tokens) {
     result.num_tokens += simulator.target_cycle();
@@ -138,12 +156,14 @@ SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& accept
 SimulationResult simulate(const std::vector<double>& cost_per_pass,
                           const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
                           const std::vector<int>& draft_lengths, std::int64_t num_tokens,
-                          std::uint64_t seed, const StopRequested& should_stop) {
+                          std::uint64_t seed, const EarlyStopping& early_stopping,
+                          const StopRequested& should_stop) {
   const int num_models = validate_acceptance(acceptance);
   validate_constant_costs(cost_per_pass, num_models);
   validate_chain(chain, draft_lengths, num_models);
   return simulate(expand_constant_costs(cost_per_pass, chain_columns_needed(draft_lengths)),
-                  acceptance, chain, draft_lengths, num_tokens, seed, should_stop);
+                  acceptance, chain, draft_lengths, num_tokens, seed, early_stopping,
+                  should_stop);
 }
 
 }  // namespace hierspec

@@ -29,6 +29,27 @@ inline hierspec::AcceptanceMatrix random_acceptance(std::mt19937_64& generator, 
   return acceptance;
 }
 
+// Early stopping of the bottom level: continue rates often 1, sometimes 0, else random; half
+// the time a bottom acceptance matrix of its own (higher than the main one: the drafts a level
+// is confident about survive more often).
+inline hierspec::EarlyStopping random_early_stopping(std::mt19937_64& generator,
+                                                     const hierspec::AcceptanceMatrix& main) {
+  const int num_models = static_cast<int>(main.size());
+  hierspec::EarlyStopping early_stopping;
+  early_stopping.continue_rates.resize(num_models);
+  for (double& rate : early_stopping.continue_rates) {
+    const int kind = uniform_int(generator, 0, 9);
+    rate = kind <= 2 ? 1.0 : kind == 3 ? 0.0 : uniform(generator, 0.3, 1.0);
+  }
+  if (uniform_int(generator, 0, 1) == 1) {
+    early_stopping.acceptance = main;
+    for (auto& row : early_stopping.acceptance) {
+      for (double& rate : row) rate += (1.0 - rate) * uniform(generator, 0.0, 0.5);
+    }
+  }
+  return early_stopping;
+}
+
 // [M][N]: model m costs about 4^m per pass, times a random per-n factor in [0.5, 2] (so the
 // tables are not monotone in n), sometimes affine in n.
 inline hierspec::CostTable random_costs(std::mt19937_64& generator, int num_models,

@@ -16,6 +16,23 @@ CostTable table(int columns) { return hierspec::expand_constant_costs(kConstant,
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 }  // namespace
 
+TEST(early_stopping_errors) {
+  CHECK_THROWS_WITH(hierspec::evaluate(table(9), kAcceptance, {0, 3}, {2}, {{1, 1, 1}, {}}),
+                    "early_stopping.continue_rates has 3 entries but acceptance has 4 models");
+  CHECK_THROWS_WITH(hierspec::plan(table(9), kAcceptance, 4, {{1, 1.5, 1, 1}, {}}),
+                    "early_stopping.continue_rates[1] = 1.5 is outside [0, 1]");
+  CHECK_THROWS_WITH(
+      hierspec::simulate(table(9), kAcceptance, {0, 3}, {2}, 10, 0, {{kNaN, 1, 1, 1}, {}}),
+      "early_stopping.continue_rates[0] = nan is outside [0, 1]");
+  AcceptanceMatrix bad = kAcceptance;
+  bad[1][3] = 2.0;
+  CHECK_THROWS_WITH(hierspec::brute_force_plan(kConstant, kAcceptance, 2, {{}, bad}),
+                    "early_stopping.acceptance[1][3] = 2 is outside [0, 1]");
+  CHECK_THROWS_WITH(
+      hierspec::evaluate(table(9), kAcceptance, {0, 3}, {2}, {{}, {{1, .5}, {0, 1}}}),
+      "early_stopping.acceptance has 2 rows; it must be [M, M] with M = 4");
+}
+
 TEST(acceptance_errors) {
   AcceptanceMatrix bad = kAcceptance;
   bad[0][2] = 1.5;
@@ -118,7 +135,7 @@ TEST(cancellation) {
   const hierspec::StopRequested stop_at_third = [&polls]() { return ++polls >= 3; };
   bool cancelled = false;
   try {
-    hierspec::plan(kConstant, kAcceptance, hierspec::kMaxDraftLength, stop_at_third);
+    hierspec::plan(kConstant, kAcceptance, hierspec::kMaxDraftLength, {}, stop_at_third);
   } catch (const hierspec::Cancelled&) {
     cancelled = true;
   }
@@ -127,7 +144,7 @@ TEST(cancellation) {
   cancelled = false;
   try {
     hierspec::simulate(kConstant, kAcceptance, {0, 1, 3}, {8, 8}, hierspec::kMaxSimulatedTokens,
-                       0, stop_at_third);
+                       0, {}, stop_at_third);
   } catch (const hierspec::Cancelled&) {
     cancelled = true;
   }
@@ -135,7 +152,7 @@ TEST(cancellation) {
   polls = 0;
   cancelled = false;
   try {
-    hierspec::brute_force_plan(kConstant, kAcceptance, 64, stop_at_third);
+    hierspec::brute_force_plan(kConstant, kAcceptance, 64, {}, stop_at_third);
   } catch (const hierspec::Cancelled&) {
     cancelled = true;
   }
@@ -143,7 +160,7 @@ TEST(cancellation) {
   // A caller that never stops changes nothing: the same plan as without one.
   polls = 0;
   const hierspec::StopRequested never = [&polls]() { return ++polls < 0; };
-  const auto with = hierspec::plan(kConstant, kAcceptance, 300, never);
+  const auto with = hierspec::plan(kConstant, kAcceptance, 300, {}, never);
   const auto without = hierspec::plan(kConstant, kAcceptance, 300);
   CHECK(polls > 0 && with.best.chain == without.best.chain &&
         with.best.draft_lengths == without.best.draft_lengths &&

@@ -37,6 +37,53 @@ TEST(single_draft_matches_closed_form) {
   }
 }
 
+// Early stopping (policy rule 1, theory §11): the bottom batch G has P(G = g) = rho^g (1 - rho),
+// g < T, P(G = T) = rho^T; level 0 runs min(G + 1, T) passes; the target verifies G drafts in a
+// pass of G + 1 and commits sum_{o=1}^{T+1} (a rho)^(o-1) tokens on average.
+TEST(single_draft_with_early_stopping_matches_direct_sum) {
+  std::mt19937_64 generator(2);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int batch = uniform_int(generator, 1, 12);
+    const double rate = trial % 10 == 0 ? 0.0 : uniform(generator, 0.0, 0.999);
+    const double rho = trial % 7 == 0 ? 0.0 : uniform(generator, 0.0, 1.0);
+    const CostTable costs = random_costs(generator, 2, batch + 3);
+    double cost = 0.0, committed = 0.0, probability_total = 0.0;
+    for (int drafted = 0; drafted <= batch; ++drafted) {
+      const double probability =
+          std::pow(rho, drafted) * (drafted < batch ? 1.0 - rho : 1.0);
+      const int passes = std::min(drafted + 1, batch);
+      const double outputs = (1.0 - std::pow(rate, drafted + 1)) / (1.0 - rate);
+      cost += probability * (costs[0][1] + (passes - 1) * costs[0][0] + costs[1][drafted]);
+      committed += probability * outputs;
+      probability_total += probability;
+    }
+    CHECK_CLOSE(probability_total, 1.0, 1e-12);
+    const hierspec::Evaluation evaluation =
+        hierspec::evaluate(costs, two_models(0.5), {0, 1}, {batch}, {{rho, 1.0}, two_models(rate)});
+    CHECK_CLOSE(evaluation.latency, cost / committed, 1e-12);
+    CHECK_CLOSE(evaluation.tokens_per_target_pass, committed, 1e-12);
+    const double effective = rate * rho;
+    CHECK_CLOSE(committed, (1.0 - std::pow(effective, batch + 1)) / (1.0 - effective), 1e-12);
+  }
+}
+
+// A continue rate of 1 with the main acceptance is no early stopping, bit for bit; the rates
+// of models above level 0 are never used.
+TEST(continue_rate_one_changes_nothing) {
+  std::mt19937_64 generator(3);
+  const CostTable costs = random_costs(generator, 4, 20);
+  const AcceptanceMatrix acceptance = {
+      {1, .75, .6, .5}, {0, 1, .8, .65}, {0, 0, 1, .85}, {0, 0, 0, 1}};
+  for (const std::vector<int>& chain : {std::vector<int>{0, 3}, {0, 1, 3}, {0, 1, 2, 3}}) {
+    const std::vector<int> lengths(chain.size() - 1, 4);
+    const double plain = hierspec::expected_latency(costs, acceptance, chain, lengths);
+    CHECK(plain == hierspec::expected_latency(costs, acceptance, chain, lengths,
+                                              {{1, 1, 1, 1}, acceptance}));
+    CHECK(plain == hierspec::expected_latency(costs, acceptance, chain, lengths,
+                                              {{1, 0, 0, 0}, {}}));
+  }
+}
+
 // With constant costs this is the form of Leviathan et al.: (g c0 + c1)(1 - a)/(1 - a^(g+1)).
 TEST(single_draft_constant_costs_is_leviathan_form) {
   for (double rate : {0.0, 0.3, 0.75, 0.99}) {

@@ -17,7 +17,8 @@ namespace {
 // Same optimum, same optimum per model below the target, same best single draft, and every
 // reported latency is what evaluate() gives for the reported configuration.
 void check_same_result(const PlanResult& planned, const PlanResult& brute,
-                       const CostTable& costs, const AcceptanceMatrix& acceptance) {
+                       const CostTable& costs, const AcceptanceMatrix& acceptance,
+                       const hierspec::EarlyStopping& rates = {}) {
   CHECK_CLOSE(planned.best.latency, brute.best.latency, 1e-10);
   CHECK_CLOSE(planned.target_latency, brute.target_latency, 0.0);
   CHECK(planned.best_single_draft.has_value() == brute.best_single_draft.has_value());
@@ -30,8 +31,9 @@ void check_same_result(const PlanResult& planned, const PlanResult& brute,
   }
   for (std::size_t k = 0; k < planned.alternatives.size(); ++k) {
     const hierspec::PlanEntry& entry = planned.alternatives[k];
-    CHECK_CLOSE(hierspec::expected_latency(costs, acceptance, entry.chain, entry.draft_lengths),
-                entry.latency, 1e-10);
+    CHECK_CLOSE(
+        hierspec::expected_latency(costs, acceptance, entry.chain, entry.draft_lengths, rates),
+        entry.latency, 1e-10);
     CHECK(k == 0 || planned.alternatives[k - 1].latency <= entry.latency);
     CHECK_CLOSE(entry.speedup, planned.target_latency / entry.latency, 1e-14);
   }
@@ -77,6 +79,36 @@ TEST(planner_equals_brute_force_when_deep_chains_win) {
     if (planned.best.chain.size() >= 3) ++deep_wins;
   }
   CHECK(deep_wins >= 10);  // the instances do exercise the last step of the DP
+}
+
+// The bottom level may stop early (random continue rates): a model is searched both as a
+// bottom with a random batch and as an intermediate level that never stops.
+TEST(planner_equals_brute_force_with_early_stopping) {
+  std::mt19937_64 generator(12);
+  int stopping_bottom_wins = 0;
+  for (int trial = 0; trial < 150; ++trial) {
+    const int num_models = uniform_int(generator, 2, 5);
+    const int max_draft_length = uniform_int(generator, 1, num_models >= 5 ? 4 : 5);
+    const bool short_table = uniform_int(generator, 0, 4) == 0;
+    const int needed = hierspec::plan_columns_needed(num_models, max_draft_length);
+    const CostTable costs = test_instances::random_costs(
+        generator, num_models, short_table ? uniform_int(generator, 1, needed) : needed);
+    AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
+    if (trial % 2 == 0) {  // drafting that pays, so deep chains are compared too
+      for (auto& row : acceptance) {
+        for (double& rate : row) rate = 0.5 + 0.5 * rate;
+      }
+    }
+    const hierspec::EarlyStopping rates =
+        test_instances::random_early_stopping(generator, acceptance);
+    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length, rates);
+    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length, rates);
+    check_same_result(planned, brute, costs, acceptance, rates);
+    if (planned.best.chain.size() >= 2 && !rates.is_plain_bottom(acceptance, planned.best.chain[0])) {
+      ++stopping_bottom_wins;
+    }
+  }
+  CHECK(stopping_bottom_wins >= 10);
 }
 
 // A table shorter than the search needs: configurations that do not fit are skipped by both.

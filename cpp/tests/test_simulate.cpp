@@ -14,7 +14,8 @@ namespace {
 
 // Random chains with `num_levels` levels below the target; the latency and every level's
 // passes per token agree within `tolerance` (relative).
-void check_agreement(int num_levels, std::uint64_t seed, double tolerance) {
+void check_agreement(int num_levels, std::uint64_t seed, double tolerance,
+                     bool early_stopping = false) {
   std::mt19937_64 generator(seed);
   for (int trial = 0; trial < 6; ++trial) {
     const int num_models = uniform_int(generator, num_levels + 1, num_levels + 3);
@@ -25,10 +26,15 @@ void check_agreement(int num_levels, std::uint64_t seed, double tolerance) {
       for (double& rate : row) rate = 0.2 + 0.75 * rate;
     }
     const CostTable costs = test_instances::random_costs(generator, num_models, 17);
+    hierspec::EarlyStopping rates;
+    if (early_stopping) {
+      rates = test_instances::random_early_stopping(generator, acceptance);
+      rates.continue_rates[chain[0]] = test_instances::uniform(generator, 0.3, 0.95);
+    }
     const hierspec::Evaluation expected =
-        hierspec::evaluate(costs, acceptance, chain, draft_lengths);
-    const hierspec::SimulationResult simulated =
-        hierspec::simulate(costs, acceptance, chain, draft_lengths, 400000, seed + trial);
+        hierspec::evaluate(costs, acceptance, chain, draft_lengths, rates);
+    const hierspec::SimulationResult simulated = hierspec::simulate(
+        costs, acceptance, chain, draft_lengths, 400000, seed + trial, rates);
     CHECK_CLOSE(simulated.latency, expected.latency, tolerance);
     CHECK_CLOSE(simulated.tokens_per_target_pass, expected.tokens_per_target_pass, tolerance);
     for (std::size_t level = 0; level < chain.size(); ++level) {
@@ -45,6 +51,25 @@ void check_agreement(int num_levels, std::uint64_t seed, double tolerance) {
 TEST(simulator_agrees_with_evaluator_three_levels) { check_agreement(2, 10, 0.01); }
 TEST(simulator_agrees_with_evaluator_four_levels) { check_agreement(3, 20, 0.01); }
 TEST(simulator_agrees_with_evaluator_two_levels) { check_agreement(1, 30, 0.01); }
+// The bottom level stops early (policy rule 1): a random bottom batch.
+TEST(simulator_agrees_with_evaluator_early_stopping_two_levels) {
+  check_agreement(1, 40, 0.01, true);
+}
+TEST(simulator_agrees_with_evaluator_early_stopping_three_levels) {
+  check_agreement(2, 50, 0.01, true);
+}
+TEST(simulator_agrees_with_evaluator_early_stopping_four_levels) {
+  check_agreement(3, 60, 0.01, true);
+}
+
+// Continue rates of 1 are no early stopping: the very same run, draw for draw.
+TEST(continue_rate_one_is_no_early_stopping) {
+  const std::vector<double> costs = {0.1, 1.0, 4.0};
+  const AcceptanceMatrix acceptance = {{1, .7, .5}, {0, 1, .8}, {0, 0, 1}};
+  const auto without = hierspec::simulate(costs, acceptance, {0, 1, 2}, {3, 4}, 5000, 3);
+  const auto with = hierspec::simulate(costs, acceptance, {0, 1, 2}, {3, 4}, 5000, 3, {{1, 1, 1}, acceptance});
+  CHECK(without.latency == with.latency && without.num_tokens == with.num_tokens);
+}
 
 // a = 1 everywhere: the process is deterministic and the simulation is exact.
 TEST(deterministic_process_is_exact) {

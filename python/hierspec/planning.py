@@ -371,6 +371,44 @@ def _acceptance_argument(acceptance: AcceptanceLike) -> list[list[float]]:
     return array.tolist()
 
 
+def _early_stopping_arguments(
+    continue_rates: Sequence[float] | None,
+    bottom_acceptance: AcceptanceLike | None,
+    num_models: int,
+) -> dict[str, Any]:
+    """The core's ``continue_rates`` / ``bottom_acceptance`` keywords (empty lists for None),
+    checked here so that messages name the Python arguments."""
+    rates: list[float] = []
+    if continue_rates is not None:
+        array = _float_array(continue_rates, "continue_rates", "[M]")
+        if array.shape != (num_models,):
+            raise ValueError(
+                f"continue_rates must have shape ({num_models},) (one rate per model), got "
+                f"{array.shape}"
+            )
+        for model, rate in enumerate(array.tolist()):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"continue_rates[{model}] = {rate} is outside [0, 1]")
+        rates = array.tolist()
+    matrix: list[list[float]] = []
+    if bottom_acceptance is not None:
+        array = _float_array(bottom_acceptance, "bottom_acceptance", "[M, M]")
+        if array.shape != (num_models, num_models):
+            raise ValueError(
+                f"bottom_acceptance must have shape ({num_models}, {num_models}) like "
+                f"acceptance, got {array.shape}"
+            )
+        for drafter in range(num_models):
+            for verifier in range(drafter + 1, num_models):
+                rate = float(array[drafter, verifier])
+                if not 0.0 <= rate <= 1.0:
+                    raise ValueError(
+                        f"bottom_acceptance[{drafter}][{verifier}] = {rate} is outside [0, 1]"
+                    )
+        matrix = array.tolist()
+    return {"continue_rates": rates, "bottom_acceptance": matrix}
+
+
 def _int_argument(value: Any, name: str) -> int:
     """``operator.index(value)`` (Python and numpy ints); ``TypeError`` naming ``name`` for
     anything else, bools included."""
@@ -429,6 +467,8 @@ def evaluate(
     acceptance: AcceptanceLike,
     chain: Sequence[int],
     draft_lengths: Sequence[int],
+    continue_rates: Sequence[float] | None = None,
+    bottom_acceptance: AcceptanceLike | None = None,
 ) -> Evaluation:
     """Exact expected latency and per-level counts of ``chain`` with ``draft_lengths``.
 
@@ -442,6 +482,13 @@ def evaluate(
         Increasing model indices ending at the target ``M - 1``.
     draft_lengths : sequence of int, length ``K``
         ``[T_0, ..., T_{K-1}]``, each in ``[1, MAX_DRAFT_LENGTH]``.
+    continue_rates : array_like, shape ``[M]``, float in ``[0, 1]``, optional
+        Early stopping of the bottom level (``docs/policy.md`` rule 1): the probability that
+        model ``m``, as level 0, drafts at each of its positions rather than stopping its batch.
+        Default: 1 for every model (level 0 always drafts ``T_0`` tokens).
+    bottom_acceptance : array_like, shape ``[M, M]``, optional
+        Acceptance of model ``m``'s drafts when ``m`` is level 0 (the drafts it was confident
+        enough to hand up). Default: ``acceptance``.
 
     Returns
     -------
@@ -464,13 +511,20 @@ def evaluate(
     (6.4363, 2.952)
     >>> len(result.passes_per_token)  # one entry per level: the draft, the target
     2
+    >>> stopping = hierspec.evaluate(  # the draft stops early at 30% of its positions
+    ...     [1, 3, 10], acceptance, [1, 2], [3], continue_rates=[1, 0.7, 1],
+    ...     bottom_acceptance=[[1, 0.6, 0.4], [0, 1, 0.9], [0, 0, 1]])
+    >>> round(stopping.latency, 4), round(stopping.tokens_per_target_pass, 4)
+    (7.2773, 2.2769)
     """
     acceptance_list = _acceptance_argument(acceptance)
+    num_models = len(acceptance_list)
     result = _core.evaluate(
         _costs_argument(costs),
         acceptance_list,
-        _chain_argument(chain, len(acceptance_list)),
+        _chain_argument(chain, num_models),
         _draft_lengths_argument(draft_lengths),
+        **_early_stopping_arguments(continue_rates, bottom_acceptance, num_models),
     )
     return Evaluation(
         latency=result.latency,
@@ -486,6 +540,8 @@ def expected_latency(
     acceptance: AcceptanceLike,
     chain: Sequence[int],
     draft_lengths: Sequence[int],
+    continue_rates: Sequence[float] | None = None,
+    bottom_acceptance: AcceptanceLike | None = None,
 ) -> float:
     """Expected cost per committed token: ``evaluate(...).latency`` (same arguments).
 
@@ -494,7 +550,9 @@ def expected_latency(
     float
         In the unit of ``costs``.
     """
-    return evaluate(costs, acceptance, chain, draft_lengths).latency
+    return evaluate(
+        costs, acceptance, chain, draft_lengths, continue_rates, bottom_acceptance
+    ).latency
 
 
 def simulate(
@@ -504,12 +562,14 @@ def simulate(
     draft_lengths: Sequence[int],
     num_tokens: int = 100_000,
     seed: int = 0,
+    continue_rates: Sequence[float] | None = None,
+    bottom_acceptance: AcceptanceLike | None = None,
 ) -> SimulationResult:
     """Seeded Monte Carlo of the policy until at least ``num_tokens`` tokens are committed.
 
     Parameters
     ----------
-    costs, acceptance, chain, draft_lengths
+    costs, acceptance, chain, draft_lengths, continue_rates, bottom_acceptance
         As in :func:`evaluate`.
     num_tokens : int
         In ``[1, MAX_SIMULATED_TOKENS]``; the run stops after the first target pass reaching it.
@@ -537,13 +597,15 @@ def simulate(
             f"num_tokens = {num_tokens} exceeds MAX_SIMULATED_TOKENS = {MAX_SIMULATED_TOKENS}"
         )
     acceptance_list = _acceptance_argument(acceptance)
+    num_models = len(acceptance_list)
     result = _core.simulate(
         _costs_argument(costs),
         acceptance_list,
-        _chain_argument(chain, len(acceptance_list)),
+        _chain_argument(chain, num_models),
         _draft_lengths_argument(draft_lengths),
         num_tokens,
         seed,
+        **_early_stopping_arguments(continue_rates, bottom_acceptance, num_models),
     )
     return SimulationResult(
         latency=result.latency,
@@ -614,6 +676,8 @@ def plan(
     acceptance: AcceptanceLike,
     max_draft_length: int = 16,
     model_names: Sequence[str] | None = None,
+    continue_rates: Sequence[float] | None = None,
+    bottom_acceptance: AcceptanceLike | None = None,
 ) -> Plan:
     """The latency-optimal chain and draft lengths (each in ``1..max_draft_length``), exactly.
 
@@ -630,6 +694,8 @@ def plan(
         The search bound ``T`` on every draft length, in ``[1, MAX_DRAFT_LENGTH]``.
     model_names : sequence of str, length ``M``, optional
         Default ``"M0" .. "M{M-1}"``. A plain string is refused (it is not a list of names).
+    continue_rates, bottom_acceptance : optional
+        Early stopping of the bottom level, as in :func:`evaluate`.
 
     Returns
     -------
@@ -654,7 +720,12 @@ def plan(
     costs_list = _costs_argument(costs)
     acceptance_list = _acceptance_argument(acceptance)
     names = _model_names(model_names, len(acceptance_list))
-    result = _core.plan(costs_list, acceptance_list, _max_draft_length_argument(max_draft_length))
+    result = _core.plan(
+        costs_list,
+        acceptance_list,
+        _max_draft_length_argument(max_draft_length),
+        **_early_stopping_arguments(continue_rates, bottom_acceptance, len(acceptance_list)),
+    )
     return _plan_from_core(result, names)
 
 
@@ -663,6 +734,8 @@ def brute_force_plan(
     acceptance: AcceptanceLike,
     max_draft_length: int = 4,
     model_names: Sequence[str] | None = None,
+    continue_rates: Sequence[float] | None = None,
+    bottom_acceptance: AcceptanceLike | None = None,
 ) -> Plan:
     """The same result as :func:`plan` by exhaustive enumeration (for tests).
 
@@ -677,6 +750,9 @@ def brute_force_plan(
     acceptance_list = _acceptance_argument(acceptance)
     names = _model_names(model_names, len(acceptance_list))
     result = _core.brute_force_plan(
-        costs_list, acceptance_list, _max_draft_length_argument(max_draft_length)
+        costs_list,
+        acceptance_list,
+        _max_draft_length_argument(max_draft_length),
+        **_early_stopping_arguments(continue_rates, bottom_acceptance, len(acceptance_list)),
     )
     return _plan_from_core(result, names)

@@ -5,6 +5,7 @@
 // level l. draft_lengths[l] = T_l >= 1 for every level but the target.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 namespace hierspec {
@@ -16,6 +17,36 @@ using CostTable = std::vector<std::vector<double>>;
 /// acceptance[i][j] for i < j: probability that model j accepts one draft token of model i
 /// (i.i.d. model). Shape [M][M]; entries with i >= j are not used and not checked.
 using AcceptanceMatrix = std::vector<std::vector<double>>;
+
+/// The bottom level's early stopping (policy rule 1): level 0 may stop its batch before T_0
+/// tokens when its own next-token distribution says a draft is unlikely to survive. Modelled as
+/// i.i.d.: at each of its draft positions level 0 drafts with probability continue_rates[m]
+/// (m its model) and otherwise stops the batch there; the drafts it does hand up are accepted by
+/// the level above with probability acceptance[m][j] (the drafts it was confident about), which
+/// may differ from the main acceptance matrix (every draft of m, as an intermediate level).
+/// Default-constructed: level 0 never stops early and the main matrix applies everywhere.
+struct EarlyStopping {
+  /// [M] in [0, 1], or empty for 1 everywhere (never stop early). Used for level 0 only.
+  std::vector<double> continue_rates;
+  /// [M][M] like the main acceptance matrix (entries above the diagonal in [0, 1]), or empty
+  /// for the main matrix. Row m is used when model m is level 0.
+  std::vector<std::vector<double>> acceptance;
+
+  /// continue_rates[model], or 1 when empty.
+  double continue_rate(int model) const {
+    return continue_rates.empty() ? 1.0 : continue_rates[static_cast<std::size_t>(model)];
+  }
+  /// Acceptance by `verifier` of the drafts of `drafter` as level 0 (the main matrix's entry
+  /// when `acceptance` is empty).
+  double bottom_acceptance(const std::vector<std::vector<double>>& main, int drafter,
+                           int verifier) const {
+    const auto& matrix = acceptance.empty() ? main : acceptance;
+    return matrix[static_cast<std::size_t>(drafter)][static_cast<std::size_t>(verifier)];
+  }
+  /// True when `drafter` behaves as level 0 exactly as it does higher up: it never stops early
+  /// and its bottom acceptance row equals the main one.
+  bool is_plain_bottom(const std::vector<std::vector<double>>& main, int drafter) const;
+};
 
 /// Largest draft length accepted anywhere (evaluate, simulate, plan; the engine uses the same
 /// limit through hierspec._core.MAX_DRAFT_LENGTH). Sized so that the documented planner case
@@ -44,6 +75,11 @@ void validate_costs(const CostTable& costs, int num_models);
 
 /// Throws std::invalid_argument unless `cost_per_pass` has `num_models` finite entries >= 0.
 void validate_constant_costs(const std::vector<double>& cost_per_pass, int num_models);
+
+/// Throws std::invalid_argument unless `early_stopping.continue_rates` is empty or has
+/// `num_models` entries in [0, 1] and `early_stopping.acceptance` is empty or a valid [M][M]
+/// acceptance matrix (NaN rejected; the message names early_stopping.<field>).
+void validate_early_stopping(const EarlyStopping& early_stopping, int num_models);
 
 /// Throws std::invalid_argument unless `chain` is a strictly increasing list of model indices
 /// in [0, num_models) ending at the target (num_models - 1) and `draft_lengths` has one entry in

@@ -30,19 +30,27 @@ struct Evaluation {
 
 /// Exact expectation for `chain` (model indices, increasing, ending at the target) with
 /// `draft_lengths` [T_0, ..., T_{K-1}]. costs: [M][N] with N >= chain_columns_needed.
+/// early_stopping: see EarlyStopping (default: the bottom level never stops early). With a
+/// continue rate rho < 1 at level 0 the bottom batch G has P(G = g) = rho^g (1 - rho) for
+/// g < T_0 and P(G = T_0) = rho^T_0, and level 0 runs min(G + 1, T_0) passes (docs/policy.md
+/// rule 1); level 1 accepts its drafts with the bottom acceptance of the pair.
 /// Throws std::invalid_argument for invalid input (message names the argument and value).
 Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                    const std::vector<int>& chain, const std::vector<int>& draft_lengths);
+                    const std::vector<int>& chain, const std::vector<int>& draft_lengths,
+                    const EarlyStopping& early_stopping = {});
 
 /// Same with a constant cost per forward pass for each model: cost_per_pass [M].
 Evaluation evaluate(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
-                    const std::vector<int>& chain, const std::vector<int>& draft_lengths);
+                    const std::vector<int>& chain, const std::vector<int>& draft_lengths,
+                    const EarlyStopping& early_stopping = {});
 
 /// evaluate(...).latency.
 double expected_latency(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                        const std::vector<int>& chain, const std::vector<int>& draft_lengths);
+                        const std::vector<int>& chain, const std::vector<int>& draft_lengths,
+                        const EarlyStopping& early_stopping = {});
 double expected_latency(const std::vector<double>& cost_per_pass,
                         const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
-                        const std::vector<int>& draft_lengths);
+                        const std::vector<int>& draft_lengths,
+                        const EarlyStopping& early_stopping = {});
 
 }  // namespace hierspec

@@ -63,22 +63,29 @@ struct PlanResult {
 };
 
 /// Exact optimum by dynamic programming. costs [M][N], acceptance [M][M],
-/// max_draft_length in [1, kMaxDraftLength]. Throws std::invalid_argument for invalid input and
-/// Cancelled when `should_stop` (polled about every 2^16 inner iterations) answers true.
+/// max_draft_length in [1, kMaxDraftLength], early_stopping: see EarlyStopping (a model that
+/// behaves differently as level 0 is searched both as a bottom with its random batch and bottom
+/// acceptance and, above another model, as an intermediate level; about twice the work for the
+/// pairs it drafts for).
+/// Throws std::invalid_argument for invalid input and Cancelled when `should_stop` (polled about
+/// every 2^16 inner iterations) answers true.
 PlanResult plan(const CostTable& costs, const AcceptanceMatrix& acceptance, int max_draft_length,
-                const StopRequested& should_stop = {});
+                const EarlyStopping& early_stopping = {}, const StopRequested& should_stop = {});
 
 /// Same with a constant cost per forward pass (cost_per_pass [M]); never limited.
 PlanResult plan(const std::vector<double>& cost_per_pass, const AcceptanceMatrix& acceptance,
-                int max_draft_length, const StopRequested& should_stop = {});
+                int max_draft_length, const EarlyStopping& early_stopping = {},
+                const StopRequested& should_stop = {});
 
 /// The same result by exhaustive enumeration of every chain and draft-length vector, each
 /// evaluated with evaluate(): O(sum over chains of max_draft_length^K) evaluations. For tests;
 /// interruptible like plan.
 PlanResult brute_force_plan(const CostTable& costs, const AcceptanceMatrix& acceptance,
-                            int max_draft_length, const StopRequested& should_stop = {});
+                            int max_draft_length, const EarlyStopping& early_stopping = {},
+                            const StopRequested& should_stop = {});
 PlanResult brute_force_plan(const std::vector<double>& cost_per_pass,
                             const AcceptanceMatrix& acceptance, int max_draft_length,
+                            const EarlyStopping& early_stopping = {},
                             const StopRequested& should_stop = {});
 
 }  // namespace hierspec

@@ -35,16 +35,22 @@ struct SimulationResult {
 /// tokens (Cancelled when it answers true). Randomness:
 /// std::mt19937_64 seeded with `seed`; a uniform double in [0, 1) from the top 53 bits of each
 /// draw decides one acceptance (accepted iff u < a, so a = 1 always and a = 0 never accepts).
-/// Same inputs and seed give the same result on every platform.
+/// Same inputs and seed give the same result on every platform. early_stopping (see
+/// EarlyStopping; default: never stop early): with a bottom continue rate rho < 1, one more
+/// draw before each bottom draft decides whether level 0 drafts it (u < rho) or stops its batch
+/// there; level 1 (the target for a single draft) accepts the bottom drafts with the bottom
+/// acceptance.
 SimulationResult simulate(const CostTable& costs, const AcceptanceMatrix& acceptance,
                           const std::vector<int>& chain, const std::vector<int>& draft_lengths,
                           std::int64_t num_tokens, std::uint64_t seed,
+                          const EarlyStopping& early_stopping = {},
                           const StopRequested& should_stop = {});
 
 /// Same with a constant cost per forward pass for each model: cost_per_pass [M].
 SimulationResult simulate(const std::vector<double>& cost_per_pass,
                           const AcceptanceMatrix& acceptance, const std::vector<int>& chain,
                           const std::vector<int>& draft_lengths, std::int64_t num_tokens,
-                          std::uint64_t seed, const StopRequested& should_stop = {});
+                          std::uint64_t seed, const EarlyStopping& early_stopping = {},
+                          const StopRequested& should_stop = {});
 
 }  // namespace hierspec
