@@ -1,12 +1,20 @@
 """Early stopping of the bottom level (docs/policy.md rule 1, docs/theory.md §11): the model
-(evaluator = simulator, planner = brute force) and its argument checks."""
+(evaluator = simulator, planner = brute force), the engine (counters = evaluator, lossless:
+greedy = the target, chi-square at temperature 1 and 0.7 with top-k / top-p) and the argument
+checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import hierspec
+from hierspec import HierarchicalDecoder
+from hierspec.sampling import SamplingConfig, processed_probs
+from hierspec.testing import chi_square_test, markov_models, markov_transition_test
+
+P_VALUE_THRESHOLD = 1e-3
 
 
 def random_early_stopping(
@@ -121,3 +129,207 @@ def test_bad_early_stopping_arguments(options: dict, message: str) -> None:
         hierspec.plan([0.1, 1, 5], acceptance, 4, **options)
     with pytest.raises(TypeError, match="continue_rates"):
         hierspec.plan([0.1, 1, 5], acceptance, 4, continue_rates=["1", 1, 1])
+
+
+# --------------------------------------------------------------------------------------------
+# The engine with early stopping: lossless, and its counters are the model's
+
+
+class StopsAtRandom:
+    """A :class:`hierspec.protocol.DraftModel` wrapper whose rows are the wrapped level's, except
+    that a pseudo-random fraction ``1 - continue_rate`` of them (a fixed function of the position
+    and the last token) is replaced by the uniform distribution. With ``min_draft_confidence``
+    above ``1 / vocab`` and below the wrapped rows' confidence, the bottom level stops exactly at
+    those rows: i.i.d. stops at the given rate, independent of acceptance, the process
+    ``hierspec.evaluate`` models with ``continue_rates``."""
+
+    def __init__(self, level, continue_rate: float, seed: int = 0) -> None:
+        self._level = level
+        generator = torch.Generator().manual_seed(seed)
+        self._stop = torch.rand((4096, level.vocab_size), generator=generator) >= continue_rate
+        self._tokens: list[int] = []
+
+    vocab_size = property(lambda self: self._level.vocab_size)
+    device = property(lambda self: self._level.device)
+    length = property(lambda self: self._level.length)
+
+    def reset(self) -> None:
+        self._level.reset()
+        self._tokens = []
+
+    def truncate(self, length: int) -> None:
+        self._level.truncate(length)
+        del self._tokens[length:]
+
+    def append(self, token_ids: torch.Tensor) -> torch.Tensor:
+        logits = self._level.append(token_ids).clone()
+        for row, token in enumerate(token_ids[0].tolist()):
+            position = len(self._tokens)
+            self._tokens.append(token)
+            if self._stop[position % self._stop.shape[0], token]:
+                logits[0, row] = 0.0  # uniform: confidence 1 / vocab
+        return logits
+
+
+MIN_CONFIDENCE = 0.06  # above 1 / 20 (uniform over the synthetic vocabulary), below its rows'
+
+STOP_CASES = [
+    pytest.param((0, 3), (4,), 8000, id="2-levels-T4"),
+    pytest.param((0, 2, 3), (3, 2), 8000, id="3-levels-T3,2"),
+    pytest.param((0, 1, 2, 3), (3, 2, 3), 8000, id="4-levels-T3,2,3"),
+]
+
+
+@pytest.mark.parametrize(("chain", "draft_lengths", "new_tokens"), STOP_CASES)
+def test_engine_counters_match_evaluate_with_early_stopping(chain, draft_lengths, new_tokens):
+    from hierspec.testing import AffineCost, synthetic_hierarchy
+
+    cost_fns = (AffineCost(1e-3, 2e-4), AffineCost(4e-3, 4e-4), AffineCost(12e-3, 1e-3))
+    cost_fns += (AffineCost(40e-3, 2e-3),)
+    hierarchy = synthetic_hierarchy((0.65, 0.75, 0.85), cost_fns, seed=3, record_history=False)
+    continue_rate = 0.7
+    models = [hierarchy.models[m] for m in chain]
+    models[0] = StopsAtRandom(models[0], continue_rate, seed=1)
+    assert 1 / models[0].vocab_size < MIN_CONFIDENCE
+    decoder = HierarchicalDecoder(models, list(draft_lengths), min_draft_confidence=MIN_CONFIDENCE)
+    prompt = torch.tensor([[models[0].vocab_size - 1, 2, 5]])
+    output = decoder.generate(prompt, max_new_tokens=new_tokens, temperature=1.0, seed=12345)
+    stats = output.stats
+    prefill_cost = sum(
+        hierarchy.cost_fns[m](level.prefill_tokens) * level.prefill_passes
+        for m, level in zip(chain, stats.levels)
+    )
+    latency = (hierarchy.clock.elapsed - prefill_cost) / stats.new_tokens
+    rates = [1.0] * len(hierarchy.models)
+    rates[chain[0]] = continue_rate
+    costs = hierarchy.costs_table(sum(draft_lengths) + 2)
+    evaluation = hierspec.evaluate(
+        costs, hierarchy.acceptance, chain, draft_lengths, continue_rates=rates
+    )
+    assert stats.levels[0].continue_rate == pytest.approx(continue_rate, abs=0.02)
+    assert stats.levels[0].early_stops > 0
+    assert stats.passes_per_token == pytest.approx(evaluation.passes_per_token, rel=0.03)
+    assert stats.tokens_per_token == pytest.approx(evaluation.tokens_per_token, rel=0.03)
+    assert latency == pytest.approx(evaluation.latency, rel=0.03)
+
+
+def _confident_models(noise_scales):
+    return markov_models(8, noise_scales=noise_scales, sharpness=1.5, seed=5)
+
+
+@pytest.mark.parametrize(
+    ("noise_scales", "draft_lengths"),
+    [([0.7], [4]), ([1.0, 0.5], [3, 3]), ([1.5, 1.0, 0.5], [2, 2, 2])],
+    ids=["2-levels", "3-levels", "4-levels"],
+)
+def test_greedy_with_early_stopping_equals_the_target(noise_scales, draft_lengths):
+    models = _confident_models(noise_scales)
+    prompt = torch.tensor([[3, 1]])
+    alone = HierarchicalDecoder(models[-1:], []).generate(prompt, 300, temperature=0)
+    decoder = HierarchicalDecoder(list(models), draft_lengths, min_draft_confidence=0.5)
+    output = decoder.generate(prompt, 300, temperature=0)
+    assert torch.equal(output.sequences, alone.sequences)
+    assert 0 < output.stats.levels[0].early_stops < output.stats.levels[0].batches
+
+
+CONFIGS = [
+    pytest.param(SamplingConfig(temperature=1.0), id="t1.0"),
+    pytest.param(SamplingConfig(temperature=0.7, top_k=4, top_p=0.9), id="t0.7-top4-p0.9"),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize(
+    ("noise_scales", "draft_lengths"),
+    [([0.7], [4]), ([1.0, 0.5], [3, 3]), ([1.5, 1.0, 0.5], [2, 2, 2])],
+    ids=["2-levels", "3-levels", "4-levels"],
+)
+def test_long_sequence_transitions_with_early_stopping(config, noise_scales, draft_lengths):
+    models = _confident_models(noise_scales)
+    decoder = HierarchicalDecoder(list(models), draft_lengths, min_draft_confidence=0.7)
+    output = decoder.generate(
+        torch.tensor([[0]]), max_new_tokens=8000, temperature=config.temperature,
+        top_k=config.top_k, top_p=config.top_p, seed=1,
+    )  # fmt: skip
+    transition = processed_probs(models[-1].log_probs, config).double()
+    statistic, dof, p_value = markov_transition_test(output.sequences[0].tolist(), transition)
+    assert p_value > P_VALUE_THRESHOLD, (statistic, dof, p_value)
+    bottom = output.stats.levels[0]
+    assert 0.05 < bottom.continue_rate < 0.95, bottom  # the rule did fire, and not always
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param(SamplingConfig(temperature=1.0), id="t1.0"),
+        pytest.param(SamplingConfig(temperature=0.7, top_k=4), id="t0.7-top4"),
+    ],
+)
+def test_first_two_tokens_with_early_stopping(config):
+    vocab_size = 6
+    models = markov_models(vocab_size, noise_scales=[2.0, 1.0], sharpness=1.5, seed=11)
+    decoder = HierarchicalDecoder(list(models), [2, 3], min_draft_confidence=0.7)
+    prompt = torch.tensor([[2, 5, 1]])
+    transition = processed_probs(models[-1].log_probs, config).double()
+    exact = transition[1].unsqueeze(1) * transition  # P(x1, x2)
+    counts = torch.zeros((vocab_size, vocab_size))
+    for index in range(3000):
+        output = decoder.generate(
+            prompt, max_new_tokens=2, temperature=config.temperature, top_k=config.top_k,
+            top_p=config.top_p, seed=index,
+        )  # fmt: skip
+        first, second = output.sequences[0, -2:].tolist()
+        counts[first, second] += 1
+    result = chi_square_test(counts, exact)
+    assert result.p_value > P_VALUE_THRESHOLD, result
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, float("nan")])
+def test_bad_min_draft_confidence(value):
+    models = markov_models(8, noise_scales=[0.7])
+    with pytest.raises(ValueError, match="min_draft_confidence must be in"):
+        HierarchicalDecoder(list(models), [2], min_draft_confidence=value)
+    with pytest.raises(TypeError, match="min_draft_confidence"):
+        HierarchicalDecoder(list(models), [2], min_draft_confidence="0.5")
+
+
+# --------------------------------------------------------------------------------------------
+# The adaptive decoder learns the continue rate and the bottom acceptance
+
+
+def _adaptive_profile(num_models: int) -> hierspec.Profile:
+    """Cheap drafts, an expensive target whose pass grows slowly with its length."""
+    costs = tuple(
+        tuple((0.02 * (model + 1) if model < num_models - 1 else 1.0) * (1 + 0.05 * n)
+              for n in range(40))
+        for model in range(num_models)
+    )  # fmt: skip
+    acceptance = tuple(
+        tuple(0.6 if i < j else 1.0 for j in range(num_models)) for i in range(num_models)
+    )
+    return hierspec.Profile(tuple(f"M{m}" for m in range(num_models)), costs, acceptance)
+
+
+def test_adaptive_decoder_with_early_stopping_is_lossless_and_learns_the_rates():
+    from hierspec.adaptive import AdaptiveConfig
+
+    models = _confident_models([1.0, 0.5])
+    config = AdaptiveConfig(min_draft_confidence=0.7, replan_interval=1, prior_strength=4)
+    decoder = HierarchicalDecoder.adaptive(list(models), _adaptive_profile(3), config)
+    assert decoder.min_draft_confidence == 0.7
+    prompt = torch.tensor([[3, 1]])
+    alone = HierarchicalDecoder(models[-1:], []).generate(prompt, 200, temperature=0)
+    greedy = decoder.generate(prompt, 200, temperature=0)
+    assert torch.equal(greedy.sequences, alone.sequences)
+    output = decoder.generate(torch.tensor([[0]]), max_new_tokens=6000, seed=1)
+    transition = processed_probs(models[-1].log_probs, SamplingConfig()).double()
+    statistic, dof, p_value = markov_transition_test(output.sequences[0].tolist(), transition)
+    assert p_value > P_VALUE_THRESHOLD, (statistic, dof, p_value)
+    # The decisions carry the learned continue rate of the bottom model: it moved from the
+    # prior (1: the profile has none) towards the observed rate (the decoder may later leave
+    # the drafts: decisions for the target alone have no bottom).
+    observed = [level for level in output.stats.levels if level.stop_checks]
+    assert observed, output.stats.levels
+    rates = [rate for d in output.stats.decisions for rate in d.continue_rates.values()]
+    assert rates and min(rates) < 0.95
+    assert all(decision.bottom_acceptance for decision in output.stats.decisions[:3])

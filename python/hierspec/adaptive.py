@@ -26,6 +26,15 @@ Terms:
                  target's bf16 copy move together). With no observed pair for the drafter the
                  prior stands: a drafter's behaviour says little about another's.
 
+Early stopping of the bottom level (``AdaptiveConfig.min_draft_confidence > 0``, policy.md rule
+1): the bottom level ends its batch before a draft it is not confident about, so two more things
+are learned online. Per model, its *continue rate* (the probability that it drafts at a checked
+position) with the profile's ``continue_rates`` as prior (1 when the profile has none: a rule
+that never fires); and, per pair, the *bottom acceptance* of the drafts it hands up as level 0
+(the drafts it was confident about), a second :class:`AcceptanceEstimator` whose prior is the
+profile's ``bottom_acceptance`` or else its acceptance. The planner gets both (``continue_rates``
+and ``bottom_acceptance`` of :func:`hierspec.plan`).
+
 A re-planning decision depends only on the tokens committed so far and the outcomes of past
 verifications, so it is a stopping-time decision and the output stays exactly the target's
 distribution (``docs/policy.md``, rule 6).
@@ -43,6 +52,7 @@ from .planning import Profile, evaluate, plan
 
 __all__ = [
     "AcceptanceEstimator",
+    "ContinueEstimator",
     "AdaptiveConfig",
     "PlanDecision",
     "Replanner",
@@ -50,6 +60,16 @@ __all__ = [
 ]
 
 _RATE_FLOOR = 1e-4  # keeps logits finite for profile rates of exactly 0 or 1
+
+
+def check_min_draft_confidence(value: object) -> float:
+    """``value`` as a float in ``[0, 1)``; ``TypeError`` / ``ValueError`` naming
+    ``min_draft_confidence`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"min_draft_confidence must be a number in [0, 1), got {value!r}")
+    if not 0.0 <= value < 1.0:  # also refuses NaN
+        raise ValueError(f"min_draft_confidence must be in [0, 1), got {value!r}")
+    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +92,9 @@ class AdaptiveConfig:
     min_relative_gain
         A switch must lower the predicted latency by at least this fraction (>= 0): hysteresis
         against switching back and forth on noise.
+    min_draft_confidence
+        Early stopping of the bottom level, in ``[0, 1)`` (see
+        :class:`hierspec.HierarchicalDecoder`); 0 never stops.
     """
 
     prior_strength: float = 16.0
@@ -80,6 +103,7 @@ class AdaptiveConfig:
     max_draft_length: int = 16
     switch_horizon_tokens: int = 64
     min_relative_gain: float = 0.03
+    min_draft_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         def number(name: str, value: object) -> float:
@@ -102,6 +126,7 @@ class AdaptiveConfig:
             raise ValueError(f"discount must be in (0, 1], got {self.discount!r}")
         if number("min_relative_gain", self.min_relative_gain) < 0:
             raise ValueError(f"min_relative_gain must be >= 0, got {self.min_relative_gain!r}")
+        check_min_draft_confidence(self.min_draft_confidence)
         integer("replan_interval", self.replan_interval)
         integer("max_draft_length", self.max_draft_length)
         integer("switch_horizon_tokens", self.switch_horizon_tokens)
@@ -194,6 +219,42 @@ class AcceptanceEstimator:
         return result
 
 
+class ContinueEstimator:
+    """Posterior continue rates of the bottom level's early stopping, one per model.
+
+    Each model's rate has the prior ``prior[m]`` as ``prior_strength`` pseudo-checks and counts
+    the checked positions of this request (discounted like :class:`AcceptanceEstimator`).
+
+    Examples
+    --------
+    >>> estimator = ContinueEstimator([1.0, 1.0], prior_strength=4, discount=1.0)
+    >>> for _ in range(2):  # two calls that stopped after 2 drafts (3 checks each)
+    ...     estimator.observe(0, checks=3, drafted=2)
+    >>> round(float(estimator.estimates()[0]), 3)  # (4 * 1 + 4) / (4 + 6)
+    0.8
+    """
+
+    def __init__(self, prior: Sequence[float], prior_strength: float, discount: float) -> None:
+        self._prior = np.array(prior, dtype=np.float64)
+        self._strength = float(prior_strength)
+        self._discount = float(discount)
+        self._drafted = np.zeros_like(self._prior)
+        self._checks = np.zeros_like(self._prior)
+
+    def observe(self, model: int, checks: int, drafted: int) -> None:
+        """One bottom call of ``model``: ``checks`` positions checked, ``drafted`` of them
+        drafted (``checks - drafted`` is 0 or 1)."""
+        if not 0 <= drafted <= checks:
+            raise ValueError(f"need 0 <= drafted <= checks, got {drafted} and {checks}")
+        decay = self._discount**checks
+        self._drafted[model] = decay * self._drafted[model] + drafted
+        self._checks[model] = decay * self._checks[model] + checks
+
+    def estimates(self) -> np.ndarray:
+        """``[M]`` posterior means."""
+        return (self._strength * self._prior + self._drafted) / (self._strength + self._checks)
+
+
 @dataclasses.dataclass(frozen=True)
 class PlanDecision:
     """One planning decision during a generate call.
@@ -204,7 +265,9 @@ class PlanDecision:
     it for the adjacent pairs of both configurations, ``{"i->j": rate}``; ``predicted_latency``
     and ``previous_latency`` are the planner's latencies of the two under those estimates (cost
     units of the profile, ms); ``catch_up_cost`` the predicted cost of the passes that bring
-    joining levels up to date.
+    joining levels up to date. With early stopping, ``bottom_acceptance`` holds the estimates of
+    the bottom pairs of both configurations and ``continue_rates`` those of their bottom models
+    (``{"i": rate}``); both are empty otherwise.
     """
 
     token: int
@@ -218,6 +281,8 @@ class PlanDecision:
     predicted_latency: float
     previous_latency: float
     catch_up_cost: float
+    bottom_acceptance: dict[str, float] = dataclasses.field(default_factory=dict)
+    continue_rates: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 class Replanner:
@@ -243,15 +308,53 @@ class Replanner:
         """Target passes between two decisions (``config.replan_interval``)."""
         return self.config.replan_interval
 
+    @property
+    def early_stopping(self) -> bool:
+        """Whether the bottom level stops early (``config.min_draft_confidence > 0``)."""
+        return self.config.min_draft_confidence > 0.0
+
     def reset(self) -> None:
         """Forget the evidence of the previous request (a generate call starts)."""
+        config, profile = self.config, self.profile
         self.estimator = AcceptanceEstimator(
-            self.profile.acceptance, self.config.prior_strength, self.config.discount
+            profile.acceptance, config.prior_strength, config.discount
         )
+        self.bottom_estimator: AcceptanceEstimator | None = None
+        self.continue_estimator: ContinueEstimator | None = None
+        if self.early_stopping:
+            bottom_prior = profile.bottom_acceptance or profile.acceptance
+            continue_prior = profile.continue_rates or (1.0,) * len(profile.model_names)
+            self.bottom_estimator = AcceptanceEstimator(
+                bottom_prior, config.prior_strength, config.discount
+            )
+            self.continue_estimator = ContinueEstimator(
+                continue_prior, config.prior_strength, config.discount
+            )
 
-    def observe(self, drafter: int, verifier: int, tested: int, accepted: int) -> None:
-        """One verification by the engine (see :meth:`AcceptanceEstimator.observe`)."""
-        self.estimator.observe(drafter, verifier, tested, accepted)
+    def observe(
+        self, drafter: int, verifier: int, tested: int, accepted: int, bottom: bool = False
+    ) -> None:
+        """One verification by the engine (see :meth:`AcceptanceEstimator.observe`);
+        ``bottom``: the drafter was level 0 (its drafts feed the bottom acceptance when the
+        bottom level stops early)."""
+        if bottom and self.bottom_estimator is not None:
+            self.bottom_estimator.observe(drafter, verifier, tested, accepted)
+        else:
+            self.estimator.observe(drafter, verifier, tested, accepted)
+
+    def observe_continue(self, model: int, checks: int, drafted: int) -> None:
+        """One bottom call with early stopping (see :meth:`ContinueEstimator.observe`)."""
+        if self.continue_estimator is not None:
+            self.continue_estimator.observe(model, checks, drafted)
+
+    def _early_stopping_estimates(self) -> dict[str, list | None]:
+        """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate."""
+        if self.bottom_estimator is None or self.continue_estimator is None:
+            return {"continue_rates": None, "bottom_acceptance": None}
+        return {
+            "continue_rates": self.continue_estimator.estimates().tolist(),
+            "bottom_acceptance": self.bottom_estimator.estimates().tolist(),
+        }
 
     def initial(self) -> tuple[tuple[int, ...], tuple[int, ...], float]:
         """The static plan of the profile: ``(chain, draft_lengths, predicted latency)``."""
@@ -259,6 +362,7 @@ class Replanner:
             self.profile.costs_ms,
             self.profile.acceptance,
             max_draft_length=self.config.max_draft_length,
+            **self._early_stopping_estimates(),
         )
         return tuple(best.chain), tuple(best.draft_lengths), best.latency
 
@@ -290,9 +394,14 @@ class Replanner:
         exceeds the catch-up cost.
         """
         estimates = self.estimator.estimates()
+        stopping = self._early_stopping_estimates()
         costs = self.profile.costs_ms
-        best = plan(costs, estimates.tolist(), max_draft_length=self.config.max_draft_length)
-        current = evaluate(costs, estimates.tolist(), list(chain), list(draft_lengths)).latency
+        best = plan(
+            costs, estimates.tolist(), max_draft_length=self.config.max_draft_length, **stopping
+        )
+        current = evaluate(
+            costs, estimates.tolist(), list(chain), list(draft_lengths), **stopping
+        ).latency
         new_chain, new_lengths = tuple(best.chain), tuple(best.draft_lengths)
         catch_up = sum(self.catch_up_cost(model, gaps[model]) for model in new_chain)
         horizon = min(tokens_left, self.config.switch_horizon_tokens)
@@ -301,6 +410,16 @@ class Replanner:
             gain >= self.config.min_relative_gain * current and gain * horizon > catch_up
         )
         pairs = set(zip(chain, chain[1:])) | set(zip(new_chain, new_chain[1:]))
+        bottom_acceptance: dict[str, float] = {}
+        continue_rates: dict[str, float] = {}
+        if stopping["continue_rates"] is not None:
+            for bottom_chain in {chain, new_chain}:
+                if len(bottom_chain) >= 2:
+                    drafter, verifier = bottom_chain[0], bottom_chain[1]
+                    rate = stopping["bottom_acceptance"][drafter][verifier]
+                    bottom_acceptance[f"{drafter}->{verifier}"] = float(rate)
+                    continue_rates[str(drafter)] = float(stopping["continue_rates"][drafter])
+            pairs -= {(c[0], c[1]) for c in (chain, new_chain) if len(c) >= 2}
         return PlanDecision(
             token=token,
             target_pass=target_pass,
@@ -313,6 +432,8 @@ class Replanner:
             predicted_latency=best.latency if switched else current,
             previous_latency=current,
             catch_up_cost=catch_up if switched else 0.0,
+            bottom_acceptance=bottom_acceptance,
+            continue_rates=continue_rates,
         )
 
 

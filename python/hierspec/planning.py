@@ -207,14 +207,18 @@ class Profile:
     """A planning profile (format: ``docs/profile-format.md``).
 
     ``costs_ms`` is ``[M]`` (constant per pass) or ``[M][N]`` (a pass over ``n`` tokens at
-    index ``n-1``), milliseconds; ``acceptance`` is ``[M][M]``; ``extra`` holds every other
-    top-level key of the file (metadata written by the profiler).
+    index ``n-1``), milliseconds; ``acceptance`` is ``[M][M]``; ``continue_rates`` ``[M]`` and
+    ``bottom_acceptance`` ``[M][M]`` (optional) describe the bottom level's early stopping as in
+    :func:`evaluate`; ``extra`` holds every other top-level key of the file (metadata written by
+    the profiler).
     """
 
     model_names: tuple[str, ...]
     costs_ms: tuple[float, ...] | tuple[tuple[float, ...], ...]
     acceptance: tuple[tuple[float, ...], ...]
     extra: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    continue_rates: tuple[float, ...] | None = None
+    bottom_acceptance: tuple[tuple[float, ...], ...] | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> Profile:
@@ -290,8 +294,23 @@ class Profile:
         else:
             table = tuple(float(cost) for cost in costs)
         acceptance = tuple(tuple(float(x) for x in row) for row in rows)
-        extra = {key: value for key, value in data.items() if key not in ("models", "acceptance")}
-        return cls(tuple(names), table, acceptance, extra)
+        optional = ("continue_rates", "bottom_acceptance")
+        stopping = _early_stopping_arguments(
+            data.get("continue_rates"), data.get("bottom_acceptance"), len(names)
+        )  # validated: ValueError / TypeError naming the key
+        extra = {
+            key: value
+            for key, value in data.items()
+            if key not in ("models", "acceptance", *optional)
+        }
+        return cls(
+            tuple(names),
+            table,
+            acceptance,
+            extra,
+            continue_rates=tuple(stopping["continue_rates"]) or None,
+            bottom_acceptance=tuple(tuple(row) for row in stopping["bottom_acceptance"]) or None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON structure of ``docs/profile-format.md``."""
@@ -299,9 +318,15 @@ class Profile:
             {"name": name, "costs_ms": list(cost) if isinstance(cost, tuple) else cost}
             for name, cost in zip(self.model_names, self.costs_ms)
         ]
+        optional: dict[str, Any] = {}
+        if self.continue_rates is not None:
+            optional["continue_rates"] = list(self.continue_rates)
+        if self.bottom_acceptance is not None:
+            optional["bottom_acceptance"] = [list(row) for row in self.bottom_acceptance]
         return {
             "models": models,
             "acceptance": [list(row) for row in self.acceptance],
+            **optional,
             **self.extra,
         }
 

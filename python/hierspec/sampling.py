@@ -199,6 +199,8 @@ def first_invalid_position(probs: torch.Tensor) -> torch.Tensor:
     tensor([1])
     """
     invalid = ~is_distribution(probs)  # [batch, positions]
+    if invalid.shape[-1] == 0:  # no rows (a bottom batch that stopped before its first draft)
+        return torch.full(invalid.shape[:-1], -1, dtype=torch.long, device=invalid.device)
     first = invalid.int().argmax(dim=-1)  # the first True (argmax returns the first maximum)
     return torch.where(invalid.any(dim=-1), first, -1).long()
 

@@ -38,7 +38,7 @@ from typing import Literal, Protocol
 
 import torch
 
-from ..adaptive import AdaptiveConfig, PlanDecision, Replanner
+from ..adaptive import AdaptiveConfig, PlanDecision, Replanner, check_min_draft_confidence
 from ..levels import as_levels
 from ..planning import MAX_DRAFT_LENGTH, Profile
 from ..protocol import DraftModel
@@ -88,8 +88,10 @@ class _Run:
         eos_ids: torch.Tensor | None,  # [num_eos] int64 on the levels' device
         replanner: Replanner | None = None,
         streamer: Streamer | None = None,
+        min_draft_confidence: float = 0.0,
     ) -> None:
         self.candidates = candidates
+        self.min_draft_confidence = min_draft_confidence
         self.vocab_size = vocab_size
         self.device = device
         self.config = config
@@ -244,9 +246,7 @@ class _Run:
             rows = processed_probs(logits, self.config)  # [1, L, vocab]
             first_invalid = self.row_checks.first_invalid(logits, rows)  # [1], no sync
             target_probs = torch.cat([rows, rows[:, -1:]], dim=1)  # [1, L + 1, vocab]
-        output_token_ids, num_accepted = verify(
-            draft_token_ids, draft_probs, target_probs, self.generator, validate=False
-        )
+        output_token_ids, num_accepted = self._verify(draft_token_ids, draft_probs, target_probs)
         # The one host sync per verification, which also reads the rows' checks (errors.py).
         accepted = self.row_checks.read_verification(
             num_accepted, first_invalid, draft_probs, top, owner.levels, base
@@ -260,6 +260,17 @@ class _Run:
         self._record_outcome(top, batch_length, accepted, emitted)
         owner.commit(top, base + emitted, last_token_id)
 
+    def _verify(
+        self, draft_token_ids: torch.Tensor, draft_probs: torch.Tensor, target_probs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`hierspec.verify` of a batch (rule 2); a batch of no drafts (level 0 stopped
+        before its first, rule 1) emits the verifier's own token from its one row, which is
+        what verification with all of zero drafts accepted does."""
+        if draft_token_ids.shape[1] == 0:
+            token = draw(target_probs[:, 0], self.config, self.generator)  # [1, 1]
+            return token, torch.zeros(1, dtype=torch.long, device=token.device)
+        return verify(draft_token_ids, draft_probs, target_probs, self.generator, validate=False)
+
     def _record_outcome(
         self, level_index: int, batch_length: int, accepted: int, emitted: int
     ) -> None:
@@ -270,7 +281,11 @@ class _Run:
         if self.replanner is not None:
             tested = accepted + (1 if accepted < batch_length else 0)
             self.replanner.observe(
-                self.chain[level_index - 1], self.chain[level_index], tested, accepted
+                self.chain[level_index - 1],
+                self.chain[level_index],
+                tested,
+                accepted,
+                bottom=level_index == 1,
             )
 
     # -- the levels below the target ---------------------------------------------------------
@@ -287,21 +302,35 @@ class _Run:
         return self._draft_intermediate(level_index)
 
     def _draft_bottom(self) -> tuple[int, torch.Tensor]:
-        """Rule 1: ``T_0`` tokens in ``T_0`` passes, the first over exactly 2 pending tokens."""
+        """Rule 1: up to ``T_0`` tokens, the first pass over exactly 2 pending tokens; with
+        early stopping the batch ends before a draft whose row has confidence (largest
+        probability of the level's own softmax) below ``min_draft_confidence``: ``G`` tokens in
+        ``min(G + 1, T_0)`` passes."""
         owner = self.owner
         owner.normalise_bottom()
         config = self.config
         generator = self.generator
         draft_length = self.draft_lengths[0]
+        min_confidence = self.min_draft_confidence
         probs_rows = []
         num_tokens = owner.pending(0)  # 2; 1 only right after a 1-token prompt
         for _ in range(draft_length):
             logits = owner.forward(0, num_tokens)
+            if min_confidence > 0.0 and _confidence(logits[0, -1]) < min_confidence:
+                break  # depends only on this level's own row: a stopping time, lossless
             probs = processed_probs(logits[:, -1], config)  # [1, vocab]
             owner.append_bottom(draw(probs, config, generator))
             probs_rows.append(probs)
             num_tokens = 1
-        return draft_length, torch.stack(probs_rows, dim=1)  # [1, T_0, vocab]
+        drafted = len(probs_rows)
+        if min_confidence > 0.0:
+            checks = drafted + (1 if drafted < draft_length else 0)
+            self.counters[0].record_stop_checks(checks, stopped=drafted < draft_length)
+            if self.replanner is not None:
+                self.replanner.observe_continue(self.chain[0], checks, drafted)
+        if not probs_rows:
+            return 0, torch.empty((1, 0, self.vocab_size), dtype=torch.float32, device=self.device)
+        return drafted, torch.stack(probs_rows, dim=1)  # [1, G, vocab]
 
     def _draft_intermediate(self, level_index: int) -> tuple[int, torch.Tensor]:
         """Rule 3: verify batches of level ``l-1`` until ``s`` reaches the threshold."""
@@ -319,12 +348,8 @@ class _Run:
             logits = owner.forward(level_index, 1 + batch_length)
             target_probs = processed_probs(logits, config)  # [1, G + 1, vocab]
             first_invalid = self.row_checks.first_invalid(logits, target_probs)  # [1], no sync
-            output_token_ids, num_accepted = verify(
-                owner.tokens[:, start : start + batch_length],
-                draft_probs,
-                target_probs,
-                self.generator,
-                validate=False,
+            output_token_ids, num_accepted = self._verify(
+                owner.tokens[:, start : start + batch_length], draft_probs, target_probs
             )
             # The one host sync per verification, which also reads the rows' checks (errors.py).
             accepted = self.row_checks.read_verification(
@@ -342,6 +367,15 @@ class _Run:
         # everything it holds (rule 3).
         handed_up = self.draft_lengths[level_index] if level_index < self.top - 1 else held
         return handed_up, emitted_probs[:, :handed_up]
+
+
+def _confidence(logits: torch.Tensor) -> float:
+    """The largest probability of ``softmax(logits)`` (one row ``[vocab]``): the level's own
+    confidence in its next token, whatever the sampling configuration. NaN counts as 0."""
+    scores = logits.float()
+    top = scores.max()
+    value = float(1.0 / torch.exp(scores - top).sum())
+    return value if value == value else 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -439,6 +473,14 @@ class HierarchicalDecoder:
         model). ``T_0`` is the number of tokens level 0 drafts per call; an intermediate level
         accumulates at least ``T_l`` (+1 below level K-1) tokens before handing up (policy.md
         rules 1-4).
+    min_draft_confidence : float in [0, 1), default 0
+        Early stopping of level 0 (policy.md rule 1): it ends its batch before a draft whose
+        next-token distribution (the softmax of its own logits, whatever the sampling
+        settings) has no probability of at least this much, so it may hand up fewer than
+        ``T_0`` tokens (even none). Lossless: the decision depends only on the drafter's own
+        output. 0 never stops. Model it with ``continue_rates`` / ``bottom_acceptance`` in
+        :func:`hierspec.evaluate` and :func:`hierspec.plan` (``LevelStats.continue_rate`` is
+        the observed rate).
 
     Raises
     ------
@@ -447,7 +489,8 @@ class HierarchicalDecoder:
         sequence of ints.
     ValueError
         A model whose cache cannot be truncated, different vocabularies or devices,
-        ``draft_lengths`` of the wrong length or with an entry below 1.
+        ``draft_lengths`` of the wrong length or with an entry below 1, ``min_draft_confidence``
+        outside ``[0, 1)``.
 
     See Also
     --------
@@ -455,7 +498,13 @@ class HierarchicalDecoder:
     hierspec.evaluate : the expected passes per token and latency of this decoder's process.
     """
 
-    def __init__(self, models: Sequence[object], draft_lengths: Sequence[int]) -> None:
+    def __init__(
+        self,
+        models: Sequence[object],
+        draft_lengths: Sequence[int],
+        *,
+        min_draft_confidence: float = 0.0,
+    ) -> None:
         levels = as_levels(models)
         if isinstance(draft_lengths, (str, bytes)) or not isinstance(draft_lengths, Sequence):
             raise TypeError(f"draft_lengths must be a sequence of ints, got {draft_lengths!r}")
@@ -477,6 +526,7 @@ class HierarchicalDecoder:
             if size < 1:
                 raise ValueError(f"draft_lengths[{index}] must be >= 1, got {size}")
             sizes.append(size)
+        self._min_draft_confidence = check_min_draft_confidence(min_draft_confidence)
         self._levels = levels
         self._candidates = levels
         self._chain = tuple(range(len(levels)))
@@ -486,7 +536,9 @@ class HierarchicalDecoder:
         self._device = torch.device(levels[0].device)
 
     @classmethod
-    def from_plan(cls, models: Sequence[object], plan: object) -> HierarchicalDecoder:
+    def from_plan(
+        cls, models: Sequence[object], plan: object, *, min_draft_confidence: float = 0.0
+    ) -> HierarchicalDecoder:
         """The decoder of ``plan``.
 
         Parameters
@@ -496,6 +548,8 @@ class HierarchicalDecoder:
             the profile); the plan's ``chain`` picks the levels.
         plan : hierspec.Plan or hierspec.PlanEntry
             Anything with ``.chain`` and ``.draft_lengths``.
+        min_draft_confidence : float, default 0
+            As in the constructor.
 
         Returns
         -------
@@ -535,7 +589,11 @@ class HierarchicalDecoder:
             raise ValueError(
                 f"plan.chain {chain} must end at the target, models[{len(models) - 1}]"
             )
-        return cls([models[index] for index in chain], list(draft_lengths))
+        return cls(
+            [models[index] for index in chain],
+            list(draft_lengths),
+            min_draft_confidence=min_draft_confidence,
+        )
 
     @classmethod
     def adaptive(
@@ -591,7 +649,11 @@ class HierarchicalDecoder:
                 f"models {list(replanner.profile.model_names)}"
             )
         chain, draft_lengths, _ = replanner.initial()
-        decoder = cls([candidates[model] for model in chain], list(draft_lengths))
+        decoder = cls(
+            [candidates[model] for model in chain],
+            list(draft_lengths),
+            min_draft_confidence=replanner.config.min_draft_confidence,
+        )
         decoder._candidates = candidates
         decoder._chain = chain
         decoder._replanner = replanner
@@ -616,6 +678,11 @@ class HierarchicalDecoder:
     def levels(self) -> tuple[DraftModel, ...]:
         """The levels of the chain (wrapped models), bottom first."""
         return self._levels
+
+    @property
+    def min_draft_confidence(self) -> float:
+        """Early stopping of level 0 (see the constructor); 0 never stops."""
+        return self._min_draft_confidence
 
     @property
     def draft_lengths(self) -> tuple[int, ...]:
@@ -775,6 +842,7 @@ class HierarchicalDecoder:
                 eos_ids,
                 replanner=self._replanner,
                 streamer=streamer,
+                min_draft_confidence=self._min_draft_confidence,
             )
             sequences, stats = run.execute()
         return GenerateOutput(sequences=sequences.clone(), stats=stats, seed=seed)

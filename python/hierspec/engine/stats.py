@@ -62,6 +62,10 @@ class LevelStats:
         Adaptive decoder only: passes that brought the model up to date with the committed text
         when it joined the chain (one per join), the tokens they processed and their wall time.
         Not included in ``forward_passes`` / ``time_s``.
+    stop_checks, early_stops : int
+        Early stopping of the bottom level (``min_draft_confidence > 0``, policy.md rule 1):
+        draft positions whose confidence was checked, and bottom calls that stopped before
+        ``T_0`` drafts (0 without early stopping).
     """
 
     level: int
@@ -82,6 +86,15 @@ class LevelStats:
     catch_up_passes: int = 0
     catch_up_tokens: int = 0
     catch_up_time_s: float = 0.0
+    stop_checks: int = 0
+    early_stops: int = 0
+
+    @property
+    def continue_rate(self) -> float:
+        """``1 - early_stops / stop_checks``: the observed probability that the bottom level
+        drafts at a checked position (``continue_rates`` of ``hierspec.evaluate``; NaN without
+        checks)."""
+        return 1.0 - self.early_stops / self.stop_checks if self.stop_checks else math.nan
 
     @property
     def mean_acceptance_length(self) -> float:
@@ -200,7 +213,7 @@ class LevelCounters:
         "forward_passes", "tokens_processed", "time_s", "prefill_passes", "prefill_tokens",
         "prefill_time_s", "batches", "drafted", "accepted", "rejected", "outcomes",
         "verifications", "tokens_emitted", "catch_up_passes", "catch_up_tokens",
-        "catch_up_time_s",
+        "catch_up_time_s", "stop_checks", "early_stops",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -220,6 +233,14 @@ class LevelCounters:
         self.catch_up_passes = 0
         self.catch_up_tokens = 0
         self.catch_up_time_s = 0.0
+        self.stop_checks = 0
+        self.early_stops = 0
+
+    def record_stop_checks(self, checks: int, stopped: bool) -> None:
+        """A bottom call checked the confidence at ``checks`` positions and stopped early or
+        not."""
+        self.stop_checks += checks
+        self.early_stops += int(stopped)
 
     def record_batch(self, batch_length: int, num_accepted: int) -> None:
         """This level's batch of ``batch_length`` drafts got ``num_accepted`` accepted above."""
@@ -266,4 +287,6 @@ class LevelCounters:
             catch_up_passes=self.catch_up_passes,
             catch_up_tokens=self.catch_up_tokens,
             catch_up_time_s=self.catch_up_time_s,
+            stop_checks=self.stop_checks,
+            early_stops=self.early_stops,
         )
