@@ -100,6 +100,7 @@ class Configuration:
     draft_lengths: tuple[int, ...] = ()
     predicted_ms: float | None = None  # profile's expected decode latency (static ones)
     prompt_lookup_num_tokens: int | None = None
+    adaptive_config: AdaptiveConfig | None = None  # adaptive ones
 
     @property
     def is_static(self) -> bool:
@@ -170,8 +171,14 @@ def configurations(profile, plan, args) -> list[Configuration]:
         Configuration(
             f"static: {describe(*static_key)}", "static", *static_key, predicted(*static_key)
         ),
-        Configuration("adaptive", "adaptive", *static_key),
+        Configuration("adaptive", "adaptive", *static_key, adaptive_config=AdaptiveConfig()),
     ]
+    default_confidence = AdaptiveConfig().min_draft_confidence
+    for confidence in args.adaptive_variants:
+        if confidence != default_confidence:
+            config = AdaptiveConfig(min_draft_confidence=confidence)
+            name = f"adaptive min_draft_confidence={confidence:g}"
+            result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
     # The fixed set: n-gram at a short / long / middle T first (acceptance moves most for the
     # n-gram level), then the rest by predicted latency.
     ngram = names.index("ngram") if "ngram" in names else None
@@ -216,7 +223,7 @@ class Runner:
             models = list(self.family.models)
             if configuration.kind == "adaptive":
                 decoder = HierarchicalDecoder.adaptive(
-                    models, self.profile, config=AdaptiveConfig()
+                    models, self.profile, config=configuration.adaptive_config
                 )
             elif configuration.kind == "static":
                 decoder = HierarchicalDecoder.from_plan(models, self.plan)
@@ -402,6 +409,16 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
             name: sum(min(static_names, key=lambda n: ms(r, n)) == name for r in group)
             for name in static_names
         }
+        row["adaptive_variants"] = {
+            c.name: {
+                "vs_static": ratio(group, static.name, c.name),
+                "vs_adaptive": ratio(group, "adaptive", c.name),
+                "vs_prompt_lookup": ratio(group, lookup, c.name),
+                "prediction_error": prediction_error(group, c.name),
+            }
+            for c in configs
+            if c.kind == "adaptive" and c.name != "adaptive"
+        }
         row["plan_changes_per_prompt"] = statistics.fmean(
             sum(d.switched for d in r["runs"]["adaptive"].decisions) for r in group
         )
@@ -436,6 +453,23 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
             ungrounded, best_lookup(ungrounded), static.name
         ),
         "prompt_lookup_best": best_lookup(records),
+        "adaptive_variants": {
+            name: {
+                "vs_static_ungrounded": by_category.get(UNGROUNDED, {})
+                .get("adaptive_variants", {})
+                .get(name, {})
+                .get("vs_static"),
+                "vs_static_worst_category": min(
+                    row["adaptive_variants"][name]["vs_static"] for row in own
+                ),
+                "vs_adaptive": by_category["all"]["adaptive_variants"][name]["vs_adaptive"],
+                "vs_prompt_lookup": ratio(records, best_lookup(records), name),
+                "prediction_error": max(
+                    (row["adaptive_variants"][name]["prediction_error"] for row in own), key=abs
+                ),
+            }
+            for name in by_category["all"]["adaptive_variants"]
+        },
     }
     readme = [
         r for r in records if prompts[r["prompt"]]["message"] == README_PROMPT
@@ -449,7 +483,9 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
     if sampling.is_greedy:
         summary["greedy_outputs_identical_to_target"] = all(
             r["runs"][c.name].identical for r in records for c in configs if c.is_static
-        ) and all(r["runs"]["adaptive"].identical for r in records)
+        ) and all(
+            r["runs"][c.name].identical for r in records for c in configs if c.kind == "adaptive"
+        )
     return {
         "label": label,
         "sampling": dataclasses.asdict(sampling),
@@ -466,6 +502,9 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
                 "draft_lengths": list(c.draft_lengths),
                 "predicted_ms_per_token": c.predicted_ms,
                 "prompt_lookup_num_tokens": c.prompt_lookup_num_tokens,
+                "adaptive_config": (
+                    dataclasses.asdict(c.adaptive_config) if c.adaptive_config else None
+                ),
             }
             for c in configs
         ],
@@ -724,6 +763,15 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         "plan included (3: with the default 2 prompts per category the full run fits ~35 min)",
     )
     parser.add_argument("--prompt-lookup-grid", type=int, nargs="+", default=[2, 4, 10])
+    parser.add_argument(
+        "--adaptive-variants",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="CONFIDENCE",
+        help="also run the adaptive decoder with these min_draft_confidence values (early "
+        "stopping of the bottom level), each compared in the same run",
+    )
     parser.add_argument("--max-draft-length", type=int, default=16)
     parser.add_argument(
         "--profile-prompts",

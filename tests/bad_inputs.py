@@ -143,6 +143,27 @@ CASES: list[BadInput] = [
         ValueError,
         "num_tokens = 1000000000000000 exceeds MAX_SIMULATED_TOKENS",
     ),
+    # Early stopping of the bottom level
+    BadInput(
+        "hierspec.plan(C, A, continue_rates=[1, 1.5, 1])",
+        ValueError,
+        "continue_rates[1] = 1.5 is outside [0, 1]",
+    ),
+    BadInput(
+        "hierspec.evaluate(C, A, [0, 2], [4], bottom_acceptance=[[1, 2], [0, 1]])",
+        ValueError,
+        "bottom_acceptance must have shape (3, 3)",
+    ),
+    BadInput(
+        "hierspec.HierarchicalDecoder(markov_decoder([2]).levels, [2], min_draft_confidence=1)",
+        ValueError,
+        "min_draft_confidence must be in [0, 1), got 1",
+    ),
+    BadInput(
+        "cli('generate', '--prompt', 'Hi', '--no-adaptive', '--min-draft-confidence', '0.5')",
+        ExitStatus,
+        "2: hierspec generate: error: --min-draft-confidence 0.5 needs the adaptive decoder",
+    ),
     # Integers beyond a C int / int64
     BadInput("hierspec.plan(C, A, max_draft_length=2**31)", ValueError, "max_draft_length = 2"),
     BadInput(

@@ -119,6 +119,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="learn acceptance while generating and re-plan every few target passes, starting "
         "from the profile's plan (the default); --no-adaptive runs the profile's plan throughout",
     )
+    parser.add_argument(
+        "--min-draft-confidence",
+        type=float,
+        default=AdaptiveConfig().min_draft_confidence,
+        metavar="P",
+        help="adaptive mode: the bottom level stops its batch early before a draft it gives "
+        "less than this probability (its own softmax), and the decoder learns how often it "
+        "stops; 0 never stops (default: %(default)s)",
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     add_common_arguments(parser)
 
@@ -143,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if not args.prompt:
         raise ValueError("--prompt must be a non-empty string")
+    if not args.adaptive and args.min_draft_confidence != 0:
+        raise ValueError(
+            f"--min-draft-confidence {args.min_draft_confidence} needs the adaptive decoder "
+            "(it learns how often the bottom level stops); drop --no-adaptive or set it to 0"
+        )
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     candidates = load_candidates(args.models or [], args.cache, progress)
     if args.profile:
@@ -163,7 +177,10 @@ def run(args: argparse.Namespace) -> int:
         model_names=loaded.model_names,
     )
     if args.adaptive:
-        adaptive_config = AdaptiveConfig(max_draft_length=args.max_draft_length)
+        adaptive_config = AdaptiveConfig(
+            max_draft_length=args.max_draft_length,
+            min_draft_confidence=args.min_draft_confidence,
+        )
         decoder = HierarchicalDecoder.adaptive(candidates.models, loaded, adaptive_config)
     else:
         decoder = HierarchicalDecoder.from_plan(candidates.models, best)
@@ -243,10 +260,25 @@ def run(args: argparse.Namespace) -> int:
             previous=_describe(names, decision.previous_chain, decision.previous_draft_lengths),
             new=_describe(names, decision.chain, decision.draft_lengths),
             acceptance={
-                f"{names[int(i)]}->{names[int(j)]}": rate
-                for (i, j), rate in (
-                    (key.split("->"), value) for key, value in decision.acceptance.items()
-                )
+                **{
+                    f"{names[int(i)]}->{names[int(j)]}": rate
+                    for (i, j), rate in (
+                        (key.split("->"), value) for key, value in decision.acceptance.items()
+                    )
+                },
+                # Early stopping: the bottom pairs' acceptance of confident drafts and the
+                # bottom models' continue rates.
+                **{
+                    f"{names[int(i)]}->{names[int(j)]} (bottom)": rate
+                    for (i, j), rate in (
+                        (key.split("->"), value)
+                        for key, value in decision.bottom_acceptance.items()
+                    )
+                },
+                **{
+                    f"{names[int(model)]} continues": rate
+                    for model, rate in decision.continue_rates.items()
+                },
             },
             previous_latency_ms=decision.previous_latency,
             predicted_latency_ms=decision.predicted_latency,
