@@ -12,7 +12,12 @@ import torch
 import hierspec
 from hierspec import HierarchicalDecoder
 from hierspec.sampling import SamplingConfig, processed_probs
-from hierspec.testing import chi_square_test, markov_models, markov_transition_test
+from hierspec.testing import (
+    chi_square_test,
+    first_two_token_counts,
+    markov_models,
+    markov_transition_test,
+)
 
 P_VALUE_THRESHOLD = 1e-3
 
@@ -272,15 +277,7 @@ def test_first_two_tokens_with_early_stopping(config):
     prompt = torch.tensor([[2, 5, 1]])
     transition = processed_probs(models[-1].log_probs, config).double()
     exact = transition[1].unsqueeze(1) * transition  # P(x1, x2)
-    counts = torch.zeros((vocab_size, vocab_size))
-    for index in range(3000):
-        output = decoder.generate(
-            prompt, max_new_tokens=2, temperature=config.temperature, top_k=config.top_k,
-            top_p=config.top_p, seed=index,
-        )  # fmt: skip
-        first, second = output.sequences[0, -2:].tolist()
-        counts[first, second] += 1
-    result = chi_square_test(counts, exact)
+    result = chi_square_test(first_two_token_counts(decoder, prompt, config, 3000), exact)
     assert result.p_value > P_VALUE_THRESHOLD, result
 
 

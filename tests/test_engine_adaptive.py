@@ -25,6 +25,7 @@ from hierspec.sampling import SamplingConfig, processed_probs
 from hierspec.testing import (
     AffineCost,
     chi_square_test,
+    first_two_token_counts,
     markov_models,
     markov_transition_test,
     synthetic_hierarchy,
@@ -128,15 +129,7 @@ def test_first_two_tokens_with_forced_switching(config, switch_probability):
     prompt = torch.tensor([[2, 5, 3]])
     transition = processed_probs(models[-1].log_probs, config).double()  # [vocab, vocab]
     exact = transition[3].unsqueeze(1) * transition  # P(x1, x2)
-    counts = torch.zeros((vocab_size, vocab_size))
-    for index in range(2000):
-        output = decoder.generate(
-            prompt, max_new_tokens=2, temperature=config.temperature, top_k=config.top_k,
-            top_p=config.top_p, seed=index,
-        )  # fmt: skip
-        first, second = output.sequences[0, -2:].tolist()
-        counts[first, second] += 1
-    result = chi_square_test(counts, exact)
+    result = chi_square_test(first_two_token_counts(decoder, prompt, config, 2000), exact)
     assert result.p_value > P_VALUE_THRESHOLD, result
     # Most calls end within one cycle; in 5% or more (times the switching probability) the
     # configuration changed between the two tokens.

@@ -22,6 +22,7 @@ from hierspec import HierarchicalDecoder
 from hierspec.sampling import SamplingConfig, processed_probs
 from hierspec.testing import (
     chi_square_test,
+    first_two_token_counts,
     markov_models,
     markov_transition_test,
     tiny_llama_family,
@@ -34,18 +35,6 @@ CONFIGS = [
 ]
 
 
-def _sample_first_two(decoder: HierarchicalDecoder, prompt, config, num_samples, vocab_size):
-    counts = torch.zeros((vocab_size, vocab_size))
-    for index in range(num_samples):
-        output = decoder.generate(
-            prompt, max_new_tokens=2, temperature=config.temperature, top_k=config.top_k,
-            top_p=config.top_p, seed=index,
-        )  # fmt: skip
-        first, second = output.sequences[0, -2:].tolist()
-        counts[first, second] += 1
-    return counts
-
-
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("draft_lengths", [[1, 1], [2, 3]], ids=["T1,1", "T2,3"])
 def test_first_two_tokens_markov_three_levels(config, draft_lengths):
@@ -55,7 +44,7 @@ def test_first_two_tokens_markov_three_levels(config, draft_lengths):
     prompt = torch.tensor([[2, 5, 1]])
     transition = processed_probs(models[-1].log_probs, config).double()  # [vocab, vocab]
     exact = transition[1].unsqueeze(1) * transition  # P(x1, x2)
-    counts = _sample_first_two(decoder, prompt, config, 4000, vocab_size)
+    counts = first_two_token_counts(decoder, prompt, config, 4000)
     result = chi_square_test(counts, exact)
     assert result.p_value > P_VALUE_THRESHOLD, result
 
@@ -99,6 +88,6 @@ def test_first_two_tokens_tiny_llamas_three_levels(config):
         )
         second = processed_probs(target(extended).logits[:, -1], config).double()  # [vocab, vocab]
     exact = first.unsqueeze(1) * second
-    counts = _sample_first_two(decoder, prompt, config, 2000, vocab_size)
+    counts = first_two_token_counts(decoder, prompt, config, 2000)
     result = chi_square_test(counts, exact)
     assert result.p_value > P_VALUE_THRESHOLD, result

@@ -38,6 +38,7 @@ __all__ = [
     "SyntheticHierarchy",
     "VirtualClock",
     "chi_square_test",
+    "first_two_token_counts",
     "markov_models",
     "markov_transition_test",
     "synthetic_hierarchy",
@@ -325,6 +326,29 @@ def tiny_llama_family(
 # --------------------------------------------------------------------------------------------
 # Chi-square goodness of fit
 # --------------------------------------------------------------------------------------------
+
+
+def first_two_token_counts(
+    decoder: object, prompt: torch.Tensor, config: object, num_samples: int
+) -> torch.Tensor:
+    """``[vocab, vocab]`` counts of the first two new tokens of ``num_samples`` seeded calls
+    ``decoder.generate(prompt, max_new_tokens=2, ...)`` (seeds ``0 .. num_samples - 1``) under
+    the sampling ``config`` (a :class:`hierspec.sampling.SamplingConfig`): the sample that
+    :func:`chi_square_test` compares with ``P(x1, x2)``."""
+    vocab_size = decoder.vocab_size  # type: ignore[attr-defined]
+    counts = torch.zeros((vocab_size, vocab_size))
+    for seed in range(num_samples):
+        output = decoder.generate(  # type: ignore[attr-defined]
+            prompt,
+            max_new_tokens=2,
+            temperature=config.temperature,  # type: ignore[attr-defined]
+            top_k=config.top_k,  # type: ignore[attr-defined]
+            top_p=config.top_p,  # type: ignore[attr-defined]
+            seed=seed,
+        )
+        first, second = output.sequences[0, -2:].tolist()
+        counts[first, second] += 1
+    return counts
 
 
 @dataclass(frozen=True)
