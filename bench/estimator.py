@@ -495,9 +495,20 @@ def switch_passes(trace: Trace, profile: Profile, config: AdaptiveConfig) -> dic
     :class:`Replanner` fed the trace's verifications would switch away from the trace's static
     configuration (asked after every pass but the last, as the engine asks; models outside the
     chain have an empty cache, so their catch-up gap is the whole text but its last token)."""
+    result: dict[int, int] = {}
+    for passes, token, decision in replayed_decisions(trace, profile, config):
+        if decision.switched:
+            result[passes] = token
+    return result
+
+
+def replayed_decisions(trace: Trace, profile: Profile, config: AdaptiveConfig):
+    """Feeds ``trace``'s verifications to a real :class:`Replanner` and asks it after every
+    target pass but the last, as the engine asks (models outside the chain have an empty cache,
+    so their catch-up gap is the whole text but its last token); yields ``(target passes,
+    tokens committed, PlanDecision)`` after each."""
     replanner = Replanner(profile, config)
     chain, lengths = trace.chain, trace.draft_lengths
-    result: dict[int, int] = {}
     items = trace.verifications
     for index, item in enumerate(items):
         replanner.observe(item.drafter, item.verifier, item.tested, item.accepted)
@@ -511,9 +522,7 @@ def switch_passes(trace: Trace, profile: Profile, config: AdaptiveConfig) -> dic
             for m in range(len(profile.model_names))
         ]
         decision = replanner.decide(chain, lengths, gaps, trace.new_tokens - token, token, passes)
-        if decision.switched:
-            result[passes] = token
-    return result
+        yield passes, token, decision
 
 
 def reaction_delays(
@@ -593,16 +602,8 @@ def decision_regret(
     ``partners`` (every trace of the prompt and mode) over the next ``horizon`` new tokens,
     ``evaluate(chosen) / plan().latency - 1`` (catch-up costs left out). ``cache``: the judge's
     rates and best latency per decision point, shared between settings."""
-    replanner = Replanner(profile, config)
-    chain, lengths = trace.chain, trace.draft_lengths
     regrets = []
-    items = trace.verifications
-    for index, item in enumerate(items):
-        replanner.observe(item.drafter, item.verifier, item.tested, item.accepted)
-        last_of_cycle = index + 1 == len(items) or items[index + 1].target_pass != item.target_pass
-        if not last_of_cycle or item.target_pass + 1 >= trace.target_passes:
-            continue
-        token = items[index + 1].token
+    for _, token, decision in replayed_decisions(trace, profile, config):
         key = (trace.mode, trace.prompt, token, horizon)
         if cache is None or key not in cache:
             rates = request_rates(partners, profile.acceptance, token, token + horizon)
@@ -613,13 +614,6 @@ def decision_regret(
         else:
             judged = cache[key]
         rates, best_latency = judged
-        gaps = [
-            0 if m in chain else trace.prompt_tokens + token - 1
-            for m in range(len(profile.model_names))
-        ]
-        decision = replanner.decide(
-            chain, lengths, gaps, trace.new_tokens - token, token, item.target_pass + 1
-        )
         chosen = hierspec.evaluate(
             profile.costs_ms, rates, list(decision.chain), list(decision.draft_lengths)
         ).latency
