@@ -129,9 +129,9 @@ def test_ragged_costs() -> None:
 
 
 def test_cost_table_too_short(entry_point) -> None:
-    # chain [0, 2, 3] with T = (4, 4): the target's deferred pass may process 4 + 4 = 8 tokens
+    # chain [0, 2, 3] with T = (4, 4): the target's pass may process 1 + 4 + 4 = 9 tokens
     message = (
-        "costs has 5 columns (passes of n = 1..5 tokens); this chain needs passes of up to n = 8"
+        "costs has 5 columns (passes of n = 1..5 tokens); this chain needs passes of up to n = 9"
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         entry_point(COSTS[:, :5], ACCEPTANCE, [0, 2, 3], [4, 4])

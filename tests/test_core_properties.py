@@ -75,19 +75,18 @@ def max_committed(draft_lengths: list[int]) -> int:
         return 1
     if len(draft_lengths) == 1:
         return draft_lengths[0] + 1
-    return draft_lengths[-1] + draft_lengths[-2]
+    return 1 + draft_lengths[-1] + draft_lengths[-2]  # standard pass with a bonus token
 
 
 def fits(costs: np.ndarray, draft_lengths: list[int]) -> bool:
     if costs.ndim == 1 or not draft_lengths:
         return True
-    needed = 2
-    for level in range(1, len(draft_lengths)):
-        needed = max(needed, draft_lengths[level - 1] + 1)
-    last = (
-        draft_lengths[0] + 1 if len(draft_lengths) == 1 else draft_lengths[-1] + draft_lengths[-2]
-    )
-    return costs.shape[1] >= max(needed, last)
+    if len(draft_lengths) == 1:
+        return costs.shape[1] >= max(2, draft_lengths[0] + 1)
+    # K >= 2: level 0's first pass of a cycle in the bonus state (3 tokens), the first
+    # verification of an intermediate level in it (T_{l-1} + 2), the target's pass (1 + L).
+    needed = max([3] + [size + 2 for size in draft_lengths[:-1]])
+    return costs.shape[1] >= max(needed, 1 + draft_lengths[-1] + draft_lengths[-2])
 
 
 @SETTINGS

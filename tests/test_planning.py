@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import hierspec
@@ -46,10 +46,12 @@ def columns_needed(draft_lengths: list[int]) -> int:
     """Longest pass of a chain (docs/policy.md): see hierspec::chain_columns_needed."""
     if not draft_lengths:
         return 1
-    needed = max([2] + [size + 1 for size in draft_lengths[:-1]])
     if len(draft_lengths) == 1:
-        return max(needed, draft_lengths[0] + 1)
-    return max(needed, draft_lengths[-1] + draft_lengths[-2])
+        return max(2, draft_lengths[0] + 1)
+    # K >= 2, bonus state: level 0's 3 tokens, a first verification's T_{l-1} + 2, the target's
+    # standard pass 1 + L.
+    needed = max([3] + [size + 2 for size in draft_lengths[:-1]])
+    return max(needed, 1 + draft_lengths[-1] + draft_lengths[-2])
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +191,7 @@ def test_planner_equals_brute_force_with_short_table(seed: int) -> None:
     brute = hierspec.brute_force_plan(costs, acceptance, max_draft_length)
     assert_same_plan(planned, brute, costs, acceptance)
     assert planned.limited_by_cost_table
-    assert (planned.cost_table_columns, planned.columns_needed) == (num_columns, 8)
+    assert (planned.cost_table_columns, planned.columns_needed) == (num_columns, 9)
     for entry in planned.alternatives:
         assert columns_needed(list(entry.draft_lengths)) <= num_columns
 
@@ -249,7 +251,9 @@ def instances(draw, max_models: int = 5):
 @settings(max_examples=150, deadline=None)
 @given(instances(), st.data())
 def test_latency_nonincreasing_in_acceptance_except_below_target(instance, data) -> None:
-    """theory §8 claim 2: non-increasing in a_l for every level l except l = K-1 (K >= 2)."""
+    """theory §8 claim 2: non-increasing in a_l for every level l except l = K-1 (K >= 2); in
+    a_K (K >= 2) when the bonus state's extra cost D satisfies D E[L] <= E[c_K(L+1)] +
+    Cost_{K-1}."""
     costs, acceptance, chain, draft_lengths = instance
     top = len(chain) - 1
     levels = [level for level in range(1, top + 1) if not (level == top - 1 and top >= 2)]
@@ -258,6 +262,25 @@ def test_latency_nonincreasing_in_acceptance_except_below_target(instance, data)
     low, high = sorted([acceptance[row, column], data.draw(rates)])
     acceptance_low, acceptance_high = acceptance.copy(), acceptance.copy()
     acceptance_low[row, column], acceptance_high[row, column] = low, high
+    if level == top and top >= 2:
+        # D = delta_0 + sum_l delta_l; E[L] and X = E[c_K(L+1)] + Cost_{K-1} from evaluate
+        # (neither depends on a_K).
+        extra = (
+            costs[chain[0], 2]
+            - costs[chain[0], 1]
+            + sum(
+                costs[chain[index], draft_lengths[index - 1] + 1]
+                - costs[chain[index], draft_lengths[index - 1]]
+                for index in range(1, top)
+            )
+        )
+        low_evaluation = hierspec.evaluate(costs, acceptance_low, chain, draft_lengths)
+        mean_hand_up = (
+            low_evaluation.tokens_per_token[top] / low_evaluation.passes_per_token[top] - 1
+        )
+        cycle_cost = low_evaluation.latency * low_evaluation.tokens_per_target_pass
+        fixed_cost = cycle_cost - low_evaluation.bonus_state_probability * extra
+        assume(extra * mean_hand_up <= fixed_cost * (1 - 1e-9))
     latency_low = hierspec.expected_latency(costs, acceptance_low, chain, draft_lengths)
     latency_high = hierspec.expected_latency(costs, acceptance_high, chain, draft_lengths)
     assert latency_high <= latency_low * (1 + 1e-12) + 1e-15
@@ -272,7 +295,8 @@ def test_latency_is_not_monotone_in_acceptance_below_target() -> None:
         acceptance = [[1, rate, 0.5], [0, 1, 0.9], [0, 0, 1]]
         return hierspec.expected_latency([0.0, 0.0, 1.0], acceptance, [0, 1, 2], [1, 2])
 
-    assert latency(1.0) == pytest.approx(1 / 1.9)  # e = 2 always: commits 1 + 0.9
+    # e = 2 always: the target's pass over 3 tokens commits 1 + 0.9 + 0.81
+    assert latency(1.0) == pytest.approx(1 / 2.71)
     assert latency(0.5) < latency(1.0) * 0.95
 
 

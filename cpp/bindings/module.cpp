@@ -67,7 +67,8 @@ PYBIND11_MODULE(_core, module) {
       .def_readonly("passes_per_token", &hierspec::Evaluation::passes_per_token)
       .def_readonly("tokens_per_token", &hierspec::Evaluation::tokens_per_token)
       .def_readonly("cost_per_token", &hierspec::Evaluation::cost_per_token)
-      .def_readonly("tokens_per_target_pass", &hierspec::Evaluation::tokens_per_target_pass);
+      .def_readonly("tokens_per_target_pass", &hierspec::Evaluation::tokens_per_target_pass)
+      .def_readonly("bonus_state_probability", &hierspec::Evaluation::bonus_state_probability);
 
   py::class_<hierspec::SimulationResult>(module, "SimulationResult")
       .def_readonly("latency", &hierspec::SimulationResult::latency)

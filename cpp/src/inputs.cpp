@@ -178,19 +178,24 @@ void validate_chain(const std::vector<int>& chain, const std::vector<int>& draft
 int chain_columns_needed(const std::vector<int>& draft_lengths) {
   const std::size_t num_levels = draft_lengths.size();  // K
   if (num_levels == 0) return 1;
-  int needed = 2;  // level 0's first pass processes 2 tokens (policy rule 1)
-  for (std::size_t level = 1; level < num_levels; ++level) {
-    needed = std::max(needed, draft_lengths[level - 1] + 1);
+  // K = 1: level 0's first pass (2 tokens, policy rule 1) and the target's standard pass over
+  // the pending token plus T_0 drafts.
+  if (num_levels == 1) return std::max(2, draft_lengths[0] + 1);
+  // K >= 2 (policy rules 1-4, bonus state b): level 0's first pass of a cycle processes 2 + b <= 3
+  // tokens; the first verification of intermediate level l in a cycle T_{l-1} + 1 + b <=
+  // T_{l-1} + 2; the target's pass its pending token plus the hand-up of level K-1, at most
+  // 1 + T_{K-1} + T_{K-2} (which also covers level K-1's T_{K-2} + 2 and level 0's 3).
+  int needed = 1 + draft_lengths[num_levels - 1] + draft_lengths[num_levels - 2];
+  for (std::size_t level = 1; level + 1 < num_levels; ++level) {
+    needed = std::max(needed, draft_lengths[level - 1] + 2);
   }
-  if (num_levels == 1) return std::max(needed, draft_lengths[0] + 1);
-  // Deferred target pass over the whole hand-up of level K-1: at most T_{K-1} + T_{K-2}.
-  return std::max(needed, draft_lengths[num_levels - 1] + draft_lengths[num_levels - 2]);
+  return needed;
 }
 
 int plan_columns_needed(int num_models, int max_draft_length) {
   if (num_models <= 1) return 1;
   if (num_models == 2) return std::max(2, max_draft_length + 1);
-  return std::max(2, 2 * max_draft_length);
+  return 2 * max_draft_length + 1;
 }
 
 void require_columns(const CostTable& costs, int columns_needed) {

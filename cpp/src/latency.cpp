@@ -55,11 +55,18 @@ Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
     return total;
   };
 
-  // Law of the length e of the target's pass: pass_length_law[k] = P(e = first_pass_length + k).
-  // K = 1: e = G + 1 (standard verification of the bottom batch); K >= 2: e = L, the hand-up of
-  // level K-1 (deferred verification, rule 4).
-  int first_pass_length = 1;
-  std::vector<double> pass_length_law = bottom_law;
+  // Law of the hand-up L into the target: hand_up_law[k] = P(L = min_hand_up + k).
+  // K = 1: L = G, the bottom batch; K >= 2: the end point of level K-1's renewal (rule 3).
+  int min_hand_up = 0;
+  std::vector<double> hand_up_law = bottom_law;
+  // Extra cost of a cycle that starts in the bonus state b = 1 (K >= 2, rules 1-4): level 0's
+  // first pass of the cycle processes 3 tokens instead of 2 and the first verification of every
+  // intermediate level l one token more (G + 2 instead of G + 1; for level 1 in expectation
+  // over the bottom batch G, which does not depend on b).
+  std::vector<double> bonus_extra_cost(top, 0.0);
+  if (top >= 2) {
+    bonus_extra_cost[0] = pass_cost(costs, chain[0], 3) - pass_cost(costs, chain[0], 2);
+  }
   for (int level = 1; level < top; ++level) {
     // G: the hand-up of level - 1 (random from level 0, fixed T_{l-1} from a higher level).
     const int batch_length = draft_lengths[level - 1];
@@ -85,11 +92,16 @@ Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
     passes_per_call[level] = verifications;
     tokens_per_call[level] = verifications * pass_tokens;
     own_cost_per_call[level] = verifications * pass_cost_mean;  // Wald
+    bonus_extra_cost[level] =
+        level == 1 ? over_bottom_batch([&](int n) {
+          return pass_cost(costs, model, n + 1) - pass_cost(costs, model, n);
+        })
+                   : pass_cost(costs, model, batch_length + 2) -
+                         pass_cost(costs, model, batch_length + 1);
     if (level == top - 1) {
-      // End point e in T..T+G; level K-1 hands up all e tokens and the target's deferred pass
-      // processes e tokens.
-      pass_length_law = detail::end_point_law(density, law, threshold);
-      first_pass_length = threshold + 1;
+      // End point e in T..T+G: level K-1 hands up all e tokens.
+      hand_up_law = detail::end_point_law(density, law, threshold);
+      min_hand_up = threshold + 1;
     }
   }
 
@@ -100,28 +112,45 @@ Evaluation evaluate(const CostTable& costs, const AcceptanceMatrix& acceptance,
     calls_per_cycle[level - 1] = calls_per_cycle[level] * passes_per_call[level];
   }
 
+  // The target's standard pass (rules 2, 4) processes its pending token and the L drafts,
+  // e = L + 1 tokens, and commits h(e) = sum_{k<e} a^k in expectation (a: the bottom acceptance
+  // for a single draft). It accepts all L with probability a^L: the next cycle then starts in
+  // the bonus state (K >= 2).
   const double target_rate = top == 1
                                  ? early_stopping.bottom_acceptance(acceptance, chain[0], target)
                                  : acceptance[chain[top - 1]][target];
-  const int max_pass_length = first_pass_length + static_cast<int>(pass_length_law.size()) - 1;
+  const int max_pass_length = min_hand_up + static_cast<int>(hand_up_law.size());
   const std::vector<double> outputs =
       detail::expected_outputs_by_pass_length(target_rate, max_pass_length);
-  double target_cost = 0.0, target_tokens = 0.0, committed = 0.0;
-  for (std::size_t k = 0; k < pass_length_law.size(); ++k) {
-    const int pass_length = first_pass_length + static_cast<int>(k);
-    target_cost += pass_length_law[k] * pass_cost(costs, target, pass_length);
-    target_tokens += pass_length_law[k] * pass_length;
-    committed += pass_length_law[k] * outputs[pass_length];
+  double target_cost = 0.0, target_tokens = 0.0, committed = 0.0, full_acceptance = 0.0;
+  double power = 1.0;  // a^L
+  for (int k = 0; k < min_hand_up; ++k) power *= target_rate;
+  for (std::size_t k = 0; k < hand_up_law.size(); ++k) {
+    const int pass_length = min_hand_up + static_cast<int>(k) + 1;
+    target_cost += hand_up_law[k] * pass_cost(costs, target, pass_length);
+    target_tokens += hand_up_law[k] * pass_length;
+    committed += hand_up_law[k] * outputs[pass_length];
+    full_acceptance += hand_up_law[k] * power;
+    power *= target_rate;
   }
+  // pi = P(b = 1) at the start of a cycle: b is the indicator that the previous cycle's target
+  // accepted everything, independent of this cycle's draws (docs/theory.md §4).
+  const double bonus_state = top >= 2 ? full_acceptance : 0.0;
 
   result.tokens_per_target_pass = committed;
+  result.bonus_state_probability = bonus_state;
   result.passes_per_token.resize(top + 1);
   result.tokens_per_token.resize(top + 1);
   result.cost_per_token.resize(top + 1);
   for (int level = 0; level < top; ++level) {
+    // Per cycle: the calls' expectations plus, in the bonus state, one more token in the
+    // level's first pass of the cycle.
     result.passes_per_token[level] = calls_per_cycle[level] * passes_per_call[level] / committed;
-    result.tokens_per_token[level] = calls_per_cycle[level] * tokens_per_call[level] / committed;
-    result.cost_per_token[level] = calls_per_cycle[level] * own_cost_per_call[level] / committed;
+    result.tokens_per_token[level] =
+        (calls_per_cycle[level] * tokens_per_call[level] + bonus_state) / committed;
+    result.cost_per_token[level] = (calls_per_cycle[level] * own_cost_per_call[level] +
+                                    bonus_state * bonus_extra_cost[level]) /
+                                   committed;
   }
   result.passes_per_token[top] = 1.0 / committed;
   result.tokens_per_token[top] = target_tokens / committed;

@@ -29,7 +29,8 @@ class Simulator {
         generator_(seed),
         passes_(chain.size(), 0.0),
         tokens_(chain.size(), 0.0),
-        cost_(chain.size(), 0.0) {}
+        cost_(chain.size(), 0.0),
+        extra_pending_(chain.size(), 0) {}
 
   // One target cycle (rule 4): returns the number of tokens committed.
   int target_cycle() {
@@ -37,15 +38,15 @@ class Simulator {
       record_pass(0, 1);
       return 1;
     }
+    // The bonus state of this cycle (K >= 2): after a full acceptance by the target every
+    // level below it has one more pending token, processed by its first pass of the cycle.
+    std::fill(extra_pending_.begin(), extra_pending_.end(), bonus_state_ ? 1 : 0);
     const int batch_length = call(top_ - 1);
-    if (top_ == 1) {  // classic: standard verification with a bonus token
-      record_pass(top_, batch_length + 1);
-      return verify(top_, batch_length);
-    }
-    // Deferred verification (rule 4): a pass over L tokens; the batch's last token is verified
-    // against the last row and there is no bonus token, so at most L tokens are committed.
-    record_pass(top_, batch_length);
-    return std::min(verify(top_, batch_length), batch_length);
+    // Standard verification with a bonus token (rules 2, 4): a pass over L + 1 tokens.
+    record_pass(top_, batch_length + 1);
+    const int committed = verify(top_, batch_length);
+    bonus_state_ = top_ >= 2 && committed == batch_length + 1;
+    return committed;
   }
 
   const std::vector<double>& passes() const { return passes_; }
@@ -57,10 +58,11 @@ class Simulator {
   int call(int level) {
     const int threshold = draft_lengths_[level];
     if (level == 0) {
-      // Rule 1: the first pass over 2 tokens, then one per draft; before each draft the level
-      // may stop (early stopping, drawn only when the continue rate is below 1), and the
+      // Rule 1: the first pass over 2 (+ b) tokens, then one per draft; before each draft the
+      // level may stop (early stopping, drawn only when the continue rate is below 1), and the
       // pass after the last draft of a full batch is never run.
-      record_pass(0, 2);
+      record_pass(0, 2 + extra_pending_[0]);
+      extra_pending_[0] = 0;
       int drafted = 0;
       while (true) {
         if (bottom_continue_rate_ < 1.0 && !(uniform() < bottom_continue_rate_)) break;
@@ -76,7 +78,10 @@ class Simulator {
     int accumulated = 0;  // s
     while (accumulated < stop_at) {
       const int batch_length = call(level - 1);
-      record_pass(level, batch_length + 1);  // rule 2: one pass over L + 1 tokens
+      // Rule 2: one pass over the pending token(s) and the L drafts (L + 1, or L + 2 for the
+      // first verification of a cycle in the bonus state).
+      record_pass(level, batch_length + 1 + extra_pending_[level]);
+      extra_pending_[level] = 0;
       accumulated += verify(level, batch_length);
     }
     return below_target ? accumulated : threshold;
@@ -111,6 +116,11 @@ class Simulator {
   const double bottom_acceptance_;  // level 1's acceptance of level 0's drafts
   std::mt19937_64 generator_;
   std::vector<double> passes_, tokens_, cost_;
+  // b: the previous target pass accepted all its drafts (only for K >= 2).
+  bool bonus_state_ = false;
+  // [level] tokens the level's next pass processes beyond the usual (b until its first pass of
+  // the cycle, then 0).
+  std::vector<int> extra_pending_;
 };
 
 }  // namespace

@@ -106,13 +106,17 @@ TEST(cost_errors) {
 }
 
 TEST(table_too_short) {
-  // chain [0, 2, 3] with T = 4, 4: the target's deferred pass may process 4 + 4 = 8 tokens.
+  // chain [0, 2, 3] with T = 4, 4: the target's pass may process 1 + 4 + 4 = 9 tokens.
   CHECK_THROWS_WITH(hierspec::evaluate(table(5), kAcceptance, {0, 2, 3}, {4, 4}),
                     "costs has 5 columns (passes of n = 1..5 tokens); this chain needs passes of "
-                    "up to n = 8");
+                    "up to n = 9");
   CHECK_THROWS_WITH(hierspec::simulate(table(1), kAcceptance, {0, 3}, {1}, 10, 0),
                     "this chain needs passes of up to n = 2");
   CHECK(hierspec::expected_latency(table(9), kAcceptance, {0, 2, 3}, {4, 4}) > 0);
+  // chain [0, 1, 2, 3] with T = 6, 1, 1: after a full acceptance by the target, level 1's first
+  // verification processes its 2 pending tokens and T_0 drafts, 8 tokens (the target's pass 3).
+  CHECK_THROWS_WITH(hierspec::evaluate(table(7), kAcceptance, {0, 1, 2, 3}, {6, 1, 1}),
+                    "this chain needs passes of up to n = 8");
   CHECK(hierspec::expected_latency(table(1), kAcceptance, {3}, {}) == 4.0);
 }
 

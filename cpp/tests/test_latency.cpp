@@ -122,28 +122,68 @@ TEST(target_alone_is_one_pass_of_one_token) {
   CHECK(evaluation.tokens_per_target_pass == 1.0);
 }
 
-// theory §3, hand-derived: chain [0, 1, 2], T_0 = 1, T_1 = 2. Level 1 verifies 1 token per
+// theory §3-§5, hand-derived: chain [0, 1, 2], T_0 = 1, T_1 = 2. Level 1 verifies 1 token per
 // iteration (O = 1 w.p. 1 - a, 2 w.p. a) until s >= 2: E[N] = 2 - a; it hands up all e tokens
-// with P(e = 2) = a + (1 - a)^2, P(e = 3) = a (1 - a). The target's deferred pass over e tokens
-// commits 1 + b + ... + b^(e-1) in expectation.
+// with P(e = 2) = a + (1 - a)^2, P(e = 3) = a (1 - a). The target's standard pass over e + 1
+// tokens commits 1 + b + ... + b^e in expectation and accepts everything w.p. b^e; then the
+// next cycle is in the bonus state: level 0's first pass processes 3 tokens instead of 2 and
+// level 1's first verification 3 instead of 2.
 TEST(three_levels_hand_derivation) {
   const double a = 0.35, b = 0.8;
-  const CostTable costs = {{0.1, 0.15, 9, 9}, {1.0, 1.4, 9, 9}, {10, 11, 12.5, 99}};
+  const CostTable costs = {{0.1, 0.15, 0.3, 9}, {1.0, 1.4, 2.0, 9}, {10, 11, 12.5, 14}};
   const AcceptanceMatrix acceptance = {{1, a, 0.5}, {0, 1, b}, {0, 0, 1}};
   const double verifications = 2 - a;
   const double p2 = a + (1 - a) * (1 - a), p3 = a * (1 - a);
-  const double committed = p2 * (1 + b) + p3 * (1 + b + b * b);
-  const double cost = p2 * 11 + p3 * 12.5 + verifications * (1.4 + 0.15);
+  const double committed = p2 * (1 + b + b * b) + p3 * (1 + b + b * b + b * b * b);
+  const double bonus = p2 * b * b + p3 * b * b * b;  // pi = E[b^e]
+  const double extra = (0.3 - 0.15) + (2.0 - 1.4);  // D = delta_0 + delta_1
+  const double cost = p2 * 12.5 + p3 * 14 + verifications * (1.4 + 0.15) + bonus * extra;
   const hierspec::Evaluation evaluation = hierspec::evaluate(costs, acceptance, {0, 1, 2}, {1, 2});
   CHECK_CLOSE(evaluation.latency, cost / committed, 1e-14);
   CHECK_CLOSE(evaluation.tokens_per_target_pass, committed, 1e-14);
+  CHECK_CLOSE(evaluation.bonus_state_probability, bonus, 1e-14);
   CHECK_CLOSE(evaluation.passes_per_token[0], verifications / committed, 1e-14);
   CHECK_CLOSE(evaluation.passes_per_token[1], verifications / committed, 1e-14);
   CHECK_CLOSE(evaluation.passes_per_token[2], 1 / committed, 1e-14);
-  CHECK_CLOSE(evaluation.tokens_per_token[0], 2 * verifications / committed, 1e-14);
-  CHECK_CLOSE(evaluation.tokens_per_token[1], 2 * verifications / committed, 1e-14);
-  CHECK_CLOSE(evaluation.tokens_per_token[2], (2 * p2 + 3 * p3) / committed, 1e-14);
-  CHECK_CLOSE(evaluation.cost_per_token[2], (p2 * 11 + p3 * 12.5) / committed, 1e-14);
+  CHECK_CLOSE(evaluation.tokens_per_token[0], (2 * verifications + bonus) / committed, 1e-14);
+  CHECK_CLOSE(evaluation.tokens_per_token[1], (2 * verifications + bonus) / committed, 1e-14);
+  CHECK_CLOSE(evaluation.tokens_per_token[2], (3 * p2 + 4 * p3) / committed, 1e-14);
+  CHECK_CLOSE(evaluation.cost_per_token[0],
+              (verifications * 0.15 + bonus * (0.3 - 0.15)) / committed, 1e-14);
+  CHECK_CLOSE(evaluation.cost_per_token[1],
+              (verifications * 1.4 + bonus * (2.0 - 1.4)) / committed, 1e-14);
+  CHECK_CLOSE(evaluation.cost_per_token[2], (p2 * 12.5 + p3 * 14) / committed, 1e-14);
+}
+
+// The same chain with early stopping at level 0 (continue rate r, bottom acceptance a): G = 0
+// w.p. 1 - r, G = 1 w.p. r, one pass either way; level 1's outputs have rate a r, its pass costs
+// E[c_1(G + 1)] and, in the bonus state, delta_1 = E[c_1(G + 2) - c_1(G + 1)] more (G = 0: the
+// pass over the pending tokens alone, 1 + b of them); level 0's delta stays c_0(3) - c_0(2).
+TEST(three_levels_hand_derivation_with_early_stopping) {
+  const double a = 0.6, r = 0.7, b = 0.8, ar = a * r;
+  const CostTable costs = {{0.1, 0.15, 0.3, 9}, {1.0, 1.4, 2.0, 9}, {10, 11, 12.5, 14}};
+  const AcceptanceMatrix acceptance = {{1, 0.35, 0.5}, {0, 1, b}, {0, 0, 1}};
+  hierspec::EarlyStopping early_stopping;
+  early_stopping.continue_rates = {r, 1, 1};
+  early_stopping.acceptance = {{1, a, 0.5}, {0, 1, b}, {0, 0, 1}};
+  const double verifications = 2 - ar;
+  const double p2 = ar + (1 - ar) * (1 - ar), p3 = ar * (1 - ar);
+  const double committed = p2 * (1 + b + b * b) + p3 * (1 + b + b * b + b * b * b);
+  const double bonus = p2 * b * b + p3 * b * b * b;  // pi = E[b^e]
+  const double level1_pass = (1 - r) * 1.0 + r * 1.4;
+  const double level1_delta = (1 - r) * (1.4 - 1.0) + r * (2.0 - 1.4);
+  const double extra = (0.3 - 0.15) + level1_delta;  // D = delta_0 + delta_1
+  const double cost =
+      p2 * 12.5 + p3 * 14 + verifications * (level1_pass + 0.15) + bonus * extra;
+  const hierspec::Evaluation evaluation =
+      hierspec::evaluate(costs, acceptance, {0, 1, 2}, {1, 2}, early_stopping);
+  CHECK_CLOSE(evaluation.latency, cost / committed, 1e-14);
+  CHECK_CLOSE(evaluation.bonus_state_probability, bonus, 1e-14);
+  CHECK_CLOSE(evaluation.tokens_per_token[0], (2 * verifications + bonus) / committed, 1e-14);
+  CHECK_CLOSE(evaluation.tokens_per_token[1], ((1 + r) * verifications + bonus) / committed,
+              1e-14);
+  CHECK_CLOSE(evaluation.cost_per_token[1],
+              (verifications * level1_pass + bonus * level1_delta) / committed, 1e-14);
 }
 
 // Per-level costs add up to the latency; a level's passes times its pass cost is its cost
@@ -169,8 +209,11 @@ TEST(per_level_counts_are_consistent) {
     CHECK_CLOSE(total, evaluation.latency, 1e-12);
     const std::size_t top = chain.size() - 1;
     CHECK_CLOSE(evaluation.passes_per_token[top] * evaluation.tokens_per_target_pass, 1.0, 1e-12);
-    // level 0 processes T_0 + 1 tokens in T_0 passes per call
-    CHECK_CLOSE(evaluation.tokens_per_token[0] * draft_lengths[0],
+    // level 0 processes T_0 + 1 tokens in T_0 passes per call, plus one token per cycle in
+    // the bonus state (K >= 2)
+    const double bonus = evaluation.bonus_state_probability * evaluation.passes_per_token[top];
+    CHECK(top >= 2 || evaluation.bonus_state_probability == 0.0);
+    CHECK_CLOSE((evaluation.tokens_per_token[0] - bonus) * draft_lengths[0],
                 evaluation.passes_per_token[0] * (draft_lengths[0] + 1), 1e-12);
   }
 }

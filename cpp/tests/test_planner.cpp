@@ -111,6 +111,68 @@ TEST(planner_equals_brute_force_with_early_stopping) {
   CHECK(stopping_bottom_wins >= 10);
 }
 
+// Cost tables where one more token in a pass costs very different amounts (the bonus state's
+// deltas c(G + 2) - c(G + 1) and c(3) - c(2) range from strongly negative to large): a node's
+// cheapest sub-chain is then often not the best one for the chain above it, and the planner must
+// keep the lower envelope of (Cost, Dsum) per node (docs/theory.md §6) to match brute force.
+TEST(planner_equals_brute_force_when_bonus_extra_costs_differ) {
+  std::mt19937_64 generator(12);
+  int deep_wins = 0;
+  for (int trial = 0; trial < 80; ++trial) {
+    const int num_models = uniform_int(generator, 4, 5);
+    const int max_draft_length = uniform_int(generator, 2, num_models == 5 ? 4 : 5);
+    CostTable costs(num_models,
+                    std::vector<double>(hierspec::plan_columns_needed(num_models, max_draft_length)));
+    double scale = 1.0;
+    for (auto& row : costs) {
+      for (double& entry : row) entry = scale * test_instances::uniform(generator, 0.1, 6.0);
+      scale *= test_instances::uniform(generator, 4.0, 12.0);
+    }
+    AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
+    for (auto& row : acceptance) {
+      for (double& rate : row) rate = 0.7 + 0.3 * rate;
+    }
+    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length);
+    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length);
+    check_same_result(planned, brute, costs, acceptance);
+    if (planned.best.chain.size() >= 4) ++deep_wins;
+  }
+  CHECK(deep_wins >= 5);  // sub-chains of 2+ levels below level K-1 are compared
+}
+
+// Both at once: a bottom that may stop early (one line per bottom node, expected pass costs over
+// its random batch, delta_1 = E[c(G + 2) - c(G + 1)]) below nodes whose envelopes hold several
+// lines (very different bonus-state deltas).
+TEST(planner_equals_brute_force_with_early_stopping_when_bonus_extra_costs_differ) {
+  std::mt19937_64 generator(13);
+  int deep_stopping_wins = 0;
+  for (int trial = 0; trial < 80; ++trial) {
+    const int num_models = uniform_int(generator, 4, 5);
+    const int max_draft_length = uniform_int(generator, 2, num_models == 5 ? 4 : 5);
+    CostTable costs(num_models,
+                    std::vector<double>(hierspec::plan_columns_needed(num_models, max_draft_length)));
+    double scale = 1.0;
+    for (auto& row : costs) {
+      for (double& entry : row) entry = scale * test_instances::uniform(generator, 0.1, 6.0);
+      scale *= test_instances::uniform(generator, 4.0, 12.0);
+    }
+    AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
+    for (auto& row : acceptance) {
+      for (double& rate : row) rate = 0.7 + 0.3 * rate;
+    }
+    const hierspec::EarlyStopping rates =
+        test_instances::random_early_stopping(generator, acceptance);
+    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length, rates);
+    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length, rates);
+    check_same_result(planned, brute, costs, acceptance, rates);
+    if (planned.best.chain.size() >= 3 &&
+        !rates.is_plain_bottom(acceptance, planned.best.chain[0])) {
+      ++deep_stopping_wins;
+    }
+  }
+  CHECK(deep_stopping_wins >= 5);  // a stopping bottom under a bonus-state chain is compared
+}
+
 // A table shorter than the search needs: configurations that do not fit are skipped by both.
 TEST(planner_equals_brute_force_with_short_tables) {
   std::mt19937_64 generator(9);

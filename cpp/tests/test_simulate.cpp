@@ -81,12 +81,16 @@ TEST(deterministic_process_is_exact) {
       hierspec::evaluate(costs, acceptance, chain, draft_lengths);
   const hierspec::SimulationResult simulated =
       hierspec::simulate(costs, acceptance, chain, draft_lengths, 9 * 1000, 0);
-  // Level 1 verifies 3 tokens, gets 4 per pass, stops at s = 8 >= 6, hands up 7; the target's
-  // pass of 8 tokens commits 8.
-  CHECK(simulated.num_tokens == 9000 && simulated.num_target_passes == 9000 / 8);
-  CHECK_CLOSE(simulated.passes_per_token[1], 2.0 / 8, 1e-14);
-  CHECK_CLOSE(simulated.latency, expected.latency, 1e-12);
-  CHECK_CLOSE(expected.tokens_per_target_pass, 8.0, 1e-14);
+  // Level 1 verifies 3 tokens, gets 4 per pass, stops at s = 8 >= 5, hands up 8; the target's
+  // pass of 9 tokens commits 9, and every cycle after the first is in the bonus state.
+  CHECK(simulated.num_tokens == 9000 && simulated.num_target_passes == 9000 / 9);
+  CHECK_CLOSE(simulated.passes_per_token[1], 2.0 / 9, 1e-14);
+  CHECK_CLOSE(expected.tokens_per_target_pass, 9.0, 1e-14);
+  CHECK_CLOSE(expected.bonus_state_probability, 1.0, 1e-14);
+  // The first cycle is not in the bonus state: the simulation is short of 1 token and D once.
+  const double bonus_extra = (costs[0][2] - costs[0][1]) + (costs[1][4] - costs[1][3]);
+  CHECK_CLOSE(simulated.latency, expected.latency - bonus_extra / 9000, 1e-12);
+  CHECK_CLOSE(simulated.tokens_per_token[0], expected.tokens_per_token[0] - 1.0 / 9000, 1e-12);
 }
 
 TEST(same_seed_same_result) {

@@ -85,6 +85,10 @@ class Evaluation:
     tokens_per_token: tuple[float, ...]
     cost_per_token: tuple[float, ...]
     tokens_per_target_pass: float
+    # P(a target cycle starts in the bonus state): the previous target pass accepted every
+    # draft, so each level below it has one more pending token (docs/policy.md rule 4; 0 for
+    # chains of 1 or 2 models).
+    bonus_state_probability: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -557,6 +561,7 @@ def evaluate(
         tokens_per_token=tuple(result.tokens_per_token),
         cost_per_token=tuple(result.cost_per_token),
         tokens_per_target_pass=result.tokens_per_target_pass,
+        bonus_state_probability=result.bonus_state_probability,
     )
 
 
@@ -738,9 +743,9 @@ def plan(
     >>> acceptance = [[1, 0.6, 0.4], [0, 1, 0.8], [0, 0, 1]]
     >>> best = hierspec.plan([1, 3, 10], acceptance, 16, model_names=["tiny", "small", "big"])
     >>> best.best.describe()
-    'small -> big  T=3'
+    'tiny -> small -> big  T=1,3'
     >>> round(best.speedup, 3)
-    1.554
+    1.684
     """
     costs_list = _costs_argument(costs)
     acceptance_list = _acceptance_argument(acceptance)

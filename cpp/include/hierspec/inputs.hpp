@@ -88,16 +88,18 @@ void validate_chain(const std::vector<int>& chain, const std::vector<int>& draft
                     int num_models);
 
 /// Largest number of tokens one forward pass of this chain can process (docs/policy.md):
-/// 1 for the target alone; otherwise the maximum of 2 (level 0's first pass), T_{l-1} + 1
-/// (verification at an intermediate level l) and the target's pass: T_0 + 1 for one draft
-/// (standard verification: the pending token plus T_0 drafts), T_{K-1} + T_{K-2} for deeper
-/// chains (deferred verification, policy rule 4: the pass processes exactly the hand-up
-/// L <= T_{K-1} + T_{K-2}, no "+1").
+/// 1 for the target alone; max(2, T_0 + 1) for one draft (level 0's first pass of 2 tokens,
+/// the target's standard pass over its pending token plus T_0 drafts); for deeper chains the
+/// maximum of 3 (level 0's first pass of a cycle after a full acceptance by the target: 2 + b
+/// tokens, rule 1), T_{l-1} + 2 (the first verification of intermediate level l in such a
+/// cycle: 1 + b pending tokens plus the batch) and the target's pass 1 + L <= 1 + T_{K-1} +
+/// T_{K-2} (standard verification with a bonus token, rule 4). Structural: the largest pass
+/// that can occur for some rates, whatever the rates given.
 /// `draft_lengths` = [T_0, ..., T_{K-1}]. Precondition: validate_chain passed.
 int chain_columns_needed(const std::vector<int>& draft_lengths);
 
 /// Largest pass any chain of `num_models` candidates with draft lengths <= max_draft_length can
-/// need: 1 (M = 1), max(2, max_draft_length + 1) (M = 2), max(2, 2 max_draft_length) (M >= 3).
+/// need: 1 (M = 1), max(2, max_draft_length + 1) (M = 2), 2 max_draft_length + 1 (M >= 3).
 int plan_columns_needed(int num_models, int max_draft_length);
 
 /// Throws std::invalid_argument unless the cost table covers `columns_needed` pass lengths.

@@ -110,7 +110,7 @@ def columns_needed(num_models: int, max_draft_length: int) -> int:
     Examples
     --------
     >>> columns_needed(2, 6), columns_needed(3, 16)
-    (7, 32)
+    (7, 33)
     """
     check_int("num_models", num_models, minimum=1)
     check_int("max_draft_length", max_draft_length, minimum=1)
