@@ -94,19 +94,26 @@ def policy_expectations(costs, acceptance, chain, draft_lengths):
     rate = rates[top]
     below = top - 1
     if top == 1:
-        outputs = (1 - rate ** (size0 + 1)) / (1 - rate) if rate < 1 else size0 + 1.0
-        target_pass = {size0 + 1: 1.0}
-    else:
-        outputs = sum(p * ((1 - rate**length) / (1 - rate) if rate < 1 else length)
-                      for length, p in hand_up_law.items())  # fmt: skip
-        target_pass = hand_up_law  # deferred: a pass of L tokens
+        hand_up_law = {size0: 1.0}
+    # Rule 4: a standard pass over the pending token and the L drafts.
+    target_pass = {length + 1: p for length, p in hand_up_law.items()}
+    outputs = sum(p * ((1 - rate**length) / (1 - rate) if rate < 1 else length)
+                  for length, p in target_pass.items())  # fmt: skip
+    # The bonus state (K >= 2): after a full acceptance (probability pi = E[a^L]) level 0's
+    # first pass of the next cycle processes 3 tokens instead of 2 and each intermediate level's
+    # first verification one more token.
+    bonus = sum(p * rate**length for length, p in hand_up_law.items()) if top >= 2 else 0.0
+    extra = costs[chain[0]](3) - costs[chain[0]](2) if top >= 2 else 0.0
+    for level in range(1, top):
+        batch = draft_lengths[level - 1]
+        extra += costs[chain[level]](batch + 2) - costs[chain[level]](batch + 1)
     target_tokens = sum(length * p for length, p in target_pass.items())
     target_cost = sum(costs[chain[top]](length) * p for length, p in target_pass.items())
     per_token_passes = [passes[below][level] / outputs for level in range(top)] + [1 / outputs]
-    per_token_tokens = [tokens[below][level] / outputs for level in range(top)] + [
+    per_token_tokens = [(tokens[below][level] + bonus) / outputs for level in range(top)] + [
         target_tokens / outputs
     ]
-    latency = (target_cost + cost[below]) / outputs
+    latency = (target_cost + cost[below] + bonus * extra) / outputs
     return per_token_passes, per_token_tokens, latency
 
 

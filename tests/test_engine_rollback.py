@@ -2,7 +2,8 @@
 
 After every generate each level's cache holds exactly a prefix of the output: its processed
 tokens (MarkovLevel.history) equal ``sequence[:length]`` with ``length = len(sequence) - 1`` (one
-pending token) for every level >= 1 and 1 or 2 pending tokens at level 0 (policy.md rules 1, 5).
+pending token) for the target, 1 or 2 pending tokens (2 in the bonus state of rule 4) for the
+levels between and 1 to 3 at level 0 (policy.md rules 1, 4, 5).
 Every forward pass has the size policy.md prescribes. Random acceptance rates (including 0 and
 1), draft lengths, chain lengths, prompts, temperatures, top-k/top-p, EOS and max_new_tokens.
 """
@@ -22,6 +23,7 @@ def _check_pass_sizes(decoder, stats, prompt_length):
     levels = decoder.levels
     top = len(levels) - 1
     sizes = decoder.draft_lengths
+    bonus_passes = []  # [level < K]: passes with the bonus state's extra pending token
     for index, (level, level_stats) in enumerate(zip(levels, stats.levels)):
         passes = list(level.pass_sizes)
         assert len(passes) == level_stats.prefill_passes + level_stats.forward_passes
@@ -33,21 +35,31 @@ def _check_pass_sizes(decoder, stats, prompt_length):
             assert set(passes) <= {1}
         elif index == 0:
             # Rule 1: calls of T_0 passes, the first over exactly 2 tokens (1 only right after a
-            # 1-token prompt), the others over 1.
+            # 1-token prompt; 3 on the first call of a cycle in the bonus state, K >= 2), the
+            # others over 1.
             assert len(passes) % sizes[0] == 0
+            firsts = []
             for call in range(len(passes) // sizes[0]):
                 chunk = passes[call * sizes[0] : (call + 1) * sizes[0]]
                 first = 1 if (call == 0 and prompt_length == 1) else 2
-                assert chunk == [first] + [1] * (sizes[0] - 1), (call, chunk)
+                assert chunk[1:] == [1] * (sizes[0] - 1), (call, chunk)
+                assert chunk[0] == first or (top >= 2 and chunk[0] == 3), (call, chunk)
+                firsts.append(chunk[0])
+            bonus_passes.append(firsts.count(3))
         elif index < top:
-            assert set(passes) <= {1 + sizes[index - 1]}, (index, set(passes))  # rule 2
+            # Rule 2: the pending token and the batch; one more pending token on the first
+            # verification of a cycle in the bonus state.
+            assert set(passes) <= {1 + sizes[index - 1], 2 + sizes[index - 1]}, (index, passes)
+            bonus_passes.append(passes.count(2 + sizes[index - 1]))
         elif top == 1:
             assert set(passes) <= {1 + sizes[0]}  # rule 4, K = 1
         else:
-            # Rule 4, K >= 2, deferred: a pass over the L tokens handed up,
+            # Rule 4, K >= 2: a standard pass over the pending token and the L tokens handed up,
             # T_{K-1} <= L <= T_{K-1} + T_{K-2}.
-            low, high = sizes[top - 1], sizes[top - 1] + sizes[top - 2]
+            low, high = 1 + sizes[top - 1], 1 + sizes[top - 1] + sizes[top - 2]
             assert all(low <= size <= high for size in passes), (low, high, set(passes))
+            # Every cycle in the bonus state has exactly one such pass at every level below.
+            assert len(set(bonus_passes)) == 1 and bonus_passes[0] < len(passes), bonus_passes
 
 
 def _check_caches(decoder, sequence):
@@ -55,10 +67,12 @@ def _check_caches(decoder, sequence):
     for index, level in enumerate(decoder.levels):
         length = level.length
         pending = len(sequence) - length
-        if index == 0 and top > 0:
-            assert pending in (1, 2), (index, pending)
-        else:
+        if index == top:
             assert pending == 1, (index, pending)
+        elif index == 0:
+            assert pending in ((1, 2, 3) if top >= 2 else (1, 2)), (index, pending)
+        else:
+            assert pending in (1, 2), (index, pending)
         assert level.history == sequence[:length], index
 
 
@@ -103,8 +117,8 @@ def test_fuzz_rollback_and_pass_sizes():
 
 
 def test_rollback_extreme_acceptance():
-    """rho = 1: every batch fully accepted (bonus / deferred paths); rho = 0: every first draft
-    rejected."""
+    """rho = 1: every batch fully accepted (bonus tokens, the bonus state of rule 4); rho = 0:
+    every first draft rejected."""
     for rhos in ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]):
         hierarchy = synthetic_hierarchy(rhos, [AffineCost(1e-3)] * 4, seed=1)
         decoder = HierarchicalDecoder(list(hierarchy.models), [2, 3, 2])
@@ -132,7 +146,8 @@ def test_transformers_caches_stay_consistent():
         for index, level in enumerate(decoder.levels):
             length = level.length
             pending = sequence.shape[1] - length
-            assert pending == 1 or (index == 0 and pending == 2), (index, pending)
+            # the target 1; level 1 1 or 2 (bonus state); level 0 1 to 3
+            assert 1 <= pending <= (1 if index == 2 else 2 if index == 1 else 3), (index, pending)
             assert level._cache.get_seq_length() == length
             logits = level.append(sequence[:, length:])
             with torch.inference_mode():

@@ -183,15 +183,20 @@ class CacheOwner:
         self.text_length[level_index] = new_length
 
     def commit(
-        self, level_index: int, new_text_length: int, last_token_id: torch.Tensor | None
+        self,
+        level_index: int,
+        new_text_length: int,
+        last_token_id: torch.Tensor,
+        levels_behind: int = 0,
     ) -> None:
         """After a verification at ``level_index``: its text becomes ``tokens[:, :new_text_length]``
         and every level at or below it adopts that text (policy.md rule 5).
 
         Each of these levels keeps at most ``new_text_length - 1`` processed tokens: the prefix
         before the last emitted token is the accepted prefix, which all of them processed
-        identically (they drafted it); everything after it is gone. Then each level >= 1 has
-        exactly one pending token and level 0 one or two.
+        identically (they drafted it); everything after it is gone. Then the verifier has one
+        pending token, each level below it ``1 + levels_behind`` and level 0 one or two more
+        than that.
 
         Parameters
         ----------
@@ -199,29 +204,33 @@ class CacheOwner:
             The verifying level.
         new_text_length : int
             Its text length after the verification (accepted prefix + emitted tokens).
-        last_token_id : torch.Tensor or None
-            ``[1, 1]`` int64: the recovered or bonus token, written at ``new_text_length - 1``;
-            ``None`` when every emitted token is an accepted draft already in the buffer (the
-            target's deferred verification, rule 4).
+        last_token_id : torch.Tensor
+            ``[1, 1]`` int64: the recovered or bonus token, written at ``new_text_length - 1``.
+        levels_behind : int
+            1 when the target (``K >= 2``) accepted every draft (rule 4: the levels below it
+            then did not process the last draft, which level K-1 emitted itself, and the bonus
+            token is new to them), else 0 (asserted).
         """
-        if last_token_id is not None:
-            self.ensure_capacity(new_text_length)
-            self.tokens[:, new_text_length - 1 : new_text_length] = last_token_id
+        self.ensure_capacity(new_text_length)
+        self.tokens[:, new_text_length - 1 : new_text_length] = last_token_id
         keep = new_text_length - 1
         for index in range(level_index, -1, -1):
             self.text_length[index] = new_text_length
             level = self.levels[index]
             if level.length > keep:
                 level.truncate(keep)
-            assert level.length == keep or (index == 0 and level.length == keep - 1), (
-                index, level.length, keep
+            expected = keep if index == level_index else keep - levels_behind
+            assert level.length == expected or (index == 0 and level.length == expected - 1), (
+                index, level.length, expected
             )  # fmt: skip
 
-    def normalise_bottom(self) -> None:
-        """Rule 1: crop level 0 so that exactly 2 tokens are pending (1 after a 1-token prompt)."""
+    def normalise_bottom(self, pending: int) -> None:
+        """Rule 1: crop level 0 so that exactly ``pending`` tokens are pending: 2, or 3 on its
+        first call of a cycle in the bonus state (fewer only after a short prompt)."""
         level = self.levels[0]
-        keep = max(self.text_length[0] - 2, 0)
-        assert level.length >= keep, (level.length, self.text_length[0])  # 1 or 2 were pending
+        keep = max(self.text_length[0] - pending, 0)
+        # pending - 1 or pending tokens were pending
+        assert level.length >= keep, (level.length, self.text_length[0], pending)
         if level.length > keep:
             level.truncate(keep)
 
@@ -235,24 +244,36 @@ class CacheOwner:
 
     # -- switching chains (the adaptive decoder) -----------------------------------------------
 
-    def switch_chain(self, levels: Sequence[DraftModel], counters: Sequence[LevelCounters]) -> None:
+    def switch_chain(
+        self, levels: Sequence[DraftModel], counters: Sequence[LevelCounters], bonus_state: bool
+    ) -> None:
         """Between two target cycles: make ``levels`` the chain (bottom first, target last).
 
         All levels of the old chain share the committed text at this point; the new chain
         adopts it. A level that was not in the old chain has processed a prefix of the committed
         text (everything it processed was committed when it last left the chain, or it was
         reset at the start); it catches up with ONE pass over the missing tokens, counted as a
-        catch-up pass, so that afterwards levels >= 1 have one pending token and level 0 one or
-        two, exactly as after a verification (policy.md rules 1 and 5).
+        catch-up pass, so that afterwards the target has one pending token, the levels between
+        ``1 + b`` and level 0 at most ``2 + b``, exactly as after a target verification
+        (policy.md rules 1, 4, 5 and 6; ``b = bonus_state``, the next cycle's bonus state, only
+        for a new chain of 3+ models).
         """
         committed = self.text_length[len(self.levels) - 1]
         self.levels = levels
         self.counters = counters
         self.text_length = [committed] * len(levels)
+        behind = 1 if bonus_state else 0
+        top = len(levels) - 1
         for index, level in enumerate(levels):
-            assert level.length <= committed - 1, (index, level.length, committed)
-            # Level 0 of a drafting chain may have two pending tokens (rule 1 normalises it).
-            keep = committed - 2 if index == 0 and len(levels) > 1 else committed - 1
+            if index == top:
+                keep = committed - 1
+            elif index == 0:  # rule 1 crops level 0 to 2 + b pending tokens at its next call
+                keep = committed - 2 - behind
+            else:
+                keep = committed - 1 - behind
+            assert level.length <= committed - 1 and (index == 0 or level.length <= keep), (
+                index, level.length, committed, behind
+            )  # fmt: skip
             if level.length < keep:
                 counter = counters[index]
                 start = level.length

@@ -19,9 +19,13 @@ the only writer of the working texts and the only component that truncates cache
 level at or below ``l`` back to level ``l``'s working text.
 
 Pass sizes (asserted): level 0 ``2`` then ``1`` per draft (rule 1; ``1`` only for the first pass
-after a 1-token prompt); an intermediate level ``1 + T_{l-1}``; the target ``1 + T_0`` when
-``K = 1`` (rule 2) or the length ``L`` of the hand-up when ``K >= 2`` (rule 4, deferred); the target
-alone ``1``.
+after a 1-token prompt), ``min(G + 1, T_0)`` passes for a batch of ``G`` when it stops early; an
+intermediate level ``1 + G`` for the batch of ``G`` tokens of the level below (``G = T_{l-1}``, or
+level 0's ``G <= T_0``); the target ``1 + L`` for the hand-up of ``L`` tokens (rules 2, 4:
+standard verification with a bonus token); the target alone ``1``. For ``K >= 2``, in a cycle that
+follows a full acceptance by the target (the *bonus state* ``b = 1``), level 0's first pass of the
+cycle processes ``3`` tokens and the first verification of every intermediate level ``2 + G`` (one
+more pending token each, rules 1 and 4).
 
 The file reads top down: ``_Run`` (the recursion itself, one generate call), then
 :class:`ChainSchedule` (what the recursion needs to know about the chain), then the public
@@ -104,6 +108,12 @@ class _Run:
         self.streamer = streamer
         self.model_counters = [LevelCounters() for _ in candidates]  # index = candidate
         self.decisions: list[PlanDecision] = []
+        # b of policy.md rule 4: the last target pass accepted all its drafts (K >= 2), so each
+        # level below it has one more pending token until its first pass of the next cycle.
+        self.bonus_state = False
+        # [level]: 1 while the level's first pass of this cycle has the bonus state's extra
+        # pending token, else 0 (set at the start of each cycle).
+        self.extra_pending: list[int] = []
         lookahead = schedule.lookahead
         if replanner is not None:
             lookahead = ChainSchedule.max_lookahead(
@@ -204,7 +214,10 @@ class _Run:
         self.decisions.append(decision)
         if decision.switched:
             self._configure(decision.chain, ChainSchedule(decision.draft_lengths))
-            self.owner.switch_chain(self.levels, self.counters)
+            # The bonus state carries over to a chain of 3+ models (its levels keep or catch up
+            # to one more pending token); a chain of 1 or 2 models has none (rule 6).
+            self.bonus_state = self.bonus_state and self.top >= 2
+            self.owner.switch_chain(self.levels, self.counters, self.bonus_state)
 
     # -- one target cycle (rule 4) -----------------------------------------------------------
 
@@ -222,43 +235,33 @@ class _Run:
             owner.append_bottom(token)
             self.counters[0].record_verification(1)
             return
+        # Rule 4: in the bonus state every level below the target has one more pending token,
+        # processed by its first pass of the cycle.
+        self.extra_pending = [1 if self.bonus_state else 0] * top
         batch_length, draft_probs = self._call(top - 1)
         owner.adopt_batch(top, batch_length)
         draft_token_ids = owner.tokens[:, base : base + batch_length]
-        if top == 1:
-            # Standard verification (rule 2): pending token + the T_0 drafts, bonus row included.
-            logits = owner.forward(top, 1 + batch_length)
-            target_probs = processed_probs(logits, self.config)  # [1, L + 1, vocab]
-            first_invalid = self.row_checks.first_invalid(logits, target_probs)  # [1], no sync
-        else:
-            # Deferred verification (rule 4): the pass covers the pending token and the first
-            # L - 1 drafts, giving one row per draft; the last draft (level K-1's own,
-            # unprocessed, recovered or bonus token) is tested against the last row like any
-            # other, and there is no bonus token. To keep the accept / resample rule in ONE
-            # place, hierspec.verify gets a dummy bonus row (a copy of the last row); when all
-            # L drafts are accepted the bonus it draws is discarded, so its row is irrelevant.
-            # The tempting alternative - standard verification of the first L - 1 drafts plus a
-            # fresh bonus, dropping level K-1's last token - is biased: it hands up "all but the
-            # last emitted token", so a position is included exactly when level K-1 accepted its
-            # draft there, and the token then follows min(p_{K-2}, p_{K-1}) renormalised instead
-            # of p_{K-1} (tests/test_engine_distribution.py detects it).
-            logits = owner.forward(top, batch_length)
-            rows = processed_probs(logits, self.config)  # [1, L, vocab]
-            first_invalid = self.row_checks.first_invalid(logits, rows)  # [1], no sync
-            target_probs = torch.cat([rows, rows[:, -1:]], dim=1)  # [1, L + 1, vocab]
+        # Standard verification (rules 2, 4): pending token + the L drafts, bonus row included
+        # (L = 0 only for K = 1 after level 0 stopped before its first draft).
+        logits = owner.forward(top, 1 + batch_length)
+        target_probs = processed_probs(logits, self.config)  # [1, L + 1, vocab]
+        first_invalid = self.row_checks.first_invalid(logits, target_probs)  # [1], no sync
         output_token_ids, num_accepted = self._verify(draft_token_ids, draft_probs, target_probs)
         # The one host sync per verification, which also reads the rows' checks (errors.py).
         accepted = self.row_checks.read_verification(
             num_accepted, first_invalid, draft_probs, top, owner.levels, base
         )
-        if top >= 2 and accepted == batch_length:
-            emitted = batch_length  # deferred: no bonus token
-            last_token_id = None
-        else:
-            emitted = accepted + 1  # the accepted drafts and the recovered / bonus token
-            last_token_id = output_token_ids[:, accepted:emitted]
+        emitted = accepted + 1  # the accepted drafts and the recovered / bonus token
         self._record_outcome(top, batch_length, accepted, emitted)
-        owner.commit(top, base + emitted, last_token_id)
+        # After a full acceptance the levels below the target are one token further behind
+        # (K >= 2; for K = 1 level 0's 2 pending tokens are rule 1's normal state).
+        self.bonus_state = top >= 2 and accepted == batch_length
+        owner.commit(
+            top,
+            base + emitted,
+            output_token_ids[:, accepted:emitted],
+            levels_behind=1 if self.bonus_state else 0,
+        )
 
     def _verify(
         self, draft_token_ids: torch.Tensor, draft_probs: torch.Tensor, target_probs: torch.Tensor
@@ -302,18 +305,21 @@ class _Run:
         return self._draft_intermediate(level_index)
 
     def _draft_bottom(self) -> tuple[int, torch.Tensor]:
-        """Rule 1: up to ``T_0`` tokens, the first pass over exactly 2 pending tokens; with
-        early stopping the batch ends before a draft whose row has confidence (largest
-        probability of the level's own softmax) below ``min_draft_confidence``: ``G`` tokens in
-        ``min(G + 1, T_0)`` passes."""
+        """Rule 1: up to ``T_0`` tokens, the first pass over exactly 2 pending tokens (3 on the
+        first call of a cycle in the bonus state); with early stopping the batch ends before a
+        draft whose row has confidence (largest probability of the level's own softmax) below
+        ``min_draft_confidence``: ``G`` tokens in ``min(G + 1, T_0)`` passes (``G = 0``: one pass
+        over the pending tokens, and the level above verifies a pass of its pending tokens
+        only)."""
         owner = self.owner
-        owner.normalise_bottom()
+        owner.normalise_bottom(2 + self.extra_pending[0])
+        self.extra_pending[0] = 0
         config = self.config
         generator = self.generator
         draft_length = self.draft_lengths[0]
         min_confidence = self.min_draft_confidence
         probs_rows = []
-        num_tokens = owner.pending(0)  # 2; 1 only right after a 1-token prompt
+        num_tokens = owner.pending(0)  # 2 (+ b); 1 only right after a 1-token prompt
         for _ in range(draft_length):
             logits = owner.forward(0, num_tokens)
             if min_confidence > 0.0 and _confidence(logits[0, -1]) < min_confidence:
@@ -339,13 +345,18 @@ class _Run:
         emitted_probs = self.emitted_probs[level_index]
         threshold = self.thresholds[level_index]
         base = owner.text_length[level_index]
-        assert owner.pending(level_index) == 1, owner.pending(level_index)
+        # 1 pending token, 2 on the first call of a cycle in the bonus state (rules 3, 4).
+        extra = self.extra_pending[level_index]
+        assert owner.pending(level_index) == 1 + extra, (owner.pending(level_index), extra)
         held = 0  # s of policy.md
         while held < threshold:
             start = base + held
             batch_length, draft_probs = self._call(level_index - 1)
             owner.adopt_batch(level_index, batch_length)
-            logits = owner.forward(level_index, 1 + batch_length)
+            # One pass over the pending token(s) and the G drafts; the rows that verify are the
+            # last G + 1 (the extra pending token's row, if any, predicts a known token).
+            logits = owner.forward(level_index, 1 + extra + batch_length)[:, extra:]
+            extra = self.extra_pending[level_index] = 0
             target_probs = processed_probs(logits, config)  # [1, G + 1, vocab]
             first_invalid = self.row_checks.first_invalid(logits, target_probs)  # [1], no sync
             output_token_ids, num_accepted = self._verify(
