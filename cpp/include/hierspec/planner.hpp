@@ -1,15 +1,20 @@
 // The latency-optimal hierarchy: chain and draft lengths over all subsets of the candidates.
 //
-// Generalized shortest path over nodes (model, T) (docs/theory.md §6):
-//   D(i, T) = expected cost of one call of a sub-chain topped by model i that hands up exactly
-//             T tokens (policy rule 3 for levels below K-1):
-//   D(i, T) = min( c_i(2) + (T - 1) c_i(1),                                    [i at level 0]
-//                  min_{p < i, G} E[N](a_pi, G, T) (c_i(G + 1) + D(p, G)) )  [p below i]
-// and the last step (p, G) -> (j, T) -> target uses the exact law of level K-1's random
-// hand-up. Exact for the policy of docs/policy.md; O(M^2 T^2) time (M candidates,
-// T = max_draft_length: for each pair p < i below the target and each G <= T, O(T) work),
-// O(M T) memory. About 0.4 s for M = 3, T = kMaxDraftLength = 4096 on one CPU core; 8 s for
-// M = 8. Interruptible through `should_stop` (hierspec/cancel.hpp).
+// Generalized shortest path over nodes (model, T) (docs/theory.md §6). A sub-chain topped by
+// model i handing up exactly T tokens (policy rule 3 for levels below K-1) has an expected call
+// cost Cost and Dsum, the extra cost of a cycle in the bonus state (policy rule 4):
+//   level 0:        Cost = c_i(2) + (T - 1) c_i(1),           Dsum = c_i(3) - c_i(2)
+//   over (p, G):    Cost = E[N](a_pi, G, T) (c_i(G + 1) + Cost_p),
+//                   Dsum = c_i(G + 2) - c_i(G + 1) + Dsum_p
+// The chain above sees a sub-chain only through Cost + lambda Dsum with lambda in [0, 1], so each
+// node keeps the lower envelope of those lines (one line for flat cost curves), and the last
+// step (p, G) -> (j, T) -> target evaluates every line of (p, G) with the exact law of level
+// K-1's random hand-up L: latency = (E[c_K(L+1)] + E[N](c_j(G+1) + Cost_p)
+// + pi (c_j(G+2) - c_j(G+1) + Dsum_p)) / E[O_K], pi = E[a_K^L]. Exact for the policy of
+// docs/policy.md; O(M^2 T^2 h log h) time with h the largest envelope (h = 1 for flat tables),
+// O(M T h) memory. Before the bonus state (h = 1 always) it took about 0.4 s for M = 3,
+// T = kMaxDraftLength = 4096 on one CPU core and 8 s for M = 8; not re-measured since.
+// Interruptible through `should_stop` (hierspec/cancel.hpp).
 //
 // Cost tables shorter than plan_columns_needed(M, max_draft_length): configurations that need a
 // pass longer than the table covers are skipped (never extrapolated), and the result says so
