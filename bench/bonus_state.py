@@ -97,11 +97,13 @@ def main() -> None:
         print(f"\n{path.name}  sampling={sampling}")
         print(
             f"{'chain':40s} {'T before':>9s} {'tok/pass':>8s} {'ms/tok':>7s}   "
-            f"{'T now':>7s} {'tok/pass':>8s} {'ms/tok':>7s} {'pi':>5s}  {'tok/pass before @T now':>22s}"
+            f"{'T now':>7s} {'tok/pass':>8s} {'ms/tok':>7s} {'pi':>5s}  "
+            f"{'tok/pass before @T now':>22s}"
         )
         for row in rows:
             print(
-                f"{' -> '.join(row['chain']):40s} {str(tuple(row['best_draft_lengths_before'])):>9s} "
+                f"{' -> '.join(row['chain']):40s} "
+                f"{str(tuple(row['best_draft_lengths_before'])):>9s} "
                 f"{row['tokens_per_target_pass_before']:8.3f} {row['latency_ms_before']:7.2f}   "
                 f"{str(tuple(row['best_draft_lengths_now'])):>7s} "
                 f"{row['tokens_per_target_pass_now']:8.3f} {row['latency_ms_now']:7.2f} "
