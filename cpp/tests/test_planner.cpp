@@ -149,8 +149,8 @@ TEST(planner_equals_brute_force_with_early_stopping_when_bonus_extra_costs_diffe
   for (int trial = 0; trial < 80; ++trial) {
     const int num_models = uniform_int(generator, 4, 5);
     const int max_draft_length = uniform_int(generator, 2, num_models == 5 ? 4 : 5);
-    CostTable costs(num_models,
-                    std::vector<double>(hierspec::plan_columns_needed(num_models, max_draft_length)));
+    const int columns = hierspec::plan_columns_needed(num_models, max_draft_length);
+    CostTable costs(num_models, std::vector<double>(columns));
     double scale = 1.0;
     for (auto& row : costs) {
       for (double& entry : row) entry = scale * test_instances::uniform(generator, 0.1, 6.0);

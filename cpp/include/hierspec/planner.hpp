@@ -6,6 +6,10 @@
 //   level 0:        Cost = c_i(2) + (T - 1) c_i(1),           Dsum = c_i(3) - c_i(2)
 //   over (p, G):    Cost = E[N](a_pi, G, T) (c_i(G + 1) + Cost_p),
 //                   Dsum = c_i(G + 2) - c_i(G + 1) + Dsum_p
+// With early stopping (EarlyStopping) a level 0 that may stop early hands up a random batch
+// G' <= G: it is a separate bottom node (p, G) with one line, Cost = c_p(2) + (E[min(G' + 1, G)]
+// - 1) c_p(1) and Dsum = c_p(3) - c_p(2), and a model above it pays E[c_i(G' + 1)] per
+// verification, delta = E[c_i(G' + 2) - c_i(G' + 1)], at the rate a_b rho of docs/theory.md §11.
 // The chain above sees a sub-chain only through Cost + lambda Dsum with lambda in [0, 1], so each
 // node keeps the lower envelope of those lines (one line for flat cost curves), and the last
 // step (p, G) -> (j, T) -> target evaluates every line of (p, G) with the exact law of level
