@@ -181,8 +181,8 @@ class TraceRecorder(Replanner):
     schedule (docs/policy.md rule 3): level 1 verifies ``T_0`` drafts; level ``l`` with
     ``1 < l < K`` gets exactly ``T_{l-1}``; the target above an intermediate level (``K >= 2``)
     gets all that level emitted in this cycle (``accepted + 1`` per verification). The target
-    emits ``accepted + 1`` (``K = 1``, or a rejection) or the whole batch (deferred verification,
-    ``K >= 2``, all accepted). ``decide`` checks the resulting token count against the engine's.
+    emits ``accepted + 1`` (standard verification with a bonus token for every ``K``, rule 4).
+    ``decide`` checks the resulting token count against the engine's.
     """
 
     def __init__(
@@ -236,8 +236,7 @@ class TraceRecorder(Replanner):
         if level == top - 1:
             self.held += accepted + 1
         if level == top:
-            deferred_all = top >= 2 and accepted == batch_length
-            self.token += batch_length if deferred_all else accepted + 1
+            self.token += accepted + 1
             self.target_pass += 1
             self.held = 0
 

@@ -3,8 +3,8 @@ token.
 
 Chains of 1-4 tiny random Llamas (drafts are perturbed copies of the target, so acceptance is
 partial at every level), >= 20 prompts x 32 tokens per chain length, draft lengths cycling through
-configurations that exercise fixed-length hand-ups (T_l + 1 thresholds), the deferred target
-verification with hand-ups of every length, full acceptances, and EOS stops.
+configurations that exercise fixed-length hand-ups (T_l + 1 thresholds), the target's
+verification of hand-ups of every length, full acceptances (the bonus state), and EOS stops.
 """
 
 from __future__ import annotations

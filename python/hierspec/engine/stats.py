@@ -6,8 +6,8 @@ Terms (vLLM's, as in docs/policy.md):
     accepted         drafted tokens the level above accepted.
     rejected batch   a batch that ended in a rejection rather than full acceptance.
     emitted tokens   what one verification outputs: the accepted drafts plus one recovered or
-                     bonus token (``O`` of policy.md rule 2; the target's deferred verification of
-                     rule 4 has no bonus token).
+                     bonus token (``O`` of policy.md rule 2, the target's verification of rule 4
+                     included).
 
 :class:`LevelCounters` are the mutable counters of a running call; the engine freezes them into
 :class:`LevelStats` at the end.
