@@ -157,7 +157,7 @@ def test_plan_errors(tmp_path, capsys):
 def test_profile_writes_what_plan_reads(written_profile, checkpoints, capsys):
     loaded = hierspec.load_profile(written_profile)
     assert loaded.model_names == ("m0", "m1", "m2")
-    assert all(len(row) == 6 for row in loaded.costs_ms)  # 2 * max draft length
+    assert all(len(row) == 7 for row in loaded.costs_ms)  # 2 * max draft length + 1
     assert loaded.extra["sampling"]["temperature"] == 1.0
     assert loaded.extra["acceptance_details"]["prompts"] == 2
     assert [detail["source"] for detail in loaded.extra["model_details"]] == checkpoints

@@ -79,7 +79,7 @@ def test_costs_with_virtual_clock_equal_cost_functions_and_table_width():
     hierarchy = synthetic()
     result = virtual_profile(hierarchy, max_draft_length=5)
     width = columns_needed(4, 5)
-    assert width == 10  # 2 T for three or more models (docs/theory.md §6)
+    assert width == 11  # 2 T + 1 for three or more models (docs/theory.md §6)
     expected = [[1e3 * cost(n) for n in range(1, width + 1)] for cost in hierarchy.cost_fns]
     assert len(result.costs_ms) == 4 and all(len(row) == width for row in result.costs_ms)
     for row, expected_row in zip(result.costs_ms, expected):
@@ -105,7 +105,7 @@ def test_costs_with_virtual_clock_equal_cost_functions_and_table_width():
 
 
 @pytest.mark.parametrize(
-    "num_models,max_draft_length,width", [(1, 8, 1), (2, 1, 2), (2, 6, 7), (3, 1, 2), (3, 16, 32)]
+    "num_models,max_draft_length,width", [(1, 8, 1), (2, 1, 2), (2, 6, 7), (3, 1, 3), (3, 16, 33)]
 )
 def test_table_width_is_what_the_planner_needs(num_models, max_draft_length, width):
     assert columns_needed(num_models, max_draft_length) == width
@@ -235,13 +235,13 @@ def test_real_timings_are_positive_and_shaped(llamas):
     )
     assert torch.get_num_threads() == previous  # restored
     assert result.model_names == ("small", "medium", "big")
-    assert len(result.costs_ms) == 3 and all(len(row) == 4 for row in result.costs_ms)
+    assert len(result.costs_ms) == 3 and all(len(row) == 5 for row in result.costs_ms)
     assert all(value > 0 and math.isfinite(value) for row in result.costs_ms for value in row)
     for detail in result.extra["model_details"]:
         assert detail["kind"] == "transformers LlamaForCausalLM"
         assert detail["dtype"] == "float32" and detail["parameters"] > 0
         for key in ("forward_ms", "processing_ms", "truncate_ms"):
-            assert len(detail[key]) == 4 and all(value >= 0 for value in detail[key])
+            assert len(detail[key]) == 5 and all(value >= 0 for value in detail[key])
     metadata = result.extra["metadata"]
     assert (
         metadata["threads"] == 1 and metadata["machine"]["versions"]["torch"] == torch.__version__

@@ -30,7 +30,7 @@ Terms:
 
 Cost tables in ``plan``: configurations that need a pass longer than the table covers are
 skipped, never extrapolated, and ``Plan.limited_by_cost_table`` says so. A table with
-``2 * max_draft_length`` columns (``max_draft_length + 1`` for two models) limits nothing;
+``2 * max_draft_length + 1`` columns (``max_draft_length + 1`` for two models) limits nothing;
 1-D costs never limit.
 """
 
