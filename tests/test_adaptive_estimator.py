@@ -29,12 +29,24 @@ def test_discount_forgets_old_evidence() -> None:
     for _ in range(100):
         estimator.observe(1, 2, tested=1, accepted=0)  # ... then a run of rejections
     # Evidence of the first run is weighted 0.9**100 ~ 3e-5: the estimate follows the drift.
+    # The prior counts as evidence from before the request: weight 0.9**200.
     accepted = sum(0.9**k for k in range(100, 200))
     rejected = sum(0.9**k for k in range(100))
-    expected = (0.8 + accepted) / (1.0 + accepted + rejected)
+    prior_weight = 0.9**200
+    expected = (prior_weight * 0.8 + accepted) / (prior_weight + accepted + rejected)
     assert estimator.estimates()[1, 2] == pytest.approx(expected, rel=1e-9)
     assert expected < 0.08
     assert estimator.evidence()[1, 2] == pytest.approx(sum(0.9**k for k in range(200)), rel=1e-9)
+
+
+def test_a_wrong_prior_is_outweighed_in_the_end() -> None:
+    """The prior is discounted with the evidence: a long request at 0.05 against a profile
+    promising 0.9 ends near 0.05, not at the undiscounted floor (8 * 0.9 + 20 * 0.05) / 28."""
+    estimator = AcceptanceEstimator([[1, 0.9], [0, 1]], prior_strength=8.0, discount=0.95)
+    for index in range(400):
+        estimator.observe(0, 1, tested=1, accepted=int(index % 20 == 0))
+    assert estimator.estimates()[0, 1] < 0.1
+    assert estimator.estimates()[0, 1] < (8 * 0.9 + 20 * 0.05) / 28 / 2
 
 
 def test_unseen_pair_moves_with_its_drafters_shift() -> None:

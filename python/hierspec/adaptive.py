@@ -14,8 +14,12 @@ Terms:
                  in this request: ``accepted`` and ``rejected`` counts, each multiplied by
                  ``discount`` per later tested draft of the pair (exponential forgetting, a
                  window of about ``1 / (1 - discount)`` drafts), so the estimate follows drift.
-    estimate     the posterior mean ``(prior_strength * a_ij + accepted) /
-                 (prior_strength + accepted + rejected)``.
+                 The prior counts as observations made before the request and is discounted
+                 with them (its weight is ``w = prior_strength * discount^n`` after ``n``
+                 tested drafts of the pair), so the request's evidence outweighs any prior in
+                 the end: with an undiscounted prior the estimate could never move further than
+                 ``w / (w + 1 / (1 - discount))`` of the way from the profile's rate.
+    estimate     the posterior mean ``(w * a_ij + accepted) / (w + accepted + rejected)``.
     unseen pair  a pair not verified in this request (not adjacent in any chain used so far).
                  Its estimate moves its prior by the request's shift of the drafter: the mean,
                  weighted by evidence, of ``logit(estimate) - logit(prior)`` over the observed
@@ -86,24 +90,13 @@ class AdaptiveConfig:
         Target passes between two planning decisions (>= 1).
 
     The defaults of these three were chosen by measurement (``bench/estimator.py``,
-    ``docs/theory.md`` §10.1): 8 / 0.95 (a window of about 20 tested drafts) ties for the best
-    predictive likelihood of real verification traces and has the least decision regret among
-    those ties; one decision costs about 0.5 ms, under 0.5% of a target pass on CPU, so the
-    decoder decides after every pass.
-    max_draft_length
-        The planner's bound on every draft length (>= 1).
-    switch_horizon_tokens
-        Tokens over which a switch's predicted gain must repay its catch-up cost (>= 1); capped
-        by the tokens left to generate.
-    min_relative_gain
-        A switch must lower the predicted latency by at least this fraction (>= 0): hysteresis
-        against switching back and forth on noise.
-    min_draft_confidence
-        Early stopping of the bottom level, in ``[0, 1)`` (see
-        :class:`hierspec.HierarchicalDecoder`); 0 never stops.
+    ``docs/theory.md`` §10.1): 32 / 0.95 (a window of about 20 tested drafts; the prior decays
+    with the evidence) is within two standard errors of the best predictive likelihood of real
+    verification traces and has the least decision regret among those settings; one decision
+    costs about 1 ms, under 1% of a target pass on CPU, so the decoder decides after every pass.
     """
 
-    prior_strength: float = 8.0
+    prior_strength: float = 32.0
     discount: float = 0.95
     replan_interval: int = 1
     max_draft_length: int = 16
@@ -173,7 +166,7 @@ class AcceptanceEstimator:
         if self._prior.ndim != 2 or self._prior.shape[0] != self._prior.shape[1]:
             raise ValueError(f"prior must be a square [M, M] matrix, got shape {self._prior.shape}")
         size = self._prior.shape[0]
-        self._strength = float(prior_strength)
+        self._prior_weight = np.full((size, size), float(prior_strength))  # w of each pair
         self._discount = float(discount)
         self._accepted = np.zeros((size, size))
         self._rejected = np.zeros((size, size))
@@ -190,6 +183,7 @@ class AcceptanceEstimator:
         if tested == 0:
             return
         decay = self._discount**tested
+        self._prior_weight[drafter, verifier] *= decay
         self._accepted[drafter, verifier] = decay * self._accepted[drafter, verifier] + accepted
         self._rejected[drafter, verifier] = decay * self._rejected[drafter, verifier] + (
             tested - accepted
@@ -201,7 +195,8 @@ class AcceptanceEstimator:
 
     def observed_estimates(self) -> np.ndarray:
         """``[M, M]`` posterior means (the prior where a pair has no evidence)."""
-        return (self._strength * self._prior + self._accepted) / (self._strength + self.evidence())
+        weight = self._prior_weight
+        return (weight * self._prior + self._accepted) / (weight + self.evidence())
 
     def estimates(self) -> np.ndarray:
         """``[M, M]`` rates for planning: posterior means of observed pairs; unseen pairs moved
@@ -229,7 +224,8 @@ class ContinueEstimator:
     """Posterior continue rates of the bottom level's early stopping, one per model.
 
     Each model's rate has the prior ``prior[m]`` as ``prior_strength`` pseudo-checks and counts
-    the checked positions of this request (discounted like :class:`AcceptanceEstimator`).
+    the checked positions of this request, the prior and the checks discounted like
+    :class:`AcceptanceEstimator`'s.
 
     Examples
     --------
@@ -242,7 +238,7 @@ class ContinueEstimator:
 
     def __init__(self, prior: Sequence[float], prior_strength: float, discount: float) -> None:
         self._prior = np.array(prior, dtype=np.float64)
-        self._strength = float(prior_strength)
+        self._prior_weight = np.full_like(self._prior, float(prior_strength))
         self._discount = float(discount)
         self._drafted = np.zeros_like(self._prior)
         self._checks = np.zeros_like(self._prior)
@@ -253,12 +249,14 @@ class ContinueEstimator:
         if not 0 <= drafted <= checks:
             raise ValueError(f"need 0 <= drafted <= checks, got {drafted} and {checks}")
         decay = self._discount**checks
+        self._prior_weight[model] *= decay
         self._drafted[model] = decay * self._drafted[model] + drafted
         self._checks[model] = decay * self._checks[model] + checks
 
     def estimates(self) -> np.ndarray:
         """``[M]`` posterior means."""
-        return (self._strength * self._prior + self._drafted) / (self._strength + self._checks)
+        weight = self._prior_weight
+        return (weight * self._prior + self._drafted) / (weight + self._checks)
 
 
 @dataclasses.dataclass(frozen=True)
