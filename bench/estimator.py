@@ -195,7 +195,8 @@ class TraceRecorder(Replanner):
                 f"draft_lengths {list(draft_lengths)} must have one entry per level below the "
                 f"target of chain {list(chain)}"
             )
-        super().__init__(profile, AdaptiveConfig(replan_interval=1))
+        # The traces are of decoding without early stopping (min_draft_confidence 0).
+        super().__init__(profile, AdaptiveConfig(replan_interval=1, min_draft_confidence=0.0))
 
     def reset(self) -> None:
         super().reset()
@@ -634,7 +635,12 @@ def regret_grid(
     result = {}
     for strength in strengths:
         for discount in discounts:
-            config = AdaptiveConfig(prior_strength=strength, discount=discount, replan_interval=1)
+            config = AdaptiveConfig(
+                prior_strength=strength,
+                discount=discount,
+                replan_interval=1,
+                min_draft_confidence=0.0,
+            )
             result[(strength, discount)] = [
                 decision_regret(
                     trace,
@@ -899,10 +905,15 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
     chosen_key = min(
         (tuple(cell) for cell in grids["all"]["neighbourhood"]), key=lambda k: regret_by_key[k]
     )
-    config = AdaptiveConfig(prior_strength=chosen_key[0], discount=chosen_key[1], replan_interval=1)
+    config = AdaptiveConfig(
+        prior_strength=chosen_key[0],
+        discount=chosen_key[1],
+        replan_interval=1,
+        min_draft_confidence=0.0,  # the traces were decoded without early stopping
+    )
     # The reaction of a decoder started from the plan (the alternative's traces would switch to
     # the plan at once: a different configuration, not a reaction to the request).
-    default_replan = dataclasses.replace(default, replan_interval=1)
+    default_replan = dataclasses.replace(default, replan_interval=1, min_draft_confidence=0.0)
     reactions = {
         mode: {
             "recommended": reaction_delays(

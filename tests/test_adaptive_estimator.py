@@ -82,7 +82,9 @@ def _profile() -> hierspec.Profile:
 
 def test_replanner_starts_from_the_static_plan_and_falls_back_to_the_target() -> None:
     profile = _profile()
-    replanner = Replanner(profile, AdaptiveConfig(prior_strength=4.0, discount=1.0))
+    replanner = Replanner(
+        profile, AdaptiveConfig(prior_strength=4.0, discount=1.0, min_draft_confidence=0.0)
+    )
     chain, lengths, latency = replanner.initial()
     static = hierspec.plan(profile.costs_ms, profile.acceptance, max_draft_length=16)
     assert (chain, lengths, latency) == (static.chain, static.draft_lengths, static.latency)
@@ -100,7 +102,9 @@ def test_replanner_starts_from_the_static_plan_and_falls_back_to_the_target() ->
 
 def test_replanner_weighs_the_catch_up_cost() -> None:
     profile = _profile()
-    replanner = Replanner(profile, AdaptiveConfig(prior_strength=4.0, discount=1.0))
+    replanner = Replanner(
+        profile, AdaptiveConfig(prior_strength=4.0, discount=1.0, min_draft_confidence=0.0)
+    )
     replanner.estimator.observe(0, 1, tested=400, accepted=390)  # the drafter is excellent now
     # From the target alone, joining costs a pass of the drafter over its gap.
     cheap = replanner.decide((1,), (), gaps=[10, 0], tokens_left=100, token=50, target_pass=50)

@@ -192,7 +192,7 @@ def test_replanner_leaves_a_drafter_that_does_not_pay():
     hierarchy = synthetic_hierarchy([0.05], [AffineCost(0.3), AffineCost(1.0)], seed=2)
     costs = hierarchy.costs_table(16)
     profile = hierspec.Profile(("draft", "target"), tuple(map(tuple, costs)), ((1, 0.9), (0, 1)))
-    config = AdaptiveConfig(prior_strength=8.0, replan_interval=2)
+    config = AdaptiveConfig(prior_strength=8.0, replan_interval=2, min_draft_confidence=0.0)
     decoder = HierarchicalDecoder.adaptive(hierarchy.models, profile, config)
     assert decoder.chain == (0, 1)
     output = decoder.generate(torch.tensor([[1, 2]]), max_new_tokens=120, seed=0)

@@ -102,7 +102,7 @@ class AdaptiveConfig:
     max_draft_length: int = 16
     switch_horizon_tokens: int = 64
     min_relative_gain: float = 0.03
-    min_draft_confidence: float = 0.0
+    min_draft_confidence: float = 0.5
 
     def __post_init__(self) -> None:
         def number(name: str, value: object) -> float:

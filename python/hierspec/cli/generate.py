@@ -122,11 +122,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-draft-confidence",
         type=float,
-        default=AdaptiveConfig().min_draft_confidence,
+        default=None,
         metavar="P",
         help="adaptive mode: the bottom level stops its batch early before a draft it gives "
         "less than this probability (its own softmax), and the decoder learns how often it "
-        "stops; 0 never stops (default: %(default)s)",
+        f"stops; 0 never stops (default: {AdaptiveConfig().min_draft_confidence})",
     )
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     add_common_arguments(parser)
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if not args.prompt:
         raise ValueError("--prompt must be a non-empty string")
-    if not args.adaptive and args.min_draft_confidence != 0:
+    if not args.adaptive and args.min_draft_confidence not in (None, 0):
         raise ValueError(
             f"--min-draft-confidence {args.min_draft_confidence} needs the adaptive decoder "
             "(it learns how often the bottom level stops); drop --no-adaptive or set it to 0"
@@ -177,10 +177,11 @@ def run(args: argparse.Namespace) -> int:
         model_names=loaded.model_names,
     )
     if args.adaptive:
-        adaptive_config = AdaptiveConfig(
-            max_draft_length=args.max_draft_length,
-            min_draft_confidence=args.min_draft_confidence,
-        )
+        adaptive_config = AdaptiveConfig(max_draft_length=args.max_draft_length)
+        if args.min_draft_confidence is not None:
+            adaptive_config = dataclasses.replace(
+                adaptive_config, min_draft_confidence=args.min_draft_confidence
+            )
         decoder = HierarchicalDecoder.adaptive(candidates.models, loaded, adaptive_config)
     else:
         decoder = HierarchicalDecoder.from_plan(candidates.models, best)
