@@ -59,6 +59,7 @@ import torch
 from harness import (
     RESULTS,
     Report,
+    add_prompt_arguments,
     compare_greedy,
     format_table,
     hf_generate,
@@ -735,26 +736,7 @@ QUICK = dict(tokens=32, prompts_per_category=2, ungrounded_prompts=2, modes=["gr
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--tokens", type=int, help=f"new tokens per run ({FULL['tokens']}; quick {QUICK['tokens']})"
-    )
-    parser.add_argument(
-        "--prompts-per-category",
-        type=int,
-        help=f"held-out prompts per kind of task ({FULL['prompts_per_category']})",
-    )
-    parser.add_argument(
-        "--ungrounded-prompts",
-        type=int,
-        help=f"ungrounded chat prompts, the README's first ({FULL['ungrounded_prompts']}; quick "
-        f"{QUICK['ungrounded_prompts']})",
-    )
-    parser.add_argument(
-        "--modes",
-        nargs="+",
-        choices=["greedy", "temperature1"],
-        help="sampling modes (greedy temperature1; quick: greedy)",
-    )
+    add_prompt_arguments(parser, FULL, QUICK)
     parser.add_argument(
         "--hindsight-size",
         type=int,

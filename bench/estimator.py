@@ -79,7 +79,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import RESULTS, Report, format_table
+from harness import RESULTS, Report, add_prompt_arguments, format_table
 
 import hierspec
 from hierspec.adaptive import AcceptanceEstimator, AdaptiveConfig, PlanDecision, Replanner
@@ -1133,20 +1133,7 @@ QUICK = dict(tokens=32, prompts_per_category=1, ungrounded_prompts=1, modes=["gr
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, help=f"new tokens per run ({FULL['tokens']})")
-    parser.add_argument(
-        "--prompts-per-category",
-        type=int,
-        help=f"held-out prompts per kind of task ({FULL['prompts_per_category']})",
-    )
-    parser.add_argument(
-        "--ungrounded-prompts",
-        type=int,
-        help=f"ungrounded chat prompts, the README's first ({FULL['ungrounded_prompts']})",
-    )
-    parser.add_argument(
-        "--modes", nargs="+", choices=list(MODES), help="sampling modes (greedy temperature1)"
-    )
+    add_prompt_arguments(parser, FULL)
     parser.add_argument("--strengths", type=float, nargs="+", default=list(STRENGTHS))
     parser.add_argument("--discounts", type=float, nargs="+", default=list(DISCOUNTS))
     parser.add_argument("--intervals", type=int, nargs="+", default=list(INTERVALS))

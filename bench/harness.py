@@ -290,6 +290,36 @@ def write_report(path: str | os.PathLike[str], report: dict[str, Any]) -> None:
     print(f"wrote {path}")
 
 
+def add_prompt_arguments(
+    parser: Any, full: dict[str, Any], quick: dict[str, Any] | None = None
+) -> None:
+    """``--tokens``, ``--prompts-per-category``, ``--ungrounded-prompts`` and ``--modes`` of the
+    benchmarks over the family's held-out and ungrounded prompts (``bench/adaptive.py``,
+    ``bench/estimator.py``); their help shows the ``full`` (and ``quick``) defaults."""
+
+    def default(key: str) -> str:
+        return f"{full[key]}" + (f"; quick {quick[key]}" if quick is not None else "")
+
+    parser.add_argument("--tokens", type=int, help=f"new tokens per run ({default('tokens')})")
+    parser.add_argument(
+        "--prompts-per-category",
+        type=int,
+        help=f"held-out prompts per kind of task ({default('prompts_per_category')})",
+    )
+    parser.add_argument(
+        "--ungrounded-prompts",
+        type=int,
+        help=f"ungrounded chat prompts, the README's first ({default('ungrounded_prompts')})",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["greedy", "temperature1"],
+        help=f"sampling modes ({' '.join(full['modes'])}"
+        + (f"; quick: {' '.join(quick['modes'])})" if quick is not None else ")"),
+    )
+
+
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], gap: str = "  ") -> str:
     """``header`` and ``rows`` (strings) as left-aligned columns, one line each."""
     widths = [max(len(row[col]) for row in (header, *rows)) for col in range(len(header))]
