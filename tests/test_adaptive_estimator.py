@@ -121,3 +121,14 @@ def test_catch_up_cost_extrapolates_linearly_beyond_the_table() -> None:
     assert replanner.catch_up_cost(0, 0) == 0.0
     assert replanner.catch_up_cost(0, 3) == pytest.approx(row[2])
     assert replanner.catch_up_cost(0, 64) == pytest.approx(row[-1] * 2)
+
+
+def test_initial_plan_is_the_priors_not_the_evidence() -> None:
+    """initial() is what the decoder starts every request with: the profile's plan under the
+    priors, also when asked after observations (a benchmark asks it after the run)."""
+    profile = _profile()
+    replanner = Replanner(profile, AdaptiveConfig(prior_strength=4.0, min_draft_confidence=0.5))
+    before = replanner.initial()
+    replanner.observe(0, 1, tested=200, accepted=0, bottom=True)
+    replanner.observe_continue(0, checks=50, drafted=5)
+    assert replanner.initial() == before

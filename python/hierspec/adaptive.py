@@ -49,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -361,12 +362,20 @@ class Replanner:
         }
 
     def initial(self) -> tuple[tuple[int, ...], tuple[int, ...], float]:
-        """The static plan of the profile: ``(chain, draft_lengths, predicted latency)``."""
+        """The static plan of the profile: ``(chain, draft_lengths, predicted latency)``, under
+        the priors (whatever this request has observed so far)."""
+        profile = self.profile
+        stopping: dict[str, Any] = {}
+        if self.early_stopping:
+            stopping = {
+                "continue_rates": profile.continue_rates,
+                "bottom_acceptance": profile.bottom_acceptance,
+            }
         best = plan(
-            self.profile.costs_ms,
-            self.profile.acceptance,
+            profile.costs_ms,
+            profile.acceptance,
             max_draft_length=self.config.max_draft_length,
-            **self._early_stopping_estimates(),
+            **stopping,
         )
         return tuple(best.chain), tuple(best.draft_lengths), best.latency
 
