@@ -790,7 +790,7 @@ def estimate_full_run(modes: list[dict], args, num_heldout_kinds: int) -> float:
     measured = {mode["label"]: mode for mode in modes}
     for name in full["modes"]:
         label = "greedy" if name == "greedy" else "temperature 1"
-        mode = measured.get(label) or measured.get("greedy")
+        mode = measured.get(label) or measured.get("greedy") or next(iter(measured.values()))
         factor = 1.0 if label in measured else SAMPLED_SLOWDOWN
         per_prompt = 0.0
         for configuration in mode["configurations"]:
