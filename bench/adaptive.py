@@ -791,7 +791,12 @@ def estimate_full_run(modes: list[dict], args, num_heldout_kinds: int) -> float:
     for name in full["modes"]:
         label = "greedy" if name == "greedy" else "temperature 1"
         mode = measured.get(label) or measured.get("greedy") or next(iter(measured.values()))
-        factor = 1.0 if label in measured else SAMPLED_SLOWDOWN
+        if label in measured:
+            factor = 1.0
+        elif mode["label"] == "greedy":  # a sampled mode estimated from the greedy one
+            factor = SAMPLED_SLOWDOWN
+        else:  # greedy estimated from a sampled mode
+            factor = 1.0 / SAMPLED_SLOWDOWN
         per_prompt = 0.0
         for configuration in mode["configurations"]:
             runs = [record["runs"][configuration["name"]] for record in mode["prompts"]]
