@@ -70,7 +70,7 @@ from harness import (
 
 import hierspec
 from hierspec import HierarchicalDecoder, SamplingConfig
-from hierspec.adaptive import AdaptiveConfig, PlanDecision, predicted_latency_of_run
+from hierspec.adaptive import AdaptiveConfig, PlanDecision, Replanner, predicted_latency_of_run
 
 README_PROMPT = "Explain what a Python list comprehension is, with one short example."
 # Chat questions with nothing in the prompt to copy from (the n-gram level's worst case).
@@ -174,12 +174,10 @@ def configurations(profile, plan, args) -> list[Configuration]:
         ),
         Configuration("adaptive", "adaptive", *static_key, adaptive_config=AdaptiveConfig()),
     ]
-    default_confidence = AdaptiveConfig().min_draft_confidence
     for confidence in args.adaptive_variants:
-        if confidence != default_confidence:
-            config = AdaptiveConfig(min_draft_confidence=confidence)
-            name = f"adaptive min_draft_confidence={confidence:g}"
-            result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
+        config = AdaptiveConfig(min_draft_confidence=confidence)
+        name = f"adaptive min_draft_confidence={confidence:g}"
+        result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
     # The fixed set: n-gram at a short / long / middle T first (acceptance moves most for the
     # n-gram level), then the rest by predicted latency.
     ngram = names.index("ngram") if "ngram" in names else None
@@ -494,6 +492,8 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
         "profile": profile.to_dict(),
         "plan": plan.to_dict(),
         "adaptive_config": dataclasses.asdict(AdaptiveConfig()),
+        # The early-stopping threshold the default configuration chose from this profile.
+        "adaptive_min_draft_confidence": Replanner(profile, AdaptiveConfig()).min_draft_confidence,
         "summary": summary,
         "configurations": [
             {
@@ -542,6 +542,11 @@ def record_to_json(record, names) -> dict:
                     },
                     "predicted_latency": d.predicted_latency,
                     "catch_up_cost": d.catch_up_cost,
+                    "bottom_acceptance": {
+                        pair_name(pair, names): rate for pair, rate in d.bottom_acceptance.items()
+                    },
+                    "continue_rates": {names[int(m)]: r for m, r in d.continue_rates.items()},
+                    "cost_scales": {names[int(m)]: r for m, r in d.cost_scales.items()},
                 }
                 for d in run.decisions
             ]

@@ -160,6 +160,16 @@ CASES: list[BadInput] = [
         "min_draft_confidence must be in [0, 1), got 1",
     ),
     BadInput(
+        "hierspec.profiler.ProfilerConfig(stop_thresholds=(0.5, 1.0))",
+        ValueError,
+        "stop_thresholds entries must be numbers in (0, 1), got 1.0",
+    ),
+    BadInput(
+        "hierspec.adaptive.AdaptiveConfig(learn_costs='yes')",
+        TypeError,
+        "learn_costs must be a bool, got 'yes'",
+    ),
+    BadInput(
         "cli('generate', '--prompt', 'Hi', '--no-adaptive', '--min-draft-confidence', '0.5')",
         ExitStatus,
         "2: hierspec generate: error: --min-draft-confidence 0.5 needs the adaptive decoder",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hierspec
-from hierspec.adaptive import AcceptanceEstimator, AdaptiveConfig, Replanner
+from hierspec.adaptive import AcceptanceEstimator, AdaptiveConfig, CostEstimator, Replanner
 
 PRIOR = [[1.0, 0.6, 0.5, 0.4], [0.0, 1.0, 0.8, 0.7], [0.0, 0.0, 1.0, 0.9], [0.0, 0.0, 0.0, 1.0]]
 
@@ -132,3 +132,57 @@ def test_initial_plan_is_the_priors_not_the_evidence() -> None:
     replanner.observe(0, 1, tested=200, accepted=0, bottom=True)
     replanner.observe_continue(0, checks=50, drafted=5)
     assert replanner.initial() == before
+
+
+def test_cost_estimator_is_a_discounted_ratio_of_sums() -> None:
+    forward = [[1.0, 2.0, 3.0], [10.0, 10.0, 10.0]]
+    estimator = CostEstimator(forward, prior_passes=2.0, discount=0.5)
+    assert estimator.scales().tolist() == [1.0, 1.0]
+    estimator.observe(0, 2, 6.0)  # predicted 2
+    estimator.observe(0, 5, 15.0)  # beyond the table: 3 * 5 / 3 = 5 predicted
+    measured = 0.5 * (0.5 * 2 * 1.0 + 6.0) + 15.0
+    predicted = 0.5 * (0.5 * 2 * 1.0 + 2.0) + 5.0
+    assert estimator.scales()[0] == pytest.approx(measured / predicted, rel=1e-12)
+    assert estimator.scales()[1] == 1.0  # nothing seen of model 1
+    # The prior fades: many passes at 3x give 3x whatever the prior said.
+    for _ in range(200):
+        estimator.observe(1, 1, 30.0)
+    assert estimator.scales()[1] == pytest.approx(3.0, rel=1e-9)
+
+
+def test_replanner_scales_costs_by_what_the_passes_took() -> None:
+    profile = _profile()
+    learning = Replanner(profile, AdaptiveConfig(min_draft_confidence=0.0))
+    fixed = Replanner(profile, AdaptiveConfig(min_draft_confidence=0.0, learn_costs=False))
+    for replanner in (learning, fixed):
+        for _ in range(100):  # the target's 1-token passes take 4x the profile's forward cost
+            replanner.observe_pass(1, 1, 4.0 * profile.costs_ms[1][0] / 1e3)
+    assert learning.cost_scales() == pytest.approx([1.0, 4.0], rel=1e-4)  # prior: 0.9**100
+    assert fixed.cost_scales().tolist() == [1.0, 1.0]
+    assert learning.costs()[1] == pytest.approx([4.0 * c for c in profile.costs_ms[1]], rel=1e-4)
+    assert learning.catch_up_cost(1, 3) == pytest.approx(4.0 * profile.costs_ms[1][2], rel=1e-4)
+    decision = learning.decide((0, 1), (4,), gaps=[0, 0], tokens_left=100, token=5, target_pass=3)
+    assert decision.cost_scales == pytest.approx({"0": 1.0, "1": 4.0}, rel=1e-4)
+    costs = learning.costs()
+    expected = hierspec.evaluate(costs, profile.acceptance, [0, 1], [4]).latency
+    assert decision.previous_latency == pytest.approx(expected)
+    assert fixed.decide((0, 1), (4,), [0, 0], 100, 5, 3).cost_scales == {}
+    with pytest.raises(TypeError, match="learn_costs must be a bool"):
+        AdaptiveConfig(learn_costs=1)
+
+
+def test_cost_scale_uses_the_profiles_forward_part() -> None:
+    """The engine times a level's append only; the profiler's ``forward_ms`` is that part of
+    the cost, so a pass that took exactly its forward_ms leaves the scale at 1."""
+    base = _profile()
+    forward = [[0.5 * c for c in row] for row in base.costs_ms]
+    profile = hierspec.Profile(
+        base.model_names,
+        base.costs_ms,
+        base.acceptance,
+        extra={"model_details": [{"forward_ms": row} for row in forward]},
+    )
+    replanner = Replanner(profile, AdaptiveConfig())
+    for _ in range(50):
+        replanner.observe_pass(1, 2, forward[1][1] / 1e3)
+    assert replanner.cost_scales()[1] == pytest.approx(1.0)

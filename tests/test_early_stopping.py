@@ -311,7 +311,10 @@ def test_adaptive_decoder_with_early_stopping_is_lossless_and_learns_the_rates()
     from hierspec.adaptive import AdaptiveConfig
 
     models = _confident_models([1.0, 0.5])
-    config = AdaptiveConfig(min_draft_confidence=0.7, replan_interval=1, prior_strength=4)
+    # Costs fixed to the profile's (the Markov models' real pass times say nothing here).
+    config = AdaptiveConfig(
+        min_draft_confidence=0.7, replan_interval=1, prior_strength=4, learn_costs=False
+    )
     decoder = HierarchicalDecoder.adaptive(list(models), _adaptive_profile(3), config)
     assert decoder.min_draft_confidence == 0.7
     prompt = torch.tensor([[3, 1]])
@@ -330,3 +333,119 @@ def test_adaptive_decoder_with_early_stopping_is_lossless_and_learns_the_rates()
     rates = [rate for d in output.stats.decisions for rate in d.continue_rates.values()]
     assert rates and min(rates) < 0.95
     assert all(decision.bottom_acceptance for decision in output.stats.decisions[:3])
+
+
+# -- the threshold from the profile ------------------------------------------------------------
+
+
+def _profile_with_table(bottom: float, rate: float) -> hierspec.Profile:
+    """ngram-like drafter (acceptance 0.5) and a target; early stopping measured at 0.5: the
+    drafter drafts at ``rate`` of the positions and those drafts are accepted at ``bottom``."""
+    from hierspec.planning import EarlyStoppingRates
+
+    costs = ((0.5,) * 40, tuple(10.0 * (1 + 0.05 * n) for n in range(40)))
+    return hierspec.Profile(
+        ("draft", "target"),
+        costs,
+        ((1.0, 0.5), (0.0, 1.0)),
+        early_stopping=(EarlyStoppingRates(0.5, (rate, 1.0), ((1.0, bottom), (0.0, 1.0))),),
+    )
+
+
+def test_threshold_is_chosen_by_the_planner_from_the_measured_rates() -> None:
+    from hierspec.adaptive import AdaptiveConfig, Replanner
+    from hierspec.planning import choose_min_draft_confidence
+
+    # Confident drafts are much better: stopping pays.
+    informative = _profile_with_table(bottom=0.9, rate=0.5)
+    threshold, best = choose_min_draft_confidence(informative, max_draft_length=8)
+    rates = informative.stopping_rates(0.5)
+    expected = hierspec.plan(
+        informative.costs_ms, informative.acceptance, max_draft_length=8, **rates
+    )
+    assert threshold == 0.5 and best.latency == pytest.approx(expected.latency)
+    plain = hierspec.plan(informative.costs_ms, informative.acceptance, max_draft_length=8)
+    assert best.latency < plain.latency
+    # Confidence says nothing about survival (the bf16 copy at temperature 1): no stopping.
+    uninformative = _profile_with_table(bottom=0.5, rate=0.6)
+    threshold, best = choose_min_draft_confidence(uninformative, max_draft_length=8)
+    assert threshold == 0.0 and best.latency == pytest.approx(
+        hierspec.plan(uninformative.costs_ms, uninformative.acceptance, max_draft_length=8).latency
+    )
+    # No table: nothing measured, no stopping.
+    bare = hierspec.Profile(informative.model_names, informative.costs_ms, informative.acceptance)
+    assert choose_min_draft_confidence(bare)[0] == 0.0
+    # The adaptive decoder takes the chosen threshold by default, the entry's rates as priors.
+    replanner = Replanner(informative, AdaptiveConfig(max_draft_length=8))
+    assert replanner.min_draft_confidence == 0.5 and replanner.early_stopping
+    assert replanner.continue_estimator.estimates()[0] == pytest.approx(0.5)
+    assert replanner.bottom_estimator.estimates()[0, 1] == pytest.approx(0.9)
+    assert replanner.initial()[2] == pytest.approx(expected.latency)
+    models = markov_models(8, noise_scales=[1.0], seed=0)
+    decoder = HierarchicalDecoder.adaptive(models, informative, AdaptiveConfig(max_draft_length=8))
+    assert decoder.min_draft_confidence == 0.5
+    fixed = Replanner(informative, AdaptiveConfig(min_draft_confidence=0.0))
+    assert fixed.min_draft_confidence == 0.0 and not fixed.early_stopping
+
+
+def test_early_stopping_table_round_trips_and_is_checked() -> None:
+    profile = _profile_with_table(bottom=0.9, rate=0.5)
+    assert hierspec.Profile.from_dict(profile.to_dict()) == profile
+    data = profile.to_dict()
+    data["early_stopping"][0]["continue_rates"] = [1.5, 1.0]
+    with pytest.raises(ValueError, match=r"early_stopping\[0\]: continue_rates\[0\] = 1.5"):
+        hierspec.Profile.from_dict(data)
+    data = profile.to_dict()
+    data["early_stopping"][0]["min_draft_confidence"] = 0.0
+    with pytest.raises(ValueError, match=r"early_stopping\[0\].min_draft_confidence"):
+        hierspec.Profile.from_dict(data)
+    data = profile.to_dict()
+    data["early_stopping"] = data["early_stopping"] * 2
+    with pytest.raises(ValueError, match="must increase strictly"):
+        hierspec.Profile.from_dict(data)
+    data["early_stopping"] = [{"min_draft_confidence": 0.5}]
+    with pytest.raises(ValueError, match=r"early_stopping\[0\] must be an object with keys"):
+        hierspec.Profile.from_dict(data)
+
+
+def test_profiler_measures_the_rates_at_each_threshold() -> None:
+    """The profile's early_stopping is what early_stopping_rates computes from the models' own
+    confidence and the pair's overlap on the calibration text; rates fall with the threshold."""
+    from hierspec.profiler import ProfilerConfig
+    from hierspec.profiler.acceptance import calibration_probs
+
+    models = markov_models(12, noise_scales=[1.5], sharpness=3.0, seed=4)
+    prompts = [torch.tensor([[1, 2, 3]]), torch.tensor([[5, 0]])]
+    result = hierspec.profile(
+        models,
+        prompts,
+        max_draft_length=2,
+        repeats=1,
+        progress=False,
+        calibration_tokens=40,
+        stop_thresholds=(0.6, 0.3),
+    )
+    table = result.early_stopping
+    assert [entry.min_draft_confidence for entry in table] == [0.3, 0.6]
+    assert table[0].continue_rates[0] >= table[1].continue_rates[0]
+    # By hand for threshold 0.6: the target's calibration continuations, re-scored.
+    sampling = SamplingConfig()
+    drafted, accepted_mass = 0, 0.0
+    positions = 0
+    for index, prompt in enumerate(prompts):
+        sequence = (
+            HierarchicalDecoder([models[-1]], [])
+            .generate(prompt, max_new_tokens=40, seed=index)
+            .sequences
+        )
+        draft_probs, confidence = calibration_probs(models[0], sequence, prompt.shape[1], sampling)
+        target_probs, _ = calibration_probs(models[1], sequence, prompt.shape[1], sampling)
+        overlap = torch.minimum(draft_probs, target_probs).sum(-1).double()
+        mask = confidence >= 0.6
+        drafted += int(mask.sum())
+        accepted_mass += float(overlap[mask].sum())
+        positions += confidence.numel()
+    assert table[1].continue_rates[0] == pytest.approx(drafted / positions)
+    assert table[1].bottom_acceptance[0][1] == pytest.approx(accepted_mass / drafted)
+    with pytest.raises(ValueError, match="stop_thresholds entries must be numbers in"):
+        ProfilerConfig(stop_thresholds=(1.5,))

@@ -190,10 +190,12 @@ def test_replanner_leaves_a_drafter_that_does_not_pay():
     # The profile promises acceptance 0.9, the drafter's real rate is 0.05: the static plan uses
     # it, the adaptive decoder learns the rate and falls back to the target alone.
     hierarchy = synthetic_hierarchy([0.05], [AffineCost(0.3), AffineCost(1.0)], seed=2)
-    costs = hierarchy.costs_table(16)
+    costs = [[1e3 * cost for cost in row] for row in hierarchy.costs_table(16)]  # ms
     profile = hierspec.Profile(("draft", "target"), tuple(map(tuple, costs)), ((1, 0.9), (0, 1)))
     config = AdaptiveConfig(prior_strength=8.0, replan_interval=2, min_draft_confidence=0.0)
-    decoder = HierarchicalDecoder.adaptive(hierarchy.models, profile, config)
+    decoder = HierarchicalDecoder.adaptive(
+        hierarchy.models, profile, config, timer=lambda: hierarchy.clock.elapsed
+    )
     assert decoder.chain == (0, 1)
     output = decoder.generate(torch.tensor([[1, 2]]), max_new_tokens=120, seed=0)
     changes = output.stats.plan_changes
@@ -213,3 +215,35 @@ def test_adaptive_arguments_are_checked():
         HierarchicalDecoder.adaptive(models, _profile(3))
     with pytest.raises(TypeError, match="profile must be a hierspec.Profile"):
         HierarchicalDecoder.adaptive(models, {"models": []})
+
+
+@pytest.mark.parametrize("learn_costs", [True, False])
+def test_adaptive_decoder_learns_that_the_target_runs_slower(learn_costs):
+    # The profile was measured when the target was 4x faster than it runs now: under the
+    # profile the target alone is best; at the real cost drafting pays. With the passes timed on
+    # the synthetic models' virtual clock, the decoder learns the factor and starts drafting.
+    hierarchy = synthetic_hierarchy([0.6], [AffineCost(0.2), AffineCost(1.0)], seed=3)
+    real = [[1e3 * cost for cost in row] for row in hierarchy.costs_table(16)]
+    profiled = [real[0], [cost / 4 for cost in real[1]]]
+    profile = hierspec.Profile(("draft", "target"), tuple(map(tuple, profiled)), ((1, 0.6), (0, 1)))
+    config = AdaptiveConfig(min_draft_confidence=0.0, learn_costs=learn_costs)
+    decoder = HierarchicalDecoder.adaptive(
+        hierarchy.models, profile, config, timer=lambda: hierarchy.clock.elapsed
+    )
+    assert decoder.chain == (1,)
+    prompt = torch.tensor([[1, 2]])
+    output = decoder.generate(prompt, max_new_tokens=60, temperature=0)
+    alone = HierarchicalDecoder(hierarchy.models[-1:], []).generate(prompt, 60, temperature=0)
+    assert torch.equal(output.sequences, alone.sequences)
+    # The stats are on the virtual clock too: 60 target passes of 1 s each at most.
+    assert output.stats.levels[1].time_s == pytest.approx(
+        output.stats.levels[1].forward_passes * 1.0
+    )
+    changes = output.stats.plan_changes
+    if not learn_costs:
+        assert not changes
+        return
+    assert changes and changes[0].chain == (0, 1)
+    assert changes[0].cost_scales["1"] > 2.0  # on its way from the prior's 1 to 4
+    assert output.stats.decisions[-1].cost_scales["1"] == pytest.approx(4.0, rel=0.02)
+    assert output.stats.decisions[-1].cost_scales["0"] == pytest.approx(1.0, rel=1e-9)

@@ -30,17 +30,27 @@ Terms:
                  target's bf16 copy move together). With no observed pair for the drafter the
                  prior stands: a drafter's behaviour says little about another's.
 
-Early stopping of the bottom level (``AdaptiveConfig.min_draft_confidence > 0``, policy.md rule
-1): the bottom level ends its batch before a draft it is not confident about, so two more things
-are learned online. Per model, its *continue rate* (the probability that it drafts at a checked
-position) with the profile's ``continue_rates`` as prior (1 when the profile has none: a rule
-that never fires); and, per pair, the *bottom acceptance* of the drafts it hands up as level 0
-(the drafts it was confident about), a second :class:`AcceptanceEstimator` whose prior is the
-profile's ``bottom_acceptance`` or else its acceptance. The planner gets both (``continue_rates``
-and ``bottom_acceptance`` of :func:`hierspec.plan`).
+Early stopping of the bottom level (policy.md rule 1): the bottom level ends its batch before a
+draft it is not confident about. The threshold is ``AdaptiveConfig.min_draft_confidence``, or by
+default the one whose plan the profile predicts fastest (0, no stopping, included): the profiler
+measures the rates below at a few thresholds on its calibration text, and whether stopping pays
+depends on the drafter and the sampling mode (it paid for the n-gram level greedy, not for the
+target's bf16 copy at temperature 1). With a threshold > 0 two more things are learned online.
+Per model, its *continue rate* (the probability that it drafts at a checked position) with the
+profile's rate at that threshold as prior (1 when the profile has none: a rule that never
+fires); and, per pair, the *bottom acceptance* of the drafts it hands up as level 0 (the drafts
+it was confident about), a second :class:`AcceptanceEstimator` whose prior is the profile's
+bottom acceptance at that threshold or else its acceptance. The planner gets both
+(``continue_rates`` and ``bottom_acceptance`` of :func:`hierspec.plan`).
 
-A re-planning decision depends only on the tokens committed so far and the outcomes of past
-verifications, so it is a stopping-time decision and the output stays exactly the target's
+Costs (``AdaptiveConfig.learn_costs``, on by default): a profile's cost table was measured at
+another moment, and on a shared machine a model's passes can run 20% slower or faster an hour
+later. Per model the decoder learns a factor on its cost row from the passes it times
+(:class:`CostEstimator`) and plans and predicts with the scaled rows.
+
+A re-planning decision depends only on the tokens committed so far, the outcomes of past
+verifications and how long past passes took, none of which depends on the random draws still
+to come, so it is a stopping-time decision and the output stays exactly the target's
 distribution (``docs/policy.md``, rule 6).
 """
 
@@ -49,15 +59,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from .planning import Profile, evaluate, plan
+from .planning import Profile, choose_min_draft_confidence, evaluate, plan
 
 __all__ = [
     "AcceptanceEstimator",
     "ContinueEstimator",
+    "CostEstimator",
     "AdaptiveConfig",
     "PlanDecision",
     "Replanner",
@@ -65,6 +75,11 @@ __all__ = [
 ]
 
 _RATE_FLOOR = 1e-4  # keeps logits finite for profile rates of exactly 0 or 1
+# CostEstimator: the prior counts as this many passes at the profile's cost; each pass of a model
+# discounts the earlier ones by this factor (a window of about ten passes, a few target cycles:
+# one pass of a model varies by ~5-10% on a quiet CPU, the machine's load changes over seconds).
+COST_PRIOR_PASSES = 2.0
+COST_DISCOUNT = 0.9
 
 
 def check_min_draft_confidence(value: object) -> float:
@@ -89,6 +104,19 @@ class AdaptiveConfig:
         Forgetting factor per tested draft of a pair, in (0, 1]; 1 never forgets.
     replan_interval
         Target passes between two planning decisions (>= 1).
+    max_draft_length
+        The planner's largest draft length.
+    switch_horizon_tokens, min_relative_gain
+        A switch needs a predicted gain of at least ``min_relative_gain`` of the current
+        latency that repays the catch-up passes within ``switch_horizon_tokens`` tokens.
+    min_draft_confidence
+        Early stopping of the bottom level (policy.md rule 1); 0 never stops. ``None`` (the
+        default): the threshold whose plan the profile predicts fastest, among 0 and the
+        thresholds it measured (:func:`hierspec.planning.choose_min_draft_confidence`; 0 for a
+        profile without ``early_stopping``). Fixed for the decoder's lifetime.
+    learn_costs
+        Scale each model's profile costs by the factor its timed passes in this request show
+        (:class:`CostEstimator`): plans and predictions follow the machine's load.
 
     The defaults of these three were chosen by measurement (``bench/estimator.py``,
     ``docs/theory.md`` §10.1): 32 / 0.95 (a window of about 20 tested drafts; the prior decays
@@ -103,7 +131,8 @@ class AdaptiveConfig:
     max_draft_length: int = 16
     switch_horizon_tokens: int = 64
     min_relative_gain: float = 0.03
-    min_draft_confidence: float = 0.5
+    min_draft_confidence: float | None = None
+    learn_costs: bool = True
 
     def __post_init__(self) -> None:
         def number(name: str, value: object) -> float:
@@ -126,7 +155,10 @@ class AdaptiveConfig:
             raise ValueError(f"discount must be in (0, 1], got {self.discount!r}")
         if number("min_relative_gain", self.min_relative_gain) < 0:
             raise ValueError(f"min_relative_gain must be >= 0, got {self.min_relative_gain!r}")
-        check_min_draft_confidence(self.min_draft_confidence)
+        if self.min_draft_confidence is not None:
+            check_min_draft_confidence(self.min_draft_confidence)
+        if not isinstance(self.learn_costs, bool):
+            raise TypeError(f"learn_costs must be a bool, got {self.learn_costs!r}")
         integer("replan_interval", self.replan_interval)
         integer("max_draft_length", self.max_draft_length)
         integer("switch_horizon_tokens", self.switch_horizon_tokens)
@@ -260,6 +292,63 @@ class ContinueEstimator:
         return (weight * self._prior + self._drafted) / (weight + self._checks)
 
 
+def pass_cost(row: np.ndarray, num_tokens: int) -> float:
+    """Cost of one pass over ``num_tokens`` tokens from a cost row (``row[n - 1]``; beyond the
+    table, the last entry scaled linearly)."""
+    if num_tokens <= 0:
+        return 0.0
+    columns = row.shape[0]
+    if num_tokens <= columns:
+        return float(row[num_tokens - 1])
+    return float(row[-1]) * num_tokens / columns
+
+
+class CostEstimator:
+    """Per model, the factor by which its passes run slower (> 1) or faster (< 1) in this
+    request than the profile says.
+
+    A pass of model ``m`` over ``n`` tokens that took ``t`` ms, where the profile predicts
+    ``c = forward[m][n - 1]``, adds ``t`` to a numerator and ``c`` to a denominator, both
+    discounted by ``discount`` per pass of the model; the prior is ``prior_passes`` passes at
+    ``forward[m][0]`` and factor 1, discounted with them:
+    ``scale = (w c_1 + sum d^age t) / (w c_1 + sum d^age c)``. ``forward`` is what the engine
+    times of a pass (the level's ``append``; the profile's ``forward_ms``), the scale applies to
+    the whole cost row.
+
+    Examples
+    --------
+    >>> estimator = CostEstimator([[1.0, 2.0]], prior_passes=2, discount=1.0)
+    >>> estimator.observe(0, 2, 6.0)  # a pass over 2 tokens took 6 ms, predicted 2 ms
+    >>> round(float(estimator.scales()[0]), 3)  # (2 * 1 + 6) / (2 * 1 + 2)
+    2.0
+    """
+
+    def __init__(
+        self, forward_costs: Sequence[Sequence[float]], prior_passes: float, discount: float
+    ) -> None:
+        self._forward = np.array(forward_costs, dtype=np.float64)
+        if self._forward.ndim != 2:
+            raise ValueError(f"forward_costs must be [M, N], got shape {self._forward.shape}")
+        self._discount = float(discount)
+        prior = float(prior_passes) * self._forward[:, 0]
+        self._measured = prior.copy()
+        self._predicted = prior.copy()
+
+    def observe(self, model: int, num_tokens: int, milliseconds: float) -> None:
+        """One forward pass of ``model`` over ``num_tokens`` tokens took ``milliseconds``."""
+        predicted = pass_cost(self._forward[model], num_tokens)
+        if not (predicted > 0.0 and math.isfinite(milliseconds) and milliseconds >= 0.0):
+            return  # a free model in the profile has nothing to scale
+        self._measured[model] = self._discount * self._measured[model] + milliseconds
+        self._predicted[model] = self._discount * self._predicted[model] + predicted
+
+    def scales(self) -> np.ndarray:
+        """``[M]`` factors (1 where the profile's cost is 0)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = self._measured / self._predicted
+        return np.where(self._predicted > 0.0, ratio, 1.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class PlanDecision:
     """One planning decision during a generate call.
@@ -272,7 +361,9 @@ class PlanDecision:
     units of the profile, ms); ``catch_up_cost`` the predicted cost of the passes that bring
     joining levels up to date. With early stopping, ``bottom_acceptance`` holds the estimates of
     the bottom pairs of both configurations and ``continue_rates`` those of their bottom models
-    (``{"i": rate}``); both are empty otherwise.
+    (``{"i": rate}``); both are empty otherwise. With ``learn_costs``, ``cost_scales`` holds
+    the learned factor on the profile's costs of the models of both configurations
+    (``{"i": factor}``; the latencies above use the scaled costs).
     """
 
     token: int
@@ -288,6 +379,7 @@ class PlanDecision:
     catch_up_cost: float
     bottom_acceptance: dict[str, float] = dataclasses.field(default_factory=dict)
     continue_rates: dict[str, float] = dataclasses.field(default_factory=dict)
+    cost_scales: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 class Replanner:
@@ -304,9 +396,14 @@ class Replanner:
     def __init__(self, profile: Profile, config: AdaptiveConfig) -> None:
         self.profile = profile
         self.config = config
-        self.reset()
+        threshold = config.min_draft_confidence
+        if threshold is None:
+            threshold, _ = choose_min_draft_confidence(profile, config.max_draft_length)
+        self.min_draft_confidence: float = threshold
         costs = np.asarray(profile.costs_ms, dtype=np.float64)
         self._costs = costs if costs.ndim == 2 else costs[:, None]
+        self._forward = _forward_costs(profile, self._costs)
+        self.reset()
 
     @property
     def interval(self) -> int:
@@ -314,9 +411,15 @@ class Replanner:
         return self.config.replan_interval
 
     @property
+    def learns_costs(self) -> bool:
+        """Whether pass times scale the profile's costs (``config.learn_costs``)."""
+        return self.config.learn_costs
+
+    @property
     def early_stopping(self) -> bool:
-        """Whether the bottom level stops early (``config.min_draft_confidence > 0``)."""
-        return self.config.min_draft_confidence > 0.0
+        """Whether the bottom level stops early (:attr:`min_draft_confidence` > 0: the
+        configured threshold, or the one chosen from the profile)."""
+        return self.min_draft_confidence > 0.0
 
     def reset(self) -> None:
         """Forget the evidence of the previous request (a generate call starts)."""
@@ -324,11 +427,15 @@ class Replanner:
         self.estimator = AcceptanceEstimator(
             profile.acceptance, config.prior_strength, config.discount
         )
+        self.cost_estimator: CostEstimator | None = None
+        if config.learn_costs:
+            self.cost_estimator = CostEstimator(self._forward, COST_PRIOR_PASSES, COST_DISCOUNT)
         self.bottom_estimator: AcceptanceEstimator | None = None
         self.continue_estimator: ContinueEstimator | None = None
         if self.early_stopping:
-            bottom_prior = profile.bottom_acceptance or profile.acceptance
-            continue_prior = profile.continue_rates or (1.0,) * len(profile.model_names)
+            measured = profile.stopping_rates(self.min_draft_confidence)
+            bottom_prior = measured["bottom_acceptance"] or profile.acceptance
+            continue_prior = measured["continue_rates"] or (1.0,) * len(profile.model_names)
             self.bottom_estimator = AcceptanceEstimator(
                 bottom_prior, config.prior_strength, config.discount
             )
@@ -352,6 +459,23 @@ class Replanner:
         if self.continue_estimator is not None:
             self.continue_estimator.observe(model, checks, drafted)
 
+    def observe_pass(self, model: int, num_tokens: int, seconds: float) -> None:
+        """One timed forward pass of ``model`` (see :meth:`CostEstimator.observe`)."""
+        if self.cost_estimator is not None:
+            self.cost_estimator.observe(model, num_tokens, seconds * 1e3)
+
+    def cost_scales(self) -> np.ndarray:
+        """``[M]`` learned factors on the profile's costs (ones without ``learn_costs``)."""
+        if self.cost_estimator is None:
+            return np.ones(self._costs.shape[0])
+        return self.cost_estimator.scales()
+
+    def costs(self) -> list:
+        """The profile's ``costs_ms`` (same shape) scaled by :meth:`cost_scales`."""
+        costs = np.asarray(self.profile.costs_ms, dtype=np.float64)
+        scales = self.cost_scales()
+        return (costs * (scales[:, None] if costs.ndim == 2 else scales)).tolist()
+
     def _early_stopping_estimates(self) -> dict[str, list | None]:
         """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate."""
         if self.bottom_estimator is None or self.continue_estimator is None:
@@ -365,12 +489,7 @@ class Replanner:
         """The static plan of the profile: ``(chain, draft_lengths, predicted latency)``, under
         the priors (whatever this request has observed so far)."""
         profile = self.profile
-        stopping: dict[str, Any] = {}
-        if self.early_stopping:
-            stopping = {
-                "continue_rates": profile.continue_rates,
-                "bottom_acceptance": profile.bottom_acceptance,
-            }
+        stopping = profile.stopping_rates(self.min_draft_confidence)
         best = plan(
             profile.costs_ms,
             profile.acceptance,
@@ -381,14 +500,8 @@ class Replanner:
 
     def catch_up_cost(self, model: int, gap: int) -> float:
         """Predicted cost of one pass of ``model`` over ``gap`` tokens (linear beyond the
-        table)."""
-        if gap <= 0:
-            return 0.0
-        row = self._costs[model]
-        columns = row.shape[0]
-        if gap <= columns:
-            return float(row[gap - 1])
-        return float(row[-1]) * gap / columns
+        table; scaled by the learned cost factor)."""
+        return pass_cost(self._costs[model], gap) * float(self.cost_scales()[model])
 
     def decide(
         self,
@@ -408,7 +521,7 @@ class Replanner:
         """
         estimates = self.estimator.estimates()
         stopping = self._early_stopping_estimates()
-        costs = self.profile.costs_ms
+        costs = self.costs()
         best = plan(
             costs, estimates.tolist(), max_draft_length=self.config.max_draft_length, **stopping
         )
@@ -423,6 +536,10 @@ class Replanner:
             gain >= self.config.min_relative_gain * current and gain * horizon > catch_up
         )
         pairs = set(zip(chain, chain[1:])) | set(zip(new_chain, new_chain[1:]))
+        cost_scales: dict[str, float] = {}
+        if self.cost_estimator is not None:
+            scales = self.cost_estimator.scales()
+            cost_scales = {str(m): float(scales[m]) for m in sorted(set(chain) | set(new_chain))}
         bottom_acceptance: dict[str, float] = {}
         continue_rates: dict[str, float] = {}
         if stopping["continue_rates"] is not None:
@@ -447,7 +564,25 @@ class Replanner:
             catch_up_cost=catch_up if switched else 0.0,
             bottom_acceptance=bottom_acceptance,
             continue_rates=continue_rates,
+            cost_scales=cost_scales,
         )
+
+
+def _forward_costs(profile: Profile, costs: np.ndarray) -> np.ndarray:
+    """``[M, N]``: per model the part of its cost row that the engine times of a pass (the
+    profiler's ``model_details[m].forward_ms``, the level's ``append``), else the whole row."""
+    details = profile.extra.get("model_details")
+    forward = costs.copy()
+    if isinstance(details, list) and len(details) == costs.shape[0]:
+        for model, detail in enumerate(details):
+            row = detail.get("forward_ms") if isinstance(detail, dict) else None
+            if (
+                isinstance(row, list)
+                and len(row) == costs.shape[1]
+                and all(isinstance(x, (int, float)) and x > 0 for x in row)
+            ):
+                forward[model] = row
+    return forward
 
 
 def predicted_latency_of_run(

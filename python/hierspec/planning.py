@@ -60,6 +60,7 @@ CostsLike = npt.ArrayLike | Sequence[float] | Sequence[Sequence[float]]
 AcceptanceLike = npt.ArrayLike | Sequence[Sequence[float]]
 
 __all__ = [
+    "EarlyStoppingRates",
     "MAX_DRAFT_LENGTH",
     "MAX_SIMULATED_TOKENS",
     "Evaluation",
@@ -68,6 +69,7 @@ __all__ = [
     "Profile",
     "SimulationResult",
     "brute_force_plan",
+    "choose_min_draft_confidence",
     "evaluate",
     "expected_latency",
     "load_profile",
@@ -207,14 +209,68 @@ class Plan:
 
 
 @dataclasses.dataclass(frozen=True)
+class EarlyStoppingRates:
+    """The bottom level's early stopping at one confidence threshold (profile key
+    ``early_stopping``): per model the rate at which it drafts at a checked position
+    (``continue_rates`` ``[M]``) and per pair the acceptance of the drafts it makes
+    (``bottom_acceptance`` ``[M][M]``), as :func:`evaluate` takes them."""
+
+    min_draft_confidence: float
+    continue_rates: tuple[float, ...]
+    bottom_acceptance: tuple[tuple[float, ...], ...]
+
+
+def _early_stopping_table(value: Any, num_models: int) -> tuple[EarlyStoppingRates, ...]:
+    """The profile's ``early_stopping`` list, validated (errors name ``early_stopping[k]``)."""
+    if not isinstance(value, list):
+        raise ValueError(f"profile 'early_stopping' must be a list of objects, got {value!r}")
+    entries = []
+    for index, entry in enumerate(value):
+        name = f"early_stopping[{index}]"
+        keys = ("min_draft_confidence", "continue_rates", "bottom_acceptance")
+        if not isinstance(entry, dict) or any(key not in entry for key in keys):
+            raise ValueError(f"profile {name} must be an object with keys {keys}, got {entry!r}")
+        threshold = entry["min_draft_confidence"]
+        if (
+            isinstance(threshold, bool)
+            or not isinstance(threshold, (int, float))
+            or not 0.0 < threshold < 1.0
+        ):
+            raise ValueError(
+                f"profile {name}.min_draft_confidence must be a number in (0, 1), got {threshold!r}"
+            )
+        try:
+            rates = _early_stopping_arguments(
+                entry["continue_rates"], entry["bottom_acceptance"], num_models
+            )
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"profile {name}: {error}") from None
+        entries.append(
+            EarlyStoppingRates(
+                float(threshold),
+                tuple(rates["continue_rates"]),
+                tuple(tuple(row) for row in rates["bottom_acceptance"]),
+            )
+        )
+    thresholds = [entry.min_draft_confidence for entry in entries]
+    if thresholds != sorted(set(thresholds)):
+        raise ValueError(
+            f"profile early_stopping thresholds must increase strictly, got {thresholds}"
+        )
+    return tuple(entries)
+
+
+@dataclasses.dataclass(frozen=True)
 class Profile:
     """A planning profile (format: ``docs/profile-format.md``).
 
     ``costs_ms`` is ``[M]`` (constant per pass) or ``[M][N]`` (a pass over ``n`` tokens at
     index ``n-1``), milliseconds; ``acceptance`` is ``[M][M]``; ``continue_rates`` ``[M]`` and
     ``bottom_acceptance`` ``[M][M]`` (optional) describe the bottom level's early stopping as in
-    :func:`evaluate`; ``extra`` holds every other top-level key of the file (metadata written by
-    the profiler).
+    :func:`evaluate`; ``early_stopping`` (optional, written by the profiler) holds the same two
+    measured at several confidence thresholds (:class:`EarlyStoppingRates`, by increasing
+    threshold; :meth:`stopping_rates`, :func:`choose_min_draft_confidence`); ``extra`` holds
+    every other top-level key of the file (metadata written by the profiler).
     """
 
     model_names: tuple[str, ...]
@@ -223,6 +279,25 @@ class Profile:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False)
     continue_rates: tuple[float, ...] | None = None
     bottom_acceptance: tuple[tuple[float, ...], ...] | None = None
+    early_stopping: tuple[EarlyStoppingRates, ...] | None = None
+
+    def stopping_rates(self, min_draft_confidence: float) -> dict[str, Any]:
+        """The ``continue_rates`` / ``bottom_acceptance`` keywords of :func:`plan` and
+        :func:`evaluate` for a bottom level that stops below ``min_draft_confidence``.
+
+        0 (no early stopping): both ``None``. Otherwise the :attr:`early_stopping` entry measured
+        at that threshold, else the profile's top-level ``continue_rates`` /
+        ``bottom_acceptance`` (``None`` where the profile has none).
+        """
+        if min_draft_confidence == 0.0:
+            return {"continue_rates": None, "bottom_acceptance": None}
+        for entry in self.early_stopping or ():
+            if entry.min_draft_confidence == min_draft_confidence:
+                return {
+                    "continue_rates": entry.continue_rates,
+                    "bottom_acceptance": entry.bottom_acceptance,
+                }
+        return {"continue_rates": self.continue_rates, "bottom_acceptance": self.bottom_acceptance}
 
     @classmethod
     def from_dict(cls, data: Any) -> Profile:
@@ -298,10 +373,13 @@ class Profile:
         else:
             table = tuple(float(cost) for cost in costs)
         acceptance = tuple(tuple(float(x) for x in row) for row in rows)
-        optional = ("continue_rates", "bottom_acceptance")
+        optional = ("continue_rates", "bottom_acceptance", "early_stopping")
         stopping = _early_stopping_arguments(
             data.get("continue_rates"), data.get("bottom_acceptance"), len(names)
         )  # validated: ValueError / TypeError naming the key
+        stopping_table = None
+        if data.get("early_stopping") is not None:
+            stopping_table = _early_stopping_table(data["early_stopping"], len(names))
         extra = {
             key: value
             for key, value in data.items()
@@ -314,6 +392,7 @@ class Profile:
             extra,
             continue_rates=tuple(stopping["continue_rates"]) or None,
             bottom_acceptance=tuple(tuple(row) for row in stopping["bottom_acceptance"]) or None,
+            early_stopping=stopping_table,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -327,6 +406,15 @@ class Profile:
             optional["continue_rates"] = list(self.continue_rates)
         if self.bottom_acceptance is not None:
             optional["bottom_acceptance"] = [list(row) for row in self.bottom_acceptance]
+        if self.early_stopping is not None:
+            optional["early_stopping"] = [
+                {
+                    "min_draft_confidence": entry.min_draft_confidence,
+                    "continue_rates": list(entry.continue_rates),
+                    "bottom_acceptance": [list(row) for row in entry.bottom_acceptance],
+                }
+                for entry in self.early_stopping
+            ]
         return {
             "models": models,
             "acceptance": [list(row) for row in self.acceptance],
@@ -786,3 +874,43 @@ def brute_force_plan(
         **_early_stopping_arguments(continue_rates, bottom_acceptance, len(acceptance_list)),
     )
     return _plan_from_core(result, names)
+
+
+def choose_min_draft_confidence(profile: Profile, max_draft_length: int = 16) -> tuple[float, Plan]:
+    """The bottom level's early-stopping threshold with the fastest plan, and that plan.
+
+    Plans with no early stopping (threshold 0) and at every threshold of
+    ``profile.early_stopping`` (its measured continue rates and bottom acceptance,
+    :meth:`Profile.stopping_rates`) and keeps the lowest predicted latency; a threshold must
+    beat 0 strictly. A profile without ``early_stopping`` gives 0: nothing was measured to
+    predict what stopping does.
+
+    Examples
+    --------
+    >>> profile = Profile(
+    ...     ("draft", "target"), ((1.0,) * 8, (10.0,) * 8), ((1.0, 0.5), (0.0, 1.0)),
+    ...     early_stopping=(EarlyStoppingRates(0.5, (0.6, 1.0), ((1.0, 0.8), (0.0, 1.0))),),
+    ... )
+    >>> threshold, best = choose_min_draft_confidence(profile, max_draft_length=6)
+    >>> threshold, best.chain
+    (0.5, (0, 1))
+    """
+    best_threshold = 0.0
+    best = plan(
+        profile.costs_ms,
+        profile.acceptance,
+        max_draft_length=max_draft_length,
+        model_names=profile.model_names,
+    )
+    for entry in profile.early_stopping or ():
+        threshold = entry.min_draft_confidence
+        candidate = plan(
+            profile.costs_ms,
+            profile.acceptance,
+            max_draft_length=max_draft_length,
+            model_names=profile.model_names,
+            **profile.stopping_rates(threshold),
+        )
+        if candidate.latency < best.latency:
+            best_threshold, best = threshold, candidate
+    return best_threshold, best

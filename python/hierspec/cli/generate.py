@@ -126,7 +126,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="adaptive mode: the bottom level stops its batch early before a draft it gives "
         "less than this probability (its own softmax), and the decoder learns how often it "
-        f"stops; 0 never stops (default: {AdaptiveConfig().min_draft_confidence})",
+        "stops; 0 never stops (default: the threshold whose plan the profile predicts "
+        "fastest, among 0 and those the profiler measured)",
     )
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     add_common_arguments(parser)
@@ -284,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
             previous_latency_ms=decision.previous_latency,
             predicted_latency_ms=decision.predicted_latency,
             catch_up_ms=decision.catch_up_cost,
+            cost_scales={names[int(m)]: scale for m, scale in decision.cost_scales.items()},
         )
         for decision in stats.plan_changes
     )

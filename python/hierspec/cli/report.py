@@ -62,7 +62,8 @@ class LevelReport:
 @dataclasses.dataclass(frozen=True)
 class PlanChangeReport:
     """One switch of the adaptive decoder: at which new token, from which configuration to which,
-    the acceptance estimates behind it and the latencies (ms/token) it predicted."""
+    the acceptance estimates behind it, the learned factors on the profile's costs per model
+    (empty without ``learn_costs``) and the latencies (ms/token) it predicted."""
 
     token: int
     previous: str
@@ -71,6 +72,7 @@ class PlanChangeReport:
     previous_latency_ms: float
     predicted_latency_ms: float
     catch_up_ms: float
+    cost_scales: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,10 +133,13 @@ def print_generate_report(
         print(f"plan history ({len(report.plan_history)} change(s), adaptive):")
         for change in report.plan_history:
             estimates = ", ".join(f"{pair} {rate:.2f}" for pair, rate in change.acceptance.items())
+            scales = ", ".join(f"{name} x{scale:.2f}" for name, scale in change.cost_scales.items())
             print(
                 f"  token {change.token}: {change.previous}  =>  {change.new}  (predicted "
                 f"{change.previous_latency_ms:.1f} -> {change.predicted_latency_ms:.1f} ms/token, "
-                f"catch-up {change.catch_up_ms:.1f} ms; acceptance {estimates})"
+                f"catch-up {change.catch_up_ms:.1f} ms; acceptance {estimates}"
+                + (f"; costs {scales}" if scales else "")
+                + ")"
             )
     name_width = max(len(level.model) for level in report.levels)
     for index, level in enumerate(report.levels):

@@ -16,7 +16,7 @@ reads ``tokens`` and ``text_length`` but changes them only through the owner's m
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -47,6 +47,11 @@ class CacheOwner:
         ``min(capacity, INITIAL_CAPACITY)`` tokens and every write grows it as needed
         (:meth:`ensure_capacity`, amortised doubling), so a huge ``max_new_tokens`` that EOS
         cuts short costs no memory up front.
+    timer : callable, default time.perf_counter
+        The seconds clock every pass is timed with.
+    on_pass : callable, optional
+        Called after every counted forward pass as ``on_pass(level_index, num_tokens,
+        seconds)`` (the adaptive decoder learns the models' costs from it).
 
     Attributes
     ----------
@@ -61,10 +66,17 @@ class CacheOwner:
     """
 
     def __init__(
-        self, levels: Sequence[DraftModel], counters: Sequence[LevelCounters], capacity: int
+        self,
+        levels: Sequence[DraftModel],
+        counters: Sequence[LevelCounters],
+        capacity: int,
+        timer: Callable[[], float] = time.perf_counter,
+        on_pass: Callable[[int, int, float], None] | None = None,
     ) -> None:
         self.levels = levels
         self.counters = counters
+        self.timer = timer
+        self.on_pass = on_pass
         initial = max(min(capacity, INITIAL_CAPACITY), 1)
         self.tokens = torch.zeros((1, initial), dtype=torch.int64, device=levels[0].device)
         self.text_length = [0] * len(levels)
@@ -108,9 +120,9 @@ class CacheOwner:
             prefill = max(prompt_length - pending, 0)
             if prefill > 0:
                 counters = self.counters[level_index]
-                started = time.perf_counter()
+                started = self.timer()
                 level.append(self.tokens[:, :prefill])
-                counters.prefill_time_s += time.perf_counter() - started
+                counters.prefill_time_s += self.timer() - started
                 counters.prefill_passes += 1
                 counters.prefill_tokens += prefill
 
@@ -148,11 +160,14 @@ class CacheOwner:
             level_index, num_tokens, self.text_length[level_index], start
         )  # fmt: skip
         counters = self.counters[level_index]
-        started = time.perf_counter()
+        started = self.timer()
         logits = level.append(self.tokens[:, start : start + num_tokens])
-        counters.time_s += time.perf_counter() - started
+        elapsed = self.timer() - started
+        counters.time_s += elapsed
         counters.forward_passes += 1
         counters.tokens_processed += num_tokens
+        if self.on_pass is not None:
+            self.on_pass(level_index, num_tokens, elapsed)
         if logits.shape != (1, num_tokens, level.vocab_size):
             raise ValueError(
                 f"level {level_index} of the chain ({level!r}) returned logits of shape "
@@ -277,8 +292,8 @@ class CacheOwner:
             if level.length < keep:
                 counter = counters[index]
                 start = level.length
-                started = time.perf_counter()
+                started = self.timer()
                 level.append(self.tokens[:, start:keep])
-                counter.catch_up_time_s += time.perf_counter() - started
+                counter.catch_up_time_s += self.timer() - started
                 counter.catch_up_passes += 1
                 counter.catch_up_tokens += keep - start

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -93,8 +93,10 @@ class _Run:
         replanner: Replanner | None = None,
         streamer: Streamer | None = None,
         min_draft_confidence: float = 0.0,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.candidates = candidates
+        self.timer = timer
         self.min_draft_confidence = min_draft_confidence
         self.vocab_size = vocab_size
         self.device = device
@@ -121,7 +123,16 @@ class _Run:
             )
         capacity = prompt.shape[1] + max_new_tokens + lookahead
         self._configure(chain, schedule)
-        self.owner = CacheOwner(self.levels, self.counters, capacity)
+        on_pass = None
+        if replanner is not None and replanner.learns_costs:
+            on_pass = self._observe_pass
+        self.owner = CacheOwner(self.levels, self.counters, capacity, timer, on_pass)
+
+    def _observe_pass(self, level_index: int, num_tokens: int, seconds: float) -> None:
+        """A counted forward pass of level ``level_index``: the replanner learns its model's
+        cost from it."""
+        assert self.replanner is not None
+        self.replanner.observe_pass(self.chain[level_index], num_tokens, seconds)
 
     def _configure(self, chain: tuple[int, ...], schedule: ChainSchedule) -> None:
         """Use ``chain`` (candidate indices, bottom first) with ``schedule`` from now on."""
@@ -145,7 +156,7 @@ class _Run:
     def execute(self) -> tuple[torch.Tensor, GenerateStats]:
         """Prefill, run cycles until EOS / max_new_tokens, cut the overshoot; returns
         ``(sequences [1, prompt + new] (a view of the token buffer), stats)``."""
-        started = time.perf_counter()
+        started = self.timer()
         owner = self.owner
         prompt_length = self.prompt.shape[1]
         for model, candidate in enumerate(self.candidates):
@@ -154,7 +165,7 @@ class _Run:
         owner.start(self.prompt, bottom_pending=2 if self.top > 0 else 1)
         if self.streamer is not None:
             self.streamer.put(self.prompt[0].cpu())
-        prefill_done = time.perf_counter()
+        prefill_done = self.timer()
         end = prompt_length + self.max_new_tokens
         target_passes = 0
         while owner.text_length[self.top] < end:
@@ -178,7 +189,7 @@ class _Run:
         sequences = owner.tokens[:, :final_length]
         if self.streamer is not None:
             self.streamer.end()
-        finished = time.perf_counter()
+        finished = self.timer()
         counters = self.model_counters if self.replanner is not None else self.counters
         stats = GenerateStats(
             levels=tuple(counter.freeze(index) for index, counter in enumerate(counters)),
@@ -492,12 +503,15 @@ class HierarchicalDecoder:
         output. 0 never stops. Model it with ``continue_rates`` / ``bottom_acceptance`` in
         :func:`hierspec.evaluate` and :func:`hierspec.plan` (``LevelStats.continue_rate`` is
         the observed rate).
+    timer : callable, optional
+        The seconds clock the passes and ``GenerateStats`` times are taken with (default
+        ``time.perf_counter``; tests pass the virtual clock of synthetic models).
 
     Raises
     ------
     TypeError
         A model that is neither a transformers model nor a DraftModel; ``draft_lengths`` not a
-        sequence of ints.
+        sequence of ints; a ``timer`` that is not callable.
     ValueError
         A model whose cache cannot be truncated, different vocabularies or devices,
         ``draft_lengths`` of the wrong length or with an entry below 1, ``min_draft_confidence``
@@ -515,8 +529,12 @@ class HierarchicalDecoder:
         draft_lengths: Sequence[int],
         *,
         min_draft_confidence: float = 0.0,
+        timer: Callable[[], float] | None = None,
     ) -> None:
         levels = as_levels(models)
+        if timer is not None and not callable(timer):
+            raise TypeError(f"timer must be a callable returning seconds, got {timer!r}")
+        self._timer = timer if timer is not None else time.perf_counter
         if isinstance(draft_lengths, (str, bytes)) or not isinstance(draft_lengths, Sequence):
             raise TypeError(f"draft_lengths must be a sequence of ints, got {draft_lengths!r}")
         if len(draft_lengths) != len(levels) - 1:
@@ -613,6 +631,8 @@ class HierarchicalDecoder:
         profile: Profile,
         config: AdaptiveConfig | None = None,
         replanner: Replanner | None = None,
+        *,
+        timer: Callable[[], float] | None = None,
     ) -> HierarchicalDecoder:
         """A decoder that learns acceptance while generating and re-plans (the adaptive
         hierarchy, :mod:`hierspec.adaptive`).
@@ -635,6 +655,9 @@ class HierarchicalDecoder:
         replanner : Replanner, optional
             Replaces the default ``Replanner(profile, config)`` (e.g. a subclass with another
             decision rule); ``config`` is then ignored.
+        timer : callable, optional
+            As in the constructor; with ``config.learn_costs`` the pass times it measures are
+            what the replanner learns the costs from.
 
         Returns
         -------
@@ -663,7 +686,8 @@ class HierarchicalDecoder:
         decoder = cls(
             [candidates[model] for model in chain],
             list(draft_lengths),
-            min_draft_confidence=replanner.config.min_draft_confidence,
+            min_draft_confidence=replanner.min_draft_confidence,
+            timer=timer,
         )
         decoder._candidates = candidates
         decoder._chain = chain
@@ -854,6 +878,7 @@ class HierarchicalDecoder:
                 replanner=self._replanner,
                 streamer=streamer,
                 min_draft_confidence=self._min_draft_confidence,
+                timer=self._timer,
             )
             sequences, stats = run.execute()
         return GenerateOutput(sequences=sequences.clone(), stats=stats, seed=seed)

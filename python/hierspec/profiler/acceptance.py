@@ -16,6 +16,14 @@ Terms:
                       Under the i.i.d. model of docs/policy.md every entry equals
                       ``acceptance[i][j]``; a decreasing curve shows by how much real acceptance
                       is not i.i.d.
+    confidence        at one position, the largest probability of model ``i``'s own softmax
+                      (raw logits, whatever the sampling settings): what the engine's early
+                      stopping compares with ``min_draft_confidence`` (policy.md rule 1);
+    early stopping    per threshold ``c``: ``continue_rates[i]``, the fraction of calibration
+                      positions where model ``i``'s confidence is at least ``c`` (it would
+                      draft there), and ``bottom_acceptance[i][j]``, the mean overlap over those
+                      positions (the acceptance of the drafts it makes); where no position
+                      qualifies, ``acceptance[i][j]`` (never used: the model never drafts).
 """
 
 from __future__ import annotations
@@ -27,10 +35,16 @@ from typing import Any
 import torch
 
 from hierspec.engine import HierarchicalDecoder
+from hierspec.planning import EarlyStoppingRates
 from hierspec.protocol import DraftModel
 from hierspec.sampling import SamplingConfig, processed_probs
 
-__all__ = ["acceptance_by_position", "calibration_probs", "measure_acceptance"]
+__all__ = [
+    "acceptance_by_position",
+    "calibration_probs",
+    "early_stopping_rates",
+    "measure_acceptance",
+]
 
 
 def acceptance_by_position(
@@ -65,14 +79,51 @@ def acceptance_by_position(
 
 def calibration_probs(
     level: DraftModel, sequence: torch.Tensor, prompt_length: int, sampling: SamplingConfig
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Processed distributions ``[G, vocab]`` float32 of ``level`` at the ``G`` continuation
-    positions of ``sequence`` ``[1, prompt_length + G]`` (one teacher-forced pass)."""
+    positions of ``sequence`` ``[1, prompt_length + G]`` (one teacher-forced pass), and its
+    confidence there ``[G]`` float64 (the largest probability of the softmax of its raw
+    logits)."""
     level.reset()
-    logits = level.append(sequence[:, :-1])  # [1, P + G - 1, vocab]
-    probs = processed_probs(logits[0, prompt_length - 1 :], sampling)
+    logits = level.append(sequence[:, :-1])[0, prompt_length - 1 :]  # [G, vocab]
+    probs = processed_probs(logits, sampling)
+    confidence = torch.softmax(logits.double(), dim=-1).amax(dim=-1).nan_to_num(0.0)
     level.reset()
-    return probs
+    return probs, confidence
+
+
+def early_stopping_rates(
+    confidences: Sequence[torch.Tensor],
+    overlaps: dict[tuple[int, int], torch.Tensor],
+    acceptance: Sequence[Sequence[float]],
+    thresholds: Sequence[float],
+) -> tuple[EarlyStoppingRates, ...]:
+    """Per threshold, the continue rates and bottom acceptance of the module docstring, from
+    each model's confidence ``[positions]`` and each pair's overlap ``[positions]``.
+
+    Examples
+    --------
+    >>> confidences = [torch.tensor([0.9, 0.2, 0.6, 0.8]), torch.ones(4)]
+    >>> overlaps = {(0, 1): torch.tensor([1.0, 0.0, 0.5, 0.0])}
+    >>> (rates,) = early_stopping_rates(confidences, overlaps, [[1, 0.375], [0, 1]], [0.5])
+    >>> rates.continue_rates, rates.bottom_acceptance[0][1]
+    ((0.75, 1.0), 0.5)
+    """
+    num_models = len(confidences)
+    table = []
+    for threshold in thresholds:
+        drafts = [confidence >= threshold for confidence in confidences]
+        rates = tuple(float(mask.double().mean()) for mask in drafts)
+        bottom = [list(row) for row in acceptance]
+        for (i, j), overlap in overlaps.items():
+            if bool(drafts[i].any()):
+                bottom[i][j] = float(overlap[drafts[i]].mean())
+        table.append(
+            EarlyStoppingRates(
+                float(threshold), rates, tuple(tuple(row) for row in bottom[:num_models])
+            )
+        )
+    return tuple(table)
 
 
 def measure_acceptance(
@@ -83,8 +134,10 @@ def measure_acceptance(
     max_positions: int,
     seed: int = 0,
     progress: bool = False,
-) -> tuple[tuple[tuple[float, ...], ...], dict[str, Any]]:
-    """The acceptance matrix ``[M][M]`` of ``levels`` (the target last) and its details.
+    stop_thresholds: Sequence[float] = (),
+) -> tuple[tuple[tuple[float, ...], ...], dict[str, Any], tuple[EarlyStoppingRates, ...]]:
+    """The acceptance matrix ``[M][M]`` of ``levels`` (the target last), its details and the
+    early-stopping rates at ``stop_thresholds``.
 
     Parameters
     ----------
@@ -100,11 +153,15 @@ def measure_acceptance(
     max_positions
         Length of each ``by_position`` curve (the planner's largest draft length).
 
+    stop_thresholds
+        Confidence thresholds for :func:`early_stopping_rates`.
+
     Returns
     -------
     tuple
-        ``acceptance`` (1 on the diagonal, 0 below it) and the details written to a profile's
-        ``acceptance_details``: ``prompts``, ``positions``, ``stderr``, ``by_position``, ``note``.
+        ``acceptance`` (1 on the diagonal, 0 below it), the details written to a profile's
+        ``acceptance_details``: ``prompts``, ``positions``, ``stderr``, ``by_position``,
+        ``note``, and the profile's ``early_stopping`` (one entry per threshold).
     """
     from tqdm.auto import tqdm
 
@@ -112,6 +169,7 @@ def measure_acceptance(
     overlaps: dict[tuple[int, int], list[torch.Tensor]] = {
         (i, j): [] for i in range(num_models) for j in range(i + 1, num_models)
     }
+    confidences: list[list[torch.Tensor]] = [[] for _ in range(num_models)]
     target_decoder = HierarchicalDecoder([levels[-1]], [])
     positions = 0
     with tqdm(
@@ -133,8 +191,10 @@ def measure_acceptance(
             bar.update(1)
             sequence = output.sequences  # [1, P + G]
             probs = []
-            for level in levels:
-                probs.append(calibration_probs(level, sequence, ids.shape[1], sampling))
+            for model, level in enumerate(levels):
+                level_probs, confidence = calibration_probs(level, sequence, ids.shape[1], sampling)
+                probs.append(level_probs)
+                confidences[model].append(confidence)
                 bar.update(1)
             positions += probs[-1].shape[0]
             for i, j in overlaps:
@@ -164,4 +224,10 @@ def measure_acceptance(
             "estimated on the same text"
         ),
     }
-    return tuple(tuple(row) for row in acceptance), details
+    early_stopping = early_stopping_rates(
+        [torch.cat(vectors) for vectors in confidences],
+        {pair: torch.cat(vectors) for pair, vectors in overlaps.items()},
+        acceptance,
+        stop_thresholds,
+    )
+    return tuple(tuple(row) for row in acceptance), details, early_stopping

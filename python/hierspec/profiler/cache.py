@@ -168,6 +168,7 @@ def cached_profile(
         cost_points=config.cost_points,
         threads=config.threads,
         seed=config.seed,
+        stop_thresholds=config.stop_thresholds,
     )
     write_profile(result, path)
     return result, path, True

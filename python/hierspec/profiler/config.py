@@ -51,6 +51,10 @@ class ProfilerConfig:
         Torch CPU threads during profiling (``None``: leave torch's setting alone).
     seed
         Seeds the calibration continuations (prompt ``i`` uses ``seed + i``).
+    stop_thresholds
+        Confidence thresholds of the bottom level's early stopping at which the continue rates
+        and bottom acceptance are measured on the calibration text (the profile's
+        ``early_stopping``), each in (0, 1); ``()`` measures none.
     """
 
     max_draft_length: int = 16
@@ -62,6 +66,7 @@ class ProfilerConfig:
     sampling: SamplingConfig = SamplingConfig()
     threads: int | None = 1
     seed: int = 0
+    stop_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)
 
     def __post_init__(self) -> None:
         for name in ("max_draft_length", "repeats", "context_tokens", "calibration_tokens"):
@@ -89,6 +94,22 @@ class ProfilerConfig:
             for point in self.cost_points:
                 check_int("cost_points entry", point, minimum=1)
             object.__setattr__(self, "cost_points", tuple(sorted(set(self.cost_points))))
+
+        thresholds = self.stop_thresholds
+        if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
+            raise TypeError(f"stop_thresholds must be a sequence of numbers, got {thresholds!r}")
+        for threshold in thresholds:
+            if (
+                isinstance(threshold, bool)
+                or not isinstance(threshold, (int, float))
+                or not 0.0 < threshold < 1.0
+            ):
+                raise ValueError(
+                    f"stop_thresholds entries must be numbers in (0, 1), got {threshold!r}"
+                )
+        object.__setattr__(
+            self, "stop_thresholds", tuple(sorted({float(value) for value in thresholds}))
+        )
 
     def points(self, width: int) -> list[int]:
         """The pass lengths timed for a table of ``width`` columns (``1`` and ``width`` always)."""

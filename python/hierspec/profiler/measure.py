@@ -36,6 +36,14 @@
                   for greedy verification by the target (an accepted prefix IS the target's text);
                   otherwise an estimate on the target's text.
 
+    early stopping
+                  ``early_stopping`` (:class:`hierspec.planning.EarlyStoppingRates`, one per
+                  ``stop_thresholds`` entry): per threshold ``c``, the fraction of calibration
+                  positions where each model's own softmax has a probability >= ``c`` (its
+                  ``continue_rates``) and each pair's mean overlap over those positions (its
+                  ``bottom_acceptance``); :func:`hierspec.planning.choose_min_draft_confidence`
+                  and the adaptive decoder pick the threshold from them.
+
 Everything else the profiler knows goes into ``Profile.extra`` (written to the JSON): the
 measurement conditions (``metadata``: machine, threads, load average, versions, date), the
 sampling configuration (``sampling``), per-model details (``model_details``: kind, dtype,
@@ -117,6 +125,7 @@ def profile(
     threads: int | None = 1,
     seed: int = 0,
     timer: Callable[[], float] | None = None,
+    stop_thresholds: Sequence[float] = ProfilerConfig.stop_thresholds,
 ) -> Profile:
     """Measures the cost tables and pairwise acceptance rates of ``models`` (module docstring).
 
@@ -159,6 +168,9 @@ def profile(
     timer
         Seconds clock for the timings (default ``time.perf_counter``; tests pass the virtual
         clock of synthetic models).
+    stop_thresholds
+        Early-stopping thresholds at which the continue rates and bottom acceptance are
+        measured (the profile's ``early_stopping``; ``()`` for none).
 
     Returns
     -------
@@ -202,6 +214,7 @@ def profile(
         sampling=SamplingConfig(temperature=temperature, top_k=top_k, top_p=top_p),
         threads=threads,
         seed=seed,
+        stop_thresholds=tuple(stop_thresholds),
     )
     levels = as_levels(models)
     model_names = _check_names(names, len(levels))
@@ -240,7 +253,7 @@ def profile(
                     on_timing=lambda: bar.update(1),
                 )
                 measurements.append(measurement)
-        acceptance, details = measure_acceptance(
+        acceptance, details, early_stopping = measure_acceptance(
             levels,
             prompt_ids,
             config.sampling,
@@ -248,6 +261,7 @@ def profile(
             max_positions=config.max_draft_length,
             seed=config.seed,
             progress=progress,
+            stop_thresholds=config.stop_thresholds,
         )
         elapsed = time.perf_counter() - started
         conditions_after = machine_info()
@@ -273,6 +287,7 @@ def profile(
         )
     config_record = dataclasses.asdict(config)
     config_record["cost_points"] = None if config.cost_points is None else list(config.cost_points)
+    config_record["stop_thresholds"] = list(config.stop_thresholds)
     metadata = {
         "tool": "hierspec.profile",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -300,4 +315,5 @@ def profile(
         costs_ms=tuple(measurement.costs_ms for measurement in measurements),
         acceptance=acceptance,
         extra=extra,
+        early_stopping=early_stopping or None,
     )
