@@ -568,7 +568,8 @@ def test_generate_adaptive_reports_its_plan_history(checkpoints, tmp_path, capsy
     printed = capsys.readouterr().out
     report = json.loads(report_path.read_text())
     assert report["adaptive"] is True and report["identical_to_target"] is True
-    assert "plan history (" in printed
+    assert "plan history (" in printed and "no early stopping" in printed
+    assert report["min_draft_confidence"] == 0.0
     history = report["plan_history"]
     assert [change["token"] for change in history] == sorted(change["token"] for change in history)
     for change in history:

@@ -15,6 +15,7 @@ from hierspec.sampling import SamplingConfig, processed_probs
 from hierspec.testing import (
     chi_square_test,
     first_two_token_counts,
+    long_output_transition_test,
     markov_models,
     markov_transition_test,
 )
@@ -252,12 +253,9 @@ CONFIGS = [
 def test_long_sequence_transitions_with_early_stopping(config, noise_scales, draft_lengths):
     models = _confident_models(noise_scales)
     decoder = HierarchicalDecoder(list(models), draft_lengths, min_draft_confidence=0.7)
-    output = decoder.generate(
-        torch.tensor([[0]]), max_new_tokens=8000, temperature=config.temperature,
-        top_k=config.top_k, top_p=config.top_p, seed=1,
-    )  # fmt: skip
-    transition = processed_probs(models[-1].log_probs, config).double()
-    statistic, dof, p_value = markov_transition_test(output.sequences[0].tolist(), transition)
+    (statistic, dof, p_value), output = long_output_transition_test(
+        decoder, models[-1], config, 8000
+    )
     assert p_value > P_VALUE_THRESHOLD, (statistic, dof, p_value)
     bottom = output.stats.levels[0]
     assert 0.05 < bottom.continue_rate < 0.95, bottom  # the rule did fire, and not always

@@ -26,8 +26,8 @@ from hierspec.testing import (
     AffineCost,
     chi_square_test,
     first_two_token_counts,
+    long_output_transition_test,
     markov_models,
-    markov_transition_test,
     synthetic_hierarchy,
     tiny_llama_family,
 )
@@ -142,12 +142,9 @@ def test_long_sequence_transitions_with_forced_switching(config):
     models = markov_models(vocab_size, noise_scales=[1.5, 1.0, 0.5], sharpness=1.5, seed=5)
     replanner = ForcedReplanner(4, 0.5, seed=4)
     decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
-    output = decoder.generate(
-        torch.tensor([[0]]), max_new_tokens=5000, temperature=config.temperature,
-        top_k=config.top_k, top_p=config.top_p, seed=1,
-    )  # fmt: skip
-    transition = processed_probs(models[-1].log_probs, config).double()
-    statistic, dof, p_value = markov_transition_test(output.sequences[0].tolist(), transition)
+    (statistic, dof, p_value), output = long_output_transition_test(
+        decoder, models[-1], config, 5000
+    )
     assert p_value > P_VALUE_THRESHOLD, (statistic, dof, p_value)
     assert len(output.stats.plan_changes) > 500
 

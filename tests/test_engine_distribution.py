@@ -23,8 +23,8 @@ from hierspec.sampling import SamplingConfig, processed_probs
 from hierspec.testing import (
     chi_square_test,
     first_two_token_counts,
+    long_output_transition_test,
     markov_models,
-    markov_transition_test,
     tiny_llama_family,
 )
 
@@ -59,12 +59,9 @@ def test_long_sequence_transitions(config, noise_scales, draft_lengths):
     vocab_size = 8
     models = markov_models(vocab_size, noise_scales=noise_scales, sharpness=1.5, seed=5)
     decoder = HierarchicalDecoder(list(models), draft_lengths)
-    output = decoder.generate(
-        torch.tensor([[0]]), max_new_tokens=12_000, temperature=config.temperature,
-        top_k=config.top_k, top_p=config.top_p, seed=1,
-    )  # fmt: skip
-    transition = processed_probs(models[-1].log_probs, config).double()
-    statistic, dof, p_value = markov_transition_test(output.sequences[0].tolist(), transition)
+    (statistic, dof, p_value), output = long_output_transition_test(
+        decoder, models[-1], config, 12_000
+    )
     assert p_value > P_VALUE_THRESHOLD, (statistic, dof, p_value)
     # Drafts were partially accepted at every level: the test exercised the hierarchy.
     for level in output.stats.levels[:-1]:

@@ -41,6 +41,33 @@ void check_same_result(const PlanResult& planned, const PlanResult& brute,
   CHECK(planned.limited_by_cost_table == brute.limited_by_cost_table);
 }
 
+// Plans, enumerates and checks that both agree (check_same_result); returns the plan.
+PlanResult plan_equals_brute_force(const CostTable& costs, const AcceptanceMatrix& acceptance,
+                                   int max_draft_length,
+                                   const hierspec::EarlyStopping& rates = {}) {
+  const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length, rates);
+  const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length, rates);
+  check_same_result(planned, brute, costs, acceptance, rates);
+  return planned;
+}
+
+// Costs whose one-token steps differ wildly (every entry uniform in [0.1, 6] times a per-model
+// scale growing 4-12x per model) and acceptance in [0.7, 1]: the bonus-state deltas
+// c(G + 2) - c(G + 1) range from strongly negative to large.
+void spread_instance(std::mt19937_64& generator, int num_models, int columns, CostTable& costs,
+                     AcceptanceMatrix& acceptance) {
+  costs.assign(num_models, std::vector<double>(columns));
+  double scale = 1.0;
+  for (auto& row : costs) {
+    for (double& entry : row) entry = scale * test_instances::uniform(generator, 0.1, 6.0);
+    scale *= test_instances::uniform(generator, 4.0, 12.0);
+  }
+  acceptance = test_instances::random_acceptance(generator, num_models);
+  for (auto& row : acceptance) {
+    for (double& rate : row) rate = 0.7 + 0.3 * rate;
+  }
+}
+
 }  // namespace
 
 TEST(planner_equals_brute_force_on_random_instances) {
@@ -51,9 +78,8 @@ TEST(planner_equals_brute_force_on_random_instances) {
     const CostTable costs = test_instances::random_costs(
         generator, num_models, hierspec::plan_columns_needed(num_models, max_draft_length));
     const AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length);
-    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length);
-    check_same_result(planned, brute, costs, acceptance);
+    const PlanResult planned =
+        plan_equals_brute_force(costs, acceptance, max_draft_length);
     CHECK(!planned.limited_by_cost_table);
   }
 }
@@ -73,9 +99,8 @@ TEST(planner_equals_brute_force_when_deep_chains_win) {
         acceptance[row][column] = 0.5 + 0.5 * acceptance[row][column] * neighbour;
       }
     }
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length);
-    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length);
-    check_same_result(planned, brute, costs, acceptance);
+    const PlanResult planned =
+        plan_equals_brute_force(costs, acceptance, max_draft_length);
     if (planned.best.chain.size() >= 3) ++deep_wins;
   }
   CHECK(deep_wins >= 10);  // the instances do exercise the last step of the DP
@@ -101,9 +126,8 @@ TEST(planner_equals_brute_force_with_early_stopping) {
     }
     const hierspec::EarlyStopping rates =
         test_instances::random_early_stopping(generator, acceptance);
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length, rates);
-    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length, rates);
-    check_same_result(planned, brute, costs, acceptance, rates);
+    const PlanResult planned =
+        plan_equals_brute_force(costs, acceptance, max_draft_length, rates);
     if (planned.best.chain.size() >= 2 && !rates.is_plain_bottom(acceptance, planned.best.chain[0])) {
       ++stopping_bottom_wins;
     }
@@ -121,20 +145,12 @@ TEST(planner_equals_brute_force_when_bonus_extra_costs_differ) {
   for (int trial = 0; trial < 80; ++trial) {
     const int num_models = uniform_int(generator, 4, 5);
     const int max_draft_length = uniform_int(generator, 2, num_models == 5 ? 4 : 5);
-    CostTable costs(num_models,
-                    std::vector<double>(hierspec::plan_columns_needed(num_models, max_draft_length)));
-    double scale = 1.0;
-    for (auto& row : costs) {
-      for (double& entry : row) entry = scale * test_instances::uniform(generator, 0.1, 6.0);
-      scale *= test_instances::uniform(generator, 4.0, 12.0);
-    }
-    AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
-    for (auto& row : acceptance) {
-      for (double& rate : row) rate = 0.7 + 0.3 * rate;
-    }
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length);
-    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length);
-    check_same_result(planned, brute, costs, acceptance);
+    CostTable costs;
+    AcceptanceMatrix acceptance;
+    spread_instance(generator, num_models,
+                    hierspec::plan_columns_needed(num_models, max_draft_length), costs, acceptance);
+    const PlanResult planned =
+        plan_equals_brute_force(costs, acceptance, max_draft_length);
     if (planned.best.chain.size() >= 4) ++deep_wins;
   }
   CHECK(deep_wins >= 5);  // sub-chains of 2+ levels below level K-1 are compared
@@ -149,22 +165,14 @@ TEST(planner_equals_brute_force_with_early_stopping_when_bonus_extra_costs_diffe
   for (int trial = 0; trial < 80; ++trial) {
     const int num_models = uniform_int(generator, 4, 5);
     const int max_draft_length = uniform_int(generator, 2, num_models == 5 ? 4 : 5);
-    const int columns = hierspec::plan_columns_needed(num_models, max_draft_length);
-    CostTable costs(num_models, std::vector<double>(columns));
-    double scale = 1.0;
-    for (auto& row : costs) {
-      for (double& entry : row) entry = scale * test_instances::uniform(generator, 0.1, 6.0);
-      scale *= test_instances::uniform(generator, 4.0, 12.0);
-    }
-    AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
-    for (auto& row : acceptance) {
-      for (double& rate : row) rate = 0.7 + 0.3 * rate;
-    }
+    CostTable costs;
+    AcceptanceMatrix acceptance;
+    spread_instance(generator, num_models,
+                    hierspec::plan_columns_needed(num_models, max_draft_length), costs, acceptance);
     const hierspec::EarlyStopping rates =
         test_instances::random_early_stopping(generator, acceptance);
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length, rates);
-    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length, rates);
-    check_same_result(planned, brute, costs, acceptance, rates);
+    const PlanResult planned =
+        plan_equals_brute_force(costs, acceptance, max_draft_length, rates);
     if (planned.best.chain.size() >= 3 &&
         !rates.is_plain_bottom(acceptance, planned.best.chain[0])) {
       ++deep_stopping_wins;
@@ -183,9 +191,8 @@ TEST(planner_equals_brute_force_with_short_tables) {
     const int num_columns = uniform_int(generator, 1, needed - 1);
     const CostTable costs = test_instances::random_costs(generator, num_models, num_columns);
     const AcceptanceMatrix acceptance = test_instances::random_acceptance(generator, num_models);
-    const PlanResult planned = hierspec::plan(costs, acceptance, max_draft_length);
-    const PlanResult brute = hierspec::brute_force_plan(costs, acceptance, max_draft_length);
-    check_same_result(planned, brute, costs, acceptance);
+    const PlanResult planned =
+        plan_equals_brute_force(costs, acceptance, max_draft_length);
     CHECK(planned.limited_by_cost_table);
     CHECK(planned.cost_table_columns == num_columns && planned.columns_needed == needed);
     for (const hierspec::PlanEntry& entry : planned.alternatives) {

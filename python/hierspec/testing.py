@@ -40,6 +40,7 @@ __all__ = [
     "chi_square_test",
     "first_two_token_counts",
     "markov_models",
+    "long_output_transition_test",
     "markov_transition_test",
     "synthetic_hierarchy",
     "tiny_llama",
@@ -436,3 +437,25 @@ def markov_transition_test(
         )
     )
     return statistic, dof, p_value
+
+
+def long_output_transition_test(
+    decoder: object, target: MarkovLevel, config: object, max_new_tokens: int, seed: int = 1
+) -> tuple[tuple[float, int, float], object]:
+    """:func:`markov_transition_test` of one long output of ``decoder`` (prompt ``[[0]]``,
+    ``max_new_tokens`` new tokens, ``seed``) under the sampling ``config`` (a
+    :class:`hierspec.sampling.SamplingConfig`) against the processed transition matrix of the
+    Markov ``target``: every transition of a lossless decoder's output follows the target's.
+    Returns ``((statistic, degrees of freedom, p-value), the generate output)``."""
+    from .sampling import processed_probs
+
+    output = decoder.generate(  # type: ignore[attr-defined]
+        torch.tensor([[0]]),
+        max_new_tokens=max_new_tokens,
+        temperature=config.temperature,  # type: ignore[attr-defined]
+        top_k=config.top_k,  # type: ignore[attr-defined]
+        top_p=config.top_p,  # type: ignore[attr-defined]
+        seed=seed,
+    )
+    transition = processed_probs(target.log_probs, config).double()  # type: ignore[arg-type]
+    return markov_transition_test(output.sequences[0].tolist(), transition), output

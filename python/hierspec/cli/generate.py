@@ -303,6 +303,7 @@ def run(args: argparse.Namespace) -> int:
         decode_ms_per_token=_decode_ms_per_token(output),
         predicted_ms_per_token=predicted,
         adaptive=args.adaptive,
+        min_draft_confidence=decoder.min_draft_confidence,
         plan_history=plan_history,
         baseline_wall_time_s=None if baseline is None else baseline.stats.wall_time_s,
         baseline_tokens_per_second=None if baseline is None else baseline.stats.tokens_per_second,

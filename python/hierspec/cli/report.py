@@ -105,6 +105,7 @@ class GenerateReport:
     machine: dict[str, Any]
     adaptive: bool = False
     plan_history: tuple[PlanChangeReport, ...] = ()
+    min_draft_confidence: float = 0.0  # the bottom level's early stopping (0: none)
 
 
 def print_generate_report(
@@ -130,7 +131,12 @@ def print_generate_report(
         + (", adaptive: per-request acceptance estimates)" if report.adaptive else ")")
     )
     if report.adaptive:
-        print(f"plan history ({len(report.plan_history)} change(s), adaptive):")
+        stopping = (
+            f"the bottom level stops below confidence {report.min_draft_confidence:g}"
+            if report.min_draft_confidence > 0
+            else "no early stopping"
+        )
+        print(f"plan history ({len(report.plan_history)} change(s), adaptive; {stopping}):")
         for change in report.plan_history:
             estimates = ", ".join(f"{pair} {rate:.2f}" for pair, rate in change.acceptance.items())
             scales = ", ".join(f"{name} x{scale:.2f}" for name, scale in change.cost_scales.items())
