@@ -7,7 +7,9 @@ does not change the training):
                 drafts distilled before corpus windows existed), ``DistillConfig.data``;
     windows     teacher-forced windows of train-split corpus text (``--windows`` x
                 ``--window-tokens`` tokens), ``DistillConfig.windows``;
-    mix         both, one pool.
+    mix         both, one pool;
+    prompted    the responses with the loss on every position (``loss_on="all"``: the prompt's
+                positions too, which the forward pass computes anyway), not only the response's.
 Agreement = greedy agreement and overlap ``sum_x min(p_target, p_draft)`` (temperature 1) on the
 held-out prompts' greedy target responses (:func:`evaluate_agreement`, 12 prompts, the same data
 as bench/family.py). Minutes = training wall time up to the checkpoint (evaluations excluded),
@@ -26,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
+from pathlib import Path
 
 import torch
 from harness import RESULTS, Report, format_table
@@ -40,8 +44,9 @@ from hierspec.family.teacher import (
     teacher_data,
     window_data,
 )
+from hierspec.io import machine_info
 
-SOURCES = ("responses", "windows", "mix")
+SOURCES = ("responses", "windows", "mix", "prompted")
 
 
 def _timed(make, path_glob, root) -> tuple[TeacherData, float | None]:
@@ -68,6 +73,9 @@ def main(argv=None) -> int:
     parser.add_argument("--window-tokens", type=int, default=CorpusWindowsConfig().window_tokens)
     parser.add_argument("--learning-rate", type=float, default=DEFAULT_CONFIG.learning_rate)
     parser.add_argument("--out", default=str(RESULTS / "distill-curve-cpu.json"))
+    parser.add_argument(
+        "--append", action="store_true", help="keep the runs already in --out, add these"
+    )
     args = parser.parse_args(argv)
     sources = [s for s in args.sources.split(",") if s]
     for source in sources:
@@ -105,6 +113,13 @@ def main(argv=None) -> int:
         }
     runs = []
     rows = []
+    if args.append and Path(args.out).is_file():
+        previous = json.loads(Path(args.out).read_text())
+        for run in previous["runs"]:
+            run.setdefault("command", previous["command"])
+            run.setdefault("load_average_after", previous["load_average_after"])
+        runs, rows = previous["runs"], previous["table"]["rows"]
+        data_sources = {**previous["data_sources"], **data_sources}
 
     def write() -> None:  # after every run, so a long run keeps what it measured
         report.write(
@@ -134,10 +149,12 @@ def main(argv=None) -> int:
             steps=args.steps,
             learning_rate=args.learning_rate,
             data=None if source == "windows" else responses_config,
-            windows=None if source == "responses" else windows_config,
+            windows=windows_config if source in ("windows", "mix") else None,
+            loss_on="all" if source == "prompted" else DEFAULT_CONFIG.loss_on,
         )
         data = {
             "responses": responses,
+            "prompted": responses,
             "windows": windows,
             "mix": None if windows is None else TeacherData.concatenate([responses, windows]),
         }[source]
@@ -168,7 +185,9 @@ def main(argv=None) -> int:
                 "initial": dataclasses.asdict(result.initial),
                 "points": points,
                 "seconds": result.seconds,
-                "started_utc": time.strftime("%H:%M:%S", time.gmtime(started)),
+                "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                "command": report.command,
+                "load_average_after": machine_info()["load_average"],
             }
         )
         for point in points:

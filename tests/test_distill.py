@@ -326,3 +326,18 @@ def test_bad_window_input(target):
             distill.DistillConfig(steps=3),
             evaluate_at=(4,),
         )
+
+
+def test_distill_command_rejects_bad_data_options(tmp_path, capsys):
+    """``hierspec distill`` names the option and the value before touching the cache."""
+    from hierspec.cli import main
+
+    assert main(["distill", "--cache", str(tmp_path), "--windows", "-1"]) == 2
+    assert "--windows must be >= 0, got -1" in capsys.readouterr().err
+    assert main(["distill", "--cache", str(tmp_path), "--prompts", "0", "--windows", "0"]) == 2
+    assert "data and windows must not both be None" in capsys.readouterr().err
+    assert (
+        main(["distill", "--cache", str(tmp_path), "--windows", "4", "--window-tokens", "1"]) == 2
+    )
+    assert "window_tokens must be an int >= 2, got 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
