@@ -15,17 +15,19 @@ holding the remaining mass of each distribution:
 ``sum_{x in topk} p_t(x) (log p_t(x) - log p_d(x)) + r_t (log r_t - log r_d)``, with
 ``r = 1 - sum_{x in topk} p(x)``. This is the exact KL of the two distributions coarsened to
 k + 1 outcomes (a lower bound of the full KL that is tight where the target is confident), and
-needs the draft's full log-softmax but only k numbers per position from the target. By default
-it covers the positions that predict response tokens (what a draft is used for); the first
-``DraftSpec.frozen_layers`` layers stay the target's own and run without autograd.
+needs the draft's full log-softmax but only k numbers per position from the target. It covers
+the positions that predict response tokens (``loss_on="response"``: what a draft is used for) or
+every position, the prompt's too (``"all"``, the default: more signal from the same forward
+pass, measured in docs/family.md); the first ``DraftSpec.frozen_layers`` layers stay the
+target's own and run without autograd.
 
 Evaluation on the held-out prompts with the target's greedy responses: greedy agreement (the
 draft's argmax equals the target's) and ``sum_x min(p_t(x), p_d(x))`` at temperature 1 (the
 acceptance probability of one drafted token), on the response positions only.
 
-Reproducibility: every random choice (response sampling, example order) comes from generators
-seeded by the configuration; with the same configuration, code, library versions and thread count
-two runs give identical weights (tested in tests/test_distill.py).
+Reproducibility: every random choice (response sampling, window selection, example order) comes
+from generators seeded by the configuration; with the same configuration, code, library versions
+and thread count two runs give identical weights (tested in tests/test_distill.py).
 """
 
 from __future__ import annotations
@@ -165,7 +167,11 @@ DEFAULT_LADDER: tuple[DraftSpec, ...] = (
     DraftSpec("draft-6l", tuple(range(6))),
     DraftSpec("draft-12l", tuple(range(12)), trainable_layers=2),
 )
-DEFAULT_CONFIG = DistillConfig()
+# The loss covers every position of the target's responses, prompt included (the forward pass
+# computes them anyway): in 240 steps held-out greedy agreement 0.329 against 0.300 with the loss
+# on the response positions only, for ~40% more training time per step; corpus windows did not
+# beat the responses in equal steps (bench/distill_curve.py, docs/family.md).
+DEFAULT_CONFIG = DistillConfig(loss_on="all")
 
 
 @dataclass(frozen=True)
