@@ -3,25 +3,27 @@
 One training run per data source (``--sources``), with agreement measured at several step counts
 of that run (``--checkpoints``; :func:`hierspec.family.distill.distill` ``evaluate_at``, which
 does not change the training):
-    responses   the target's responses to train-split prompts (on-policy; the data of the
-                drafts distilled before corpus windows existed), ``DistillConfig.data``;
+    responses   the target's responses to train-split prompts (on-policy), ``DistillConfig.data``,
+                the loss on the response positions only (the drafts' earlier default);
     windows     teacher-forced windows of train-split corpus text (``--windows`` x
                 ``--window-tokens`` tokens), ``DistillConfig.windows``;
-    mix         both, one pool;
+    mix         both, one pool (responses: response positions; windows: all positions);
     prompted    the responses with the loss on every position (``loss_on="all"``: the prompt's
                 positions too, which the forward pass computes anyway), not only the response's.
 Agreement = greedy agreement and overlap ``sum_x min(p_target, p_draft)`` (temperature 1) on the
 held-out prompts' greedy target responses (:func:`evaluate_agreement`, 12 prompts, the same data
 as bench/family.py). Minutes = training wall time up to the checkpoint (evaluations excluded),
 one thread; the time the target took to make each data source is measured when this run made it
-(``made_now``; cached data is reported with ``seconds`` null).
+(``data_sources.*.seconds``; null when the data was already cached).
 
 The learning rate follows the cosine schedule of the full ``--steps`` run, so a checkpoint before
 the end is a run cut short at a higher learning rate than a run of that length would end at (a
 lower bound of what that many steps give; the end point is exact).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/distill_curve.py
-    # writes bench/results/distill-curve-cpu.json
+    # bench/results/distill-curve-cpu.json (about 55 minutes, one thread):
+    OMP_NUM_THREADS=1 .venv/bin/python bench/distill_curve.py --sources mix,windows,responses
+    OMP_NUM_THREADS=1 .venv/bin/python bench/distill_curve.py --sources prompted --steps 240 \
+        --checkpoints 60,120,240 --append
 """
 
 from __future__ import annotations
@@ -150,7 +152,8 @@ def main(argv=None) -> int:
             learning_rate=args.learning_rate,
             data=None if source == "windows" else responses_config,
             windows=windows_config if source in ("windows", "mix") else None,
-            loss_on="all" if source == "prompted" else DEFAULT_CONFIG.loss_on,
+            # Explicit, whatever the default: the sources are defined by their loss positions.
+            loss_on="all" if source == "prompted" else "response",
         )
         data = {
             "responses": responses,
