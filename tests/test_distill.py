@@ -3,6 +3,8 @@ initialisation, the loss, agreement, and reproducibility (same seed, same weight
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -200,3 +202,142 @@ def test_bad_input(target):
         teacher.TeacherDataConfig(sample_fraction=2)
     with pytest.raises(ValueError, match="sample must have one entry per prompt \\(2\\), got 1"):
         teacher.generate_teacher_data(target, _prompts(2), 4, [True], torch.Generator(), 4, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher-forced corpus windows
+
+
+def _windows(count: int, length: int, seed: int = 7) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, VOCAB, (length,), generator=generator) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def window_data(target):
+    return teacher.teacher_forced_data(target, _windows(5, 12), top_k=8, batch_size=2)
+
+
+def test_teacher_forced_topk_is_the_targets_own(target, window_data):
+    """One batched pass per window batch stores the target's own top-k log-softmax at every
+    position of every window, and every position but the first token is a training target."""
+    assert window_data.response_starts == (1,) * 5
+    assert window_data.num_targets == 5 * 11
+    for window, ids, values in zip(
+        _windows(5, 12), window_data.topk_ids, window_data.topk_logprobs
+    ):
+        with torch.no_grad():
+            logprobs = torch.log_softmax(target(window[:-1][None]).logits[0], dim=-1)
+        expected_values, expected_ids = logprobs.topk(8, dim=-1)
+        torch.testing.assert_close(values, expected_values, atol=1e-5, rtol=0)
+        assert torch.equal(ids[:, 0], expected_ids[:, 0])
+        # The stored ids carry the stored values: the target's log-probabilities of those ids.
+        torch.testing.assert_close(logprobs.gather(-1, ids), values, atol=1e-5, rtol=0)
+
+
+def _characters(text: str) -> list[int]:
+    return [ord(character) for character in text]
+
+
+def test_windows_come_only_from_the_train_split():
+    from hierspec.family import corpus
+
+    windows = teacher.select_windows(_characters, 40, 64, torch.Generator().manual_seed(3))
+    assert len(windows) == 40
+    by_name = {(d.source, d.name): d for d in corpus.load_documents()}
+    for index, window in enumerate(windows):
+        document = by_name[(window.source, window.name)]
+        assert corpus.split_of(document) == "train"
+        assert window.source == corpus.SOURCES[index % len(corpus.SOURCES)]
+        assert (
+            window.token_ids.tolist()
+            == _characters(document.text)[window.start : window.start + 64]
+        )
+    # Seeded: the same generator seed selects the same windows, another seed others.
+    again = teacher.select_windows(_characters, 40, 64, torch.Generator().manual_seed(3))
+    assert [(w.name, w.start) for w in again] == [(w.name, w.start) for w in windows]
+    other = teacher.select_windows(_characters, 40, 64, torch.Generator().manual_seed(4))
+    assert [(w.name, w.start) for w in other] != [(w.name, w.start) for w in windows]
+
+
+def test_distillation_on_windows_and_responses_is_reproducible(target, data, window_data):
+    """Same seed, same weights, on the pooled responses + windows; evaluating at checkpoints
+    does not change the training, and the last checkpoint is the final agreement."""
+    spec = distill.DraftSpec("d2", (0, 3))
+    mixed = teacher.TeacherData.concatenate([data, window_data])
+    assert len(mixed.sequences) == len(data.sequences) + len(window_data.sequences)
+    assert mixed.hidden is None  # the windows carry no hidden states
+    config = distill.DistillConfig(steps=10, learning_rate=3e-3, warmup_steps=2, seed=2)
+    first, result = distill.distill(
+        target, spec, mixed, config, evaluation=data, evaluate_at=(4, 10)
+    )
+    second, plain = distill.distill(target, spec, mixed, config)
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert [point.step for point in result.checkpoints] == [4, 10]
+    assert result.checkpoints[-1].agreement == result.final
+    assert result.checkpoints[0].train_seconds <= result.checkpoints[1].train_seconds
+    assert plain.checkpoints == ()
+    third, _ = distill.distill(target, spec, mixed, dataclasses.replace(config, seed=3))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(first.state_dict().values(), third.state_dict().values())
+    )
+
+
+def test_config_key_and_sources():
+    """A configuration without windows keeps the key formula of the drafts distilled before
+    windows existed (``asdict`` without the ``windows`` entry); with windows, it is in."""
+    from dataclasses import asdict
+
+    old = distill.DistillConfig(windows=None)
+    assert old.key() == {k: v for k, v in asdict(old).items() if k != "windows"}
+    new = distill.DistillConfig(windows=teacher.CorpusWindowsConfig())
+    assert new.key() == asdict(new)
+    assert distill.DistillConfig(data=None, windows=teacher.CorpusWindowsConfig()).data is None
+
+
+def test_bad_window_input(target):
+    with pytest.raises(ValueError, match="num_windows must be an int >= 1, got 0"):
+        teacher.CorpusWindowsConfig(num_windows=0)
+    with pytest.raises(ValueError, match="window_tokens must be an int >= 2, got 1"):
+        teacher.CorpusWindowsConfig(window_tokens=1)
+    with pytest.raises(ValueError, match="top_k must be an int >= 1, got -3"):
+        teacher.CorpusWindowsConfig(top_k=-3)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 2.5"):
+        teacher.CorpusWindowsConfig(batch_size=2.5)
+    with pytest.raises(ValueError, match="data and windows must not both be None"):
+        distill.DistillConfig(data=None, windows=None)
+    with pytest.raises(TypeError, match="windows must be a CorpusWindowsConfig or None, got int"):
+        distill.DistillConfig(windows=256)
+    with pytest.raises(ValueError, match="window_tokens=10000000 is too long"):
+        teacher.select_windows(_characters, 1, 10_000_000, torch.Generator())
+    with pytest.raises(ValueError, match="num_windows must be an int >= 1, got 0"):
+        teacher.select_windows(_characters, 0, 8, torch.Generator())
+    with pytest.raises(ValueError, match="windows must all have one length >= 2, got lengths"):
+        teacher.teacher_forced_data(target, [torch.arange(4), torch.arange(5)], 4)
+    with pytest.raises(ValueError, match="top_k must be an int in \\[1, 48\\], got 49"):
+        teacher.teacher_forced_data(target, [torch.arange(4)], 49)
+    with pytest.raises(ValueError, match="evaluate_at must hold step counts in \\[1, 3\\]"):
+        distill.distill(
+            target,
+            distill.DraftSpec("x", (0,)),
+            teacher.teacher_forced_data(target, [torch.arange(4)], 4),
+            distill.DistillConfig(steps=3),
+            evaluate_at=(4,),
+        )
+
+
+def test_distill_command_rejects_bad_data_options(tmp_path, capsys):
+    """``hierspec distill`` names the option and the value before touching the cache."""
+    from hierspec.cli import main
+
+    assert main(["distill", "--cache", str(tmp_path), "--windows", "-1"]) == 2
+    assert "--windows must be >= 0, got -1" in capsys.readouterr().err
+    assert main(["distill", "--cache", str(tmp_path), "--prompts", "0", "--windows", "0"]) == 2
+    assert "data and windows must not both be None" in capsys.readouterr().err
+    assert (
+        main(["distill", "--cache", str(tmp_path), "--windows", "4", "--window-tokens", "1"]) == 2
+    )
+    assert "window_tokens must be an int >= 2, got 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -12,6 +12,7 @@ HELP = "prepare the bundled family: convert the target, count corpus n-grams, di
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``hierspec distill`` (defaults: the family's distillation defaults)."""
     from hierspec.family.distill import DEFAULT_CONFIG
+    from hierspec.family.teacher import CorpusWindowsConfig
 
     parser.add_argument(
         "--cache", help="cache directory (default $HIERSPEC_CACHE or ~/.cache/hierspec)"
@@ -24,12 +25,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--learning-rate", type=float, default=DEFAULT_CONFIG.learning_rate)
     parser.add_argument("--seed", type=int, default=DEFAULT_CONFIG.seed)
+    responses = DEFAULT_CONFIG.data
+    windows = DEFAULT_CONFIG.windows
     parser.add_argument(
         "--prompts",
         type=int,
-        default=DEFAULT_CONFIG.data.num_prompts,
-        help="train-split prompts the target answers to make the data "
-        f"({DEFAULT_CONFIG.data.num_prompts})",
+        default=0 if responses is None else responses.num_prompts,
+        help="train-split prompts the target answers (on-policy data; 0: none) "
+        f"({0 if responses is None else responses.num_prompts})",
+    )
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=0 if windows is None else windows.num_windows,
+        help="train-split corpus windows the target scores teacher-forced (0: none) "
+        f"({0 if windows is None else windows.num_windows})",
+    )
+    parser.add_argument(
+        "--window-tokens",
+        type=int,
+        default=(windows or CorpusWindowsConfig()).window_tokens,
+        help=f"tokens per corpus window ({(windows or CorpusWindowsConfig()).window_tokens})",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: all cores)"
@@ -44,13 +60,26 @@ def run(args: argparse.Namespace) -> int:
     from hierspec.family.distill import DEFAULT_CONFIG, DEFAULT_LADDER, draft_path, draft_record
     from hierspec.family.ngram_statistics import load_corpus_statistics
     from hierspec.family.target import target_path
+    from hierspec.family.teacher import CorpusWindowsConfig, TeacherDataConfig
 
+    for name in ("prompts", "windows"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
+    responses = DEFAULT_CONFIG.data or TeacherDataConfig()
+    windows = DEFAULT_CONFIG.windows or CorpusWindowsConfig()
     config = dataclasses.replace(
         DEFAULT_CONFIG,
         steps=args.steps,
         learning_rate=args.learning_rate,
         seed=args.seed,
-        data=dataclasses.replace(DEFAULT_CONFIG.data, num_prompts=args.prompts, seed=args.seed),
+        data=None
+        if args.prompts == 0
+        else dataclasses.replace(responses, num_prompts=args.prompts, seed=args.seed),
+        windows=None
+        if args.windows == 0
+        else dataclasses.replace(
+            windows, num_windows=args.windows, window_tokens=args.window_tokens, seed=args.seed
+        ),
     )
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")

@@ -4,25 +4,30 @@ A draft keeps some of the target's decoder layers (:class:`DraftSpec`), its embe
 and tied output head (frozen, so the draft's vocabulary IS the target's), and is trained to match
 the target's next-token distributions.
 
-Data (on-policy, :mod:`hierspec.family.teacher`): the target's own responses to prompts of the
-corpus train split, and its top-k log-probabilities at every position.
+Data (:mod:`hierspec.family.teacher`, corpus train split only), one or both of: the target's own
+responses to train-split prompts (on-policy, ``DistillConfig.data``), and windows of train-split
+text scored by the target in one teacher-forced pass each (``DistillConfig.windows``); with its
+top-k log-probabilities at every position. Both sources form one pool of sequences; every step
+trains on one sequence drawn from it (a window's targets are all its positions).
 
 Loss: the KL divergence ``KL(p_target || p_draft)`` over the top-k tokens plus one "tail" bucket
 holding the remaining mass of each distribution:
 ``sum_{x in topk} p_t(x) (log p_t(x) - log p_d(x)) + r_t (log r_t - log r_d)``, with
 ``r = 1 - sum_{x in topk} p(x)``. This is the exact KL of the two distributions coarsened to
 k + 1 outcomes (a lower bound of the full KL that is tight where the target is confident), and
-needs the draft's full log-softmax but only k numbers per position from the target. By default
-it covers the positions that predict response tokens (what a draft is used for); the first
-``DraftSpec.frozen_layers`` layers stay the target's own and run without autograd.
+needs the draft's full log-softmax but only k numbers per position from the target. It covers
+the positions that predict response tokens (``loss_on="response"``: what a draft is used for) or
+every position, the prompt's too (``"all"``, the default: more signal from the same forward
+pass, measured in docs/family.md); the first ``DraftSpec.frozen_layers`` layers stay the
+target's own and run without autograd.
 
 Evaluation on the held-out prompts with the target's greedy responses: greedy agreement (the
 draft's argmax equals the target's) and ``sum_x min(p_t(x), p_d(x))`` at temperature 1 (the
 acceptance probability of one drafted token), on the response positions only.
 
-Reproducibility: every random choice (response sampling, example order) comes from generators
-seeded by the configuration; with the same configuration, code, library versions and thread count
-two runs give identical weights (tested in tests/test_distill.py).
+Reproducibility: every random choice (response sampling, window selection, example order) comes
+from generators seeded by the configuration; with the same configuration, code, library versions
+and thread count two runs give identical weights (tested in tests/test_distill.py).
 """
 
 from __future__ import annotations
@@ -43,12 +48,19 @@ from hierspec.protocol import DraftModel
 from . import corpus
 from .cache import DRAFT_MARKER, cache_dir, save_checkpoint
 from .target import load_target, load_tokenizer, target_id
-from .teacher import TeacherData, TeacherDataConfig, teacher_data
+from .teacher import (
+    CorpusWindowsConfig,
+    TeacherData,
+    TeacherDataConfig,
+    teacher_data,
+    window_data,
+)
 
 __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_LADDER",
     "Agreement",
+    "Checkpoint",
     "DistillConfig",
     "DistillResult",
     "DraftSpec",
@@ -57,6 +69,7 @@ __all__ = [
     "draft_path",
     "draft_record",
     "evaluate_agreement",
+    "training_data",
     "init_draft",
     "load_draft",
 ]
@@ -96,7 +109,11 @@ class DraftSpec:
 @dataclass(frozen=True)
 class DistillConfig:
     """Training of one draft. ``steps`` optimizer steps of one sequence each (AdamW, linear warmup
-    then cosine decay to 10% of ``learning_rate``); the embeddings / tied head stay frozen."""
+    then cosine decay to 10% of ``learning_rate``); the embeddings / tied head stay frozen.
+
+    The data: the target's responses to train-split prompts (``data``; None: none) and
+    teacher-forced train-split windows (``windows``; None: none), at least one of the two.
+    """
 
     steps: int = 240
     learning_rate: float = 1e-3
@@ -105,7 +122,8 @@ class DistillConfig:
     grad_clip: float = 1.0
     seed: int = 0
     loss_on: str = "response"
-    data: TeacherDataConfig = field(default_factory=TeacherDataConfig)
+    data: TeacherDataConfig | None = field(default_factory=TeacherDataConfig)
+    windows: CorpusWindowsConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -122,6 +140,25 @@ class DistillConfig:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip!r}")
         if self.loss_on not in ("response", "all"):
             raise ValueError(f"loss_on must be 'response' or 'all', got {self.loss_on!r}")
+        if self.data is not None and not isinstance(self.data, TeacherDataConfig):
+            raise TypeError(
+                f"data must be a TeacherDataConfig or None, got {type(self.data).__name__}"
+            )
+        if self.windows is not None and not isinstance(self.windows, CorpusWindowsConfig):
+            raise TypeError(
+                f"windows must be a CorpusWindowsConfig or None, got {type(self.windows).__name__}"
+            )
+        if self.data is None and self.windows is None:
+            raise ValueError("data and windows must not both be None (no training data)")
+
+    def key(self) -> dict:
+        """The configuration as it enters the drafts' cache keys: ``asdict``, without
+        ``windows`` when it is None (so the keys of drafts distilled before windows existed
+        stay valid)."""
+        fields = asdict(self)
+        if self.windows is None:
+            del fields["windows"]
+        return fields
 
 
 # The ladder hierspec builds by default: a cheap draft and a stronger one (see docs/family.md for
@@ -130,7 +167,11 @@ DEFAULT_LADDER: tuple[DraftSpec, ...] = (
     DraftSpec("draft-6l", tuple(range(6))),
     DraftSpec("draft-12l", tuple(range(12)), trainable_layers=2),
 )
-DEFAULT_CONFIG = DistillConfig()
+# The loss covers every position of the target's responses, prompt included (the forward pass
+# computes them anyway): in 240 steps held-out greedy agreement 0.329 against 0.300 with the loss
+# on the response positions only, for ~40% more training time per step; corpus windows did not
+# beat the responses in equal steps (bench/distill_curve.py, docs/family.md).
+DEFAULT_CONFIG = DistillConfig(loss_on="all")
 
 
 @dataclass(frozen=True)
@@ -147,9 +188,22 @@ class Agreement:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """Agreement after ``step`` optimizer steps, ``train_seconds`` of training (wall time of the
+    steps so far, evaluations excluded); ``kl``: mean training loss of the last 10% of those
+    steps (nats/token)."""
+
+    step: int
+    train_seconds: float
+    kl: float
+    agreement: Agreement
+
+
+@dataclass(frozen=True)
 class DistillResult:
     """What one distillation run produced: the final training loss (mean KL of the last 10% of
-    steps, nats/token), agreement before and after training, wall time."""
+    steps, nats/token), agreement before and after training, wall time (evaluations included),
+    and the agreement at the steps ``distill(evaluate_at=...)`` asked for."""
 
     spec: DraftSpec
     final_kl: float
@@ -157,6 +211,7 @@ class DistillResult:
     final: Agreement | None
     seconds: float
     threads: int
+    checkpoints: tuple[Checkpoint, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -241,16 +296,28 @@ def distill(
     config: DistillConfig = DEFAULT_CONFIG,
     evaluation: TeacherData | None = None,
     progress: bool = False,
+    evaluate_at: tuple[int, ...] = (),
 ) -> tuple[torch.nn.Module, DistillResult]:
     """Trains the draft ``spec`` on ``data``; returns it (eval mode, float32) and a summary.
 
     Only the last ``spec.trainable_layers`` layers and the final norm are trained (all layers
     when None); embeddings and the tied head stay frozen. The loss covers the positions that
-    predict response tokens (``config.loss_on="response"``) or all positions (``"all"``).
-    ``evaluation`` (with ``hidden``) adds agreement before and after training.
+    predict response tokens (``config.loss_on="response"``; all positions of a corpus window)
+    or all positions (``"all"``). ``evaluation`` (with ``hidden``) adds agreement before and
+    after training, and after each step count of ``evaluate_at`` (in ``[1, config.steps]``;
+    evaluating does not change the training: same weights with or without it).
     """
     from tqdm.auto import tqdm
 
+    evaluate_at = tuple(sorted(set(evaluate_at)))
+    if evaluate_at and (
+        evaluation is None
+        or any(not isinstance(s, int) or not 1 <= s <= config.steps for s in evaluate_at)
+    ):
+        raise ValueError(
+            f"evaluate_at must hold step counts in [1, {config.steps}] and needs evaluation, "
+            f"got {evaluate_at!r}"
+        )
     start_time = time.perf_counter()
     draft = init_draft(target, spec)
     initial = evaluate_agreement(draft, target, evaluation) if evaluation is not None else None
@@ -278,9 +345,12 @@ def distill(
     generator = torch.Generator().manual_seed(config.seed)
     order: list[int] = []
     losses: list[float] = []
+    checkpoints: list[Checkpoint] = []
+    evaluation_seconds = 0.0
+    train_start = time.perf_counter()
     draft.train()
     bar = tqdm(range(config.steps), desc=f"distill {spec.name}", disable=not progress, leave=False)
-    for _ in bar:
+    for step in bar:
         if not order:
             order = torch.randperm(len(data.sequences), generator=generator).tolist()
         index = order.pop()
@@ -297,6 +367,17 @@ def distill(
         scheduler.step()
         losses.append(float(loss.detach()))
         bar.set_postfix(kl=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
+        if step + 1 in evaluate_at:
+            evaluated = time.perf_counter()
+            train_seconds = evaluated - train_start - evaluation_seconds
+            draft.eval()
+            agreement = evaluate_agreement(draft, target, evaluation)
+            draft.train()
+            recent = losses[-max(1, len(losses) // 10) :]
+            checkpoints.append(
+                Checkpoint(step + 1, train_seconds, sum(recent) / len(recent), agreement)
+            )
+            evaluation_seconds += time.perf_counter() - evaluated
     bar.close()
     draft.eval()
     for parameter in draft.parameters():
@@ -310,6 +391,7 @@ def distill(
         final,
         time.perf_counter() - start_time,
         torch.get_num_threads(),
+        tuple(checkpoints),
     )
     return draft, result
 
@@ -360,7 +442,7 @@ def draft_path(
     root = cache_dir(cache)
     key = content_key(
         asdict(spec),
-        asdict(config),
+        config.key(),
         target_id(root),
         corpus.fingerprint(),
         torch.__version__,
@@ -412,8 +494,8 @@ def distill_ladder(
         return paths
     target = load_target(root)
     tokenizer = load_tokenizer(root)
-    data = teacher_data(root, config.data, "train", progress, target)
-    evaluation = teacher_data(root, config.data, "heldout", progress, target)
+    data = training_data(root, config, progress, target)
+    evaluation = teacher_data(root, split="heldout", progress=progress, target=target)
     for spec, path in missing:
         draft, result = distill(target, spec, data, config, evaluation, progress)
         record = {
@@ -431,6 +513,23 @@ def distill_ladder(
                 f"({result.seconds:.0f} s, {result.threads} threads) -> {path}"
             )
     return paths
+
+
+def training_data(
+    cache: str | os.PathLike | None = None,
+    config: DistillConfig = DEFAULT_CONFIG,
+    progress: bool = True,
+    target: torch.nn.Module | None = None,
+) -> TeacherData:
+    """The distillation data of ``config``: the target's responses (``config.data``) then the
+    corpus windows (``config.windows``), each read from ``<cache>/teacher/`` or made and cached
+    there (``target``: the float32 target if already loaded)."""
+    parts = []
+    if config.data is not None:
+        parts.append(teacher_data(cache, config.data, "train", progress, target))
+    if config.windows is not None:
+        parts.append(window_data(cache, config.windows, progress, target))
+    return TeacherData.concatenate(parts)
 
 
 def load_draft(

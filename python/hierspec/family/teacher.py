@@ -1,4 +1,13 @@
-"""Teacher data: the target's own responses to corpus prompts and its top-k predictions along them.
+"""Teacher data: the target's top-k predictions along its own responses and along corpus text.
+
+Two sources of distillation data, both from the corpus **train** split only:
+
+    responses   (on-policy, :class:`TeacherDataConfig`): the target answers train-split prompts;
+                costs one target pass per generated token (the decode loop below).
+    windows     (teacher-forced, :class:`CorpusWindowsConfig`): windows of consecutive tokens of
+                train-split documents, scored by the target in one pass per window (no
+                generation), so many more tokens fit the same minutes; raw corpus text, not chat
+                responses.
 
 Data (on-policy): prompts from the corpus train split
 (:func:`hierspec.family.corpus.training_prompts`; the benchmark prompts come from the held-out
@@ -20,6 +29,7 @@ decoding result.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -35,10 +45,15 @@ __all__ = [
     "EVAL_MAX_PROMPT_TOKENS",
     "EVAL_NEW_TOKENS",
     "EVAL_PROMPTS",
+    "CorpusWindow",
+    "CorpusWindowsConfig",
     "TeacherData",
     "TeacherDataConfig",
     "generate_teacher_data",
+    "select_windows",
     "teacher_data",
+    "teacher_forced_data",
+    "window_data",
 ]
 
 
@@ -66,6 +81,32 @@ class TeacherDataConfig:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if not 0.0 <= self.sample_fraction <= 1.0:
             raise ValueError(f"sample_fraction must be in [0, 1], got {self.sample_fraction!r}")
+
+
+@dataclass(frozen=True)
+class CorpusWindowsConfig:
+    """Teacher-forced distillation data: ``num_windows`` windows of ``window_tokens`` consecutive
+    tokens of corpus train-split documents (:func:`select_windows`, seeded by ``seed``), scored
+    by the target ``batch_size`` windows per pass; ``top_k`` log-probabilities kept per position.
+    Every position of a window but the first is a training target (``response_starts`` = 1).
+    """
+
+    num_windows: int = 128
+    window_tokens: int = 256
+    batch_size: int = 8
+    top_k: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_windows", "batch_size", "top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        value = self.window_tokens
+        if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+            raise ValueError(f"window_tokens must be an int >= 2, got {value!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an int, got {self.seed!r}")
 
 
 # The agreement evaluation: held-out prompts (at most this many tokens), greedy responses of the
@@ -119,6 +160,25 @@ class TeacherData:
     @property
     def num_tokens(self) -> int:
         return sum(int(s.numel()) for s in self.sequences)
+
+    @property
+    def num_targets(self) -> int:
+        """Positions that predict a response token (``loss_on="response"``'s training targets)."""
+        return sum(int(s.numel()) - start for s, start in zip(self.sequences, self.response_starts))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[TeacherData]) -> TeacherData:
+        """The entries of ``parts`` in order (``hidden`` kept only when every part has it)."""
+        if not parts:
+            raise ValueError("parts must not be empty")
+        with_hidden = all(part.hidden is not None for part in parts)
+        return cls(
+            tuple(s for part in parts for s in part.sequences),
+            tuple(s for part in parts for s in part.response_starts),
+            tuple(s for part in parts for s in part.topk_ids),
+            tuple(s for part in parts for s in part.topk_logprobs),
+            tuple(h for part in parts for h in part.hidden) if with_hidden else None,
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -399,6 +459,175 @@ def teacher_data(
             keep_hidden=True,
             progress=progress,
         )
+    with atomic_path(path) as temporary:
+        torch.save(data.to_dict(), temporary)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher-forced corpus windows
+
+
+@dataclass(frozen=True)
+class CorpusWindow:
+    """One window: ``token_ids`` ``[window_tokens]`` int64 = the tokens ``start ..
+    start + window_tokens - 1`` of the train-split document ``source/name``."""
+
+    source: str
+    name: str
+    start: int
+    token_ids: torch.Tensor
+
+
+# A document is a candidate when it has at least this many characters per window token (BPE
+# tokens of English and code average 3-4 characters), so most candidates hold a whole window;
+# the few that tokenize shorter are skipped by drawing again.
+_CHARS_PER_WINDOW_TOKEN = 4
+
+
+def select_windows(
+    tokenize: Callable[[str], list[int]],
+    num_windows: int,
+    window_tokens: int,
+    generator: torch.Generator,
+) -> list[CorpusWindow]:
+    """``num_windows`` windows of ``window_tokens`` tokens of corpus **train**-split documents.
+
+    Window ``i`` comes from source ``corpus.SOURCES[i % 2]`` (prose and code alternate, as in
+    the prompts), from a document of that source drawn uniformly among those with at least
+    ``4 * window_tokens`` characters, at a token offset drawn uniformly among those that fit;
+    every draw comes from ``generator``. Documents are tokenized (``tokenize``: text -> ids)
+    only when drawn. The validation and held-out splits are never read.
+    """
+    if not isinstance(num_windows, int) or num_windows < 1:
+        raise ValueError(f"num_windows must be an int >= 1, got {num_windows!r}")
+    if not isinstance(window_tokens, int) or window_tokens < 2:
+        raise ValueError(f"window_tokens must be an int >= 2, got {window_tokens!r}")
+    candidates = {
+        source: [
+            document
+            for document in corpus.documents("train", (source,))
+            if len(document.text) >= _CHARS_PER_WINDOW_TOKEN * window_tokens
+        ]
+        for source in corpus.SOURCES
+    }
+    for source, documents in candidates.items():
+        if not documents:
+            raise ValueError(
+                f"window_tokens={window_tokens} is too long: no {source} train document has "
+                f"{_CHARS_PER_WINDOW_TOKEN * window_tokens} characters"
+            )
+    tokenized: dict[tuple[str, str], list[int]] = {}
+    windows: list[CorpusWindow] = []
+    attempts = 0
+    while len(windows) < num_windows:
+        attempts += 1
+        if attempts > 20 * num_windows:
+            raise ValueError(
+                f"window_tokens={window_tokens} is too long: too few train documents hold a window"
+            )
+        documents = candidates[corpus.SOURCES[len(windows) % len(corpus.SOURCES)]]
+        document = documents[int(torch.randint(len(documents), (1,), generator=generator))]
+        key = (document.source, document.name)
+        if key not in tokenized:
+            tokenized[key] = list(tokenize(document.text))
+        ids = tokenized[key]
+        if len(ids) < window_tokens:
+            continue
+        start = int(torch.randint(len(ids) - window_tokens + 1, (1,), generator=generator))
+        window = torch.tensor(ids[start : start + window_tokens], dtype=torch.int64)
+        windows.append(CorpusWindow(document.source, document.name, start, window))
+    return windows
+
+
+@torch.no_grad()  # not inference_mode: the tensors returned are training data for autograd
+def teacher_forced_data(
+    target: torch.nn.Module,
+    windows: Sequence[torch.Tensor],
+    top_k: int,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> TeacherData:
+    """The target's top-k predictions along each of ``windows`` (``[length]`` int64 each, all of
+    one length), ``batch_size`` windows per forward pass, no generation and no cache.
+
+    Returns one entry per window, in order, with ``response_starts`` = 1: every position but
+    the last predicts a token of the window, and all are training targets.
+    """
+    if not windows:
+        raise ValueError("windows must not be empty")
+    lengths = {int(w.numel()) for w in windows}
+    if len(lengths) != 1 or min(lengths) < 2:
+        raise ValueError(f"windows must all have one length >= 2, got lengths {sorted(lengths)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    vocab = target.config.vocab_size
+    if not isinstance(top_k, int) or not 1 <= top_k <= vocab:
+        raise ValueError(f"top_k must be an int in [1, {vocab}], got {top_k!r}")
+    from tqdm.auto import tqdm
+
+    head = target.get_output_embeddings()
+    all_ids: list[torch.Tensor] = []
+    all_logprobs: list[torch.Tensor] = []
+    bar = tqdm(
+        total=len(windows) * min(lengths),
+        desc="target on corpus windows",
+        unit="tok",
+        disable=not progress,
+        leave=False,
+    )
+    for first in range(0, len(windows), batch_size):
+        batch = torch.stack([w.to(torch.int64) for w in windows[first : first + batch_size]])
+        hidden = target.model(input_ids=batch[:, :-1], use_cache=False).last_hidden_state
+        for row in range(batch.shape[0]):  # one row of logits at a time: [length - 1, vocab]
+            logprobs = torch.log_softmax(head(hidden[row]).float(), dim=-1)
+            values, ids = logprobs.topk(top_k, dim=-1)
+            all_ids.append(ids)
+            all_logprobs.append(values)
+        bar.update(batch.numel())
+    bar.close()
+    sequences = tuple(w.to(torch.int64).clone() for w in windows)
+    return TeacherData(sequences, (1,) * len(sequences), tuple(all_ids), tuple(all_logprobs))
+
+
+def window_data(
+    cache: str | os.PathLike | None = None,
+    config: CorpusWindowsConfig | None = None,
+    progress: bool = True,
+    target: torch.nn.Module | None = None,
+) -> TeacherData:
+    """The teacher-forced corpus windows of ``config`` (default ``CorpusWindowsConfig()``),
+    cached in ``<cache>/teacher/windows-<key>.pt`` (the key covers the configuration, the
+    target's GGUF sha256, the corpus fingerprint and the torch version).
+
+    ``target``: the float32 target if already loaded (else it is loaded when not cached).
+    """
+    config = config or CorpusWindowsConfig()
+    if not isinstance(config, CorpusWindowsConfig):
+        raise TypeError(f"config must be a CorpusWindowsConfig, got {type(config).__name__}")
+    root = cache_dir(cache)
+    key = content_key(
+        "windows",
+        asdict(config),
+        target_id(root),
+        corpus.fingerprint(),
+        torch.__version__,
+        length=12,
+    )
+    path = root / "teacher" / f"windows-{key}.pt"
+    if path.is_file():
+        return TeacherData.from_dict(torch.load(path, weights_only=True))
+    tokenizer = load_tokenizer(root)
+    target = target if target is not None else load_target(root)
+    windows = select_windows(
+        lambda text: tokenizer(text, add_special_tokens=False)["input_ids"],
+        config.num_windows,
+        config.window_tokens,
+        torch.Generator().manual_seed(config.seed),
+    )
+    data = teacher_forced_data(
+        target, [w.token_ids for w in windows], config.top_k, config.batch_size, progress
+    )
     with atomic_path(path) as temporary:
         torch.save(data.to_dict(), temporary)
     return data
