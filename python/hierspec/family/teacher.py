@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -371,6 +372,15 @@ def _sample_flags(count: int, fraction: float, generator: torch.Generator) -> li
     return flags.tolist()
 
 
+def _cache_path(root: Path, name: str, payload: object) -> Path:
+    """``<root>/teacher/<name>-<key>.pt``; the key covers ``payload`` (the data's
+    configuration), the target's GGUF sha256, the corpus fingerprint and the torch version."""
+    key = content_key(
+        name, payload, target_id(root), corpus.fingerprint(), torch.__version__, length=12
+    )
+    return root / "teacher" / f"{name}-{key}.pt"
+
+
 def teacher_data(
     cache: str | os.PathLike | None = None,
     config: TeacherDataConfig | None = None,
@@ -414,15 +424,7 @@ def teacher_data(
         EVAL_MAX_PROMPT_TOKENS,
         corpus.SPLITS,
     ]  # + split rule
-    key = content_key(
-        split,
-        asdict(config) if split == "train" else evaluation,
-        target_id(root),
-        corpus.fingerprint(),
-        torch.__version__,
-        length=12,
-    )
-    path = root / "teacher" / f"{split}-{key}.pt"
+    path = _cache_path(root, split, asdict(config) if split == "train" else evaluation)
     if path.is_file():
         return TeacherData.from_dict(torch.load(path, weights_only=True))
     tokenizer = load_tokenizer(root)
@@ -606,15 +608,7 @@ def window_data(
     if not isinstance(config, CorpusWindowsConfig):
         raise TypeError(f"config must be a CorpusWindowsConfig, got {type(config).__name__}")
     root = cache_dir(cache)
-    key = content_key(
-        "windows",
-        asdict(config),
-        target_id(root),
-        corpus.fingerprint(),
-        torch.__version__,
-        length=12,
-    )
-    path = root / "teacher" / f"windows-{key}.pt"
+    path = _cache_path(root, "windows", asdict(config))
     if path.is_file():
         return TeacherData.from_dict(torch.load(path, weights_only=True))
     tokenizer = load_tokenizer(root)
