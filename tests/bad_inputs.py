@@ -160,6 +160,11 @@ CASES: list[BadInput] = [
         "min_draft_confidence must be in [0, 1), got 1",
     ),
     BadInput(
+        "hierspec.HierarchicalDecoder(markov_decoder([2]).levels, [2], timer=5)",
+        TypeError,
+        "timer must be a callable returning seconds, got 5",
+    ),
+    BadInput(
         "hierspec.profiler.ProfilerConfig(stop_thresholds=(0.5, 1.0))",
         ValueError,
         "stop_thresholds entries must be numbers in (0, 1), got 1.0",

@@ -112,6 +112,33 @@ def test_plan_of_two_models_prints_the_chain(tmp_path, capsys):
     assert "best plan: tiny -> big" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(("bottom", "expected"), [(0.9, "below confidence 0.5"), (0.5, "none")])
+def test_plan_prints_the_early_stopping_choice(tmp_path, capsys, bottom, expected):
+    """With measured early-stopping rates, `hierspec plan` says which threshold the planner
+    predicts best (the adaptive decoder's default) or that none pays."""
+    path = tmp_path / "profile.json"
+    write_profile(
+        path,
+        {
+            "models": [
+                {"name": "draft", "costs_ms": [0.5] * 9},
+                {"name": "target", "costs_ms": [10.0 * (1 + 0.05 * n) for n in range(9)]},
+            ],
+            "acceptance": [[1, 0.5], [0, 1]],
+            "early_stopping": [
+                {
+                    "min_draft_confidence": 0.5,
+                    "continue_rates": [0.5 if bottom > 0.5 else 0.6, 1.0],
+                    "bottom_acceptance": [[1, bottom], [0, 1]],
+                }
+            ],
+        },
+    )
+    assert main(["plan", str(path), "--max-draft-length", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert expected in next(line for line in lines if line.startswith("early stopping"))
+
+
 def test_cli_plan_prints_and_writes_json(tmp_path, capsys) -> None:
     profile_path, out_path = tmp_path / "profile.json", tmp_path / "plan.json"
     write_profile(profile_path, PROFILE)

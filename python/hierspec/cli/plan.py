@@ -8,6 +8,7 @@ from hierspec.io import write_json
 from hierspec.planning import load_profile, plan
 
 from . import export
+from .report import early_stopping_line
 
 HELP = "plan the latency-optimal hierarchy for a profile"
 
@@ -36,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
         f"max draft length {args.max_draft_length})"
     )
     print(result.format_table(unit="ms"))
+    stopping = early_stopping_line(profile, args.max_draft_length)
+    if stopping is not None:
+        print(stopping)
     if args.json:
         write_json(args.json, {"profile": str(args.profile), "plan": result.to_dict()})
         print(f"wrote {args.json}")

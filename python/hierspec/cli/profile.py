@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from hierspec.planning import plan
-from hierspec.profiler import profile, write_profile
+from hierspec.profiler import ProfilerConfig, profile, write_profile
 from hierspec.prompts import encode_prompt, read_prompts
 
 from .candidates import (
@@ -17,7 +17,7 @@ from .candidates import (
     check_threads,
     load_candidates,
 )
-from .report import format_profile
+from .report import early_stopping_line, format_profile
 
 HELP = "measure candidate models' pass costs and acceptance rates into a profile JSON"
 
@@ -79,6 +79,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--context-tokens", type=int, default=120, help="cached tokens before each timed pass (120)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
+    default_thresholds = ProfilerConfig.stop_thresholds
+    parser.add_argument(
+        "--stop-thresholds",
+        type=float,
+        nargs="*",
+        default=list(default_thresholds),
+        metavar="P",
+        help="confidence thresholds at which the bottom level's early stopping is measured "
+        f"({' '.join(f'{p:g}' for p in default_thresholds)}; none: not measured)",
+    )
     parser.add_argument(
         "--raw",
         action="store_true",
@@ -112,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         context_tokens=args.context_tokens,
         calibration_tokens=args.calibration_tokens,
         threads=args.threads,
+        stop_thresholds=args.stop_thresholds,
     )
     write_profile(result, args.out)
     print(format_profile(result))
@@ -123,5 +134,8 @@ def run(args: argparse.Namespace) -> int:
         model_names=result.model_names,
     )
     print(best.format_table(unit="ms"))
+    stopping = early_stopping_line(result, args.max_draft_length)
+    if stopping is not None:
+        print(stopping)
     print(f"\nwrote {args.out} ({result.extra['metadata']['seconds']:.0f} s)")
     return 0

@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hierspec.planning import Plan, Profile
+from hierspec.planning import Plan, Profile, choose_min_draft_confidence
 
 __all__ = [
     "GenerateReport",
     "LevelReport",
     "PlanChangeReport",
+    "early_stopping_line",
     "format_profile",
     "print_generate_report",
 ]
@@ -179,3 +180,21 @@ def print_generate_report(
         if report.identical_to_target is not None:
             identical = "yes" if report.identical_to_target else "NO"
             print(f"greedy output identical to the target alone: {identical}")
+
+
+def early_stopping_line(profile: Profile, max_draft_length: int) -> str | None:
+    """What :func:`hierspec.planning.choose_min_draft_confidence` makes of a profile with
+    measured early-stopping rates (``None`` without them): the threshold the adaptive decoder
+    takes by default and the plan at it."""
+    if not profile.early_stopping:
+        return None
+    threshold, best = choose_min_draft_confidence(profile, max_draft_length)
+    if threshold == 0.0:
+        measured = ", ".join(f"{entry.min_draft_confidence:g}" for entry in profile.early_stopping)
+        return f"early stopping: none predicted to pay (measured at {measured})"
+    names = " -> ".join(profile.model_names[index] for index in best.chain)
+    lengths = ",".join(str(length) for length in best.draft_lengths)
+    return (
+        f"early stopping: below confidence {threshold:g} predicted best: {names} T={lengths}, "
+        f"{best.latency:.2f} ms/token (the adaptive decoder's default threshold)"
+    )
