@@ -220,6 +220,12 @@ class EarlyStoppingRates:
     bottom_acceptance: tuple[tuple[float, ...], ...]
 
 
+def is_stop_threshold(value: object) -> bool:
+    """Whether ``value`` can be an early-stopping threshold measured by the profiler: a number
+    (not a bool) in ``(0, 1)`` (0 is no stopping, which needs no measurement)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 < value < 1.0
+
+
 def _early_stopping_table(value: Any, num_models: int) -> tuple[EarlyStoppingRates, ...]:
     """The profile's ``early_stopping`` list, validated (errors name ``early_stopping[k]``)."""
     if not isinstance(value, list):
@@ -231,11 +237,7 @@ def _early_stopping_table(value: Any, num_models: int) -> tuple[EarlyStoppingRat
         if not isinstance(entry, dict) or any(key not in entry for key in keys):
             raise ValueError(f"profile {name} must be an object with keys {keys}, got {entry!r}")
         threshold = entry["min_draft_confidence"]
-        if (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, (int, float))
-            or not 0.0 < threshold < 1.0
-        ):
+        if not is_stop_threshold(threshold):
             raise ValueError(
                 f"profile {name}.min_draft_confidence must be a number in (0, 1), got {threshold!r}"
             )

@@ -58,6 +58,15 @@ __all__ = [
 ]
 
 
+def _check_positive_ints(config: object, names: Sequence[str]) -> None:
+    """``ValueError`` naming the field and its value unless each of ``names`` is an int (not a
+    bool) >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
 @dataclass(frozen=True)
 class TeacherDataConfig:
     """How the distillation data is generated from the target.
@@ -76,10 +85,9 @@ class TeacherDataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("num_prompts", "max_prompt_tokens", "max_new_tokens", "batch_size", "top_k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        _check_positive_ints(
+            self, ("num_prompts", "max_prompt_tokens", "max_new_tokens", "batch_size", "top_k")
+        )
         if not 0.0 <= self.sample_fraction <= 1.0:
             raise ValueError(f"sample_fraction must be in [0, 1], got {self.sample_fraction!r}")
 
@@ -99,10 +107,7 @@ class CorpusWindowsConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("num_windows", "batch_size", "top_k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        _check_positive_ints(self, ("num_windows", "batch_size", "top_k"))
         value = self.window_tokens
         if not isinstance(value, int) or isinstance(value, bool) or value < 2:
             raise ValueError(f"window_tokens must be an int >= 2, got {value!r}")

@@ -109,7 +109,6 @@ def early_stopping_rates(
     >>> rates.continue_rates, rates.bottom_acceptance[0][1]
     ((0.75, 1.0), 0.5)
     """
-    num_models = len(confidences)
     table = []
     for threshold in thresholds:
         drafts = [confidence >= threshold for confidence in confidences]
@@ -118,11 +117,7 @@ def early_stopping_rates(
         for (i, j), overlap in overlaps.items():
             if bool(drafts[i].any()):
                 bottom[i][j] = float(overlap[drafts[i]].mean())
-        table.append(
-            EarlyStoppingRates(
-                float(threshold), rates, tuple(tuple(row) for row in bottom[:num_models])
-            )
-        )
+        table.append(EarlyStoppingRates(float(threshold), rates, tuple(map(tuple, bottom))))
     return tuple(table)
 
 

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from hierspec.planning import plan
+from hierspec.planning import is_stop_threshold, plan
 from hierspec.sampling import SamplingConfig
 
 __all__ = ["DEFAULT_CONFIG", "SMALL_PASS_TOKENS", "ProfilerConfig", "check_int", "columns_needed"]
@@ -99,11 +99,7 @@ class ProfilerConfig:
         if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
             raise TypeError(f"stop_thresholds must be a sequence of numbers, got {thresholds!r}")
         for threshold in thresholds:
-            if (
-                isinstance(threshold, bool)
-                or not isinstance(threshold, (int, float))
-                or not 0.0 < threshold < 1.0
-            ):
+            if not is_stop_threshold(threshold):
                 raise ValueError(
                     f"stop_thresholds entries must be numbers in (0, 1), got {threshold!r}"
                 )
