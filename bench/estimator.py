@@ -82,7 +82,14 @@ from typing import Any
 from harness import RESULTS, Report, add_prompt_arguments, format_table
 
 import hierspec
-from hierspec.adaptive import AcceptanceEstimator, AdaptiveConfig, PlanDecision, Replanner
+from hierspec.adaptive import (
+    FALLBACK_PRIOR_STRENGTH,
+    AcceptanceEstimator,
+    AdaptiveConfig,
+    PlanDecision,
+    Replanner,
+    prior_strengths,
+)
 from hierspec.planning import Profile
 
 STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
@@ -334,13 +341,15 @@ def _summed(outcomes: Sequence[tuple[Verification, float, float]]) -> TraceScore
 def score_trace(
     trace: Trace,
     prior: Sequence[Sequence[float]],
-    prior_strength: float,
+    prior_strength: float | Any,
     discount: float,
     pairs: set[tuple[int, int]] | None = None,
 ) -> TraceScore:
     """Replays ``trace`` through an :class:`AcceptanceEstimator`: each verification is scored
     with the estimate of its pair before it (``estimates()``, what the decoder plans with), then
-    observed. ``pairs``: score only these ``(drafter, verifier)`` (all are observed)."""
+    observed. ``prior_strength``: one number or ``[M, M]`` per pair (empirical Bayes,
+    :func:`hierspec.adaptive.prior_strengths`). ``pairs``: score only these ``(drafter,
+    verifier)`` (all are observed)."""
     estimator = AcceptanceEstimator(prior, prior_strength, discount)
     outcomes = []
     for item in trace.verifications:
@@ -624,13 +633,15 @@ def decision_regret(
 def regret_grid(
     traces: Sequence[Trace],
     profiles: dict[str, Profile],
-    strengths: Sequence[float],
+    strengths: Sequence[float | None],
     discounts: Sequence[float],
     horizon: float,
-) -> dict[tuple[float, float], list[float]]:
+    cache: dict[Any, tuple[list[list[float]], float]] | None = None,
+) -> dict[tuple[float | None, float], list[float]]:
     """:func:`decision_regret` of every setting on each plan trace (where the decoder starts),
-    in the order of ``traces``."""
-    cache: dict[Any, tuple[list[list[float]], float]] = {}
+    in the order of ``traces``. A strength of ``None``: per pair by empirical Bayes from the
+    profile (the decoder's default)."""
+    cache = {} if cache is None else cache
     plan_traces = [t for t in traces if t.role == "plan"]
     result = {}
     for strength in strengths:
@@ -834,10 +845,158 @@ def record_mode(family, mode: str, args, prompts, log) -> tuple[Profile, Path, l
 # Analysis and tables
 
 
+def measure_by_prompt(
+    traces: Sequence[Trace], profiles: dict[str, Profile], args, log
+) -> dict[str, Profile]:
+    """The profiles with per-prompt acceptance (``acceptance_details.by_prompt``, what
+    :func:`hierspec.adaptive.prior_strengths` needs) measured now for the pairs of the models the
+    traces use, by the profiler's own :func:`~hierspec.profiler.acceptance.measure_acceptance` on
+    the profile's calibration prompts and settings (the family's models of those names, which
+    must be the ones the traces were decoded with; pairs of other models get none and fall back
+    to the constant). For traces recorded before the profiler measured per-prompt rates."""
+    import torch
+
+    from hierspec.cli.candidates import calibration_messages
+    from hierspec.family import load_family
+    from hierspec.levels import as_levels
+    from hierspec.profiler import ProfilerConfig
+    from hierspec.profiler.acceptance import measure_acceptance
+    from hierspec.prompts import prompt_token_ids
+    from hierspec.sampling import SamplingConfig
+
+    torch.set_num_threads(1)
+    result = {}
+    for mode, profile in profiles.items():
+        names = profile.model_names
+        used = sorted({m for t in traces if t.mode == mode for m in t.chain})
+        family = load_family(
+            args.cache, include=tuple(names[m] for m in used), prepare=False, progress=False
+        )
+        levels = as_levels([family.models[list(family.names).index(names[m])] for m in used])
+        prompts = prompt_token_ids(
+            calibration_messages(args.profile_prompts), family.tokenizer, levels[-1].vocab_size
+        )
+        started = time.perf_counter()
+        _, details, _ = measure_acceptance(
+            levels,
+            prompts,
+            SamplingConfig(temperature=MODES[mode]),
+            calibration_tokens=ProfilerConfig().calibration_tokens,
+            max_positions=1,
+            seed=ProfilerConfig().seed,
+        )
+        by_prompt: list[list[Any]] = [[None] * len(names) for _ in names]
+        for a, i in enumerate(used):
+            for b, j in enumerate(used):
+                by_prompt[i][j] = details["by_prompt"][a][b]
+        extra = dict(profile.extra)
+        extra["acceptance_details"] = {
+            "by_prompt": by_prompt,
+            "prompt_positions": details["prompt_positions"],
+            "note": f"per-prompt rates of {[names[m] for m in used]} measured by "
+            "bench/estimator.py --measure-by-prompt",
+        }
+        result[mode] = dataclasses.replace(profile, extra=extra)
+        log(
+            f"[by prompt] {mode}: {[names[m] for m in used]} on {len(prompts)} calibration "
+            f"prompts in {time.perf_counter() - started:.0f} s"
+        )
+    return result
+
+
+def empirical_bayes(
+    traces: Sequence[Trace],
+    profiles: dict[str, Profile],
+    constant: dict[str, list[Cell]],
+    constant_key: tuple[float, float],
+    regret_cache: dict[Any, tuple[list[list[float]], float]],
+    horizons: dict[str, float],
+) -> dict[str, Any]:
+    """The decoder's per-pair empirical-Bayes prior strengths (:func:`prior_strengths` of each
+    mode's profile) at the discount of ``constant_key`` (a constant ``(prior_strength,
+    discount)`` of the grid), scored like the grid: log-likelihood, token error, paired
+    difference from that constant and from the grid's best, and decision regret against the
+    constant."""
+    discount = constant_key[1]
+    strengths = {mode: prior_strengths(profile) for mode, profile in profiles.items()}
+    names = next(iter(profiles.values())).model_names
+    modes = list(dict.fromkeys(trace.mode for trace in traces))
+    result: dict[str, Any] = {
+        "discount": discount,
+        "strengths": {
+            mode: {
+                f"{names[i]}->{names[j]}": float(matrix[i, j])
+                for i in range(len(names))
+                for j in range(i + 1, len(names))
+                if matrix[i, j] != FALLBACK_PRIOR_STRENGTH
+            }
+            for mode, matrix in strengths.items()
+        },
+    }
+    priors = {mode: profile.acceptance for mode, profile in profiles.items()}
+    for mode in modes + ["all"]:
+        chosen = [t for t in traces if mode in ("all", t.mode)]
+        cell = Cell(
+            math.nan,
+            discount,
+            tuple(score_trace(t, priors[t.mode], strengths[t.mode], discount) for t in chosen),
+        )
+        cells = {(c.prior_strength, c.discount): c for c in constant[mode]}
+        best = max(constant[mode], key=lambda c: c.nats_per_draft)
+        fallback = cells.get(constant_key)
+        entry: dict[str, Any] = {
+            "traces": len(chosen),
+            "nats_per_draft": cell.nats_per_draft,
+            "token_error": cell.token_error,
+            "token_bias": cell.token_bias,
+            "vs_likelihood_best": paired_difference(cell, best)[0],
+            "vs_likelihood_best_stderr": paired_difference(cell, best)[1],
+        }
+        if fallback is not None:
+            entry["vs_constant"] = paired_difference(cell, fallback)[0]
+            entry["vs_constant_stderr"] = paired_difference(cell, fallback)[1]
+            entry["constant_token_error"] = fallback.token_error
+        result[mode] = entry
+    for name, horizon in horizons.items():
+        pooled: dict[Any, list[float]] = {}
+        for mode in modes:
+            values = regret_grid(
+                [t for t in traces if t.mode == mode],
+                profiles,
+                [None, constant_key[0]],
+                [discount],
+                horizon,
+                regret_cache,
+            )
+            for key, series in values.items():
+                pooled.setdefault(key, []).extend(series)
+            result[mode][f"regret_{name}"] = _regret_pair(values, constant_key)
+        result["all"][f"regret_{name}"] = _regret_pair(pooled, constant_key)
+    return result
+
+
+def _regret_pair(values: dict[Any, list[float]], constant_key: tuple[float, float]) -> dict:
+    """Mean regret of empirical Bayes (key ``(None, discount)``) and of the constant, and their
+    paired difference (mean, standard error) over traces."""
+    mine, theirs = values[(None, constant_key[1])], values[constant_key]
+    pairs = [(a, b) for a, b in zip(mine, theirs) if not (math.isnan(a) or math.isnan(b))]
+    differences = [a - b for a, b in pairs]
+    return {
+        "regret": statistics.fmean(a for a, _ in pairs),
+        "constant_regret": statistics.fmean(b for _, b in pairs),
+        "vs_constant": statistics.fmean(differences),
+        "vs_constant_stderr": (
+            statistics.stdev(differences) / math.sqrt(len(differences))
+            if len(differences) > 1
+            else 0.0
+        ),
+    }
+
+
 def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) -> dict[str, Any]:
     """Steps 2 and 3 on the traces (no models)."""
     default = AdaptiveConfig()
-    default_key = (default.prior_strength, default.discount)
+    default_key = (FALLBACK_PRIOR_STRENGTH, default.discount)  # the constant grid's default
     priors = {mode: profile.acceptance for mode, profile in profiles.items()}
     modes = list(dict.fromkeys(trace.mode for trace in traces))
     grids: dict[str, Any] = {}
@@ -873,10 +1032,9 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
     # Decision quality: the configurations a replanner with each setting would choose, judged
     # under the acceptance each request then realised (next switch horizon; whole request).
     decisions: dict[str, Any] = {mode: {} for mode in modes + ["all"]}
-    for name, horizon in (
-        ("horizon", float(default.switch_horizon_tokens)),
-        ("rest_of_request", math.inf),
-    ):
+    horizons = {"horizon": float(default.switch_horizon_tokens), "rest_of_request": math.inf}
+    regret_cache: dict[Any, tuple[list[list[float]], float]] = {}
+    for name, horizon in horizons.items():
         pooled: dict[tuple[float, float], list[float]] = {}
         for mode in modes:
             values = regret_grid(
@@ -885,6 +1043,7 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
                 args.strengths,
                 args.discounts,
                 horizon,
+                regret_cache,
             )
             decisions[mode][name] = regret_summary(values, default_key)
             for key, series in values.items():
@@ -905,8 +1064,36 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
     chosen_key = min(
         (tuple(cell) for cell in grids["all"]["neighbourhood"]), key=lambda k: regret_by_key[k]
     )
+    # Per-pair strengths by empirical Bayes (profiles with per-prompt rates only) at the chosen
+    # discount, against the chosen constant: recommended instead when it predicts better by more
+    # than two standard errors and its regret is not worse by more than two.
+    eb_result = None
+    if any("by_prompt" in (p.extra.get("acceptance_details") or {}) for p in profiles.values()):
+        eb_result = empirical_bayes(
+            traces, profiles, cells_by_mode, chosen_key, regret_cache, horizons
+        )
+        for mode in modes + ["all"]:
+            entry = eb_result[mode]
+            log(
+                f"[empirical Bayes] {mode}: {entry['nats_per_draft']:.4f} nats/draft "
+                f"({entry.get('vs_constant', math.nan):+.4f} +- "
+                f"{entry.get('vs_constant_stderr', math.nan):.4f} vs constant "
+                f"{chosen_key[0]:g}), token error {entry['token_error']:.3f} "
+                f"(constant {entry.get('constant_token_error', math.nan):.3f}), regret "
+                f"{100 * entry['regret_horizon']['regret']:.1f}% (constant "
+                f"{100 * entry['regret_horizon']['constant_regret']:.1f}%)"
+            )
+    recommended_strength: float | str = chosen_key[0]
+    if eb_result is not None:
+        eb_pooled = eb_result["all"]
+        regret = eb_pooled["regret_horizon"]
+        if (
+            eb_pooled["vs_constant"] > 2 * eb_pooled["vs_constant_stderr"]
+            and regret["vs_constant"] <= 2 * regret["vs_constant_stderr"]
+        ):
+            recommended_strength = "empirical Bayes"
     config = AdaptiveConfig(
-        prior_strength=chosen_key[0],
+        prior_strength=None if recommended_strength == "empirical Bayes" else chosen_key[0],
         discount=chosen_key[1],
         replan_interval=1,
         min_draft_confidence=0.0,  # the traces were decoded without early stopping
@@ -980,15 +1167,24 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
         }
 
     recommendation = {
-        "prior_strength": chosen_key[0],
+        "prior_strength": recommended_strength,
+        "constant_prior_strength": chosen_key[0],
         "discount": chosen_key[1],
         "replan_interval": interval,
-        "rule": "prior_strength and discount: of the settings within two standard errors of "
-        "the best predictive log-likelihood (pooled modes), the least decision regret over the "
-        "switch horizon; replan_interval: the smallest whose decision overhead is under "
+        "rule": "constant prior_strength and discount: of the settings within two standard errors "
+        "of the best predictive log-likelihood (pooled modes), the least decision regret over the "
+        "switch horizon; prior_strength: empirical Bayes per pair instead when the profiles have "
+        "per-prompt rates and it predicts better than that constant by more than two standard "
+        "errors with a regret not worse by more than two; replan_interval: the smallest whose "
+        "decision overhead is under "
         f"{args.overhead_limit:g} of the target's 1-token pass in every mode",
         "current_default": {
-            "prior_strength": default.prior_strength,
+            "prior_strength": (
+                "empirical Bayes per pair (hierspec.adaptive.prior_strengths; constant "
+                f"{FALLBACK_PRIOR_STRENGTH:g} for a profile without per-prompt rates)"
+                if default.prior_strength is None
+                else default.prior_strength
+            ),
             "discount": default.discount,
             "replan_interval": default.replan_interval,
         },
@@ -1008,6 +1204,7 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
     }
     return {
         "recommendation": recommendation,
+        "empirical_bayes": eb_result,
         "grid": grids,
         "decisions": decisions,
         "reaction": reactions,
@@ -1161,6 +1358,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         type=Path,
         help="score the traces of this results JSON again (no models); writes --out",
     )
+    parser.add_argument(
+        "--measure-by-prompt",
+        action="store_true",
+        help="with --rescore: measure the per-prompt acceptance of the traces' models now (the "
+        "profiler's calibration prompts; a few minutes per mode) for the empirical-Bayes prior "
+        "strengths, when the recorded profiles predate them",
+    )
     parser.add_argument("--cache", help="family cache directory")
     parser.add_argument("--out", type=Path, default=RESULTS / "estimator-cpu.json")
     parser.add_argument("--no-progress", action="store_true")
@@ -1173,14 +1377,25 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 
 def _profile_dict(profile: Profile) -> dict[str, Any]:
-    """The profile without its metadata (names, costs, acceptance): the prior and costs the
-    scoring needs."""
+    """The profile without its metadata (names, costs, acceptance, and the per-prompt rates of
+    ``acceptance_details`` when it has them): the prior and costs the scoring needs."""
     return {
         "models": [
             {"name": name, "costs_ms": list(cost) if isinstance(cost, tuple) else cost}
             for name, cost in zip(profile.model_names, profile.costs_ms)
         ],
         "acceptance": [list(row) for row in profile.acceptance],
+        **(
+            {
+                "acceptance_details": {
+                    key: details[key]
+                    for key in ("by_prompt", "prompt_positions", "note")
+                    if key in details
+                }
+            }
+            if "by_prompt" in (details := profile.extra.get("acceptance_details") or {})
+            else {}
+        ),
     }
 
 
@@ -1203,6 +1418,10 @@ def main(argv=None) -> int:
         modes_info = previous["modes"]
         recording = previous.get("recording", {})
         log(f"rescoring {len(traces)} traces of {args.rescore}")
+        if args.measure_by_prompt:
+            profiles = measure_by_prompt(traces, profiles, args, log)
+            for mode, profile in profiles.items():
+                modes_info[mode] = {**modes_info[mode], "profile": _profile_dict(profile)}
     else:
         import torch
         import transformers
@@ -1253,7 +1472,7 @@ def main(argv=None) -> int:
     print(format_interval(results), flush=True)
     recommendation = results["recommendation"]
     log(
-        f"recommended prior_strength {recommendation['prior_strength']:g}, discount "
+        f"recommended prior_strength {recommendation['prior_strength']}, discount "
         f"{recommendation['discount']:g}, replan_interval {recommendation['replan_interval']} "
         f"(default {recommendation['current_default']})"
     )

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 import hierspec
-from hierspec.adaptive import AcceptanceEstimator, AdaptiveConfig, CostEstimator, Replanner
+from hierspec.adaptive import (
+    FALLBACK_PRIOR_STRENGTH,
+    PRIOR_STRENGTH_RANGE,
+    AcceptanceEstimator,
+    AdaptiveConfig,
+    CostEstimator,
+    Replanner,
+    prior_strengths,
+)
 
 PRIOR = [[1.0, 0.6, 0.5, 0.4], [0.0, 1.0, 0.8, 0.7], [0.0, 0.0, 1.0, 0.9], [0.0, 0.0, 0.0, 1.0]]
 
@@ -73,6 +81,74 @@ def test_bad_observation_and_config_are_named() -> None:
         AdaptiveConfig(replan_interval=1.5)
     with pytest.raises(ValueError, match="prior_strength must be > 0"):
         AdaptiveConfig(prior_strength=-1)
+    with pytest.raises(ValueError, match=r"prior_strength must be a number or a \[4, 4\]"):
+        AcceptanceEstimator(PRIOR, prior_strength=[[1.0, 2.0], [3.0, 4.0]], discount=1.0)
+    bad = np.full((4, 4), 4.0)
+    bad[1, 3] = 0.0
+    with pytest.raises(ValueError, match="prior_strength must be finite and > 0"):
+        AcceptanceEstimator(PRIOR, prior_strength=bad, discount=1.0)
+    bad[1, 3] = math.nan
+    with pytest.raises(ValueError, match="prior_strength must be finite and > 0"):
+        AcceptanceEstimator(PRIOR, prior_strength=bad, discount=1.0)
+
+
+def _profile_with_prompts(by_prompt, positions, acceptance=((1.0, 0.5, 0.5), (0, 1.0, 0.95))):
+    return hierspec.Profile(
+        ("ngram", "bf16", "target"),
+        ((0.05,) * 8, (1.0,) * 8, (1.0,) * 8),
+        (*acceptance, (0.0, 0.0, 1.0)),
+        extra={"acceptance_details": {"by_prompt": by_prompt, "prompt_positions": positions}},
+    )
+
+
+def test_prior_strength_by_empirical_bayes() -> None:
+    """n0 = a (1 - a) / V - 1 with V the variance of the per-prompt rates less their binomial
+    noise; a pair without prompt-to-prompt variation gets the upper bound, one without
+    per-prompt rates (or a profile without them) the constant."""
+    varied = [0.1, 0.9, 0.2, 0.8, 0.5, 0.5]  # mean 0.5: an n-gram level on copy / chat prompts
+    steady = [0.95] * 6  # the same on every prompt: only noise
+    positions = [64] * 6
+    profile = _profile_with_prompts(
+        [[None, None, varied], [None, None, steady], [None, None, None]], positions
+    )
+    strengths = prior_strengths(profile)
+    rates = np.array(varied)
+    between = rates.var(ddof=1) - np.mean(rates * (1 - rates) / 64)
+    assert strengths[0, 2] == pytest.approx(0.5 * 0.5 / between - 1, rel=1e-12)
+    assert PRIOR_STRENGTH_RANGE[0] <= strengths[0, 2] < 4
+    assert strengths[1, 2] == PRIOR_STRENGTH_RANGE[1]  # no variation beyond the noise
+    assert strengths[0, 1] == FALLBACK_PRIOR_STRENGTH  # no per-prompt rates for the pair
+    plain = hierspec.Profile(("d", "t"), (1.0, 10.0), ((1.0, 0.5), (0.0, 1.0)))
+    assert prior_strengths(plain).tolist() == [[FALLBACK_PRIOR_STRENGTH] * 2] * 2
+    one_prompt = _profile_with_prompts([[None, None, [0.5]], [None] * 3, [None] * 3], [64])
+    assert prior_strengths(one_prompt)[0, 2] == FALLBACK_PRIOR_STRENGTH
+    # Extreme spread (rates 0 and 1) is clipped to one pseudo-observation.
+    extreme = _profile_with_prompts(
+        [[None, None, [0.0, 1.0] * 3], [None] * 3, [None] * 3], positions
+    )
+    assert prior_strengths(extreme)[0, 2] == PRIOR_STRENGTH_RANGE[0]
+
+
+def test_replanner_uses_the_empirical_strengths_unless_one_is_given() -> None:
+    varied = [0.1, 0.9, 0.2, 0.8, 0.5, 0.5]
+    profile = _profile_with_prompts(
+        [[None, None, varied], [None, None, [0.95] * 6], [None] * 3], [64] * 6
+    )
+    learned = Replanner(profile, AdaptiveConfig(discount=1.0, min_draft_confidence=0.0))
+    assert learned.prior_strengths.tolist() == prior_strengths(profile).tolist()
+    fixed = Replanner(
+        profile, AdaptiveConfig(prior_strength=32.0, discount=1.0, min_draft_confidence=0.0)
+    )
+    assert fixed.prior_strengths[0, 2] == 32.0
+    # Ten rejections move the prompt-dependent pair most of the way, the fixed prior a little.
+    for replanner in (learned, fixed):
+        replanner.observe(0, 2, tested=10, accepted=0)
+    weak = prior_strengths(profile)[0, 2]
+    assert learned.estimator.estimates()[0, 2] == pytest.approx(0.5 * weak / (weak + 10))
+    assert fixed.estimator.estimates()[0, 2] == pytest.approx(0.5 * 32 / 42)
+    # The steady pair keeps its profile rate against the same evidence.
+    learned.observe(1, 2, tested=10, accepted=0)
+    assert learned.estimator.estimates()[1, 2] > 0.94
 
 
 def _profile() -> hierspec.Profile:

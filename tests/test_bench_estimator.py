@@ -70,6 +70,31 @@ def test_score_matches_hand_computation(estimator):
     )
 
 
+def test_score_takes_per_pair_strengths(estimator):
+    """The empirical-Bayes strengths are a matrix: its (0, 1) entry is what scores pair (0, 1)."""
+    prior = [[1.0, 0.6], [0.0, 1.0]]
+    trace = _trace(estimator, [_batch(estimator, 2), _batch(estimator, 4, target_pass=1)])
+    scalar = estimator.score_trace(trace, prior, prior_strength=10.0, discount=1.0)
+    matrix = estimator.score_trace(trace, prior, [[7.0, 10.0], [3.0, 5.0]], discount=1.0)
+    assert matrix == scalar
+    weak = estimator.score_trace(trace, prior, [[1.0, 2.0], [1.0, 1.0]], discount=1.0)
+    second = (2 * 0.6 + 2) / (2 + 3)  # the second verification's estimate under n0 = 2
+    expected = 2 * math.log(0.6) + math.log(0.4) + 4 * math.log(second)
+    assert weak.log_likelihood == pytest.approx(expected, rel=1e-12)
+
+
+def test_regret_pair_is_a_paired_difference(estimator):
+    values = {(None, 0.95): [0.1, 0.2, math.nan, 0.4], (32.0, 0.95): [0.2, 0.2, 0.5, 0.1]}
+    result = estimator._regret_pair(values, (32.0, 0.95))
+    assert result["regret"] == pytest.approx((0.1 + 0.2 + 0.4) / 3)
+    assert result["constant_regret"] == pytest.approx((0.2 + 0.2 + 0.1) / 3)
+    differences = [-0.1, 0.0, 0.3]
+    assert result["vs_constant"] == pytest.approx(sum(differences) / 3)
+    mean = sum(differences) / 3
+    stdev = math.sqrt(sum((d - mean) ** 2 for d in differences) / 2)
+    assert result["vs_constant_stderr"] == pytest.approx(stdev / math.sqrt(3))
+
+
 def test_verification_rejects_untested_drafts(estimator):
     with pytest.raises(ValueError, match="tested must be min"):
         estimator.Verification(0, 1, 4, 2, 4, 0, 0)  # drafts after a rejection are not tested

@@ -216,8 +216,15 @@ def test_greedy_acceptance_is_argmax_agreement(llamas):
         for i, j in agreements:
             agreements[(i, j)].append((argmaxes[i] == argmaxes[j]).double())
         assert torch.equal(argmaxes[-1], sequence[0, prompt.numel() :])
+    details = result.extra["acceptance_details"]
+    assert details["prompt_positions"] == [24] * len(PROMPTS)
     for (i, j), values in agreements.items():
         assert result.acceptance[i][j] == pytest.approx(float(torch.cat(values).mean()), abs=1e-12)
+        # Per prompt: the agreement over that prompt's positions (the empirical-Bayes input).
+        assert details["by_prompt"][i][j] == pytest.approx(
+            [float(v.mean()) for v in values], abs=1e-12
+        )
+    assert details["by_prompt"][1][0] is None and details["by_prompt"][0][0] is None
     assert result.extra["sampling"]["temperature"] == 0.0
 
 

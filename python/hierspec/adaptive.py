@@ -8,14 +8,19 @@ configuration under the current estimates; it switches between cycles when the p
 repays the switch.
 
 Terms:
-    prior        the profile's rate ``a_ij`` as ``prior_strength`` pseudo-observations
-                 (``prior_strength * a_ij`` accepted, ``prior_strength * (1 - a_ij)`` rejected).
+    prior        the profile's rate ``a_ij`` as ``n0_ij`` pseudo-observations (``n0_ij * a_ij``
+                 accepted, ``n0_ij * (1 - a_ij)`` rejected). ``n0_ij`` by empirical Bayes from
+                 how much the pair's rate varies between the profile's calibration prompts
+                 (:func:`prior_strengths`): a pair whose rate is the same on every prompt
+                 (the target's bf16 copy) keeps its profile rate long, one whose rate depends on
+                 the prompt (the n-gram level: 0.19 to 0.97 greedy) learns the request's rate
+                 from a few drafts. ``AdaptiveConfig.prior_strength`` fixes one ``n0`` instead.
     evidence     per pair (i, j) in use, the tested drafts of model ``i`` verified by model ``j``
                  in this request: ``accepted`` and ``rejected`` counts, each multiplied by
                  ``discount`` per later tested draft of the pair (exponential forgetting, a
                  window of about ``1 / (1 - discount)`` drafts), so the estimate follows drift.
                  The prior counts as observations made before the request and is discounted
-                 with them (its weight is ``w = prior_strength * discount^n`` after ``n``
+                 with them (its weight is ``w = n0_ij * discount^n`` after ``n``
                  tested drafts of the pair), so the request's evidence outweighs any prior in
                  the end: with an undiscounted prior the estimate could never move further than
                  ``w / (w + 1 / (1 - discount))`` of the way from the profile's rate.
@@ -72,6 +77,7 @@ __all__ = [
     "PlanDecision",
     "Replanner",
     "predicted_latency_of_run",
+    "prior_strengths",
 ]
 
 _RATE_FLOOR = 1e-4  # keeps logits finite for profile rates of exactly 0 or 1
@@ -80,6 +86,63 @@ _RATE_FLOOR = 1e-4  # keeps logits finite for profile rates of exactly 0 or 1
 # one pass of a model varies by ~5-10% on a quiet CPU, the machine's load changes over seconds).
 COST_PRIOR_PASSES = 2.0
 COST_DISCOUNT = 0.9
+# The prior's pseudo-observations where the profile has no per-prompt rates (profiles written
+# before the profiler measured them): the constant chosen by bench/estimator.py (theory §10.1).
+FALLBACK_PRIOR_STRENGTH = 32.0
+# Empirical-Bayes strengths are clipped to this range: at least one pseudo-observation, and at
+# most a long request's worth where the prompts show no variation beyond their sampling noise.
+PRIOR_STRENGTH_RANGE = (1.0, 1024.0)
+
+
+def prior_strengths(profile: Profile, fallback: float = FALLBACK_PRIOR_STRENGTH) -> np.ndarray:
+    """``[M, M]`` pseudo-observations of each pair's prior, by empirical Bayes from how much the
+    pair's rate varies between the profile's calibration prompts (``by_prompt`` and
+    ``prompt_positions`` of its ``acceptance_details``, written by the profiler).
+
+    A Beta prior with mean ``a`` and strength ``n0`` has variance ``a (1 - a) / (n0 + 1)``.
+    Matched to the variance of the pair's rate between prompts,
+    ``V = var_p(r_p) - mean_p(r_p (1 - r_p) / n_p)`` (the spread of the per-prompt mean rates
+    ``r_p`` less their sampling noise over ``n_p`` positions: exact for greedy 0/1 outcomes,
+    an upper bound otherwise), it gives ``n0 = a (1 - a) / V - 1`` with ``a`` the profile's
+    rate, clipped to ``PRIOR_STRENGTH_RANGE`` (the upper end where no variation beyond the noise
+    shows). ``fallback`` where a pair has no per-prompt rates (a profile written before they
+    were measured, fewer than two prompts) and for ``i >= j`` (never used).
+
+    Examples
+    --------
+    >>> profile = Profile(
+    ...     ("draft", "target"), (1.0, 10.0), ((1.0, 0.5), (0.0, 1.0)),
+    ...     extra={"acceptance_details": {
+    ...         "by_prompt": [[None, [0.2, 0.8, 0.3, 0.7]], [None, None]],
+    ...         "prompt_positions": [64, 64, 64, 64]}},
+    ... )
+    >>> round(float(prior_strengths(profile)[0, 1]), 2)  # 0.25 / (0.0867 - 0.0029) - 1
+    1.98
+    >>> float(prior_strengths(Profile(("d", "t"), (1.0, 10.0), ((1.0, 0.5), (0.0, 1.0))))[0, 1])
+    32.0
+    """
+    size = len(profile.model_names)
+    strengths = np.full((size, size), float(fallback))
+    details = profile.extra.get("acceptance_details") or {}
+    by_prompt, positions = details.get("by_prompt"), details.get("prompt_positions")
+    if not isinstance(by_prompt, list) or not isinstance(positions, list) or len(positions) < 2:
+        return strengths
+    counts = np.asarray(positions, dtype=np.float64)
+    low, high = PRIOR_STRENGTH_RANGE
+    for i in range(size):
+        for j in range(i + 1, size):
+            rates = by_prompt[i][j] if i < len(by_prompt) and j < len(by_prompt[i]) else None
+            if not isinstance(rates, list) or len(rates) != len(counts):
+                continue
+            rates_array = np.asarray(rates, dtype=np.float64)
+            between = float(rates_array.var(ddof=1)) - float(
+                np.mean(rates_array * (1.0 - rates_array) / np.maximum(counts, 1.0))
+            )
+            mean = float(profile.acceptance[i][j])
+            spread = mean * (1.0 - mean)
+            strength = high if between <= 0.0 or spread <= 0.0 else spread / between - 1.0
+            strengths[i, j] = min(max(strength, low), high)
+    return strengths
 
 
 def check_min_draft_confidence(value: object) -> float:
@@ -100,6 +163,9 @@ class AdaptiveConfig:
     ----------
     prior_strength
         Pseudo-observations the profile's rate counts as (> 0). Larger trusts the profile longer.
+        ``None`` (the default): per pair by empirical Bayes from the profile's per-prompt rates
+        (:func:`prior_strengths`; ``FALLBACK_PRIOR_STRENGTH`` = 32 for a pair without them and
+        for the continue rates of early stopping).
     discount
         Forgetting factor per tested draft of a pair, in (0, 1]; 1 never forgets.
     replan_interval
@@ -119,13 +185,15 @@ class AdaptiveConfig:
         (:class:`CostEstimator`): plans and predictions follow the machine's load.
 
     The defaults of these three were chosen by measurement (``bench/estimator.py``,
-    ``docs/theory.md`` §10.1): 32 / 0.95 (a window of about 20 tested drafts; the prior decays
-    with the evidence) is within two standard errors of the best predictive likelihood of real
-    verification traces and has the least decision regret among those settings; one decision
-    costs about 1 ms, under 1% of a target pass on CPU, so the decoder decides after every pass.
+    ``docs/theory.md`` §10.1): a constant 32 with discount 0.95 (a window of about 20 tested
+    drafts; the prior decays with the evidence) is within two standard errors of the best
+    predictive likelihood of real verification traces and has the least decision regret among
+    the constant settings; the per-pair empirical-Bayes strengths predict those traces better
+    still (§10.1); one decision costs about 1 ms, under 1% of a target pass on CPU, so the
+    decoder decides after every pass.
     """
 
-    prior_strength: float = 32.0
+    prior_strength: float | None = None
     discount: float = 0.95
     replan_interval: int = 1
     max_draft_length: int = 16
@@ -149,7 +217,7 @@ class AdaptiveConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
             return value
 
-        if number("prior_strength", self.prior_strength) <= 0:
+        if self.prior_strength is not None and number("prior_strength", self.prior_strength) <= 0:
             raise ValueError(f"prior_strength must be > 0, got {self.prior_strength!r}")
         if not 0 < number("discount", self.discount) <= 1:
             raise ValueError(f"discount must be in (0, 1], got {self.discount!r}")
@@ -181,7 +249,10 @@ class AcceptanceEstimator:
     prior
         ``[M, M]`` profile acceptance, ``prior[i][j]`` for ``i < j``: model ``j`` accepts a draft
         of model ``i``.
-    prior_strength, discount
+    prior_strength
+        Pseudo-observations of the prior (> 0): one number for every pair, or ``[M, M]`` per
+        pair (:func:`prior_strengths`; entries with ``i >= j`` are not used).
+    discount
         See :class:`AdaptiveConfig`.
 
     Examples
@@ -193,13 +264,25 @@ class AcceptanceEstimator:
     """
 
     def __init__(
-        self, prior: Sequence[Sequence[float]], prior_strength: float, discount: float
+        self,
+        prior: Sequence[Sequence[float]],
+        prior_strength: float | Sequence[Sequence[float]] | np.ndarray,
+        discount: float,
     ) -> None:
         self._prior = np.array(prior, dtype=np.float64)
         if self._prior.ndim != 2 or self._prior.shape[0] != self._prior.shape[1]:
             raise ValueError(f"prior must be a square [M, M] matrix, got shape {self._prior.shape}")
         size = self._prior.shape[0]
-        self._prior_weight = np.full((size, size), float(prior_strength))  # w of each pair
+        weight = np.asarray(prior_strength, dtype=np.float64)
+        if weight.shape not in ((), (size, size)):
+            raise ValueError(
+                f"prior_strength must be a number or a [{size}, {size}] matrix, got shape "
+                f"{weight.shape}"
+            )
+        upper = weight if weight.ndim == 0 else weight[np.triu_indices(size, 1)]
+        if not (np.all(np.isfinite(upper)) and np.all(upper > 0)):
+            raise ValueError(f"prior_strength must be finite and > 0, got {prior_strength!r}")
+        self._prior_weight = np.broadcast_to(weight, (size, size)).copy()  # w of each pair
         self._discount = float(discount)
         self._accepted = np.zeros((size, size))
         self._rejected = np.zeros((size, size))
@@ -424,9 +507,15 @@ class Replanner:
     def reset(self) -> None:
         """Forget the evidence of the previous request (a generate call starts)."""
         config, profile = self.config, self.profile
-        self.estimator = AcceptanceEstimator(
-            profile.acceptance, config.prior_strength, config.discount
-        )
+        if config.prior_strength is None:
+            strengths = prior_strengths(profile)
+            continue_strength = FALLBACK_PRIOR_STRENGTH
+        else:
+            strengths = np.full((len(profile.model_names),) * 2, config.prior_strength)
+            continue_strength = config.prior_strength
+        #: ``[M, M]`` pseudo-observations of each pair's prior (:func:`prior_strengths`).
+        self.prior_strengths: np.ndarray = strengths
+        self.estimator = AcceptanceEstimator(profile.acceptance, strengths, config.discount)
         self.cost_estimator: CostEstimator | None = None
         if config.learn_costs:
             self.cost_estimator = CostEstimator(self._forward, COST_PRIOR_PASSES, COST_DISCOUNT)
@@ -436,11 +525,9 @@ class Replanner:
             measured = profile.stopping_rates(self.min_draft_confidence)
             bottom_prior = measured["bottom_acceptance"] or profile.acceptance
             continue_prior = measured["continue_rates"] or (1.0,) * len(profile.model_names)
-            self.bottom_estimator = AcceptanceEstimator(
-                bottom_prior, config.prior_strength, config.discount
-            )
+            self.bottom_estimator = AcceptanceEstimator(bottom_prior, strengths, config.discount)
             self.continue_estimator = ContinueEstimator(
-                continue_prior, config.prior_strength, config.discount
+                continue_prior, continue_strength, config.discount
             )
 
     def observe(

@@ -10,6 +10,10 @@ Terms:
                       distributions are one-hot and this is the greedy agreement;
     acceptance        ``acceptance[i][j]`` (``i < j``): the mean overlap over calibration
                       positions;
+    by prompt         ``by_prompt[i][j][p]``: the mean overlap over calibration prompt ``p``'s
+                      positions. How much a pair's rate varies between prompts is what an online
+                      estimate should trust the profile's mean by (``hierspec.adaptive``: the
+                      prior's strength by empirical Bayes);
     by position       ``by_position[i][j][k]``: of the windows of the calibration text where model
                       ``i``'s first ``k`` drafts would be accepted by model ``j``, the fraction
                       where draft ``k`` is accepted too (a product of per-position overlaps).
@@ -200,6 +204,7 @@ def measure_acceptance(
     by_position: list[list[list[float | None] | None]] = [
         [None] * num_models for _ in range(num_models)
     ]
+    by_prompt: list[list[list[float] | None]] = [[None] * num_models for _ in range(num_models)]
     for (i, j), vectors in overlaps.items():
         values = torch.cat(vectors)
         acceptance[i][j] = float(values.mean())
@@ -207,16 +212,20 @@ def measure_acceptance(
             float(values.std() / math.sqrt(values.numel())) if values.numel() > 1 else None
         )
         by_position[i][j] = acceptance_by_position(vectors, max_positions)
+        by_prompt[i][j] = [float(vector.mean()) for vector in vectors]
     details = {
         "prompts": len(prompt_ids),
         "positions": positions,
+        "prompt_positions": [int(vector.numel()) for vector in confidences[-1]],
         "stderr": stderr,
         "by_position": by_position,
+        "by_prompt": by_prompt,
         "note": (
             "acceptance[i][j] = mean over calibration positions (the target's own continuations) "
             "of sum_x min(p_i(x), p_j(x)); stderr ignores the correlation between neighbouring "
             "positions; by_position[i][j][k] = P(draft k accepted | drafts 0..k-1 accepted) "
-            "estimated on the same text"
+            "estimated on the same text; by_prompt[i][j][p] = mean over prompt p's positions "
+            "(prompt_positions[p] of them)"
         ),
     }
     early_stopping = early_stopping_rates(
