@@ -1,0 +1,100 @@
+"""bench/correlation.py: the calibration replay and the two-regime model reduce to the i.i.d.
+latency model where the process is i.i.d., and the trace predictions to hand computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hierspec
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+DRAFTER = [0.1 * (1 + 0.05 * n) for n in range(20)]  # c_0(n), n = 1..20
+TARGET = [10.0 * (1 + 0.02 * n) for n in range(20)]
+
+
+@pytest.fixture(scope="module")
+def correlation():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCH))  # bench scripts import their harness by name
+        import correlation as module
+
+        yield module
+
+
+def iid_latency(rate: float, draft_length: int, rho: float = 1.0) -> float:
+    return hierspec.evaluate(
+        [DRAFTER, TARGET],
+        [[1.0, rate], [0.0, 1.0]],
+        [0, 1],
+        [draft_length],
+        continue_rates=[rho, 1.0],
+        bottom_acceptance=[[1.0, rate], [0.0, 1.0]],
+    ).latency
+
+
+@pytest.mark.parametrize("draft_length", [1, 3, 6])
+def test_replay_of_a_constant_rate_text_is_the_iid_model(correlation, draft_length):
+    """Every position accepted with the same probability and always confident: the replayed
+    cycles are the i.i.d. process (up to the cycles cut off at the text's end)."""
+    text = (np.ones(4000), np.full(4000, 0.6))
+    replayed = correlation.replay([text], DRAFTER, TARGET, 0.5, draft_length)
+    assert replayed == pytest.approx(iid_latency(0.6, draft_length), rel=2e-3)
+
+
+def test_replay_follows_a_deterministic_text_by_hand(correlation):
+    """Greedy 0/1 overlaps: from position 0 the drafter (T = 2) is confident at 0 and 1, draft 0
+    survives and draft 1 fails (2 tokens, next start 2); from 2 it stops at once (not
+    confident at 2: 1 token, next start 3); from 3 both drafts survive (3 tokens)."""
+    confidence = np.array([0.9, 0.9, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9])
+    overlap = np.array([1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    latency = correlation.replay([(confidence, overlap)], DRAFTER, TARGET, 0.5, 2)
+    # Cycles that fit (start <= 8 - 2 - 1 = 5): starts 0, 2, 3 (then 6 does not fit).
+    costs = [
+        DRAFTER[1] + DRAFTER[0] + TARGET[2],  # G = 2: 2 passes, target pass over 3
+        DRAFTER[1] + TARGET[0],  # G = 0: 1 pass (to decide), target pass over 1
+        DRAFTER[1] + DRAFTER[0] + TARGET[2],
+    ]
+    assert latency == pytest.approx(sum(costs) / (2 + 1 + 3), rel=1e-12)
+
+
+@pytest.mark.parametrize("rho", [1.0, 0.7])
+def test_two_identical_regimes_are_the_iid_model(correlation, rho):
+    fit = {
+        "continue": [rho, rho],
+        "acceptance": [0.55, 0.55],
+        "transition": [[0.8, 0.2], [0.3, 0.7]],
+    }
+    for draft_length in (1, 4, 9):
+        assert correlation.regimes_latency(fit, DRAFTER, TARGET, draft_length) == pytest.approx(
+            iid_latency(0.55, draft_length, rho), rel=1e-12
+        )
+
+
+def test_a_transient_regime_does_not_count_in_the_long_run(correlation):
+    """Regime 1 is absorbing: the stationary law of the start regimes puts everything on it
+    and the latency is regime 1's i.i.d. latency."""
+    fit = {"continue": [1.0, 1.0], "acceptance": [0.2, 0.9], "transition": [[0.5, 0.5], [0, 1]]}
+    assert correlation.regimes_latency(fit, DRAFTER, TARGET, 5) == pytest.approx(
+        iid_latency(0.9, 5), rel=1e-9
+    )
+
+
+def test_trace_predictions_by_hand(correlation):
+    # Single draft T = 2: outcomes full, partial (1 accepted), full, partial (0 accepted).
+    rows = [
+        [0, 1, 2, 2, 2, 0, 0],
+        [0, 1, 2, 1, 2, 3, 1],
+        [0, 1, 2, 2, 2, 5, 2],
+        [0, 1, 1, 0, 2, 8, 3],
+    ]
+    trace = {"mode": "greedy", "category": "x", "chain": [0, 1], "draft_lengths": [2]}
+    result = correlation.trace_predictions({**trace, "verifications": rows})
+    assert result["realised"] == pytest.approx((3 + 2 + 3 + 1) / 4)
+    assert result["rate"] == pytest.approx(5 / 7)  # 5 accepted of 7 tested
+    assert result["iid"] == pytest.approx(1 + 5 / 7 + (5 / 7) ** 2)
+    # After full: verifications 2 and 4 (1 + 0 accepted of 2 + 1 tested); after partial: 3.
+    assert result["rate_after_full"] == pytest.approx(1 / 3)
+    assert result["rate_after_partial"] == pytest.approx(1.0)
