@@ -607,3 +607,31 @@ def test_generate_adaptive_reports_its_plan_history(checkpoints, tmp_path, capsy
     assert drafter["acceptance"] < 0.6
     assert history and history[-1]["new"] == "m2"
     assert history[0]["acceptance"]["m0->m2"] < 0.95
+    # A profile without per-prompt rates: the constant prior strength, not printed.
+    assert report["prior_strengths"] == {"m0->m2": 32.0}
+    assert "prior strengths" not in printed
+
+
+def test_generate_prints_the_empirical_bayes_prior_strengths(checkpoints, tmp_path, capsys):
+    profile = {
+        "models": [{"name": "m0", "costs_ms": [6.0] * 8}, {"name": "m2", "costs_ms": [10.0] * 8}],
+        "acceptance": [[1, 0.5], [0, 1]],
+        "acceptance_details": {
+            "by_prompt": [[None, [0.2, 0.8, 0.3, 0.7]], [None, None]],
+            "prompt_positions": [64, 64, 64, 64],
+        },
+    }
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(profile))
+    report_path = tmp_path / "report.json"
+    arguments = ["generate", "--models", checkpoints[0], checkpoints[2], "--profile", str(path)]
+    arguments += ["--prompt", "w1 w2 w3", "--max-new-tokens", "8", "--max-draft-length", "4"]
+    arguments += ["--no-progress", "--no-stream", "--json", str(report_path)]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    strength = json.loads(report_path.read_text())["prior_strengths"]["m0->m2"]
+    assert strength == pytest.approx(1.98, abs=0.01)  # the doctest of prior_strengths
+    assert (
+        f"prior strengths (observations a pair's profile rate counts as): m0->m2 {strength:.3g}"
+        in printed
+    )

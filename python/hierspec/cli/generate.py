@@ -14,6 +14,7 @@ import dataclasses
 import inspect
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -131,6 +132,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     add_common_arguments(parser)
+
+
+def _prior_strengths(decoder: HierarchicalDecoder, names: Sequence[str]) -> dict[str, float]:
+    """The adaptive decoder's prior strength per pair of candidates (``{}`` for a static
+    chain): how many observations each pair's profile rate counts as."""
+    replanner = decoder.replanner
+    if replanner is None:
+        return {}
+    strengths = replanner.prior_strengths
+    return {
+        f"{names[i]}->{names[j]}": float(strengths[i, j])
+        for i in range(len(names))
+        for j in range(i + 1, len(names))
+    }
 
 
 def _describe(
@@ -305,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
         adaptive=args.adaptive,
         min_draft_confidence=decoder.min_draft_confidence,
         plan_history=plan_history,
+        prior_strengths=_prior_strengths(decoder, names),
         baseline_wall_time_s=None if baseline is None else baseline.stats.wall_time_s,
         baseline_tokens_per_second=None if baseline is None else baseline.stats.tokens_per_second,
         baseline_decode_ms_per_token=None if baseline is None else _decode_ms_per_token(baseline),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from hierspec.adaptive import FALLBACK_PRIOR_STRENGTH
 from hierspec.planning import Plan, Profile, choose_min_draft_confidence
 
 __all__ = [
@@ -107,6 +108,8 @@ class GenerateReport:
     adaptive: bool = False
     plan_history: tuple[PlanChangeReport, ...] = ()
     min_draft_confidence: float = 0.0  # the bottom level's early stopping (0: none)
+    # adaptive: pseudo-observations each pair's profile rate counts as (empirical Bayes)
+    prior_strengths: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def print_generate_report(
@@ -137,6 +140,19 @@ def print_generate_report(
             if report.min_draft_confidence > 0
             else "no early stopping"
         )
+        used = {
+            pair: n0 for pair, n0 in report.prior_strengths.items() if n0 != FALLBACK_PRIOR_STRENGTH
+        }
+        if used:
+            print(
+                "prior strengths (observations a pair's profile rate counts as): "
+                + ", ".join(f"{pair} {n0:.3g}" for pair, n0 in used.items())
+                + (
+                    f"; others {FALLBACK_PRIOR_STRENGTH:g}"
+                    if len(used) < len(report.prior_strengths)
+                    else ""
+                )
+            )
         print(f"plan history ({len(report.plan_history)} change(s), adaptive; {stopping}):")
         for change in report.plan_history:
             estimates = ", ".join(f"{pair} {rate:.2f}" for pair, rate in change.acceptance.items())
