@@ -486,6 +486,15 @@ class Replanner:
         costs = np.asarray(profile.costs_ms, dtype=np.float64)
         self._costs = costs if costs.ndim == 2 else costs[:, None]
         self._forward = _forward_costs(profile, self._costs)
+        #: ``[M, M]`` pseudo-observations of each pair's prior (:func:`prior_strengths`); the
+        #: profile's, fixed for the replanner's lifetime like the threshold.
+        self.prior_strengths: np.ndarray
+        if config.prior_strength is None:
+            self.prior_strengths = prior_strengths(profile)
+            self._continue_strength = FALLBACK_PRIOR_STRENGTH
+        else:
+            self.prior_strengths = np.full((len(profile.model_names),) * 2, config.prior_strength)
+            self._continue_strength = config.prior_strength
         self.reset()
 
     @property
@@ -507,14 +516,7 @@ class Replanner:
     def reset(self) -> None:
         """Forget the evidence of the previous request (a generate call starts)."""
         config, profile = self.config, self.profile
-        if config.prior_strength is None:
-            strengths = prior_strengths(profile)
-            continue_strength = FALLBACK_PRIOR_STRENGTH
-        else:
-            strengths = np.full((len(profile.model_names),) * 2, config.prior_strength)
-            continue_strength = config.prior_strength
-        #: ``[M, M]`` pseudo-observations of each pair's prior (:func:`prior_strengths`).
-        self.prior_strengths: np.ndarray = strengths
+        strengths = self.prior_strengths
         self.estimator = AcceptanceEstimator(profile.acceptance, strengths, config.discount)
         self.cost_estimator: CostEstimator | None = None
         if config.learn_costs:
@@ -527,7 +529,7 @@ class Replanner:
             continue_prior = measured["continue_rates"] or (1.0,) * len(profile.model_names)
             self.bottom_estimator = AcceptanceEstimator(bottom_prior, strengths, config.discount)
             self.continue_estimator = ContinueEstimator(
-                continue_prior, continue_strength, config.discount
+                continue_prior, self._continue_strength, config.discount
             )
 
     def observe(
