@@ -140,9 +140,8 @@ def calibration_texts(family: Any, drafter: str, sampling: SamplingConfig, profi
     seeds): the drafter's confidence ``[G]`` and the drafter/target overlap ``[G]`` (float64
     numpy) on the target's continuation."""
     from hierspec.cli.candidates import calibration_messages
-    from hierspec.engine import HierarchicalDecoder
     from hierspec.levels import as_levels
-    from hierspec.profiler.acceptance import calibration_probs
+    from hierspec.profiler.acceptance import calibration_passes, overlap
     from hierspec.prompts import prompt_token_ids
 
     config = profile.extra["metadata"]["config"]
@@ -153,22 +152,13 @@ def calibration_texts(family: Any, drafter: str, sampling: SamplingConfig, profi
         family.tokenizer,
         levels[-1].vocab_size,
     )
-    decoder = HierarchicalDecoder([levels[-1]], [])
-    texts = []
-    for index, ids in enumerate(prompts):
-        sequence = decoder.generate(
-            ids,
-            max_new_tokens=config["calibration_tokens"],
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            seed=config["seed"] + index,
-        ).sequences
-        draft_probs, confidence = calibration_probs(levels[0], sequence, ids.shape[1], sampling)
-        target_probs, _ = calibration_probs(levels[1], sequence, ids.shape[1], sampling)
-        overlap = torch.minimum(draft_probs, target_probs).sum(-1).double().clamp(0.0, 1.0)
-        texts.append((confidence.numpy(), overlap.numpy()))
-    return texts
+    passes = calibration_passes(
+        levels, prompts, sampling, config["calibration_tokens"], seed=config["seed"]
+    )
+    return [
+        (confidences[0].numpy(), overlap(probs[0], probs[1]).numpy())
+        for probs, confidences in passes
+    ]
 
 
 def replay(texts, drafter_costs, target_costs, threshold: float, draft_length: int):

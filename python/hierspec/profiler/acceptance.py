@@ -33,7 +33,7 @@ Terms:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -45,9 +45,11 @@ from hierspec.sampling import SamplingConfig, processed_probs
 
 __all__ = [
     "acceptance_by_position",
+    "calibration_passes",
     "calibration_probs",
     "early_stopping_rates",
     "measure_acceptance",
+    "overlap",
 ]
 
 
@@ -94,6 +96,52 @@ def calibration_probs(
     confidence = torch.softmax(logits.double(), dim=-1).amax(dim=-1).nan_to_num(0.0)
     level.reset()
     return probs, confidence
+
+
+def overlap(draft_probs: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """``[G]`` float64 ``sum_x min(p(x), q(x))`` per position of two ``[G, vocab]`` processed
+    distributions (module docstring), clamped to ``[0, 1]`` against rounding.
+
+    >>> overlap(torch.tensor([[0.5, 0.5], [1.0, 0.0]]), torch.tensor([[0.25, 0.75], [1.0, 0.0]]))
+    tensor([0.7500, 1.0000], dtype=torch.float64)
+    """
+    return torch.minimum(draft_probs, target_probs).sum(dim=-1).double().clamp_(0.0, 1.0)
+
+
+def calibration_passes(
+    levels: Sequence[DraftModel],
+    prompt_ids: Sequence[torch.Tensor],
+    sampling: SamplingConfig,
+    calibration_tokens: int,
+    seed: int = 0,
+    on_pass: Callable[[], None] | None = None,
+) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+    """Per prompt ``i`` of ``prompt_ids`` (``[1, P]`` int64 each): the calibration text, the
+    prompt followed by ``calibration_tokens`` of the target's (``levels[-1]``) own continuation
+    at ``sampling`` drawn with seed ``seed + i``, scored by every level in one teacher-forced
+    pass; yields each level's processed distributions ``[G, vocab]`` and confidence ``[G]``
+    (:func:`calibration_probs`). ``on_pass`` is called after each of the ``len(levels) + 1``
+    passes per prompt (a progress bar)."""
+    target_decoder = HierarchicalDecoder([levels[-1]], [])
+    for index, ids in enumerate(prompt_ids):
+        sequence = target_decoder.generate(
+            ids,
+            max_new_tokens=calibration_tokens,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            seed=seed + index,
+        ).sequences  # [1, P + G]
+        if on_pass is not None:
+            on_pass()
+        probs, confidences = [], []
+        for level in levels:
+            level_probs, confidence = calibration_probs(level, sequence, ids.shape[1], sampling)
+            probs.append(level_probs)
+            confidences.append(confidence)
+            if on_pass is not None:
+                on_pass()
+        yield probs, confidences
 
 
 def early_stopping_rates(
@@ -169,7 +217,6 @@ def measure_acceptance(
         (i, j): [] for i in range(num_models) for j in range(i + 1, num_models)
     }
     confidences: list[list[torch.Tensor]] = [[] for _ in range(num_models)]
-    target_decoder = HierarchicalDecoder([levels[-1]], [])
     positions = 0
     with tqdm(
         total=len(prompt_ids) * (num_models + 1),
@@ -178,27 +225,15 @@ def measure_acceptance(
         disable=not progress,
         leave=False,
     ) as bar:
-        for index, ids in enumerate(prompt_ids):
-            output = target_decoder.generate(
-                ids,
-                max_new_tokens=calibration_tokens,
-                temperature=sampling.temperature,
-                top_k=sampling.top_k,
-                top_p=sampling.top_p,
-                seed=seed + index,
-            )
-            bar.update(1)
-            sequence = output.sequences  # [1, P + G]
-            probs = []
-            for model, level in enumerate(levels):
-                level_probs, confidence = calibration_probs(level, sequence, ids.shape[1], sampling)
-                probs.append(level_probs)
+        passes = calibration_passes(
+            levels, prompt_ids, sampling, calibration_tokens, seed, on_pass=lambda: bar.update(1)
+        )
+        for probs, level_confidences in passes:
+            for model, confidence in enumerate(level_confidences):
                 confidences[model].append(confidence)
-                bar.update(1)
             positions += probs[-1].shape[0]
             for i, j in overlaps:
-                overlap = torch.minimum(probs[i], probs[j]).sum(dim=-1).double()  # [G]
-                overlaps[(i, j)].append(overlap.clamp_(0.0, 1.0))
+                overlaps[(i, j)].append(overlap(probs[i], probs[j]))
     acceptance = [[1.0 if i == j else 0.0 for j in range(num_models)] for i in range(num_models)]
     stderr: list[list[float | None]] = [[None] * num_models for _ in range(num_models)]
     by_position: list[list[list[float | None] | None]] = [
