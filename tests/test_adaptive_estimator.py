@@ -140,6 +140,11 @@ def test_replanner_uses_the_empirical_strengths_unless_one_is_given() -> None:
         profile, AdaptiveConfig(prior_strength=32.0, discount=1.0, min_draft_confidence=0.0)
     )
     assert fixed.prior_strengths[0, 2] == 32.0
+    assert (learned.prior_strength_source, fixed.prior_strength_source) == ("profile", "config")
+    plain = hierspec.Profile(profile.model_names, profile.costs_ms, profile.acceptance)
+    assert Replanner(plain, AdaptiveConfig(min_draft_confidence=0.0)).prior_strength_source == (
+        "fallback"
+    )
     # Ten rejections move the prompt-dependent pair most of the way, the fixed prior a little.
     for replanner in (learned, fixed):
         replanner.observe(0, 2, tested=10, accepted=0)

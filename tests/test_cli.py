@@ -607,9 +607,11 @@ def test_generate_adaptive_reports_its_plan_history(checkpoints, tmp_path, capsy
     assert drafter["acceptance"] < 0.6
     assert history and history[-1]["new"] == "m2"
     assert history[0]["acceptance"]["m0->m2"] < 0.95
-    # A profile without per-prompt rates: the constant prior strength, not printed.
+    # A profile without per-prompt rates: the constant prior strength, and how to get better.
     assert report["prior_strengths"] == {"m0->m2": 32.0}
-    assert "prior strengths" not in printed
+    assert report["prior_strength_source"] == "fallback"
+    assert "prior strength 32 for every pair (the profile has no per-prompt rates" in printed
+    assert "--reprofile measures them" in printed
 
 
 def test_generate_prints_the_empirical_bayes_prior_strengths(checkpoints, tmp_path, capsys):
@@ -629,9 +631,11 @@ def test_generate_prints_the_empirical_bayes_prior_strengths(checkpoints, tmp_pa
     arguments += ["--no-progress", "--no-stream", "--json", str(report_path)]
     assert main(arguments) == 0
     printed = capsys.readouterr().out
-    strength = json.loads(report_path.read_text())["prior_strengths"]["m0->m2"]
+    report = json.loads(report_path.read_text())
+    strength = report["prior_strengths"]["m0->m2"]
     assert strength == pytest.approx(1.98, abs=0.01)  # the doctest of prior_strengths
+    assert report["prior_strength_source"] == "profile"
     assert (
-        f"prior strengths (observations a pair's profile rate counts as): m0->m2 {strength:.3g}"
-        in printed
+        "prior strengths (observations a pair's profile rate counts as, from its per-prompt "
+        f"rates): m0->m2 {strength:.3g}" in printed
     )

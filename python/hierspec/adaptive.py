@@ -77,6 +77,7 @@ __all__ = [
     "PlanDecision",
     "Replanner",
     "predicted_latency_of_run",
+    "has_prompt_rates",
     "prior_strengths",
 ]
 
@@ -92,6 +93,20 @@ FALLBACK_PRIOR_STRENGTH = 32.0
 # Empirical-Bayes strengths are clipped to this range: at least one pseudo-observation, and at
 # most a long request's worth where the prompts show no variation beyond their sampling noise.
 PRIOR_STRENGTH_RANGE = (1.0, 1024.0)
+
+
+def has_prompt_rates(profile: Profile) -> bool:
+    """Whether ``profile`` carries per-prompt rates of at least two calibration prompts
+    (``by_prompt`` and ``prompt_positions`` of its ``acceptance_details``): what
+    :func:`prior_strengths` needs to estimate a strength instead of using its fallback. Profiles
+    written before the profiler measured them have none (``hierspec generate --reprofile``).
+
+    >>> has_prompt_rates(Profile(("d", "t"), (1.0, 10.0), ((1.0, 0.5), (0.0, 1.0))))
+    False
+    """
+    details = profile.extra.get("acceptance_details") or {}
+    by_prompt, positions = details.get("by_prompt"), details.get("prompt_positions")
+    return isinstance(by_prompt, list) and isinstance(positions, list) and len(positions) >= 2
 
 
 def prior_strengths(profile: Profile, fallback: float = FALLBACK_PRIOR_STRENGTH) -> np.ndarray:
@@ -123,10 +138,10 @@ def prior_strengths(profile: Profile, fallback: float = FALLBACK_PRIOR_STRENGTH)
     """
     size = len(profile.model_names)
     strengths = np.full((size, size), float(fallback))
-    details = profile.extra.get("acceptance_details") or {}
-    by_prompt, positions = details.get("by_prompt"), details.get("prompt_positions")
-    if not isinstance(by_prompt, list) or not isinstance(positions, list) or len(positions) < 2:
+    if not has_prompt_rates(profile):
         return strengths
+    details = profile.extra["acceptance_details"]
+    by_prompt, positions = details["by_prompt"], details["prompt_positions"]
     counts = np.asarray(positions, dtype=np.float64)
     low, high = PRIOR_STRENGTH_RANGE
     for i in range(size):
@@ -488,12 +503,18 @@ class Replanner:
         self._forward = _forward_costs(profile, self._costs)
         #: ``[M, M]`` pseudo-observations of each pair's prior (:func:`prior_strengths`); the
         #: profile's, fixed for the replanner's lifetime like the threshold.
+        #: Where they come from: ``"profile"`` (empirical Bayes from its per-prompt rates),
+        #: ``"fallback"`` (``FALLBACK_PRIOR_STRENGTH``: the profile has no per-prompt rates) or
+        #: ``"config"`` (``AdaptiveConfig.prior_strength``).
+        self.prior_strength_source: str
         self.prior_strengths: np.ndarray
         if config.prior_strength is None:
             self.prior_strengths = prior_strengths(profile)
+            self.prior_strength_source = "profile" if has_prompt_rates(profile) else "fallback"
             self._continue_strength = FALLBACK_PRIOR_STRENGTH
         else:
             self.prior_strengths = np.full((len(profile.model_names),) * 2, config.prior_strength)
+            self.prior_strength_source = "config"
             self._continue_strength = config.prior_strength
         self.reset()
 

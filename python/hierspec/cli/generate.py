@@ -321,6 +321,9 @@ def run(args: argparse.Namespace) -> int:
         min_draft_confidence=decoder.min_draft_confidence,
         plan_history=plan_history,
         prior_strengths=_prior_strengths(decoder, names),
+        prior_strength_source=(
+            "" if decoder.replanner is None else decoder.replanner.prior_strength_source
+        ),
         baseline_wall_time_s=None if baseline is None else baseline.stats.wall_time_s,
         baseline_tokens_per_second=None if baseline is None else baseline.stats.tokens_per_second,
         baseline_decode_ms_per_token=None if baseline is None else _decode_ms_per_token(baseline),

@@ -110,6 +110,8 @@ class GenerateReport:
     min_draft_confidence: float = 0.0  # the bottom level's early stopping (0: none)
     # adaptive: pseudo-observations each pair's profile rate counts as (empirical Bayes)
     prior_strengths: dict[str, float] = dataclasses.field(default_factory=dict)
+    # where they come from (hierspec.adaptive.Replanner.prior_strength_source; "" when static)
+    prior_strength_source: str = ""
 
 
 def print_generate_report(
@@ -140,18 +142,16 @@ def print_generate_report(
             if report.min_draft_confidence > 0
             else "no early stopping"
         )
-        used = {
-            pair: n0 for pair, n0 in report.prior_strengths.items() if n0 != FALLBACK_PRIOR_STRENGTH
-        }
-        if used:
+        if report.prior_strength_source == "profile":
             print(
-                "prior strengths (observations a pair's profile rate counts as): "
-                + ", ".join(f"{pair} {n0:.3g}" for pair, n0 in used.items())
-                + (
-                    f"; others {FALLBACK_PRIOR_STRENGTH:g}"
-                    if len(used) < len(report.prior_strengths)
-                    else ""
-                )
+                "prior strengths (observations a pair's profile rate counts as, from its "
+                "per-prompt rates): "
+                + ", ".join(f"{pair} {n0:.3g}" for pair, n0 in report.prior_strengths.items())
+            )
+        elif report.prior_strength_source == "fallback":
+            print(
+                f"prior strength {FALLBACK_PRIOR_STRENGTH:g} for every pair (the profile has no "
+                "per-prompt rates to estimate them from; --reprofile measures them)"
             )
         print(f"plan history ({len(report.plan_history)} change(s), adaptive; {stopping}):")
         for change in report.plan_history:
