@@ -13,6 +13,7 @@ real replanner's does (docs/policy.md rule 6). Then:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -115,6 +116,28 @@ def test_greedy_with_forced_switching_tiny_llamas():
             decoder.generate(prompt, max_new_tokens=24, temperature=0).sequences, expected
         )
     assert replanner.switches > 10
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_without_a_switch_the_adaptive_decoder_reproduces_the_static_plan(config):
+    """Replanning consumes no randomness: a request whose replanner never switches draws the
+    same tokens as the static decoder of its plan at the same seed, so a benchmark's
+    adaptive-vs-static difference on such a request is timing alone."""
+    models = markov_models(24, noise_scales=[2.0, 1.0, 0.5], sharpness=2.0, seed=4)
+    replanner = ForcedReplanner(4, 0.0, seed=1)
+    adaptive = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
+    prompt = torch.tensor([[1, 2, 3]])
+    for seed in range(6):
+        output = adaptive.generate(
+            prompt, max_new_tokens=40, seed=seed, **dataclasses.asdict(config)
+        )
+        assert not output.stats.plan_changes and len(output.stats.decisions) > 5
+        plan = output.stats.decisions[0]
+        static = HierarchicalDecoder([models[m] for m in plan.chain], list(plan.draft_lengths))
+        expected = static.generate(
+            prompt, max_new_tokens=40, seed=seed, **dataclasses.asdict(config)
+        )
+        assert torch.equal(output.sequences, expected.sequences), seed
 
 
 @pytest.mark.parametrize("config", CONFIGS)
