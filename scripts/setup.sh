@@ -7,9 +7,10 @@
 #      target to a transformers checkpoint, counts the corpus n-grams (Python's own docs and
 #      standard library), has the target answer train-split prompts and distils the drafts;
 #   3. the main job: `hierspec generate` with the auto-planned hierarchy.
-# Nothing is downloaded besides the PyPI packages. Takes about 15-20 minutes on 2 CPU cores from
-# an empty cache (step 2 with one thread: conversion 30 s, n-grams 12 s, target responses
-# ~4.5 min, two drafts ~5 min each on a quiet core; docs/family.md has the measured times).
+# Nothing is downloaded besides the PyPI packages. From an empty cache on 2 quiet CPU cores
+# (measured 2026-11-29, AVX2 host): step 1 2.2 min, step 2 16.4 min, step 3 12.2 min (its first
+# profile of the five candidates; cached afterwards), 31 min in all; docs/family.md has the
+# per-step times of step 2.
 # HIERSPEC_THREADS sets torch's threads for step 2; default: all cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
