@@ -8,7 +8,8 @@ real replanner's does (docs/policy.md rule 6). Then:
 - the first two sampled tokens follow the target's exact law (chi-square), temperature 1 and
   temperature 0.7 with top-k / top-p;
 - every transition of a long sampled output follows the target's transition matrix;
-- catch-up passes are counted; the real replanner leaves a drafter that does not pay.
+- catch-up passes are counted; the real replanner leaves a drafter that does not pay;
+- a request that never switches draws the static plan's tokens at the same seed.
 """
 
 from __future__ import annotations

@@ -503,11 +503,11 @@ class Replanner:
         self._forward = _forward_costs(profile, self._costs)
         #: ``[M, M]`` pseudo-observations of each pair's prior (:func:`prior_strengths`); the
         #: profile's, fixed for the replanner's lifetime like the threshold.
+        self.prior_strengths: np.ndarray
         #: Where they come from: ``"profile"`` (empirical Bayes from its per-prompt rates),
         #: ``"fallback"`` (``FALLBACK_PRIOR_STRENGTH``: the profile has no per-prompt rates) or
         #: ``"config"`` (``AdaptiveConfig.prior_strength``).
         self.prior_strength_source: str
-        self.prior_strengths: np.ndarray
         if config.prior_strength is None:
             self.prior_strengths = prior_strengths(profile)
             self.prior_strength_source = "profile" if has_prompt_rates(profile) else "fallback"
