@@ -270,8 +270,8 @@ class Runner:
         )
         stats = output.stats
         if configuration.kind == "adaptive":
-            assert decoder.replanner is not None
-            initial_ms = decoder.replanner.initial()[2]
+            assert stats.initial_plan is not None
+            initial_ms = stats.initial_plan.latency
             predicted_ms = adaptive_prediction_ms(stats.decisions, initial_ms, stats.new_tokens)
         else:
             assert configuration.predicted_ms is not None

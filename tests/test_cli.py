@@ -160,6 +160,37 @@ def test_cli_plan_prints_and_writes_json(tmp_path, capsys) -> None:
     assert written["limited_by_cost_table"] is False  # 9 columns = 2 * 4 + 1
 
 
+def test_plan_of_a_request_weighs_the_drafts_prefill(tmp_path, capsys) -> None:
+    """``--prompt-tokens``: the chain's prompt prefill + new tokens x latency; a draft that is
+    slow to prefill is dropped for a short request and kept for a long one."""
+    profile = {
+        "models": [{"name": "draft", "costs_ms": 1.0}, {"name": "target", "costs_ms": 10.0}],
+        "acceptance": [[1, 0.9], [0, 1]],
+        "model_details": [
+            {"prefill_tokens": 11, "prefill_ms": 301.0},
+            {"prefill_tokens": 11, "prefill_ms": 110.0},
+        ],
+    }
+    path, out = tmp_path / "profile.json", tmp_path / "plan.json"
+    write_profile(path, profile)
+    base = ["plan", str(path), "--prompt-tokens", "11", "--json", str(out)]
+    assert main([*base, "--new-tokens", "20"]) == 0
+    line = capsys.readouterr().out.splitlines()[-2]
+    assert line.startswith("for this prompt (11 tokens) and 20 new tokens: target, predicted")
+    assert "prompt prefill does not pay for itself over 20 tokens" in line
+    written = json.loads(out.read_text(encoding="utf-8"))["request_plan"]
+    assert written["chain"] == ["target"] and written["prefill_costs"] == "measured"
+    # prefill of 10 tokens: 1 + 300 * 9 / 10 = 271 ms and 10 + 100 * 9 / 10 = 100 ms
+    assert written["total_ms"] == pytest.approx(100.0 + 20 * 10.0)
+    assert main([*base, "--new-tokens", "200"]) == 0
+    assert "draft -> target T=" in capsys.readouterr().out
+    assert json.loads(out.read_text(encoding="utf-8"))["request_plan"]["prefill_ms"] == (
+        pytest.approx(371.0)
+    )
+    assert main(["plan", str(path), "--prompt-tokens", "0"]) == 2
+    assert "--prompt-tokens must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_cli_reports_bad_profile(tmp_path, capsys) -> None:
     path = tmp_path / "profile.json"
     bad_acceptance = [[1, 1.5, 0.4], [0, 1, 0.8], [0, 0, 1]]

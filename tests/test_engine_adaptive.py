@@ -15,6 +15,7 @@ real replanner's does (docs/policy.md rule 6). Then:
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 
 import pytest
@@ -23,6 +24,7 @@ import torch
 import hierspec
 from hierspec import HierarchicalDecoder
 from hierspec.adaptive import AdaptiveConfig, PlanDecision, Replanner
+from hierspec.planning import PlanEntry, RequestPlan
 from hierspec.sampling import SamplingConfig, processed_probs
 from hierspec.testing import (
     AffineCost,
@@ -188,6 +190,10 @@ def test_a_joining_model_catches_up_in_one_counted_pass():
 
         def initial(self):
             return (2,), (), 1.0
+
+        def initial_for_request(self, prompt_tokens, new_tokens):
+            alone = PlanEntry((2,), (), 1.0, 1.0, math.nan, ("M2",))
+            return RequestPlan.of(alone, [0.0] * 3, new_tokens)
 
     replanner = JoinOnce(3, 0.0, seed=0)
     decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)

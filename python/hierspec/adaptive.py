@@ -53,6 +53,12 @@ another moment, and on a shared machine a model's passes can run 20% slower or f
 later. Per model the decoder learns a factor on its cost row from the passes it times
 (:class:`CostEstimator`) and plans and predicts with the scaled rows.
 
+The prompt: every model of a chain first prefills the prompt, and the one that joins later
+catches up on the text it missed with one such pass. The first configuration of a request is the
+one with the least expected prefill + decode time for its prompt length and ``max_new_tokens``
+(:meth:`Replanner.initial_for_request`, :func:`hierspec.planning.plan_request`); the catch-up of a
+switch is priced the same way (:func:`hierspec.planning.prefill_costs`).
+
 A re-planning decision depends only on the tokens committed so far, the outcomes of past
 verifications and how long past passes took, none of which depends on the random draws still
 to come, so it is a stopping-time decision and the output stays exactly the target's
@@ -67,7 +73,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .planning import Profile, choose_min_draft_confidence, evaluate, plan
+from .planning import (
+    Profile,
+    RequestPlan,
+    choose_min_draft_confidence,
+    evaluate,
+    forward_cost_rows,
+    pass_cost,
+    plan,
+    plan_request,
+    prefill_costs,
+)
 
 __all__ = [
     "AcceptanceEstimator",
@@ -390,17 +406,6 @@ class ContinueEstimator:
         return (weight * self._prior + self._drafted) / (weight + self._checks)
 
 
-def pass_cost(row: np.ndarray, num_tokens: int) -> float:
-    """Cost of one pass over ``num_tokens`` tokens from a cost row (``row[n - 1]``; beyond the
-    table, the last entry scaled linearly)."""
-    if num_tokens <= 0:
-        return 0.0
-    columns = row.shape[0]
-    if num_tokens <= columns:
-        return float(row[num_tokens - 1])
-    return float(row[-1]) * num_tokens / columns
-
-
 class CostEstimator:
     """Per model, the factor by which its passes run slower (> 1) or faster (< 1) in this
     request than the profile says.
@@ -498,9 +503,7 @@ class Replanner:
         if threshold is None:
             threshold, _ = choose_min_draft_confidence(profile, config.max_draft_length)
         self.min_draft_confidence: float = threshold
-        costs = np.asarray(profile.costs_ms, dtype=np.float64)
-        self._costs = costs if costs.ndim == 2 else costs[:, None]
-        self._forward = _forward_costs(profile, self._costs)
+        self._forward = forward_cost_rows(profile)
         #: ``[M, M]`` pseudo-observations of each pair's prior (:func:`prior_strengths`); the
         #: profile's, fixed for the replanner's lifetime like the threshold.
         self.prior_strengths: np.ndarray
@@ -577,7 +580,7 @@ class Replanner:
     def cost_scales(self) -> np.ndarray:
         """``[M]`` learned factors on the profile's costs (ones without ``learn_costs``)."""
         if self.cost_estimator is None:
-            return np.ones(self._costs.shape[0])
+            return np.ones(self._forward.shape[0])
         return self.cost_estimator.scales()
 
     def costs(self) -> list:
@@ -597,7 +600,7 @@ class Replanner:
 
     def initial(self) -> tuple[tuple[int, ...], tuple[int, ...], float]:
         """The static plan of the profile: ``(chain, draft_lengths, predicted latency)``, under
-        the priors (whatever this request has observed so far)."""
+        the priors (whatever this request has observed so far); no prompt prefill counted."""
         profile = self.profile
         stopping = profile.stopping_rates(self.min_draft_confidence)
         best = plan(
@@ -608,10 +611,28 @@ class Replanner:
         )
         return tuple(best.chain), tuple(best.draft_lengths), best.latency
 
+    def initial_for_request(self, prompt_tokens: int, new_tokens: int) -> RequestPlan:
+        """The first configuration of a request with a prompt of ``prompt_tokens`` tokens and
+        up to ``new_tokens`` new ones: the least expected prefill + decode time under the priors
+        (:func:`hierspec.planning.plan_request`; each model prefills ``prompt_tokens - 1``
+        tokens)."""
+        profile = self.profile
+        return plan_request(
+            profile.costs_ms,
+            profile.acceptance,
+            prefill_costs(profile, max(prompt_tokens - 1, 0)),
+            new_tokens,
+            max_draft_length=self.config.max_draft_length,
+            model_names=profile.model_names,
+            **profile.stopping_rates(self.min_draft_confidence),
+        )
+
     def catch_up_cost(self, model: int, gap: int) -> float:
-        """Predicted cost of one pass of ``model`` over ``gap`` tokens (linear beyond the
-        table; scaled by the learned cost factor)."""
-        return pass_cost(self._costs[model], gap) * float(self.cost_scales()[model])
+        """Predicted cost of one prefill pass of ``model`` over ``gap`` tokens
+        (:func:`hierspec.planning.prefill_costs`; scaled by the learned cost factor)."""
+        if gap <= 0:
+            return 0.0
+        return float(prefill_costs(self.profile, gap)[model] * self.cost_scales()[model])
 
     def decide(
         self,
@@ -676,23 +697,6 @@ class Replanner:
             continue_rates=continue_rates,
             cost_scales=cost_scales,
         )
-
-
-def _forward_costs(profile: Profile, costs: np.ndarray) -> np.ndarray:
-    """``[M, N]``: per model the part of its cost row that the engine times of a pass (the
-    profiler's ``model_details[m].forward_ms``, the level's ``append``), else the whole row."""
-    details = profile.extra.get("model_details")
-    forward = costs.copy()
-    if isinstance(details, list) and len(details) == costs.shape[0]:
-        for model, detail in enumerate(details):
-            row = detail.get("forward_ms") if isinstance(detail, dict) else None
-            if (
-                isinstance(row, list)
-                and len(row) == costs.shape[1]
-                and all(isinstance(x, (int, float)) and x > 0 for x in row)
-            ):
-                forward[model] = row
-    return forward
 
 
 def predicted_latency_of_run(

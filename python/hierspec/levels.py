@@ -19,6 +19,7 @@ cache cannot do that are refused when wrapped, before anything runs:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -133,6 +134,7 @@ class TransformersLevel:
         self._vocab_size = int(output_embeddings.weight.shape[0])
         self._device = output_embeddings.weight.device
         self._max_length = _learned_position_limit(model)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     @property
     def vocab_size(self) -> int:
@@ -182,6 +184,16 @@ class TransformersLevel:
             logits = self.model(input_ids=token_ids, cache=self._cache, use_cache=True).logits
         self._length += token_ids.shape[1]
         return logits
+
+    def prefill(self, token_ids: torch.Tensor) -> None:
+        """One forward pass over ``token_ids`` ``[1, num_tokens]`` whose logits are not needed
+        (the prompt, a catch-up): the vocabulary head runs on the last position only when the
+        model's forward takes ``logits_to_keep`` (transformers' causal LMs do), which is most of
+        a small model's pass over a long prompt. Same cache afterwards as :meth:`append`."""
+        keep = {"logits_to_keep": 1} if self._keeps_logits else {}
+        with torch.inference_mode():
+            self.model(input_ids=token_ids, cache=self._cache, use_cache=True, **keep)
+        self._length += token_ids.shape[1]
 
     def truncate(self, length: int) -> None:
         assert 0 <= length <= self._length, (length, self._length)

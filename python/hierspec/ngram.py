@@ -263,13 +263,7 @@ class NGramDrafter:
     def append(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Process ``token_ids`` ``[1, num_tokens]``; returns logits ``[1, num_tokens, vocab]``
         float32 (log-probabilities of the distribution described in the module docstring)."""
-        if token_ids.dim() != 2 or token_ids.shape[0] != 1:
-            raise ValueError(
-                f"token_ids must have shape [1, num_tokens], got {tuple(token_ids.shape)}"
-            )
-        new_tokens = [int(t) for t in token_ids[0].tolist()]
-        if new_tokens and not all(0 <= t < self._vocab_size for t in new_tokens):
-            raise ValueError(f"token_ids must lie in [0, {self._vocab_size}), got {new_tokens}")
+        new_tokens = self._checked_tokens(token_ids)
         coefficients = np.empty(len(new_tokens), dtype=np.float64)
         rows: list[np.ndarray] = []
         columns: list[np.ndarray] = []
@@ -288,6 +282,12 @@ class NGramDrafter:
             )
         return probs.log_()[None]
 
+    def prefill(self, token_ids: torch.Tensor) -> None:
+        """Process ``token_ids`` ``[1, num_tokens]`` without building their rows (the engine
+        does not read the logits of a prompt or a catch-up); same state as :meth:`append`."""
+        for token in self._checked_tokens(token_ids):
+            self._push(token)
+
     def truncate(self, length: int) -> None:
         if not 0 <= length <= len(self._tokens):
             raise ValueError(f"length must be in [0, {len(self._tokens)}], got {length!r}")
@@ -298,6 +298,16 @@ class NGramDrafter:
         return f"NGramDrafter(vocab_size={self._vocab_size}, length={self.length}, {self._config})"
 
     # -- internals --------------------------------------------------------------------------
+
+    def _checked_tokens(self, token_ids: torch.Tensor) -> list[int]:
+        if token_ids.dim() != 2 or token_ids.shape[0] != 1:
+            raise ValueError(
+                f"token_ids must have shape [1, num_tokens], got {tuple(token_ids.shape)}"
+            )
+        new_tokens = [int(t) for t in token_ids[0].tolist()]
+        if new_tokens and not all(0 <= t < self._vocab_size for t in new_tokens):
+            raise ValueError(f"token_ids must lie in [0, {self._vocab_size}), got {new_tokens}")
+        return new_tokens
 
     def _contexts_ending_before(self, position: int):
         """Local contexts (k = 1..K_l) that end just before ``position``."""

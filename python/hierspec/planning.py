@@ -67,13 +67,18 @@ __all__ = [
     "Plan",
     "PlanEntry",
     "Profile",
+    "RequestPlan",
     "SimulationResult",
     "brute_force_plan",
     "choose_min_draft_confidence",
     "evaluate",
     "expected_latency",
+    "has_prefill_costs",
     "load_profile",
+    "pass_cost",
     "plan",
+    "plan_request",
+    "prefill_costs",
     "simulate",
 ]
 
@@ -916,3 +921,285 @@ def choose_min_draft_confidence(profile: Profile, max_draft_length: int = 16) ->
         if candidate.latency < best.latency:
             best_threshold, best = threshold, candidate
     return best_threshold, best
+
+
+# -- one request: the prompt's prefill plus the decode -----------------------------------------
+
+
+def pass_cost(row: Sequence[float] | np.ndarray, num_tokens: int) -> float:
+    """Cost of one pass over ``num_tokens`` tokens from a cost row (``row[n - 1]``; beyond the
+    table, the last entry scaled linearly; 0 for no tokens)."""
+    if num_tokens <= 0:
+        return 0.0
+    columns = len(row)
+    if num_tokens <= columns:
+        return float(row[num_tokens - 1])
+    return float(row[-1]) * num_tokens / columns
+
+
+def forward_cost_rows(profile: Profile) -> np.ndarray:
+    """``[M, N]``: per model the part of its cost row that the engine times of a pass (the
+    profiler's ``model_details[m].forward_ms``, the level's ``append``), else the whole row
+    (1-D costs become one column)."""
+    costs = np.asarray(profile.costs_ms, dtype=np.float64)
+    costs = costs if costs.ndim == 2 else costs[:, None]
+    details = profile.extra.get("model_details")
+    forward = costs.copy()
+    if isinstance(details, list) and len(details) == costs.shape[0]:
+        for model, detail in enumerate(details):
+            row = detail.get("forward_ms") if isinstance(detail, dict) else None
+            if (
+                isinstance(row, list)
+                and len(row) == costs.shape[1]
+                and all(isinstance(x, (int, float)) and x > 0 for x in row)
+            ):
+                forward[model] = row
+    return forward
+
+
+def _measured_prefill(profile: Profile) -> list[tuple[int, float]] | None:
+    """Per model ``(prefill_tokens, prefill_ms)`` from ``model_details``, or ``None`` unless
+    every model has a usable measurement."""
+    details = profile.extra.get("model_details")
+    if not isinstance(details, list) or len(details) != len(profile.model_names):
+        return None
+    measured = []
+    for detail in details:
+        tokens = detail.get("prefill_tokens") if isinstance(detail, dict) else None
+        milliseconds = detail.get("prefill_ms") if isinstance(detail, dict) else None
+        if (
+            isinstance(tokens, int)
+            and not isinstance(tokens, bool)
+            and tokens >= 2
+            and isinstance(milliseconds, (int, float))
+            and math.isfinite(milliseconds)
+            and milliseconds > 0
+        ):
+            measured.append((tokens, float(milliseconds)))
+        else:
+            return None
+    return measured
+
+
+def has_prefill_costs(profile: Profile) -> bool:
+    """Whether every model of ``profile`` has a measured prompt prefill
+    (``model_details[m].prefill_tokens`` / ``prefill_ms``, written by the profiler since the
+    engine's prefill skips the vocabulary head); :func:`prefill_costs` extrapolates the cost
+    table otherwise."""
+    return _measured_prefill(profile) is not None
+
+
+def prefill_costs(profile: Profile, num_tokens: int) -> np.ndarray:
+    """``[M]`` predicted cost (the profile's unit, ms) of each model's prefill of ``num_tokens``
+    tokens in one pass (a prompt; the catch-up of a level that rejoins the chain).
+
+    With measured prefills (:func:`has_prefill_costs`) the cost is affine in the tokens, through
+    the model's 1-token pass (its ``forward_ms``, ``c_1``) and its measured prefill of
+    ``P = prefill_tokens`` tokens, ``P_ms``: ``c(n) = c_1 + (P_ms - c_1) (n - 1) / (P - 1)``,
+    flat at ``P_ms`` when that is below ``c_1`` (a prefill that skips what a decode pass
+    computes, e.g. the n-gram drafter's rows). Without, a pass over
+    ``n`` tokens of the cost table (:func:`pass_cost`, linear beyond it), which includes the
+    vocabulary head on every row and so overestimates a prefill that skips it.
+
+    Examples
+    --------
+    >>> profile = Profile(
+    ...     ("draft", "target"), ((1.0, 1.5), (10.0, 12.0)), ((1.0, 0.5), (0.0, 1.0)),
+    ...     extra={"model_details": [
+    ...         {"prefill_tokens": 11, "prefill_ms": 3.0},
+    ...         {"prefill_tokens": 11, "prefill_ms": 30.0},
+    ...     ]},
+    ... )
+    >>> prefill_costs(profile, 21).tolist()
+    [5.0, 50.0]
+    """
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, (int, np.integer)):
+        raise TypeError(f"num_tokens must be an int >= 0, got {num_tokens!r}")
+    if num_tokens < 0:
+        raise ValueError(f"num_tokens must be >= 0, got {num_tokens}")
+    forward = forward_cost_rows(profile)
+    if num_tokens == 0:
+        return np.zeros(forward.shape[0])
+    measured = _measured_prefill(profile)
+    if measured is None:
+        return np.array([pass_cost(row, int(num_tokens)) for row in forward])
+    costs = []
+    for row, (tokens, milliseconds) in zip(forward, measured):
+        # A prefill can cost less than a 1-token pass (the n-gram drafter builds no rows): then
+        # it is flat at the measurement, never a negative slope.
+        one = min(float(row[0]), milliseconds)
+        costs.append(one + (milliseconds - one) * (num_tokens - 1) / (tokens - 1))
+    return np.array(costs)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestPlan:
+    """The configuration one request runs with, and its expected time (:func:`plan_request`).
+
+    ``total`` = the chain's prefill (every model in it, the target included) + ``new_tokens``
+    x ``latency``: the expected wall time of a request that generates ``new_tokens`` tokens.
+    ``decode_entry`` is the configuration of least latency per token (:func:`plan`'s optimum,
+    which ignores the prefill) and ``decode_total`` its expected time for the same request
+    (``>= total`` for a planned request).
+    """
+
+    entry: PlanEntry
+    new_tokens: int
+    prefill: tuple[float, ...]  # [M] each candidate's prefill of this prompt
+    prefill_total: float  # of the chosen chain
+    total: float
+    decode_entry: PlanEntry
+    decode_total: float
+
+    @classmethod
+    def of(
+        cls,
+        entry: PlanEntry,
+        prefill: Sequence[float],
+        new_tokens: int,
+        decode_entry: PlanEntry | None = None,
+    ) -> RequestPlan:
+        """The request plan of ``entry`` (e.g. a fixed configuration: ``decode_entry``
+        defaults to ``entry``) with the candidates' ``prefill`` costs and ``new_tokens``."""
+        decode_entry = entry if decode_entry is None else decode_entry
+        prefill = tuple(float(value) for value in prefill)
+
+        def chain_prefill(chain: tuple[int, ...]) -> float:
+            return float(sum(prefill[model] for model in chain))
+
+        return cls(
+            entry=entry,
+            new_tokens=new_tokens,
+            prefill=prefill,
+            prefill_total=chain_prefill(entry.chain),
+            total=chain_prefill(entry.chain) + new_tokens * entry.latency,
+            decode_entry=decode_entry,
+            decode_total=chain_prefill(decode_entry.chain) + new_tokens * decode_entry.latency,
+        )
+
+    @property
+    def chain(self) -> tuple[int, ...]:
+        return self.entry.chain
+
+    @property
+    def draft_lengths(self) -> tuple[int, ...]:
+        return self.entry.draft_lengths
+
+    @property
+    def latency(self) -> float:
+        """Expected decode cost per token of the chosen configuration."""
+        return self.entry.latency
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (NaN becomes ``None``)."""
+        return json_safe(dataclasses.asdict(self))
+
+
+def plan_request(
+    costs: CostsLike,
+    acceptance: AcceptanceLike,
+    prefill: Sequence[float] | np.ndarray,
+    new_tokens: int,
+    max_draft_length: int = 16,
+    model_names: Sequence[str] | None = None,
+    continue_rates: Sequence[float] | None = None,
+    bottom_acceptance: AcceptanceLike | None = None,
+) -> RequestPlan:
+    """The chain and draft lengths that minimise one request's expected time, exactly:
+    ``sum of prefill[m] over the chain + new_tokens x latency``.
+
+    Every model of the chain must first prefill the prompt, so a draft that pays per token may
+    not pay for a short request (a slow-to-prefill draft, a long prompt). The objective is not
+    a latency per token, so the shortest-path program cannot carry it; but the prefill depends
+    only on the SET of models used: for each subset ``S`` of the drafts, :func:`plan` over
+    ``S`` and the target gives the best latency of any chain within ``S``, whose prefill is at
+    most ``S``'s. The minimum over subsets of ``prefill(S) + new_tokens x latency(S)`` is then
+    the exact optimum (it is attained at ``S`` = the optimal chain's models); ``2^(M-1)`` calls
+    of :func:`plan`.
+
+    Parameters
+    ----------
+    costs, acceptance, max_draft_length, model_names, continue_rates, bottom_acceptance
+        As in :func:`plan`.
+    prefill : array_like, shape ``[M]``
+        Each candidate's cost of prefilling this request's prompt, in the unit of ``costs``
+        (:func:`prefill_costs` from a profile), finite and ``>= 0``.
+    new_tokens : int
+        Tokens the request generates (``>= 0``; ``max_new_tokens`` of a call that may stop
+        early at EOS).
+
+    Returns
+    -------
+    RequestPlan
+
+    Examples
+    --------
+    A draft that saves 7.1 of every 10 ms per token but takes 300 ms to prefill the prompt pays
+    from the 43rd token on:
+
+    >>> costs, acceptance = [1.0, 10.0], [[1.0, 0.9], [0.0, 1.0]]
+    >>> plan_request(costs, acceptance, [300.0, 100.0], new_tokens=42).chain
+    (1,)
+    >>> plan_request(costs, acceptance, [300.0, 100.0], new_tokens=43).chain
+    (0, 1)
+    """
+    costs_list = _costs_argument(costs)
+    acceptance_list = _acceptance_argument(acceptance)
+    num_models = len(acceptance_list)
+    names = _model_names(model_names, num_models)
+    new_tokens = _int_argument(new_tokens, "new_tokens")
+    if new_tokens < 0:
+        raise ValueError(f"new_tokens must be >= 0, got {new_tokens}")
+    prefill_costs_ms = _float_array(prefill, "prefill", "[M]")
+    if prefill_costs_ms.shape != (num_models,):
+        raise ValueError(
+            f"prefill must have one entry per model ({num_models}), got shape "
+            f"{prefill_costs_ms.shape}"
+        )
+    if not np.all(np.isfinite(prefill_costs_ms)) or np.any(prefill_costs_ms < 0):
+        raise ValueError(f"prefill must be finite and >= 0, got {prefill_costs_ms.tolist()}")
+    if len(costs_list) != num_models:
+        raise ValueError(f"costs has {len(costs_list)} models, acceptance has {num_models}")
+    full = plan(
+        costs_list,
+        acceptance_list,
+        max_draft_length,
+        model_names=names,
+        continue_rates=continue_rates,
+        bottom_acceptance=bottom_acceptance,
+    )
+
+    def request_total(entry: PlanEntry) -> float:
+        return float(sum(prefill_costs_ms[model] for model in entry.chain)) + (
+            new_tokens * entry.latency
+        )
+
+    target = num_models - 1
+    best_entry, best_total = full.best, request_total(full.best)
+    for mask in range(2**target - 1):  # every proper subset of the drafts (all: ``full``)
+        subset = [model for model in range(target) if mask >> model & 1] + [target]
+        sub = plan(
+            [costs_list[model] for model in subset],
+            [[acceptance_list[i][j] for j in subset] for i in subset],
+            max_draft_length,
+            continue_rates=None
+            if continue_rates is None
+            else [continue_rates[model] for model in subset],
+            bottom_acceptance=None
+            if bottom_acceptance is None
+            else [[bottom_acceptance[i][j] for j in subset] for i in subset],
+        )
+        chain = tuple(subset[index] for index in sub.chain)
+        single = full.best_single_draft
+        entry = PlanEntry(
+            chain=chain,
+            draft_lengths=sub.draft_lengths,
+            latency=sub.latency,
+            speedup=full.target_latency / sub.latency,
+            speedup_vs_single_draft=math.nan if single is None else single.latency / sub.latency,
+            model_names=tuple(names[model] for model in chain),
+        )
+        total = request_total(entry)
+        if total < best_total:
+            best_entry, best_total = entry, total
+    return RequestPlan.of(best_entry, prefill_costs_ms.tolist(), new_tokens, full.best)

@@ -9,6 +9,11 @@ Terms:
     length     number of tokens the level has processed (its cache length).
     append     process new tokens after the current state; row ``i`` of the returned logits is
                the next-token distribution (before temperature/top-k/top-p) after token ``i``.
+    prefill    optional: process tokens whose logits nobody reads (the prompt, the catch-up of a
+               level that rejoins the chain), with the same effect on the state as ``append``
+               and no result. The engine calls it when a level has it and ``append`` otherwise,
+               so a level that can skip work here (a language model's vocabulary head over
+               every position but the last, an n-gram drafter's rows) saves that work.
     truncate   forget everything after the first ``length`` tokens. During generation the
                engine's cache owner (``hierspec.engine.cache``) is the only caller; outside
                generation the profiler's timing loop (``hierspec.profiler.timing``) rolls back
@@ -27,6 +32,8 @@ Contract the engine relies on (and tests, see tests/test_engine_rollback.py):
                      never writes to them; the level must not modify them afterwards either.
     logit shape      ``append`` returns ``[1, num_tokens, vocab_size]`` (the engine checks it after
                      every pass and raises ``ValueError`` naming the level otherwise).
+    prefill state    optional: after ``prefill(x)`` the level is in the state ``append(x)`` would
+                     have left (the next ``append`` returns the same logits, up to rounding).
     max length       optional: a level with a ``max_length`` attribute (an int, or ``None`` for no
                      limit) can process at most that many tokens; ``generate`` checks it up front
                      (:attr:`hierspec.levels.TransformersLevel.max_length`).
@@ -73,3 +80,13 @@ class DraftModel(Protocol):
     def truncate(self, length: int) -> None:
         """Keep the first ``length`` processed tokens; ``0 <= length <= self.length``."""
         ...
+
+
+def prefill(level: DraftModel, token_ids: torch.Tensor) -> None:
+    """Process ``token_ids`` ``[1, num_tokens]`` on ``level`` when nobody reads their logits:
+    the level's optional ``prefill`` when it has one, else ``append`` (result dropped)."""
+    method = getattr(level, "prefill", None)
+    if method is None:
+        level.append(token_ids)
+    else:
+        method(token_ids)

@@ -280,6 +280,13 @@ class VocabSubsetLevel(TransformersLevel):
         self._length += token_ids.shape[1]
         return logits
 
+    def prefill(self, token_ids: torch.Tensor) -> None:
+        """The decoder over ``token_ids`` ``[1, num_tokens]`` without the head (nobody reads
+        the logits of a prompt or a catch-up); same cache afterwards as :meth:`append`."""
+        with torch.inference_mode():
+            self._decoder(input_ids=token_ids, cache=self._cache, use_cache=True)
+        self._length += token_ids.shape[1]
+
     def __repr__(self) -> str:
         return (
             f"VocabSubsetLevel({type(self.model).__name__}, subset={self.subset_size}/"

@@ -22,7 +22,14 @@ import torch
 from hierspec.adaptive import AdaptiveConfig, predicted_latency_of_run
 from hierspec.engine import GenerateOutput, HierarchicalDecoder
 from hierspec.io import machine_info, write_json
-from hierspec.planning import evaluate, load_profile, plan
+from hierspec.planning import (
+    evaluate,
+    has_prefill_costs,
+    load_profile,
+    plan,
+    plan_request,
+    prefill_costs,
+)
 from hierspec.profiler import ProfilerConfig
 from hierspec.prompts import encode_prompt
 from hierspec.sampling import SamplingConfig
@@ -34,7 +41,13 @@ from .candidates import (
     check_threads,
     load_candidates,
 )
-from .report import GenerateReport, LevelReport, PlanChangeReport, print_generate_report
+from .report import (
+    GenerateReport,
+    LevelReport,
+    PlanChangeReport,
+    print_generate_report,
+    request_plan_report,
+)
 
 HELP = "generate with the auto-planned hierarchy (default: the bundled model family)"
 
@@ -161,7 +174,7 @@ def _decode_ms_per_token(output: GenerateOutput) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Profiles (cached), plans, decodes, reports."""
+    """Profiles (cached), plans for the request (prompt prefill + decode), decodes, reports."""
     progress = not args.no_progress
     torch.set_num_threads(check_threads(args.threads))
     if args.max_new_tokens < 1:
@@ -186,12 +199,25 @@ def run(args: argparse.Namespace) -> int:
         loaded, profile_path, measured_now = candidates_profile(
             candidates, config, args.profile_prompts, refresh=args.reprofile, progress=progress
         )
+    tokenizer = candidates.tokenizer
+    input_ids = encode_prompt(tokenizer, args.prompt, args.raw)
+    prompt_length = input_ids.shape[1]
+    # The configuration of least expected time for THIS request: the chain's prompt prefill
+    # plus max_new_tokens x its latency (the adaptive decoder starts each call the same way).
+    request = plan_request(
+        loaded.costs_ms,
+        loaded.acceptance,
+        prefill_costs(loaded, prompt_length - 1),
+        args.max_new_tokens,
+        max_draft_length=args.max_draft_length,
+        model_names=loaded.model_names,
+    )
     best = plan(
         loaded.costs_ms,
         loaded.acceptance,
         max_draft_length=args.max_draft_length,
         model_names=loaded.model_names,
-    )
+    )  # the plan table printed (the best per token, no prefill)
     if args.adaptive:
         adaptive_config = AdaptiveConfig(max_draft_length=args.max_draft_length)
         if args.min_draft_confidence is not None:
@@ -200,9 +226,7 @@ def run(args: argparse.Namespace) -> int:
             )
         decoder = HierarchicalDecoder.adaptive(candidates.models, loaded, adaptive_config)
     else:
-        decoder = HierarchicalDecoder.from_plan(candidates.models, best)
-    tokenizer = candidates.tokenizer
-    input_ids = encode_prompt(tokenizer, args.prompt, args.raw)
+        decoder = HierarchicalDecoder.from_plan(candidates.models, request.entry)
     eos = None if args.ignore_eos else getattr(tokenizer, "eos_token_id", None)
 
     def run(chain_decoder: HierarchicalDecoder, streamer: object = None) -> GenerateOutput:
@@ -227,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
         streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     output = run(decoder, streamer)
     baseline = None if args.no_baseline else run(HierarchicalDecoder([candidates.models[-1]], []))
-    prompt_length = input_ids.shape[1]
+    if output.stats.initial_plan is not None:  # adaptive: its own first plan (early stopping)
+        request = output.stats.initial_plan
     text = tokenizer.decode(output.sequences[0, prompt_length:], skip_special_tokens=True)
     stats = output.stats
     speedup = identical = None
@@ -239,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
     levels = []
     if args.adaptive:
         # Per candidate that ran; the chain changed, so no per-level prediction applies.
-        predicted = predicted_latency_of_run(stats.decisions, best.latency, stats.new_tokens)
+        predicted = predicted_latency_of_run(stats.decisions, request.latency, stats.new_tokens)
         for model, counters in enumerate(stats.levels):
             if counters.forward_passes == 0 and counters.catch_up_passes == 0:
                 continue
@@ -255,10 +280,11 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
     else:
-        predicted = best.latency
-        evaluation = evaluate(loaded.costs_ms, loaded.acceptance, best.chain, best.draft_lengths)
-        for level, (model, counters) in enumerate(zip(best.chain, stats.levels)):
-            above = best.chain[level + 1] if level + 1 < len(best.chain) else None
+        predicted = request.latency
+        chain = request.chain
+        evaluation = evaluate(loaded.costs_ms, loaded.acceptance, chain, request.draft_lengths)
+        for level, (model, counters) in enumerate(zip(chain, stats.levels)):
+            above = chain[level + 1] if level + 1 < len(chain) else None
             levels.append(
                 LevelReport(
                     model=loaded.model_names[model],
@@ -310,6 +336,8 @@ def run(args: argparse.Namespace) -> int:
         prompt_tokens=prompt_length,
         new_tokens=stats.new_tokens,
         plan=best.to_dict(),
+        request_plan=request_plan_report(request, names, has_prefill_costs(loaded)),
+        prefill_time_s=stats.prefill_time_s,
         profile_path=str(profile_path),
         sampling=dataclasses.asdict(sampling),
         seed=output.seed,

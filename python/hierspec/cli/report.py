@@ -4,10 +4,11 @@ generate`` (measured next to predicted, per level)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from hierspec.adaptive import FALLBACK_PRIOR_STRENGTH
-from hierspec.planning import Plan, Profile, choose_min_draft_confidence
+from hierspec.planning import Plan, Profile, RequestPlan, choose_min_draft_confidence
 
 __all__ = [
     "GenerateReport",
@@ -112,6 +113,51 @@ class GenerateReport:
     prior_strengths: dict[str, float] = dataclasses.field(default_factory=dict)
     # where they come from (hierspec.adaptive.Replanner.prior_strength_source; "" when static)
     prior_strength_source: str = ""
+    # the configuration the run started with, chosen for this prompt (request_plan_report)
+    request_plan: dict[str, Any] = dataclasses.field(default_factory=dict)
+    prefill_time_s: float | None = None  # the measured prompt prefill of the run
+
+
+def request_plan_report(
+    request: RequestPlan, names: Sequence[str], measured_prefill: bool
+) -> dict[str, Any]:
+    """The request plan as ``GenerateReport.request_plan``: the chosen configuration, its
+    predicted prefill and total (ms) and the decode-optimal plan's total for the same request;
+    ``prefill_costs`` says whether the profile measured the prefill or the cost table was
+    extrapolated (:func:`hierspec.planning.has_prefill_costs`)."""
+    return {
+        "chain": [names[model] for model in request.chain],
+        "draft_lengths": list(request.draft_lengths),
+        "latency_ms": request.latency,
+        "new_tokens": request.new_tokens,
+        "prefill_ms": request.prefill_total,
+        "total_ms": request.total,
+        "decode_plan": request.decode_entry.describe(),
+        "decode_plan_total_ms": request.decode_total,
+        "prefill_costs": "measured" if measured_prefill else "extrapolated",
+    }
+
+
+def request_plan_line(request: dict[str, Any], prompt_tokens: int) -> str:
+    """One line on a request plan (:func:`request_plan_report`) for a prompt of
+    ``prompt_tokens`` tokens: the configuration, its predicted prefill and total, and why."""
+    chain = " -> ".join(request["chain"])
+    lengths = ",".join(str(length) for length in request["draft_lengths"])
+    line = (
+        f"for this prompt ({prompt_tokens} tokens) and {request['new_tokens']} new tokens:"
+        f" {chain}" + (f" T={lengths}" if lengths else "") + f", predicted "
+        f"{request['prefill_ms'] / 1e3:.2f} s prefill + {request['latency_ms']:.1f} ms/token = "
+        f"{request['total_ms'] / 1e3:.2f} s"
+    )
+    if request["total_ms"] < request["decode_plan_total_ms"]:
+        line += (
+            f" (the fastest per token, {request['decode_plan']}: "
+            f"{request['decode_plan_total_ms'] / 1e3:.2f} s; its drafts' prompt prefill does "
+            f"not pay for itself over {request['new_tokens']} tokens)"
+        )
+    if request["prefill_costs"] == "extrapolated":
+        line += "; prefill costs extrapolated from the cost table (--reprofile measures them)"
+    return line
 
 
 def print_generate_report(
@@ -129,10 +175,14 @@ def print_generate_report(
     print()
     print(profile_line)
     print(best.format_table(unit="ms"))
+    if report.request_plan:
+        print(request_plan_line(report.request_plan, report.prompt_tokens))
     print()
     print(
         f"hierspec:     {report.new_tokens} tokens in {report.wall_time_s:.2f} s = "
-        f"{report.tokens_per_second:.1f} tokens/s (decode {report.decode_ms_per_token:.1f} "
+        f"{report.tokens_per_second:.1f} tokens/s ("
+        + ("" if report.prefill_time_s is None else f"prefill {report.prefill_time_s:.2f} s, ")
+        + f"decode {report.decode_ms_per_token:.1f} "
         f"ms/token, predicted {report.predicted_ms_per_token:.1f}"
         + (", adaptive: per-request acceptance estimates)" if report.adaptive else ")")
     )

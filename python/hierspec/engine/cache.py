@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..protocol import DraftModel
+from ..protocol import DraftModel, prefill
 from .stats import LevelCounters
 
 __all__ = ["INITIAL_CAPACITY", "CacheOwner"]
@@ -117,14 +117,14 @@ class CacheOwner:
             level.reset()
             self.text_length[level_index] = prompt_length
             pending = bottom_pending if level_index == 0 else 1
-            prefill = max(prompt_length - pending, 0)
-            if prefill > 0:
+            num_tokens = max(prompt_length - pending, 0)
+            if num_tokens > 0:
                 counters = self.counters[level_index]
                 started = self.timer()
-                level.append(self.tokens[:, :prefill])
+                prefill(level, self.tokens[:, :num_tokens])  # logits unused: no head (protocol)
                 counters.prefill_time_s += self.timer() - started
                 counters.prefill_passes += 1
-                counters.prefill_tokens += prefill
+                counters.prefill_tokens += num_tokens
 
     def pending(self, level_index: int) -> int:
         """Tokens of level ``level_index``'s working text that it has not processed yet."""
@@ -293,7 +293,7 @@ class CacheOwner:
                 counter = counters[index]
                 start = level.length
                 started = self.timer()
-                level.append(self.tokens[:, start:keep])
+                prefill(level, self.tokens[:, start:keep])
                 counter.catch_up_time_s += self.timer() - started
                 counter.catch_up_passes += 1
                 counter.catch_up_tokens += keep - start

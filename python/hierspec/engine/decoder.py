@@ -37,7 +37,7 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import torch
@@ -637,7 +637,10 @@ class HierarchicalDecoder:
         """A decoder that learns acceptance while generating and re-plans (the adaptive
         hierarchy, :mod:`hierspec.adaptive`).
 
-        It starts every call with the profile's static plan, keeps a posterior over each pair's
+        It starts every call with the configuration of least expected time for the call's
+        prompt and ``max_new_tokens`` (the profile's static plan, unless the drafts' prompt
+        prefill does not pay for itself: :meth:`Replanner.initial_for_request`), keeps a
+        posterior over each pair's
         acceptance rate fed by its verifications, and every ``config.replan_interval`` target
         passes asks the planner for the best chain and draft lengths under the current
         estimates, switching between cycles when the predicted gain repays the passes that
@@ -662,9 +665,9 @@ class HierarchicalDecoder:
         Returns
         -------
         HierarchicalDecoder
-            Its :attr:`levels` / :attr:`draft_lengths` are the initial plan's; ``generate``
-            reports per-candidate :class:`LevelStats` and every decision in
-            ``stats.decisions``.
+            Its :attr:`levels` / :attr:`draft_lengths` are the profile's static plan's (a call
+            starts from the plan for its prompt, ``stats.initial_plan``); ``generate`` reports
+            per-candidate :class:`LevelStats` and every decision in ``stats.decisions``.
 
         Raises
         ------
@@ -862,12 +865,15 @@ class HierarchicalDecoder:
         # Inference mode: no autograd bookkeeping in the per-token loop (~20% less engine time on
         # CPU). Tensors created inside are inference tensors, so the output is cloned outside.
         with torch.inference_mode():
+            chain, schedule, request = self._chain, self._schedule, None
             if self._replanner is not None:
                 self._replanner.reset()
+                request = self._replanner.initial_for_request(prompt.shape[1], max_new_tokens)
+                chain, schedule = request.chain, ChainSchedule(request.draft_lengths)
             run = _Run(
                 self._candidates,
-                self._chain,
-                self._schedule,
+                chain,
+                schedule,
                 self._vocab_size,
                 self._device,
                 config,
@@ -881,6 +887,8 @@ class HierarchicalDecoder:
                 timer=self._timer,
             )
             sequences, stats = run.execute()
+        if request is not None:
+            stats = replace(stats, initial_plan=request)
         return GenerateOutput(sequences=sequences.clone(), stats=stats, seed=seed)
 
     def _check_max_length(self, prompt_length: int, max_new_tokens: int) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..adaptive import PlanDecision
+from ..planning import RequestPlan
 
 __all__ = ["GenerateOutput", "GenerateStats", "LevelCounters", "LevelStats"]
 
@@ -140,6 +141,10 @@ class GenerateStats:
         included).
     decisions : tuple of PlanDecision
         Adaptive decoder only: every planning decision, in order (see :attr:`plan_changes`).
+    initial_plan : RequestPlan or None
+        Adaptive decoder only: the configuration the call started with, the least expected
+        prefill + decode time for its prompt and ``max_new_tokens``
+        (:func:`hierspec.planning.plan_request`).
     """
 
     levels: tuple[LevelStats, ...]
@@ -150,6 +155,7 @@ class GenerateStats:
     prefill_time_s: float
     model_time_s: float
     decisions: tuple[PlanDecision, ...] = ()
+    initial_plan: RequestPlan | None = None
 
     @property
     def plan_changes(self) -> tuple[PlanDecision, ...]:

@@ -43,11 +43,16 @@
                   ``continue_rates``) and each pair's mean overlap over those positions (its
                   ``bottom_acceptance``); :func:`hierspec.planning.choose_min_draft_confidence`
                   and the adaptive decoder pick the threshold from them.
+    prefill       ``model_details[m].prefill_ms``: median milliseconds of the engine's prefill of
+                  the first ``context_tokens`` tokens of the timing context from an empty state
+                  (``prefill_tokens``), through :func:`hierspec.protocol.prefill` (no vocabulary
+                  head where the level can skip it). :func:`hierspec.planning.prefill_costs`
+                  scales it to a prompt's length for :func:`hierspec.planning.plan_request`.
 
 Everything else the profiler knows goes into ``Profile.extra`` (written to the JSON): the
 measurement conditions (``metadata``: machine, threads, load average, versions, date), the
 sampling configuration (``sampling``), per-model details (``model_details``: kind, dtype,
-parameters, measured ``n``, and the cost split into forward / processing / truncate) and
+parameters, measured ``n``, the cost split into forward / processing / truncate, prefill) and
 acceptance details (``acceptance_details``: positions, standard errors, by position).
 """
 
@@ -70,7 +75,7 @@ from hierspec.sampling import SamplingConfig
 
 from .acceptance import measure_acceptance
 from .config import ProfilerConfig, columns_needed
-from .timing import CostMeasurement, measure_pass_costs, timing_context
+from .timing import CostMeasurement, measure_pass_costs, measure_prefill_cost, timing_context
 
 __all__ = ["profile"]
 
@@ -231,7 +236,9 @@ def profile(
         width = columns_needed(len(levels), config.max_draft_length)
         context = timing_context(prompt_ids, config.context_tokens + width)
         timings_per_model = sum(config.repeats_for(n) for n in config.points(width))
+        timings_per_model += config.repeats_for(config.context_tokens)
         measurements: list[CostMeasurement] = []
+        prefill_ms: list[float] = []  # per model: the prompt prefill of context_tokens tokens
         with tqdm(
             total=timings_per_model * len(levels),
             desc="profile: costs",
@@ -253,6 +260,15 @@ def profile(
                     on_timing=lambda: bar.update(1),
                 )
                 measurements.append(measurement)
+                prefill_ms.append(
+                    measure_prefill_cost(
+                        level,
+                        context[:, : config.context_tokens],
+                        config.repeats_for(config.context_tokens),
+                        timer,
+                        on_timing=lambda: bar.update(1),
+                    )
+                )
         acceptance, details, early_stopping = measure_acceptance(
             levels,
             prompt_ids,
@@ -269,7 +285,7 @@ def profile(
         torch.set_num_threads(previous_threads)
 
     model_details = []
-    for model, level, measurement in zip(models, levels, measurements):
+    for model, level, measurement, prefill_cost in zip(models, levels, measurements, prefill_ms):
         description = _model_description(model, level)
         interpolated = sorted(set(range(1, width + 1)) - set(measurement.measured_n))
         model_details.append(
@@ -283,6 +299,8 @@ def profile(
                 "truncate_ms": list(measurement.truncate_ms),
                 "spread_ms": list(measurement.spread_ms),
                 "repeats": list(measurement.repeats),
+                "prefill_tokens": config.context_tokens,
+                "prefill_ms": prefill_cost,
             }
         )
     config_record = dataclasses.asdict(config)

@@ -29,12 +29,19 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from hierspec.protocol import DraftModel
+from hierspec.protocol import DraftModel, prefill
 from hierspec.sampling import SamplingConfig, draw, processed_probs
 
 _DEFAULT_SAMPLING = SamplingConfig()  # temperature 1, the profiler's default
 
-__all__ = ["CostMeasurement", "PassTiming", "measure_pass_costs", "time_pass", "timing_context"]
+__all__ = [
+    "CostMeasurement",
+    "PassTiming",
+    "measure_pass_costs",
+    "measure_prefill_cost",
+    "time_pass",
+    "timing_context",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +190,7 @@ def measure_pass_costs(
     for level in levels:
         generators.append(torch.Generator(device=torch.device(level.device)).manual_seed(seed))
         level.reset()
-        level.append(context[:, :num_cached])  # the cached context (prefill, not timed)
+        prefill(level, context[:, :num_cached])  # the cached context (not timed)
         for num_tokens in (1, width, 1):  # warm-up
             level.append(context[:, num_cached : num_cached + num_tokens])
             level.truncate(num_cached)
@@ -205,6 +212,35 @@ def measure_pass_costs(
     for level in levels:
         level.reset()
     return [_summarize(per_n, points, width) for per_n in samples]
+
+
+def measure_prefill_cost(
+    level: DraftModel,
+    token_ids: torch.Tensor,
+    repeats: int,
+    timer: Callable[[], float] | None = None,
+    on_timing: Callable[[], None] | None = None,
+) -> float:
+    """Median ms of the engine's prefill of ``token_ids`` ``[1, P]`` from an empty state.
+
+    The pass the engine runs over a prompt (and over the gap of a level that rejoins the chain):
+    :func:`hierspec.protocol.prefill`, which skips the vocabulary head where the level can. The
+    level is reset before every repeat and left reset.
+    """
+    timer = time.perf_counter if timer is None else timer
+    device = torch.device(level.device)
+    timings = []
+    for _ in range(repeats):
+        level.reset()
+        _synchronize(device)
+        started = timer()
+        prefill(level, token_ids)
+        _synchronize(device)
+        timings.append(timer() - started)
+        if on_timing is not None:
+            on_timing()
+    level.reset()
+    return 1e3 * statistics.median(timings)
 
 
 def _summarize(
