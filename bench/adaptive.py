@@ -58,7 +58,6 @@ from typing import Any
 import torch
 from harness import (
     RESULTS,
-    Report,
     add_prompt_arguments,
     compare_greedy,
     format_table,
@@ -66,6 +65,7 @@ from harness import (
     hf_prefill_seconds,
     planned_profile,
     single_draft_length,
+    start_family_benchmark,
 )
 
 import hierspec
@@ -818,22 +818,8 @@ def estimate_full_run(modes: list[dict], args, num_heldout_kinds: int) -> float:
 
 def main(argv=None) -> int:
     args = parse_arguments(argv)
-    torch.set_num_threads(1)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    from hierspec.family import load_family
-
     started = time.perf_counter()
-    report = Report("adaptive")
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
-
-    family = load_family(args.cache, prepare=False, progress=not args.no_progress)
-    for model in family.models:
-        if isinstance(model, torch.nn.Module):
-            model.generation_config.eos_token_id = None  # every run makes --tokens tokens
+    report, log, family = start_family_benchmark("adaptive", 1, args.cache, not args.no_progress)
     prompts = select_prompts(family.tokenizer, args.prompts_per_category, args.ungrounded_prompts)
     kinds = len({p["category"] for p in prompts if p["category"] != UNGROUNDED})
     log(f"family {', '.join(family.names)}; {len(prompts)} prompts, {kinds} held-out kinds")

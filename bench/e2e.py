@@ -63,7 +63,6 @@ from typing import Any
 import torch
 from harness import (
     RESULTS,
-    Report,
     compare_greedy,
     family_profile_path,
     family_prompts,
@@ -72,6 +71,7 @@ from harness import (
     hf_prefill_seconds,
     planned_profile,
     single_draft_length,
+    start_family_benchmark,
 )
 
 import hierspec
@@ -834,23 +834,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_arguments(argv)
-    torch.set_num_threads(args.threads)
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    from hierspec.family import load_family
-
     started = time.perf_counter()
-    report = Report("e2e")
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
-
-    family = load_family(
-        args.cache,
-        include=None if args.models is None else tuple(args.models),
-        prepare=False,
-        progress=not args.no_progress,
+    report, log, family = start_family_benchmark(
+        "e2e", args.threads, args.cache, not args.no_progress, args.models
     )
     versions = report.machine["versions"]
     log(
@@ -859,9 +845,6 @@ def main(argv=None) -> int:
     )
     heldout, prompts = family_prompts(family.tokenizer, "heldout", args.num_prompts)
     _, tune_prompts = family_prompts(family.tokenizer, "calibration", max(args.hf_tune_prompts, 1))
-    for model in family.models:
-        if isinstance(model, torch.nn.Module):
-            model.generation_config.eos_token_id = None  # every run makes max_new_tokens tokens
     estimate = estimate_duration(family, args, prompts)
     log(
         f"estimated duration: {estimate / 60:.0f} min (from the profiles' predicted latencies "

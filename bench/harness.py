@@ -116,14 +116,17 @@ def family_profile(
     threads: int,
     num_prompts: int,
     progress: bool = True,
+    refresh: bool = False,
 ) -> tuple[Any, Path, bool]:
     """``(profile, path, measured_now)``: the cached profile of ``family`` at ``sampling`` on
     ``num_prompts`` calibration prompts, the one ``hierspec generate`` plans from (measured once
-    if missing; ``quick``: :data:`QUICK_PROFILE`)."""
+    if missing or when ``refresh``; ``quick``: :data:`QUICK_PROFILE`)."""
     from hierspec.cli.candidates import candidates_profile, from_family
 
     config = _profile_config(sampling, quick, max_draft_length, threads)
-    return candidates_profile(from_family(family), config, num_prompts, progress=progress)
+    return candidates_profile(
+        from_family(family), config, num_prompts, refresh=refresh, progress=progress
+    )
 
 
 def planned_profile(
@@ -279,6 +282,41 @@ class Report:
                 **results,
             },
         )
+
+
+def start_family_benchmark(
+    name: str,
+    threads: int,
+    cache: str | None,
+    progress: bool,
+    include: Sequence[str] | None = None,
+) -> tuple[Report, Callable[[str], None], Any]:
+    """The common start of a benchmark over the bundled family: ``threads`` torch threads,
+    transformers quiet, a :class:`Report`, a ``log`` that prefixes the seconds since the start,
+    and the family from ``cache`` (``include``: only those models) with EOS turned off, so that
+    every run makes exactly ``max_new_tokens`` tokens."""
+    torch.set_num_threads(threads)
+    import transformers
+
+    from hierspec.family import load_family
+
+    transformers.logging.set_verbosity_error()
+    started = time.perf_counter()
+    report = Report(name)
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
+
+    family = load_family(
+        cache,
+        include=None if include is None else tuple(include),
+        prepare=False,
+        progress=progress,
+    )
+    for model in family.models:
+        if isinstance(model, torch.nn.Module):
+            model.generation_config.eos_token_id = None
+    return report, log, family
 
 
 def write_report(path: str | os.PathLike[str], report: dict[str, Any]) -> None:
