@@ -19,7 +19,11 @@ torch thread, all in one run:
                            chosen the same way
     single <draft>         hierspec speculative decoding with one draft at the draft length the
                            planner finds best for that pair (from the profile)
-    planned                hierspec with the planner's hierarchy
+    planned                hierspec with the planner's hierarchy for the run's requests
+                           (``hierspec.plan_request`` at the median prompt length and
+                           ``--max-new-tokens``: the chain's prompt prefill counts, as in
+                           ``hierspec generate``); the plan of least latency per token is
+                           measured too, as an alternative (unless ``--no-alternatives``)
     alternative            (unless --no-alternatives) the planner's best configuration with each
                            other model directly below the target
 
@@ -228,9 +232,27 @@ def predicted(profile, chain, draft_lengths) -> float:
     return hierspec.evaluate(profile.costs_ms, profile.acceptance, chain, draft_lengths).latency
 
 
+def request_plan(profile, prompts, max_new_tokens: int, max_draft_length: int):
+    """The planner's configuration for this run's requests: :func:`hierspec.plan_request` at
+    the median prompt length (every model of the chain prefills the prompt) and
+    ``max_new_tokens``; ``(RequestPlan, prompt tokens)``."""
+    prompt_tokens = int(statistics.median(int(ids.shape[1]) for ids in prompts))
+    request = hierspec.plan_request(
+        profile.costs_ms,
+        profile.acceptance,
+        hierspec.prefill_costs(profile, prompt_tokens - 1),
+        max_new_tokens,
+        max_draft_length=max_draft_length,
+        model_names=profile.model_names,
+    )
+    return request, prompt_tokens
+
+
 def hierspec_configurations(
-    profile, plan, max_draft_length: int, alternatives: bool
+    profile, plan, planned, max_draft_length: int, alternatives: bool
 ) -> list[Configuration]:
+    """The target alone, ``planned`` (a :class:`hierspec.PlanEntry`), each draft's best
+    single-draft configuration and (``alternatives``) ``plan``'s alternatives."""
     names = profile.model_names
     target = len(names) - 1
 
@@ -254,7 +276,7 @@ def hierspec_configurations(
         )
 
     add("target", (target,), ())
-    add("planned", tuple(plan.chain), tuple(plan.draft_lengths))
+    add("planned", tuple(planned.chain), tuple(planned.draft_lengths))
     for draft in range(target):
         size, _ = single_draft_length(profile, draft, max_draft_length)
         add("single", (draft, target), (size,))
@@ -369,13 +391,18 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
         log,
         label,
     )
+    request, prompt_tokens = request_plan(
+        profile, prompts, args.max_new_tokens, args.max_draft_length
+    )
     log(
         f"[{label}] plan: {plan.best.describe()}, predicted {plan.latency:.2f} ms/token "
-        f"({plan.speedup:.2f}x over the target alone)"
+        f"({plan.speedup:.2f}x over the target alone); for {prompt_tokens}-token prompts and "
+        f"{args.max_new_tokens} tokens: {request.entry.describe()}, predicted "
+        f"{request.total / 1e3:.2f} s (the plan: {request.decode_total / 1e3:.2f} s)"
     )
     runner = Runner(family, sampling, args.max_new_tokens)
     configurations = hierspec_configurations(
-        profile, plan, args.max_draft_length, not args.no_alternatives
+        profile, plan, request.entry, args.max_draft_length, not args.no_alternatives
     )
     tuning: dict[str, Any] = {}
     if not args.no_hf:
@@ -433,9 +460,11 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, tune_prompts, log)
                 )
                 runs[configuration.name].append(run)
                 bar.update(1)
-    return summarize_mode(
+    mode = summarize_mode(
         label, sampling, profile, profile_path, plan, configurations, runs, tuning, hf_prefills
     )
+    mode["request_plan"] = {"prompt_tokens": prompt_tokens, **request.to_dict()}
+    return mode
 
 
 def prefill_times(runs: dict[str, list[Run]]) -> dict[tuple[int, int], float]:
@@ -950,8 +979,9 @@ def estimate_duration(family, args, prompts) -> float | None:
             max_draft_length=args.max_draft_length,
             model_names=profile.model_names,
         )
+        request, _ = request_plan(profile, prompts, args.max_new_tokens, args.max_draft_length)
         configurations = hierspec_configurations(
-            profile, plan, args.max_draft_length, not args.no_alternatives
+            profile, plan, request.entry, args.max_draft_length, not args.no_alternatives
         )
         # Prefill: about the prompt length times the target's per-token cost of its longest
         # pass, once per model (an upper bound for the cheaper models).

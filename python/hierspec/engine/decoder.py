@@ -640,12 +640,11 @@ class HierarchicalDecoder:
         It starts every call with the configuration of least expected time for the call's
         prompt and ``max_new_tokens`` (the profile's static plan, unless the drafts' prompt
         prefill does not pay for itself: :meth:`Replanner.initial_for_request`), keeps a
-        posterior over each pair's
-        acceptance rate fed by its verifications, and every ``config.replan_interval`` target
-        passes asks the planner for the best chain and draft lengths under the current
-        estimates, switching between cycles when the predicted gain repays the passes that
-        bring joining models up to date. The target alone is always an option. Lossless: a
-        switch depends only on the committed past (policy.md rule 6).
+        posterior over each pair's acceptance rate fed by its verifications, and every
+        ``config.replan_interval`` target passes asks the planner for the best chain and draft
+        lengths under the current estimates, switching between cycles when the predicted gain
+        repays the passes that bring joining models up to date. The target alone is always an
+        option. Lossless: a switch depends only on the committed past (policy.md rule 6).
 
         Parameters
         ----------
