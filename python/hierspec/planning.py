@@ -73,6 +73,7 @@ __all__ = [
     "choose_min_draft_confidence",
     "evaluate",
     "expected_latency",
+    "forward_cost_rows",
     "has_prefill_costs",
     "load_profile",
     "pass_cost",
@@ -972,6 +973,7 @@ def _measured_prefill(profile: Profile) -> list[tuple[int, float]] | None:
             and not isinstance(tokens, bool)
             and tokens >= 2
             and isinstance(milliseconds, (int, float))
+            and not isinstance(milliseconds, bool)
             and math.isfinite(milliseconds)
             and milliseconds > 0
         ):

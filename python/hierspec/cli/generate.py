@@ -131,7 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="learn acceptance while generating and re-plan every few target passes, starting "
-        "from the profile's plan (the default); --no-adaptive runs the profile's plan throughout",
+        "from the plan for this request (the default); --no-adaptive runs the plan for this "
+        "request throughout (both count the chain's prompt prefill)",
     )
     parser.add_argument(
         "--min-draft-confidence",
