@@ -233,17 +233,12 @@ def predicted(profile, chain, draft_lengths) -> float:
 
 
 def request_plan(profile, prompts, max_new_tokens: int, max_draft_length: int):
-    """The planner's configuration for this run's requests: :func:`hierspec.plan_request` at
+    """The planner's configuration for this run's requests: :func:`hierspec.plan_for_prompt` at
     the median prompt length (every model of the chain prefills the prompt) and
     ``max_new_tokens``; ``(RequestPlan, prompt tokens)``."""
     prompt_tokens = int(statistics.median(int(ids.shape[1]) for ids in prompts))
-    request = hierspec.plan_request(
-        profile.costs_ms,
-        profile.acceptance,
-        hierspec.prefill_costs(profile, prompt_tokens - 1),
-        max_new_tokens,
-        max_draft_length=max_draft_length,
-        model_names=profile.model_names,
+    request = hierspec.plan_for_prompt(
+        profile, prompt_tokens, max_new_tokens, max_draft_length=max_draft_length
     )
     return request, prompt_tokens
 

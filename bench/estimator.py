@@ -90,7 +90,7 @@ from hierspec.adaptive import (
     Replanner,
     prior_strengths,
 )
-from hierspec.planning import PlanEntry, Profile, RequestPlan, prefill_costs
+from hierspec.planning import PlanEntry, Profile, RequestPlan, prompt_prefill_costs
 
 STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 DISCOUNTS = (0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)
@@ -226,7 +226,7 @@ class TraceRecorder(Replanner):
         chain, draft_lengths, latency = self.initial()
         names = tuple(self.profile.model_names[model] for model in chain)
         entry = PlanEntry(chain, draft_lengths, latency, math.nan, math.nan, names)
-        prefill = prefill_costs(self.profile, max(prompt_tokens - 1, 0))
+        prefill = prompt_prefill_costs(self.profile, prompt_tokens)
         return RequestPlan.of(entry, prefill.tolist(), new_tokens)
 
     def observe(

@@ -56,7 +56,7 @@ from harness import (
 import hierspec
 from hierspec import HierarchicalDecoder
 from hierspec.levels import as_level
-from hierspec.planning import has_prefill_costs, plan_request, prefill_costs
+from hierspec.planning import has_prefill_costs, plan_for_prompt
 from hierspec.protocol import prefill
 from hierspec.sampling import SamplingConfig
 
@@ -157,11 +157,9 @@ def run_mode(family, mode: str, args, prompts, log) -> dict[str, Any]:
     for index, input_ids in enumerate(prompts):
         seed = 1000 + index
         prompt_tokens = input_ids.shape[1]
-        request = plan_request(
-            profile.costs_ms, profile.acceptance,
-            prefill_costs(profile, prompt_tokens - 1), args.max_new_tokens,
-            max_draft_length=args.max_draft_length, model_names=names,
-        )  # fmt: skip
+        request = plan_for_prompt(
+            profile, prompt_tokens, args.max_new_tokens, max_draft_length=args.max_draft_length
+        )
         runs: dict[str, Any] = {
             "target": lambda ids, s: hierspec_run((target,), (), ids, s),
             "decode plan": lambda ids, s: hierspec_run(

@@ -81,7 +81,7 @@ from .planning import (
     forward_cost_rows,
     pass_cost,
     plan,
-    plan_request,
+    plan_for_prompt,
     prefill_costs,
 )
 
@@ -614,17 +614,13 @@ class Replanner:
     def initial_for_request(self, prompt_tokens: int, new_tokens: int) -> RequestPlan:
         """The first configuration of a request with a prompt of ``prompt_tokens`` tokens and
         up to ``new_tokens`` new ones: the least expected prefill + decode time under the priors
-        (:func:`hierspec.planning.plan_request`; each model prefills ``prompt_tokens - 1``
-        tokens)."""
-        profile = self.profile
-        return plan_request(
-            profile.costs_ms,
-            profile.acceptance,
-            prefill_costs(profile, max(prompt_tokens - 1, 0)),
+        (:func:`hierspec.planning.plan_for_prompt`, at this replanner's threshold)."""
+        return plan_for_prompt(
+            self.profile,
+            prompt_tokens,
             new_tokens,
             max_draft_length=self.config.max_draft_length,
-            model_names=profile.model_names,
-            **profile.stopping_rates(self.min_draft_confidence),
+            min_draft_confidence=self.min_draft_confidence,
         )
 
     def catch_up_cost(self, model: int, gap: int) -> float:

@@ -78,8 +78,10 @@ __all__ = [
     "load_profile",
     "pass_cost",
     "plan",
+    "plan_for_prompt",
     "plan_request",
     "prefill_costs",
+    "prompt_prefill_costs",
     "simulate",
 ]
 
@@ -1034,6 +1036,17 @@ def prefill_costs(profile: Profile, num_tokens: int) -> np.ndarray:
     return np.array(costs)
 
 
+def _chain_prefill(prefill: Sequence[float], chain: Sequence[int]) -> float:
+    """The prompt prefill of every model of ``chain`` (``prefill`` per candidate)."""
+    return float(sum(prefill[model] for model in chain))
+
+
+def _request_time(prefill: Sequence[float], entry: PlanEntry, new_tokens: int) -> float:
+    """Expected time of a request run with ``entry``: its chain's prefill + new tokens x
+    latency (the objective of :func:`plan_request`)."""
+    return _chain_prefill(prefill, entry.chain) + new_tokens * entry.latency
+
+
 @dataclasses.dataclass(frozen=True)
 class RequestPlan:
     """The configuration one request runs with, and its expected time (:func:`plan_request`).
@@ -1065,18 +1078,14 @@ class RequestPlan:
         defaults to ``entry``) with the candidates' ``prefill`` costs and ``new_tokens``."""
         decode_entry = entry if decode_entry is None else decode_entry
         prefill = tuple(float(value) for value in prefill)
-
-        def chain_prefill(chain: tuple[int, ...]) -> float:
-            return float(sum(prefill[model] for model in chain))
-
         return cls(
             entry=entry,
             new_tokens=new_tokens,
             prefill=prefill,
-            prefill_total=chain_prefill(entry.chain),
-            total=chain_prefill(entry.chain) + new_tokens * entry.latency,
+            prefill_total=_chain_prefill(prefill, entry.chain),
+            total=_request_time(prefill, entry, new_tokens),
             decode_entry=decode_entry,
-            decode_total=chain_prefill(decode_entry.chain) + new_tokens * decode_entry.latency,
+            decode_total=_request_time(prefill, decode_entry, new_tokens),
         )
 
     @property
@@ -1171,13 +1180,9 @@ def plan_request(
         bottom_acceptance=bottom_acceptance,
     )
 
-    def request_total(entry: PlanEntry) -> float:
-        return float(sum(prefill_costs_ms[model] for model in entry.chain)) + (
-            new_tokens * entry.latency
-        )
-
+    prefill_list = prefill_costs_ms.tolist()
     target = num_models - 1
-    best_entry, best_total = full.best, request_total(full.best)
+    best_entry, best_total = full.best, _request_time(prefill_list, full.best, new_tokens)
     for mask in range(2**target - 1):  # every proper subset of the drafts (all: ``full``)
         subset = [model for model in range(target) if mask >> model & 1] + [target]
         sub = plan(
@@ -1201,7 +1206,49 @@ def plan_request(
             speedup_vs_single_draft=math.nan if single is None else single.latency / sub.latency,
             model_names=tuple(names[model] for model in chain),
         )
-        total = request_total(entry)
+        total = _request_time(prefill_list, entry, new_tokens)
         if total < best_total:
             best_entry, best_total = entry, total
-    return RequestPlan.of(best_entry, prefill_costs_ms.tolist(), new_tokens, full.best)
+    return RequestPlan.of(best_entry, prefill_list, new_tokens, full.best)
+
+
+def prompt_prefill_costs(profile: Profile, prompt_tokens: int) -> np.ndarray:
+    """``[M]`` each candidate's prefill of a prompt of ``prompt_tokens`` tokens as the engine
+    runs it: every token but the last, which stays pending for the first pass (level 0 keeps
+    one more; a token's difference, ignored). :func:`prefill_costs` of ``prompt_tokens - 1``."""
+    return prefill_costs(profile, max(prompt_tokens - 1, 0))
+
+
+def plan_for_prompt(
+    profile: Profile,
+    prompt_tokens: int,
+    new_tokens: int,
+    max_draft_length: int = 16,
+    min_draft_confidence: float = 0.0,
+) -> RequestPlan:
+    """:func:`plan_request` from a profile for a prompt of ``prompt_tokens`` tokens and up to
+    ``new_tokens`` new ones: the prefill costs of :func:`prompt_prefill_costs` and, with a
+    ``min_draft_confidence`` > 0, the early-stopping rates the profile measured at it
+    (:meth:`Profile.stopping_rates`). What ``hierspec generate`` and the adaptive decoder run.
+
+    Examples
+    --------
+    >>> profile = Profile(("draft", "target"), (1.0, 10.0), ((1.0, 0.9), (0.0, 1.0)),
+    ...     extra={"model_details": [
+    ...         {"prefill_tokens": 11, "prefill_ms": 301.0},
+    ...         {"prefill_tokens": 11, "prefill_ms": 110.0},
+    ...     ]})
+    >>> plan_for_prompt(profile, prompt_tokens=11, new_tokens=20).chain  # prefill 271 ms
+    (1,)
+    >>> plan_for_prompt(profile, prompt_tokens=11, new_tokens=200).chain
+    (0, 1)
+    """
+    return plan_request(
+        profile.costs_ms,
+        profile.acceptance,
+        prompt_prefill_costs(profile, prompt_tokens),
+        new_tokens,
+        max_draft_length=max_draft_length,
+        model_names=profile.model_names,
+        **profile.stopping_rates(min_draft_confidence),
+    )

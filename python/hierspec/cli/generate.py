@@ -27,8 +27,7 @@ from hierspec.planning import (
     has_prefill_costs,
     load_profile,
     plan,
-    plan_request,
-    prefill_costs,
+    plan_for_prompt,
 )
 from hierspec.profiler import ProfilerConfig
 from hierspec.prompts import encode_prompt
@@ -203,16 +202,6 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = candidates.tokenizer
     input_ids = encode_prompt(tokenizer, args.prompt, args.raw)
     prompt_length = input_ids.shape[1]
-    # The configuration of least expected time for THIS request: the chain's prompt prefill
-    # plus max_new_tokens x its latency (the adaptive decoder starts each call the same way).
-    request = plan_request(
-        loaded.costs_ms,
-        loaded.acceptance,
-        prefill_costs(loaded, prompt_length - 1),
-        args.max_new_tokens,
-        max_draft_length=args.max_draft_length,
-        model_names=loaded.model_names,
-    )
     best = plan(
         loaded.costs_ms,
         loaded.acceptance,
@@ -227,7 +216,12 @@ def run(args: argparse.Namespace) -> int:
             )
         decoder = HierarchicalDecoder.adaptive(candidates.models, loaded, adaptive_config)
     else:
-        decoder = HierarchicalDecoder.from_plan(candidates.models, request.entry)
+        # The configuration of least expected time for THIS request: the chain's prompt
+        # prefill plus max_new_tokens x its latency (the adaptive decoder plans each call so).
+        static_request = plan_for_prompt(
+            loaded, prompt_length, args.max_new_tokens, max_draft_length=args.max_draft_length
+        )
+        decoder = HierarchicalDecoder.from_plan(candidates.models, static_request.entry)
     eos = None if args.ignore_eos else getattr(tokenizer, "eos_token_id", None)
 
     def run(chain_decoder: HierarchicalDecoder, streamer: object = None) -> GenerateOutput:
@@ -252,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
         streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     output = run(decoder, streamer)
     baseline = None if args.no_baseline else run(HierarchicalDecoder([candidates.models[-1]], []))
-    if output.stats.initial_plan is not None:  # adaptive: its own first plan (early stopping)
-        request = output.stats.initial_plan
+    request = output.stats.initial_plan if args.adaptive else static_request
+    assert request is not None  # the adaptive decoder records its first plan
     text = tokenizer.decode(output.sequences[0, prompt_length:], skip_special_tokens=True)
     stats = output.stats
     speedup = identical = None

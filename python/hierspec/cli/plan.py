@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hierspec.io import write_json
-from hierspec.planning import has_prefill_costs, load_profile, plan, plan_request, prefill_costs
+from hierspec.planning import has_prefill_costs, load_profile, plan, plan_for_prompt
 
 from . import export
 from .report import early_stopping_line, request_plan_line, request_plan_report
@@ -56,13 +56,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--prompt-tokens must be >= 1, got {args.prompt_tokens}")
         if args.new_tokens < 0:
             raise ValueError(f"--new-tokens must be >= 0, got {args.new_tokens}")
-        request = plan_request(
-            profile.costs_ms,
-            profile.acceptance,
-            prefill_costs(profile, args.prompt_tokens - 1),
-            args.new_tokens,
-            max_draft_length=args.max_draft_length,
-            model_names=profile.model_names,
+        request = plan_for_prompt(
+            profile, args.prompt_tokens, args.new_tokens, max_draft_length=args.max_draft_length
         )
         record["request_plan"] = request_plan_report(
             request, profile.model_names, has_prefill_costs(profile)
