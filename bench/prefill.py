@@ -57,7 +57,7 @@ import hierspec
 from hierspec import HierarchicalDecoder
 from hierspec.levels import as_level
 from hierspec.planning import has_prefill_costs, plan_for_prompt
-from hierspec.protocol import prefill
+from hierspec.profiler.timing import time_prefill
 from hierspec.sampling import SamplingConfig
 
 MODES = {"greedy": 0.0, "temperature1": 1.0}
@@ -75,14 +75,8 @@ def prefill_timings(family, prompts, repeats: int) -> dict[str, dict[str, float]
             for repeat in range(repeats):
                 for kind in ("prefill", "append") if repeat % 2 == 0 else ("append", "prefill"):
                     for name, level in zip(family.names, levels):
-                        level.reset()
-                        started = time.perf_counter()
-                        if kind == "prefill":
-                            prefill(level, tokens)
-                        else:
-                            level.append(tokens)
-                        per_prompt[name][kind].append(time.perf_counter() - started)
-                        level.reset()
+                        seconds = time_prefill(level, tokens, logits=kind == "append")
+                        per_prompt[name][kind].append(seconds)
             for name in family.names:
                 for kind in ("prefill", "append"):
                     samples[name][kind].append(statistics.median(per_prompt[name][kind]))

@@ -56,8 +56,8 @@ later. Per model the decoder learns a factor on its cost row from the passes it 
 The prompt: every model of a chain first prefills the prompt, and the one that joins later
 catches up on the text it missed with one such pass. The first configuration of a request is the
 one with the least expected prefill + decode time for its prompt length and ``max_new_tokens``
-(:meth:`Replanner.initial_for_request`, :func:`hierspec.planning.plan_request`); the catch-up of a
-switch is priced the same way (:func:`hierspec.planning.prefill_costs`).
+(:meth:`Replanner.initial_for_request`, :func:`hierspec.planning.plan_for_prompt`); the
+catch-up of a switch is priced the same way (:func:`hierspec.planning.prefill_costs`).
 
 A re-planning decision depends only on the tokens committed so far, the outcomes of past
 verifications and how long past passes took, none of which depends on the random draws still

@@ -40,6 +40,7 @@ __all__ = [
     "measure_pass_costs",
     "measure_prefill_cost",
     "time_pass",
+    "time_prefill",
     "timing_context",
 ]
 
@@ -214,6 +215,31 @@ def measure_pass_costs(
     return [_summarize(per_n, points, width) for per_n in samples]
 
 
+def time_prefill(
+    level: DraftModel,
+    token_ids: torch.Tensor,
+    timer: Callable[[], float] | None = None,
+    logits: bool = False,
+) -> float:
+    """Seconds of one pass of ``level`` over ``token_ids`` ``[1, P]`` from an empty state: the
+    engine's prefill (:func:`hierspec.protocol.prefill`, no vocabulary head where the level can
+    skip it), or with ``logits`` an ``append`` (every position's logits). The level is reset
+    before and after."""
+    timer = time.perf_counter if timer is None else timer
+    device = torch.device(level.device)
+    level.reset()
+    _synchronize(device)
+    started = timer()
+    if logits:
+        level.append(token_ids)
+    else:
+        prefill(level, token_ids)
+    _synchronize(device)
+    seconds = timer() - started
+    level.reset()
+    return seconds
+
+
 def measure_prefill_cost(
     level: DraftModel,
     token_ids: torch.Tensor,
@@ -221,25 +247,14 @@ def measure_prefill_cost(
     timer: Callable[[], float] | None = None,
     on_timing: Callable[[], None] | None = None,
 ) -> float:
-    """Median ms of the engine's prefill of ``token_ids`` ``[1, P]`` from an empty state.
-
-    The pass the engine runs over a prompt (and over the gap of a level that rejoins the chain):
-    :func:`hierspec.protocol.prefill`, which skips the vocabulary head where the level can. The
-    level is reset before every repeat and left reset.
-    """
-    timer = time.perf_counter if timer is None else timer
-    device = torch.device(level.device)
+    """Median ms of the engine's prefill of ``token_ids`` ``[1, P]`` from an empty state
+    (:func:`time_prefill`, ``repeats`` times): the pass the engine runs over a prompt and over
+    the gap of a level that rejoins the chain. The level is left reset."""
     timings = []
     for _ in range(repeats):
-        level.reset()
-        _synchronize(device)
-        started = timer()
-        prefill(level, token_ids)
-        _synchronize(device)
-        timings.append(timer() - started)
+        timings.append(time_prefill(level, token_ids, timer))
         if on_timing is not None:
             on_timing()
-    level.reset()
     return 1e3 * statistics.median(timings)
 
 
