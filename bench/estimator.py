@@ -86,6 +86,7 @@ from hierspec.adaptive import (
     FALLBACK_PRIOR_STRENGTH,
     AcceptanceEstimator,
     AdaptiveConfig,
+    BottomBatch,
     PlanDecision,
     Replanner,
     prior_strengths,
@@ -230,7 +231,12 @@ class TraceRecorder(Replanner):
         return RequestPlan.of(entry, prefill.tolist(), new_tokens)
 
     def observe(
-        self, drafter: int, verifier: int, tested: int, accepted: int, bottom: bool = False
+        self,
+        drafter: int,
+        verifier: int,
+        tested: int,
+        accepted: int,
+        bottom: BottomBatch | None = None,
     ) -> None:
         chain = self.static_chain
         top = len(chain) - 1
@@ -263,6 +269,7 @@ class TraceRecorder(Replanner):
         tokens_left: int,
         token: int,
         target_pass: int,
+        min_draft_confidence: float | None = None,
     ) -> PlanDecision:
         if (token, target_pass) != (self.token, self.target_pass):
             raise AssertionError(

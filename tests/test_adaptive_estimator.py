@@ -13,6 +13,7 @@ from hierspec.adaptive import (
     PRIOR_STRENGTH_RANGE,
     AcceptanceEstimator,
     AdaptiveConfig,
+    BottomBatch,
     CostEstimator,
     Replanner,
     prior_strengths,
@@ -210,8 +211,9 @@ def test_initial_plan_is_the_priors_not_the_evidence() -> None:
     profile = _profile()
     replanner = Replanner(profile, AdaptiveConfig(prior_strength=4.0, min_draft_confidence=0.5))
     before = replanner.initial()
-    replanner.observe(0, 1, tested=200, accepted=0, bottom=True)
-    replanner.observe_continue(0, checks=50, drafted=5)
+    batch = BottomBatch((0.9,) * 5, draft_length=8, threshold=0.5)
+    for _ in range(40):
+        replanner.observe(0, 1, tested=5, accepted=0, bottom=batch)
     assert replanner.initial() == before
 
 
@@ -267,3 +269,78 @@ def test_cost_scale_uses_the_profiles_forward_part() -> None:
     for _ in range(50):
         replanner.observe_pass(1, 2, forward[1][1] / 1e3)
     assert replanner.cost_scales()[1] == pytest.approx(1.0)
+
+
+def _stopping_profile() -> hierspec.Profile:
+    """A drafter and a target, early stopping measured at 0.3 and 0.6 (where the profile says
+    it does not pay: the drafts kept are no better than all drafts)."""
+    from hierspec.planning import EarlyStoppingRates
+
+    acceptance = ((1.0, 0.5), (0.0, 1.0))
+    table = tuple(
+        EarlyStoppingRates(threshold, (rate, 1.0), ((1.0, bottom), (0.0, 1.0)))
+        for threshold, rate, bottom in ((0.3, 0.8, 0.5), (0.6, 0.5, 0.5))
+    )
+    costs = ((0.05,) * 16, tuple(1.0 + 0.1 * n for n in range(16)))
+    return hierspec.Profile(("draft", "target"), costs, acceptance, early_stopping=table)
+
+
+def test_a_bottom_batch_says_what_each_higher_threshold_would_have_drafted() -> None:
+    batch = BottomBatch((0.9, 0.5, 0.7, 0.2), draft_length=6, threshold=0.1)
+    assert [batch.at(c) for c in (0.1, 0.3, 0.6, 0.95)] == [4, 3, 1, 0]
+    with pytest.raises(ValueError, match="says nothing about threshold 0.05"):
+        batch.at(0.05)
+
+
+def test_each_threshold_learns_what_it_would_have_done_with_the_batch() -> None:
+    replanner = Replanner(
+        _stopping_profile(), AdaptiveConfig(prior_strength=1e-6, discount=1.0, learn_costs=False)
+    )
+    assert replanner.thresholds == (0.0, 0.3, 0.6)
+    # Run without stopping: T = 4, drafts 1 and 2 accepted, draft 3 rejected.
+    batch = BottomBatch((0.9, 0.5, 0.4, 0.8), draft_length=4, threshold=0.0)
+    replanner.observe(0, 1, tested=3, accepted=2, bottom=batch)
+    assert replanner.estimator.estimates()[0, 1] == pytest.approx(2 / 3)
+    at_03, at_06 = (replanner.stopping[c].plan_arguments() for c in (0.3, 0.6))
+    # 0.3 drafts all 4 (no check after the last): same outcome as all drafts.
+    assert at_03["continue_rates"][0] == pytest.approx(1.0)
+    assert at_03["bottom_acceptance"][0][1] == pytest.approx(2 / 3)
+    # 0.6 drafts only the first (checks 2 positions) and it is accepted.
+    assert at_06["continue_rates"][0] == pytest.approx(0.5)
+    assert at_06["bottom_acceptance"][0][1] == pytest.approx(1.0)
+    # A batch run at 0.6 teaches 0.6 only: 0.3 and all drafts never saw its drafts below 0.6.
+    before = replanner.estimator.estimates().copy(), replanner.stopping[0.3].plan_arguments()
+    stopped = BottomBatch((0.9,), draft_length=4, threshold=0.6)  # stopped before draft 2
+    replanner.observe(0, 1, tested=1, accepted=0, bottom=stopped)
+    assert np.array_equal(replanner.estimator.estimates(), before[0])
+    assert replanner.stopping[0.3].plan_arguments() == before[1]
+    at_06 = replanner.stopping[0.6].plan_arguments()
+    assert at_06["continue_rates"][0] == pytest.approx(2 / 4)  # 1 + 1 drafted of 2 + 2 checks
+    assert at_06["bottom_acceptance"][0][1] == pytest.approx(1 / 2)
+
+
+def test_replanner_switches_the_threshold_when_the_request_shows_it_pays() -> None:
+    profile = _stopping_profile()
+    replanner = Replanner(profile, AdaptiveConfig(prior_strength=2.0, learn_costs=False))
+    start = replanner.min_draft_confidence
+    assert start == 0.0
+    chain, lengths, _ = replanner.initial()
+    # Drafts above 0.6 always survive, the others never do; half the drafts are above 0.6.
+    for _ in range(30):
+        batch = BottomBatch((0.9, 0.45, 0.9, 0.45), draft_length=4, threshold=start)
+        drafted = batch.at(start)
+        accepted = 1 if drafted else 0
+        replanner.observe(0, 1, min(accepted + 1, drafted), accepted, bottom=batch)
+    # Each decision plans at the threshold in use and one other in turn: 0.3 (no better than
+    # 0 on this request: every draft is above it), then 0.6.
+    decisions = [
+        replanner.decide(chain, lengths, [0, 0], 100, 50, 30, min_draft_confidence=start)
+        for _ in range(2)
+    ]
+    assert not decisions[0].switched
+    decision = decisions[1]
+    assert decision.switched and decision.min_draft_confidence == 0.6
+    assert decision.previous_min_draft_confidence == start and decision.catch_up_cost == 0.0
+    assert decision.continue_rates["0"] < 0.7 and decision.bottom_acceptance["0->1"] > 0.8
+    with pytest.raises(ValueError, match="min_draft_confidence 0.5 is not one of"):
+        replanner.decide(chain, lengths, [0, 0], 100, 50, 30, min_draft_confidence=0.5)

@@ -333,6 +333,43 @@ def test_adaptive_decoder_with_early_stopping_is_lossless_and_learns_the_rates()
     assert all(decision.bottom_acceptance for decision in output.stats.decisions[:3])
 
 
+def test_adaptive_decoder_learns_the_threshold_during_the_request():
+    """The profile says stopping does not pay (its measured rates at the threshold are those of
+    all drafts); in this request half the bottom rows are uniform (confidence 1 / vocab) and
+    their drafts fail. Running without stopping, the decoder learns what the threshold would
+    have drafted and accepted, switches to it mid-request (no catch-up: the chain stays), and
+    the output stays the target's."""
+    from hierspec.adaptive import AdaptiveConfig
+    from hierspec.planning import EarlyStoppingRates, choose_min_draft_confidence
+    from hierspec.testing import AffineCost, synthetic_hierarchy
+
+    cost_fns = (AffineCost(1e-3, 2e-4), AffineCost(40e-3, 8e-3))
+    hierarchy = synthetic_hierarchy((0.8,), cost_fns, seed=5, record_history=False)
+    models = [StopsAtRandom(hierarchy.models[0], 0.5, seed=2), hierarchy.models[1]]
+    threshold = 0.12  # above 1 / vocab, below the synthetic drafter's rows (0.16 and up)
+    assert 1 / models[0].vocab_size < threshold
+    costs = ((0.02,) * 16, tuple(1.0 + 0.2 * n for n in range(16)))
+    acceptance = ((1.0, 0.8), (0.0, 1.0))
+    table = (EarlyStoppingRates(threshold, (0.9, 1.0), acceptance),)
+    profile = hierspec.Profile(("draft", "target"), costs, acceptance, early_stopping=table)
+    assert choose_min_draft_confidence(profile, 8)[0] == 0.0
+    config = AdaptiveConfig(max_draft_length=8, learn_costs=False, prior_strength=4.0)
+    decoder = HierarchicalDecoder.adaptive(models, profile, config)
+    assert decoder.min_draft_confidence == 0.0 and decoder.replanner.learns_threshold
+    prompt = torch.tensor([[1, 2, 3]])
+    output = decoder.generate(prompt, max_new_tokens=200, temperature=0)
+    alone = HierarchicalDecoder(models[-1:], []).generate(prompt, 200, temperature=0)
+    assert torch.equal(output.sequences, alone.sequences)
+    changes = [d for d in output.stats.plan_changes if d.min_draft_confidence == threshold]
+    assert changes and changes[0].previous_min_draft_confidence == 0.0
+    assert changes[0].catch_up_cost == 0.0
+    # Learned at the threshold: about half the rows are confident, and their drafts survive
+    # more often than all drafts did.
+    rates = changes[0].continue_rates["0"], changes[0].bottom_acceptance["0->1"]
+    assert 0.3 < rates[0] < 0.8 and rates[1] > changes[0].acceptance.get("0->1", 0.0)
+    assert output.stats.levels[0].early_stops > 0
+
+
 # -- the threshold from the profile ------------------------------------------------------------
 
 
@@ -376,14 +413,17 @@ def test_threshold_is_chosen_by_the_planner_from_the_measured_rates() -> None:
     # The adaptive decoder takes the chosen threshold by default, the entry's rates as priors.
     replanner = Replanner(informative, AdaptiveConfig(max_draft_length=8))
     assert replanner.min_draft_confidence == 0.5 and replanner.early_stopping
-    assert replanner.continue_estimator.estimates()[0] == pytest.approx(0.5)
-    assert replanner.bottom_estimator.estimates()[0, 1] == pytest.approx(0.9)
+    assert replanner.thresholds == (0.0, 0.5) and replanner.learns_threshold
+    rates = replanner.stopping[0.5].plan_arguments()
+    assert rates["continue_rates"][0] == pytest.approx(0.5)
+    assert rates["bottom_acceptance"][0][1] == pytest.approx(0.9)
     assert replanner.initial()[2] == pytest.approx(expected.latency)
     models = markov_models(8, noise_scales=[1.0], seed=0)
     decoder = HierarchicalDecoder.adaptive(models, informative, AdaptiveConfig(max_draft_length=8))
     assert decoder.min_draft_confidence == 0.5
     fixed = Replanner(informative, AdaptiveConfig(min_draft_confidence=0.0))
     assert fixed.min_draft_confidence == 0.0 and not fixed.early_stopping
+    assert fixed.thresholds == (0.0,) and not fixed.learns_threshold and not fixed.stopping
 
 
 def test_early_stopping_table_round_trips_and_is_checked() -> None:

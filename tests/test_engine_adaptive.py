@@ -1,9 +1,10 @@
 """The adaptive hierarchy in the engine: switching chains between cycles stays lossless.
 
 Switching is forced by a replanner subclass that picks a random configuration (chain over the
-candidates, the target alone included, and random draft lengths) at every cycle or at random
-cycles, from its own seeded random stream: a decision that depends only on the past, as the
-real replanner's does (docs/policy.md rule 6). Then:
+candidates, the target alone included, random draft lengths and a random early-stopping
+threshold of the bottom level) at every cycle or at random cycles, from its own seeded random
+stream: a decision that depends only on the past, as the real replanner's does (docs/policy.md
+rule 6). Then:
 - greedy output equals the target alone (structural);
 - the first two sampled tokens follow the target's exact law (chi-square), temperature 1 and
   temperature 0.7 with top-k / top-p;
@@ -24,7 +25,7 @@ import torch
 import hierspec
 from hierspec import HierarchicalDecoder
 from hierspec.adaptive import AdaptiveConfig, PlanDecision, Replanner
-from hierspec.planning import PlanEntry, RequestPlan
+from hierspec.planning import EarlyStoppingRates, PlanEntry, RequestPlan
 from hierspec.sampling import SamplingConfig, processed_probs
 from hierspec.testing import (
     AffineCost,
@@ -48,7 +49,13 @@ def _profile(num_models: int) -> hierspec.Profile:
     acceptance = tuple(
         tuple(0.6 if i < j else 1.0 for j in range(num_models)) for i in range(num_models)
     )
-    return hierspec.Profile(tuple(f"M{m}" for m in range(num_models)), costs, acceptance)
+    # Thresholds the forced replanner switches between (their rates do not matter here).
+    early_stopping = tuple(
+        EarlyStoppingRates(threshold, (0.8,) * num_models, acceptance) for threshold in (0.3, 0.6)
+    )
+    return hierspec.Profile(
+        tuple(f"M{m}" for m in range(num_models)), costs, acceptance, early_stopping=early_stopping
+    )
 
 
 class ForcedReplanner(Replanner):
@@ -59,6 +66,7 @@ class ForcedReplanner(Replanner):
         self.seed = seed
         self.calls = 0
         self.switches = 0
+        self.thresholds_used: set[float] = set()
         super().__init__(_profile(num_models), AdaptiveConfig(replan_interval=1))
 
     def reset(self) -> None:
@@ -66,16 +74,22 @@ class ForcedReplanner(Replanner):
         self.calls += 1  # a different switching stream in every generate call
         self.random = random.Random(self.seed * 1_000_003 + self.calls)
 
-    def decide(self, chain, draft_lengths, gaps, tokens_left, token, target_pass):
+    def decide(
+        self, chain, draft_lengths, gaps, tokens_left, token, target_pass, min_draft_confidence
+    ):
         switched = self.random.random() < self.switch_probability
+        threshold = min_draft_confidence
         if switched:
             num_models = len(self.profile.model_names)
             count = self.random.randint(0, num_models - 1)
             drafts = sorted(self.random.sample(range(num_models - 1), count))
             new_chain = (*drafts, num_models - 1)
             new_lengths = tuple(self.random.randint(1, 3) for _ in drafts)
-            switched = (new_chain, new_lengths) != (chain, draft_lengths)
+            new_threshold = self.random.choice(self.thresholds)
+            switched = (new_chain, new_lengths, new_threshold) != (chain, draft_lengths, threshold)
             self.switches += switched
+            self.thresholds_used.add(new_threshold)
+            threshold = new_threshold
         return PlanDecision(
             token=token,
             target_pass=target_pass,
@@ -88,6 +102,8 @@ class ForcedReplanner(Replanner):
             predicted_latency=float("nan"),
             previous_latency=float("nan"),
             catch_up_cost=0.0,
+            min_draft_confidence=threshold,
+            previous_min_draft_confidence=min_draft_confidence,
         )
 
 
@@ -97,6 +113,7 @@ def test_greedy_with_forced_switching_equals_the_target(switch_probability):
     alone = HierarchicalDecoder(models[-1:], [])
     replanner = ForcedReplanner(4, switch_probability, seed=1)
     decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
+    early_stops = 0
     for prompt_seed in range(12):
         generator = torch.Generator().manual_seed(prompt_seed)
         prompt = torch.randint(0, 24, (1, 1 + prompt_seed % 5), generator=generator)
@@ -104,7 +121,9 @@ def test_greedy_with_forced_switching_equals_the_target(switch_probability):
         output = decoder.generate(prompt, max_new_tokens=40, temperature=0)
         assert torch.equal(output.sequences, expected), prompt_seed
         assert len(output.stats.plan_changes) == sum(d.switched for d in output.stats.decisions)
-    assert replanner.switches > 50
+        early_stops += sum(level.early_stops for level in output.stats.levels)
+    assert early_stops > 0  # the thresholds did stop batches
+    assert replanner.switches > 50 and replanner.thresholds_used == {0.0, 0.3, 0.6}
 
 
 def test_greedy_with_forced_switching_tiny_llamas():
@@ -136,7 +155,11 @@ def test_without_a_switch_the_adaptive_decoder_reproduces_the_static_plan(config
         )
         assert not output.stats.plan_changes and len(output.stats.decisions) > 5
         plan = output.stats.decisions[0]
-        static = HierarchicalDecoder([models[m] for m in plan.chain], list(plan.draft_lengths))
+        static = HierarchicalDecoder(
+            [models[m] for m in plan.chain],
+            list(plan.draft_lengths),
+            min_draft_confidence=plan.min_draft_confidence,
+        )
         expected = static.generate(
             prompt, max_new_tokens=40, seed=seed, **dataclasses.asdict(config)
         )
@@ -179,7 +202,7 @@ def test_a_joining_model_catches_up_in_one_counted_pass():
     models = markov_models(16, noise_scales=[1.0, 0.5], seed=6)
 
     class JoinOnce(ForcedReplanner):
-        def decide(self, chain, draft_lengths, gaps, tokens_left, token, target_pass):
+        def decide(self, chain, draft_lengths, gaps, tokens_left, token, target_pass, **_):
             switched = chain == (2,)
             if switched:
                 self.gap_seen = gaps[0]

@@ -36,17 +36,23 @@ Terms:
                  prior stands: a drafter's behaviour says little about another's.
 
 Early stopping of the bottom level (policy.md rule 1): the bottom level ends its batch before a
-draft it is not confident about. The threshold is ``AdaptiveConfig.min_draft_confidence``, or by
-default the one whose plan the profile predicts fastest (0, no stopping, included): the profiler
-measures the rates below at a few thresholds on its calibration text, and whether stopping pays
-depends on the drafter and the sampling mode (it paid for the n-gram level greedy, not for the
-target's bf16 copy at temperature 1). With a threshold > 0 two more things are learned online.
-Per model, its *continue rate* (the probability that it drafts at a checked position) with the
-profile's rate at that threshold as prior (1 when the profile has none: a rule that never
-fires); and, per pair, the *bottom acceptance* of the drafts it hands up as level 0 (the drafts
-it was confident about), a second :class:`AcceptanceEstimator` whose prior is the profile's
-bottom acceptance at that threshold or else its acceptance. The planner gets both
-(``continue_rates`` and ``bottom_acceptance`` of :func:`hierspec.plan`).
+draft it is not confident about (its own largest probability below a threshold). The profiler
+measures, at a few thresholds on its calibration text, the two rates the planner needs: per
+model its *continue rate* (the probability that it drafts at a checked position) and per pair
+the *bottom acceptance* of the drafts it hands up as level 0 (the drafts it was confident
+about). Whether stopping pays, and where, depends on the drafter, the sampling mode and the
+request, so by default (``AdaptiveConfig.min_draft_confidence=None``) the threshold is
+re-planned like the chain: the candidates are 0 (no stopping) and the profile's thresholds, and
+each has its own :class:`StoppingEstimator` (the two rates at that threshold, the profile's as
+prior). They all learn from the same batches: the engine reports the confidence of every draft
+of a bottom batch, and a batch run at threshold ``c`` tells what threshold ``c' >= c`` would
+have done (it would have stopped before the first draft below ``c'``, which is also where its
+tested and accepted drafts end), so every threshold at or above the one in use gets evidence
+and those below keep what they had. The request starts at the threshold whose plan the profile
+predicts fastest; each decision plans at the threshold in use and at one other candidate (each
+in turn) and takes the fastest configuration (chain, draft lengths and threshold), with the
+usual switching rule (a change of threshold alone costs no catch-up). A fixed
+``min_draft_confidence`` keeps one threshold.
 
 Costs (``AdaptiveConfig.learn_costs``, on by default): a profile's cost table was measured at
 another moment, and on a shared machine a model's passes can run 20% slower or faster an hour
@@ -87,8 +93,10 @@ from .planning import (
 
 __all__ = [
     "AcceptanceEstimator",
+    "BottomBatch",
     "ContinueEstimator",
     "CostEstimator",
+    "StoppingEstimator",
     "AdaptiveConfig",
     "PlanDecision",
     "Replanner",
@@ -207,10 +215,11 @@ class AdaptiveConfig:
         A switch needs a predicted gain of at least ``min_relative_gain`` of the current
         latency that repays the catch-up passes within ``switch_horizon_tokens`` tokens.
     min_draft_confidence
-        Early stopping of the bottom level (policy.md rule 1); 0 never stops. ``None`` (the
-        default): the threshold whose plan the profile predicts fastest, among 0 and the
-        thresholds it measured (:func:`hierspec.planning.choose_min_draft_confidence`; 0 for a
-        profile without ``early_stopping``). Fixed for the decoder's lifetime.
+        Early stopping of the bottom level (policy.md rule 1), fixed for the decoder's lifetime;
+        0 never stops. ``None`` (the default): re-planned during each request among 0 and the
+        thresholds the profile measured, starting from the one whose plan the profile predicts
+        fastest (:func:`hierspec.planning.choose_min_draft_confidence`; always 0 for a profile
+        without ``early_stopping``; module docstring).
     learn_costs
         Scale each model's profile costs by the factor its timed passes in this request show
         (:class:`CostEstimator`): plans and predictions follow the machine's load.
@@ -406,6 +415,99 @@ class ContinueEstimator:
         return (weight * self._prior + self._drafted) / (weight + self._checks)
 
 
+@dataclasses.dataclass(frozen=True)
+class BottomBatch:
+    """A batch of the bottom level, as the engine reports it with its verification.
+
+    ``confidences`` are the bottom level's confidence at each of its drafts, in order (the
+    largest probability of its own softmax; empty when it stopped before its first);
+    ``draft_length`` is ``T_0``; ``threshold`` the early-stopping threshold the batch ran at
+    (0: it drafted ``T_0`` tokens). A batch shorter than ``T_0`` stopped at a confidence
+    below ``threshold``.
+    """
+
+    confidences: tuple[float, ...]
+    draft_length: int
+    threshold: float
+
+    def at(self, threshold: float) -> int:
+        """The drafts the batch would have had at ``threshold`` (>= :attr:`threshold`): those
+        before the first draft whose confidence is below it.
+
+        >>> BottomBatch((0.9, 0.4, 0.8), draft_length=4, threshold=0.3).at(0.5)
+        1
+        """
+        if threshold < self.threshold:
+            raise ValueError(
+                f"a batch run at threshold {self.threshold:g} says nothing about threshold "
+                f"{threshold:g} (its drafts below {self.threshold:g} were never drafted)"
+            )
+        return next(
+            (index for index, value in enumerate(self.confidences) if value < threshold),
+            len(self.confidences),
+        )
+
+
+class StoppingEstimator:
+    """The continue rates and bottom acceptance of early stopping at one threshold, learned
+    online (module docstring).
+
+    Parameters
+    ----------
+    threshold
+        The threshold (> 0).
+    continue_prior, bottom_prior
+        ``[M]`` continue rates and ``[M, M]`` bottom acceptance: the profile's at ``threshold``.
+    prior_strength, continue_strength
+        Pseudo-observations of the bottom acceptance (as :class:`AcceptanceEstimator`) and of
+        the continue rates.
+    discount
+        See :class:`AdaptiveConfig`.
+
+    Examples
+    --------
+    >>> estimator = StoppingEstimator(0.5, [1.0, 1.0], [[1, 0.5], [0, 1]], 2, 2, discount=1.0)
+    >>> batch = BottomBatch((0.9, 0.7, 0.2, 0.6), draft_length=4, threshold=0.0)
+    >>> estimator.observe(0, 1, batch, tested=4, accepted=3)  # at 0.5: 2 drafts, both accepted
+    >>> rates = estimator.plan_arguments()
+    >>> rates["continue_rates"][0], rates["bottom_acceptance"][0][1]  # (2 + 2) / (2 + 3), 3 / 4
+    (0.8, 0.75)
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        continue_prior: Sequence[float],
+        bottom_prior: Sequence[Sequence[float]],
+        prior_strength: float | np.ndarray,
+        continue_strength: float,
+        discount: float,
+    ) -> None:
+        self.threshold = float(threshold)
+        self.continue_estimator = ContinueEstimator(continue_prior, continue_strength, discount)
+        self.bottom_estimator = AcceptanceEstimator(bottom_prior, prior_strength, discount)
+
+    def observe(
+        self, drafter: int, verifier: int, batch: BottomBatch, tested: int, accepted: int
+    ) -> None:
+        """A bottom batch of ``drafter`` run at ``batch.threshold`` <= this threshold, of which
+        ``verifier`` tested ``tested`` and accepted ``accepted``: what this threshold would have
+        drafted, checked, tested and accepted of it."""
+        drafted = batch.at(self.threshold)
+        checks = drafted + (1 if drafted < batch.draft_length else 0)
+        self.continue_estimator.observe(drafter, checks, drafted)
+        self.bottom_estimator.observe(
+            drafter, verifier, min(tested, drafted), min(accepted, drafted)
+        )
+
+    def plan_arguments(self) -> dict[str, list]:
+        """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate."""
+        return {
+            "continue_rates": self.continue_estimator.estimates().tolist(),
+            "bottom_acceptance": self.bottom_estimator.estimates().tolist(),
+        }
+
+
 class CostEstimator:
     """Per model, the factor by which its passes run slower (> 1) or faster (< 1) in this
     request than the profile says.
@@ -462,10 +564,12 @@ class PlanDecision:
     it for the adjacent pairs of both configurations, ``{"i->j": rate}``; ``predicted_latency``
     and ``previous_latency`` are the planner's latencies of the two under those estimates (cost
     units of the profile, ms); ``catch_up_cost`` the predicted cost of the passes that bring
-    joining levels up to date. With early stopping, ``bottom_acceptance`` holds the estimates of
-    the bottom pairs of both configurations and ``continue_rates`` those of their bottom models
-    (``{"i": rate}``); both are empty otherwise. With ``learn_costs``, ``cost_scales`` holds
-    the learned factor on the profile's costs of the models of both configurations
+    joining levels up to date. ``min_draft_confidence`` is the bottom level's early-stopping
+    threshold from then on (``previous_min_draft_confidence`` before; a change of threshold is a
+    switch too). When the chosen threshold is above 0, ``bottom_acceptance`` holds its estimates
+    for the bottom pairs of both configurations and ``continue_rates`` those of their bottom
+    models (``{"i": rate}``); both are empty otherwise. With ``learn_costs``, ``cost_scales``
+    holds the learned factor on the profile's costs of the models of both configurations
     (``{"i": factor}``; the latencies above use the scaled costs).
     """
 
@@ -483,6 +587,8 @@ class PlanDecision:
     bottom_acceptance: dict[str, float] = dataclasses.field(default_factory=dict)
     continue_rates: dict[str, float] = dataclasses.field(default_factory=dict)
     cost_scales: dict[str, float] = dataclasses.field(default_factory=dict)
+    min_draft_confidence: float = 0.0
+    previous_min_draft_confidence: float = 0.0
 
 
 class Replanner:
@@ -500,8 +606,14 @@ class Replanner:
         self.profile = profile
         self.config = config
         threshold = config.min_draft_confidence
+        #: The early-stopping thresholds a request may use: the configured one, or 0 and the
+        #: profile's (module docstring).
+        self.thresholds: tuple[float, ...] = (0.0 if threshold is None else threshold,)
         if threshold is None:
             threshold, _ = choose_min_draft_confidence(profile, config.max_draft_length)
+            measured = (entry.min_draft_confidence for entry in profile.early_stopping or ())
+            self.thresholds = (0.0, *measured)
+        #: The threshold each request starts from.
         self.min_draft_confidence: float = threshold
         self._forward = forward_cost_rows(profile)
         #: ``[M, M]`` pseudo-observations of each pair's prior (:func:`prior_strengths`); the
@@ -533,9 +645,14 @@ class Replanner:
 
     @property
     def early_stopping(self) -> bool:
-        """Whether the bottom level stops early (:attr:`min_draft_confidence` > 0: the
-        configured threshold, or the one chosen from the profile)."""
-        return self.min_draft_confidence > 0.0
+        """Whether the bottom level may stop early (a threshold > 0 among :attr:`thresholds`):
+        the engine then reports the confidence of each bottom draft (:class:`BottomBatch`)."""
+        return max(self.thresholds) > 0.0
+
+    @property
+    def learns_threshold(self) -> bool:
+        """Whether the threshold is re-planned during a request (more than one candidate)."""
+        return len(self.thresholds) > 1
 
     def reset(self) -> None:
         """Forget the evidence of the previous request (a generate call starts)."""
@@ -545,32 +662,42 @@ class Replanner:
         self.cost_estimator: CostEstimator | None = None
         if config.learn_costs:
             self.cost_estimator = CostEstimator(self._forward, COST_PRIOR_PASSES, COST_DISCOUNT)
-        self.bottom_estimator: AcceptanceEstimator | None = None
-        self.continue_estimator: ContinueEstimator | None = None
-        if self.early_stopping:
-            measured = profile.stopping_rates(self.min_draft_confidence)
-            bottom_prior = measured["bottom_acceptance"] or profile.acceptance
-            continue_prior = measured["continue_rates"] or (1.0,) * len(profile.model_names)
-            self.bottom_estimator = AcceptanceEstimator(bottom_prior, strengths, config.discount)
-            self.continue_estimator = ContinueEstimator(
-                continue_prior, self._continue_strength, config.discount
-            )
+        self._decisions = 0  # of this request: which other threshold the next one plans at
+        #: Per threshold > 0 of :attr:`thresholds`, its online rates.
+        self.stopping: dict[float, StoppingEstimator] = {}
+        for threshold in self.thresholds:
+            if threshold > 0.0:
+                measured = profile.stopping_rates(threshold)
+                self.stopping[threshold] = StoppingEstimator(
+                    threshold,
+                    measured["continue_rates"] or (1.0,) * len(profile.model_names),
+                    measured["bottom_acceptance"] or profile.acceptance,
+                    strengths,
+                    self._continue_strength,
+                    config.discount,
+                )
 
     def observe(
-        self, drafter: int, verifier: int, tested: int, accepted: int, bottom: bool = False
+        self,
+        drafter: int,
+        verifier: int,
+        tested: int,
+        accepted: int,
+        bottom: BottomBatch | None = None,
     ) -> None:
-        """One verification by the engine (see :meth:`AcceptanceEstimator.observe`);
-        ``bottom``: the drafter was level 0 (its drafts feed the bottom acceptance when the
-        bottom level stops early)."""
-        if bottom and self.bottom_estimator is not None:
-            self.bottom_estimator.observe(drafter, verifier, tested, accepted)
-        else:
-            self.estimator.observe(drafter, verifier, tested, accepted)
+        """One verification by the engine (see :meth:`AcceptanceEstimator.observe`).
 
-    def observe_continue(self, model: int, checks: int, drafted: int) -> None:
-        """One bottom call with early stopping (see :meth:`ContinueEstimator.observe`)."""
-        if self.continue_estimator is not None:
-            self.continue_estimator.observe(model, checks, drafted)
+        ``bottom``: the drafter was level 0 and this was its batch, with the confidence of each
+        draft (the engine reports it when :attr:`early_stopping`). A batch run without early
+        stopping feeds the pair's acceptance, and every threshold's rates learn what they would
+        have drafted of it; one run at threshold ``c > 0`` feeds the thresholds ``>= c`` only.
+        """
+        if bottom is None or bottom.threshold == 0.0:
+            self.estimator.observe(drafter, verifier, tested, accepted)
+        if bottom is not None:
+            for threshold, estimator in self.stopping.items():
+                if threshold >= bottom.threshold:
+                    estimator.observe(drafter, verifier, bottom, tested, accepted)
 
     def observe_pass(self, model: int, num_tokens: int, seconds: float) -> None:
         """One timed forward pass of ``model`` (see :meth:`CostEstimator.observe`)."""
@@ -589,14 +716,12 @@ class Replanner:
         scales = self.cost_scales()
         return (costs * (scales[:, None] if costs.ndim == 2 else scales)).tolist()
 
-    def _early_stopping_estimates(self) -> dict[str, list | None]:
-        """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate."""
-        if self.bottom_estimator is None or self.continue_estimator is None:
+    def _early_stopping_estimates(self, threshold: float) -> dict[str, list | None]:
+        """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate at
+        ``threshold`` (one of :attr:`thresholds`)."""
+        if threshold == 0.0:
             return {"continue_rates": None, "bottom_acceptance": None}
-        return {
-            "continue_rates": self.continue_estimator.estimates().tolist(),
-            "bottom_acceptance": self.bottom_estimator.estimates().tolist(),
-        }
+        return self.stopping[threshold].plan_arguments()
 
     def initial(self) -> tuple[tuple[int, ...], tuple[int, ...], float]:
         """The static plan of the profile: ``(chain, draft_lengths, predicted latency)``, under
@@ -638,30 +763,55 @@ class Replanner:
         tokens_left: int,
         token: int,
         target_pass: int,
+        min_draft_confidence: float | None = None,
     ) -> PlanDecision:
         """The configuration for the next cycles.
 
         ``gaps[m]``: tokens model ``m`` would have to catch up on to join (0 for the models in
-        ``chain``). Switches when the new plan lowers the predicted latency by at least
-        ``min_relative_gain`` and the gain over ``min(tokens_left, switch_horizon_tokens)`` tokens
-        exceeds the catch-up cost.
+        ``chain``); ``min_draft_confidence``: the threshold in use (default: the request's
+        first, :attr:`min_draft_confidence`). Plans at that threshold and at one other of
+        :attr:`thresholds` (each in turn: a decision costs two planner calls, not one per
+        threshold) and takes the fastest configuration; switches when it lowers the predicted
+        latency by at least ``min_relative_gain`` and the gain over ``min(tokens_left,
+        switch_horizon_tokens)`` tokens exceeds the catch-up cost.
         """
-        estimates = self.estimator.estimates()
-        stopping = self._early_stopping_estimates()
-        costs = self.costs()
-        best = plan(
-            costs, estimates.tolist(), max_draft_length=self.config.max_draft_length, **stopping
+        threshold = (
+            self.min_draft_confidence
+            if min_draft_confidence is None
+            else float(min_draft_confidence)
         )
-        current = evaluate(
-            costs, estimates.tolist(), list(chain), list(draft_lengths), **stopping
-        ).latency
+        if threshold not in self.thresholds:
+            raise ValueError(
+                f"min_draft_confidence {threshold:g} is not one of this replanner's thresholds "
+                f"{list(self.thresholds)}"
+            )
+        estimates = self.estimator.estimates().tolist()
+        costs = self.costs()
+        max_draft_length = self.config.max_draft_length
+        best, best_threshold = None, threshold
+        candidates = [threshold]  # first: a tie keeps it
+        others = [value for value in self.thresholds if value != threshold]
+        if others:
+            candidates.append(others[self._decisions % len(others)])
+        self._decisions += 1
+        for candidate in candidates:
+            stopping = self._early_stopping_estimates(candidate)
+            result = plan(costs, estimates, max_draft_length=max_draft_length, **stopping)
+            if best is None or result.latency < best.latency:
+                best, best_threshold = result, candidate
+        assert best is not None
+        stopping = self._early_stopping_estimates(threshold)
+        current = evaluate(costs, estimates, list(chain), list(draft_lengths), **stopping).latency
         new_chain, new_lengths = tuple(best.chain), tuple(best.draft_lengths)
         catch_up = sum(self.catch_up_cost(model, gaps[model]) for model in new_chain)
         horizon = min(tokens_left, self.config.switch_horizon_tokens)
         gain = current - best.latency
-        switched = (new_chain, new_lengths) != (chain, draft_lengths) and (
-            gain >= self.config.min_relative_gain * current and gain * horizon > catch_up
-        )
+        switched = (new_chain, new_lengths, best_threshold) != (
+            chain,
+            draft_lengths,
+            threshold,
+        ) and (gain >= self.config.min_relative_gain * current and gain * horizon > catch_up)
+        chosen = best_threshold if switched else threshold
         pairs = set(zip(chain, chain[1:])) | set(zip(new_chain, new_chain[1:]))
         cost_scales: dict[str, float] = {}
         if self.cost_estimator is not None:
@@ -669,13 +819,14 @@ class Replanner:
             cost_scales = {str(m): float(scales[m]) for m in sorted(set(chain) | set(new_chain))}
         bottom_acceptance: dict[str, float] = {}
         continue_rates: dict[str, float] = {}
-        if stopping["continue_rates"] is not None:
+        if chosen > 0.0:
+            rates = self._early_stopping_estimates(chosen)
             for bottom_chain in {chain, new_chain}:
                 if len(bottom_chain) >= 2:
                     drafter, verifier = bottom_chain[0], bottom_chain[1]
-                    rate = stopping["bottom_acceptance"][drafter][verifier]
+                    rate = rates["bottom_acceptance"][drafter][verifier]
                     bottom_acceptance[f"{drafter}->{verifier}"] = float(rate)
-                    continue_rates[str(drafter)] = float(stopping["continue_rates"][drafter])
+                    continue_rates[str(drafter)] = float(rates["continue_rates"][drafter])
             pairs -= {(c[0], c[1]) for c in (chain, new_chain) if len(c) >= 2}
         return PlanDecision(
             token=token,
@@ -685,13 +836,15 @@ class Replanner:
             chain=new_chain if switched else chain,
             draft_lengths=new_lengths if switched else draft_lengths,
             switched=switched,
-            acceptance={f"{i}->{j}": float(estimates[i, j]) for i, j in sorted(pairs)},
+            acceptance={f"{i}->{j}": float(estimates[i][j]) for i, j in sorted(pairs)},
             predicted_latency=best.latency if switched else current,
             previous_latency=current,
             catch_up_cost=catch_up if switched else 0.0,
             bottom_acceptance=bottom_acceptance,
             continue_rates=continue_rates,
             cost_scales=cost_scales,
+            min_draft_confidence=chosen,
+            previous_min_draft_confidence=threshold,
         )
 
 

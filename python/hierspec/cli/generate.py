@@ -140,8 +140,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="adaptive mode: the bottom level stops its batch early before a draft it gives "
         "less than this probability (its own softmax), and the decoder learns how often it "
-        "stops; 0 never stops (default: the threshold whose plan the profile predicts "
-        "fastest, among 0 and those the profiler measured)",
+        "stops; 0 never stops (default: re-planned during the request among 0 and the "
+        "thresholds the profiler measured, starting from the one whose plan the profile "
+        "predicts fastest)",
     )
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON to OUT")
     add_common_arguments(parser)
@@ -162,10 +163,18 @@ def _prior_strengths(decoder: HierarchicalDecoder, names: Sequence[str]) -> dict
 
 
 def _describe(
-    names: tuple[str, ...], chain: tuple[int, ...], draft_lengths: tuple[int, ...]
+    names: tuple[str, ...],
+    chain: tuple[int, ...],
+    draft_lengths: tuple[int, ...],
+    min_draft_confidence: float = 0.0,
 ) -> str:
     lengths = ",".join(str(length) for length in draft_lengths)
-    return " -> ".join(names[model] for model in chain) + (f" T={lengths}" if lengths else "")
+    stops = f", stops below {min_draft_confidence:g}" if min_draft_confidence > 0 else ""
+    return (
+        " -> ".join(names[model] for model in chain)
+        + (f" T={lengths}" if lengths else "")
+        + (stops if len(chain) > 1 else "")
+    )
 
 
 def _decode_ms_per_token(output: GenerateOutput) -> float:
@@ -295,8 +304,15 @@ def run(args: argparse.Namespace) -> int:
     plan_history = tuple(
         PlanChangeReport(
             token=decision.token,
-            previous=_describe(names, decision.previous_chain, decision.previous_draft_lengths),
-            new=_describe(names, decision.chain, decision.draft_lengths),
+            previous=_describe(
+                names,
+                decision.previous_chain,
+                decision.previous_draft_lengths,
+                decision.previous_min_draft_confidence,
+            ),
+            new=_describe(
+                names, decision.chain, decision.draft_lengths, decision.min_draft_confidence
+            ),
             acceptance={
                 **{
                     f"{names[int(i)]}->{names[int(j)]}": rate
@@ -342,6 +358,9 @@ def run(args: argparse.Namespace) -> int:
         predicted_ms_per_token=predicted,
         adaptive=args.adaptive,
         min_draft_confidence=decoder.min_draft_confidence,
+        min_draft_confidence_candidates=(
+            () if decoder.replanner is None else decoder.replanner.thresholds
+        ),
         plan_history=plan_history,
         prior_strengths=_prior_strengths(decoder, names),
         prior_strength_source=(

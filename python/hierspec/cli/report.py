@@ -108,7 +108,9 @@ class GenerateReport:
     machine: dict[str, Any]
     adaptive: bool = False
     plan_history: tuple[PlanChangeReport, ...] = ()
-    min_draft_confidence: float = 0.0  # the bottom level's early stopping (0: none)
+    min_draft_confidence: float = 0.0  # the bottom level's early stopping at the start (0: none)
+    # adaptive: the thresholds it re-plans among (one: fixed)
+    min_draft_confidence_candidates: tuple[float, ...] = ()
     # adaptive: pseudo-observations each pair's profile rate counts as (empirical Bayes)
     prior_strengths: dict[str, float] = dataclasses.field(default_factory=dict)
     # where they come from (hierspec.adaptive.Replanner.prior_strength_source; "" when static)
@@ -192,6 +194,9 @@ def print_generate_report(
             if report.min_draft_confidence > 0
             else "no early stopping"
         )
+        if len(report.min_draft_confidence_candidates) > 1:
+            candidates = ", ".join(f"{value:g}" for value in report.min_draft_confidence_candidates)
+            stopping = f"starts with {stopping}, re-planned among thresholds {candidates}"
         if report.prior_strength_source == "profile":
             print(
                 "prior strengths (observations a pair's profile rate counts as, from its "

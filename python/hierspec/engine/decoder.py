@@ -42,7 +42,13 @@ from typing import Literal, Protocol
 
 import torch
 
-from ..adaptive import AdaptiveConfig, PlanDecision, Replanner, check_min_draft_confidence
+from ..adaptive import (
+    AdaptiveConfig,
+    BottomBatch,
+    PlanDecision,
+    Replanner,
+    check_min_draft_confidence,
+)
 from ..levels import as_levels
 from ..planning import MAX_DRAFT_LENGTH, Profile
 from ..protocol import DraftModel
@@ -97,7 +103,10 @@ class _Run:
     ) -> None:
         self.candidates = candidates
         self.timer = timer
-        self.min_draft_confidence = min_draft_confidence
+        self.min_draft_confidence = min_draft_confidence  # changes with the replanner's decisions
+        # The replanner learns early stopping from each bottom draft's confidence.
+        self.report_confidences = replanner is not None and replanner.early_stopping
+        self.bottom_confidences: list = []  # of the last bottom batch: floats or 0-dim tensors
         self.vocab_size = vocab_size
         self.device = device
         self.config = config
@@ -221,8 +230,10 @@ class _Run:
             tokens_left=end - committed,
             token=committed - self.prompt.shape[1],
             target_pass=target_passes,
+            min_draft_confidence=self.min_draft_confidence,
         )
         self.decisions.append(decision)
+        self.min_draft_confidence = decision.min_draft_confidence
         if decision.switched:
             self._configure(decision.chain, ChainSchedule(decision.draft_lengths))
             # The bonus state carries over to a chain of 3+ models (its levels keep or catch up
@@ -294,12 +305,16 @@ class _Run:
         self.counters[level_index].record_verification(emitted)
         if self.replanner is not None:
             tested = accepted + (1 if accepted < batch_length else 0)
+            bottom = None
+            if level_index == 1 and self.report_confidences:
+                values = self.bottom_confidences  # read after the verification's host sync
+                if values and isinstance(values[0], torch.Tensor):
+                    values = torch.stack(values).tolist()
+                bottom = BottomBatch(
+                    tuple(values), self.draft_lengths[0], self.min_draft_confidence
+                )
             self.replanner.observe(
-                self.chain[level_index - 1],
-                self.chain[level_index],
-                tested,
-                accepted,
-                bottom=level_index == 1,
+                self.chain[level_index - 1], self.chain[level_index], tested, accepted, bottom
             )
 
     # -- the levels below the target ---------------------------------------------------------
@@ -330,11 +345,17 @@ class _Run:
         draft_length = self.draft_lengths[0]
         min_confidence = self.min_draft_confidence
         probs_rows = []
+        confidences = self.bottom_confidences = []
         num_tokens = owner.pending(0)  # 2 (+ b); 1 only right after a 1-token prompt
         for _ in range(draft_length):
             logits = owner.forward(0, num_tokens)
-            if min_confidence > 0.0 and _confidence(logits[0, -1]) < min_confidence:
-                break  # depends only on this level's own row: a stopping time, lossless
+            if min_confidence > 0.0:
+                confidence = float(_confidence(logits[0, -1]))
+                if confidence < min_confidence:
+                    break  # depends only on this level's own row: a stopping time, lossless
+                confidences.append(confidence)
+            elif self.report_confidences:
+                confidences.append(_confidence(logits[0, -1]))  # read with the verification
             probs = processed_probs(logits[:, -1], config)  # [1, vocab]
             owner.append_bottom(draw(probs, config, generator))
             probs_rows.append(probs)
@@ -343,8 +364,6 @@ class _Run:
         if min_confidence > 0.0:
             checks = drafted + (1 if drafted < draft_length else 0)
             self.counters[0].record_stop_checks(checks, stopped=drafted < draft_length)
-            if self.replanner is not None:
-                self.replanner.observe_continue(self.chain[0], checks, drafted)
         if not probs_rows:
             return 0, torch.empty((1, 0, self.vocab_size), dtype=torch.float32, device=self.device)
         return drafted, torch.stack(probs_rows, dim=1)  # [1, G, vocab]
@@ -391,13 +410,12 @@ class _Run:
         return handed_up, emitted_probs[:, :handed_up]
 
 
-def _confidence(logits: torch.Tensor) -> float:
-    """The largest probability of ``softmax(logits)`` (one row ``[vocab]``): the level's own
-    confidence in its next token, whatever the sampling configuration. NaN counts as 0."""
+def _confidence(logits: torch.Tensor) -> torch.Tensor:
+    """The largest probability of ``softmax(logits)`` (one row ``[vocab]``), a 0-dim tensor on
+    the row's device: the level's own confidence in its next token, whatever the sampling
+    configuration. NaN counts as 0."""
     scores = logits.float()
-    top = scores.max()
-    value = float(1.0 / torch.exp(scores - top).sum())
-    return value if value == value else 0.0
+    return torch.nan_to_num(1.0 / torch.exp(scores - scores.max()).sum(), nan=0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -718,7 +736,8 @@ class HierarchicalDecoder:
 
     @property
     def min_draft_confidence(self) -> float:
-        """Early stopping of level 0 (see the constructor); 0 never stops."""
+        """Early stopping of level 0 (see the constructor); 0 never stops. The adaptive decoder
+        starts each request here and may change it (``PlanDecision.min_draft_confidence``)."""
         return self._min_draft_confidence
 
     @property
