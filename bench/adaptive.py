@@ -421,6 +421,14 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
         row["plan_changes_per_prompt"] = statistics.fmean(
             sum(d.switched for d in r["runs"]["adaptive"].decisions) for r in group
         )
+        # Of those, the changes of the early-stopping threshold (the chain may change too).
+        row["threshold_changes_per_prompt"] = statistics.fmean(
+            sum(
+                d.switched and d.min_draft_confidence != d.previous_min_draft_confidence
+                for d in r["runs"]["adaptive"].decisions
+            )
+            for r in group
+        )
         if sampling.is_greedy:
             row["greedy_identical_to_target"] = {
                 c.name: sum(bool(r["runs"][c.name].identical) for r in group) for c in configs
@@ -536,6 +544,8 @@ def record_to_json(record, names) -> dict:
                     "previous_draft_lengths": list(d.previous_draft_lengths),
                     "chain": [names[index] for index in d.chain],
                     "draft_lengths": list(d.draft_lengths),
+                    "previous_min_draft_confidence": d.previous_min_draft_confidence,
+                    "min_draft_confidence": d.min_draft_confidence,
                     "switched": d.switched,
                     "acceptance": {
                         pair_name(pair, names): rate for pair, rate in d.acceptance.items()
@@ -671,20 +681,32 @@ def plot(modes: list[dict], prompts: list[dict], path: Path) -> None:
         estimates.legend(fontsize=7)
         lengths = figure.add_subplot(grid[1, column], sharex=estimates)
         # The configuration in use from token 0 (the initial plan) to the end.
-        steps = [(0, decisions[0]["previous_chain"], decisions[0]["previous_draft_lengths"])]
-        steps += [(d["token"], d["chain"], d["draft_lengths"]) for d in decisions]
-        steps.append((adaptive["new_tokens"], steps[-1][1], steps[-1][2]))
-        depth = max(len(sizes) for _, _, sizes in steps)
+        first = decisions[0]
+        steps = [
+            (
+                0,
+                first["previous_chain"],
+                first["previous_draft_lengths"],
+                first.get("previous_min_draft_confidence", 0.0),
+            )
+        ]
+        steps += [
+            (d["token"], d["chain"], d["draft_lengths"], d.get("min_draft_confidence", 0.0))
+            for d in decisions
+        ]
+        steps.append((adaptive["new_tokens"], *steps[-1][1:]))
+        depth = max(len(sizes) for _, _, sizes, _ in steps)
         for level in range(depth):
             lengths.step(
-                [token for token, _, _ in steps],
-                [sizes[level] if level < len(sizes) else math.nan for _, _, sizes in steps],
+                [token for token, _, _, _ in steps],
+                [sizes[level] if level < len(sizes) else math.nan for _, _, sizes, _ in steps],
                 where="post",
                 label=f"T_{level}",
             )
         previous = None
-        for token, chain, sizes in steps[:-1]:
+        for token, chain, sizes, threshold in steps[:-1]:
             described = " -> ".join(chain) + (f" T={','.join(map(str, sizes))}" if sizes else "")
+            described += f", stop < {threshold:g}" if threshold > 0 and len(chain) > 1 else ""
             if described != previous:
                 lengths.axvline(token, color="gray", linestyle=":", linewidth=0.8)
                 lengths.text(token, 0.2, described, rotation=90, fontsize=6, va="bottom")
