@@ -664,15 +664,16 @@ def plot(modes: list[dict], prompts: list[dict], path: Path) -> None:
 
         pairs = list(dict.fromkeys(pair for d in decisions for pair in in_use(d["chain"])))
         for pair in pairs:  # the estimate of each pair the chain uses after the decision
-            estimates.plot(
-                tokens,
-                [
-                    d["acceptance"].get(pair, math.nan) if pair in in_use(d["chain"]) else math.nan
+            for key, label, style in (
+                ("acceptance", pair, "-"),
+                ("bottom_acceptance", f"{pair} (drafts above the threshold)", "--"),
+            ):
+                values = [
+                    d.get(key, {}).get(pair, math.nan) if pair in in_use(d["chain"]) else math.nan
                     for d in decisions
-                ],
-                marker=".",
-                label=pair,
-            )
+                ]
+                if any(not math.isnan(value) for value in values):
+                    estimates.plot(tokens, values, style, marker=".", label=label)
         estimates.set_ylim(0, 1)
         estimates.set_ylabel("acceptance estimate")
         estimates.set_title(
