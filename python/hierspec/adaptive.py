@@ -608,11 +608,13 @@ class Replanner:
         threshold = config.min_draft_confidence
         #: The early-stopping thresholds a request may use: the configured one, or 0 and the
         #: profile's (module docstring).
-        self.thresholds: tuple[float, ...] = (0.0 if threshold is None else threshold,)
+        self.thresholds: tuple[float, ...]
         if threshold is None:
             threshold, _ = choose_min_draft_confidence(profile, config.max_draft_length)
             measured = (entry.min_draft_confidence for entry in profile.early_stopping or ())
             self.thresholds = (0.0, *measured)
+        else:
+            self.thresholds = (threshold,)
         #: The threshold each request starts from.
         self.min_draft_confidence: float = threshold
         self._forward = forward_cost_rows(profile)
@@ -794,14 +796,19 @@ class Replanner:
         if others:
             candidates.append(others[self._decisions % len(others)])
         self._decisions += 1
+        stopping = {
+            candidate: self._early_stopping_estimates(candidate) for candidate in candidates
+        }
         for candidate in candidates:
-            stopping = self._early_stopping_estimates(candidate)
-            result = plan(costs, estimates, max_draft_length=max_draft_length, **stopping)
+            result = plan(
+                costs, estimates, max_draft_length=max_draft_length, **stopping[candidate]
+            )
             if best is None or result.latency < best.latency:
                 best, best_threshold = result, candidate
         assert best is not None
-        stopping = self._early_stopping_estimates(threshold)
-        current = evaluate(costs, estimates, list(chain), list(draft_lengths), **stopping).latency
+        current = evaluate(
+            costs, estimates, list(chain), list(draft_lengths), **stopping[threshold]
+        ).latency
         new_chain, new_lengths = tuple(best.chain), tuple(best.draft_lengths)
         catch_up = sum(self.catch_up_cost(model, gaps[model]) for model in new_chain)
         horizon = min(tokens_left, self.config.switch_horizon_tokens)
@@ -820,7 +827,7 @@ class Replanner:
         bottom_acceptance: dict[str, float] = {}
         continue_rates: dict[str, float] = {}
         if chosen > 0.0:
-            rates = self._early_stopping_estimates(chosen)
+            rates = stopping[chosen]
             for bottom_chain in {chain, new_chain}:
                 if len(bottom_chain) >= 2:
                     drafter, verifier = bottom_chain[0], bottom_chain[1]
