@@ -50,10 +50,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from harness import Report, family_profile_path, format_table
+from harness import Report, cached_family_profile, format_table
 
 import hierspec
-from hierspec.planning import load_profile
 from hierspec.sampling import SamplingConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -251,26 +250,18 @@ def fit_regimes(texts, threshold: float, iterations: int = 200) -> dict[str, Any
     }
 
 
-def regimes_latency(fit: dict[str, Any], drafter_costs, target_costs, draft_length: int) -> float:
-    """Exact long-run latency of ``drafter -> target`` under the two-regime model: per start
-    regime, the cycle's expected cost, committed tokens and next start regime, by a forward
-    recursion over the batch (state: regime, and the regime at the first rejection once there is
-    one); renewal-reward over the stationary law of the start regimes."""
+def regimes_cycles(fit: dict[str, Any], draft_length: int) -> dict[str, np.ndarray]:
+    """One cycle of ``drafter -> target`` under the two-regime model, per regime at the cycle's
+    first position (a forward recursion over the batch; state: regime, and the regime at the
+    first rejection once there is one): ``stops[z, b]`` P(the batch has ``b`` drafts), ``output[z]``
+    E[committed tokens] and ``next_start[z, z']`` the law of the next cycle's first regime."""
     rho = np.array(fit["continue"])
     acceptance = np.array(fit["acceptance"])
     transition = np.array(fit["transition"])
     regimes = len(rho)
-    cost = np.zeros(regimes)
+    stops = np.zeros((regimes, draft_length + 1))
     output = np.zeros(regimes)
     next_start = np.zeros((regimes, regimes))
-
-    def cycle_cost(batch: int) -> float:
-        return (
-            drafter_costs[1]
-            + (min(batch + 1, draft_length) - 1) * drafter_costs[0]
-            + (target_costs[batch])
-        )
-
     for first in range(regimes):
         clean = np.zeros(regimes)  # P(no rejection yet, regime z at this position)
         clean[first] = 1.0
@@ -278,7 +269,7 @@ def regimes_latency(fit: dict[str, Any], drafter_costs, target_costs, draft_leng
         for position in range(draft_length):
             stop_clean = clean * (1.0 - rho)
             stop_rejected = rejected * (1.0 - rho)[None, :]
-            cost[first] += (stop_clean.sum() + stop_rejected.sum()) * cycle_cost(position)
+            stops[first, position] += stop_clean.sum() + stop_rejected.sum()
             output[first] += stop_clean.sum() * (position + 1)
             next_start[first] += stop_clean @ transition + stop_rejected.sum(axis=1) @ transition
             drafts = clean * rho
@@ -287,24 +278,91 @@ def regimes_latency(fit: dict[str, Any], drafter_costs, target_costs, draft_leng
                 drafts * (1.0 - acceptance)
             ) @ transition
             clean = (drafts * acceptance) @ transition
-        cost[first] += (clean.sum() + rejected.sum()) * cycle_cost(draft_length)
+        stops[first, draft_length] += clean.sum() + rejected.sum()
         output[first] += clean.sum() * (draft_length + 1)
         next_start[first] += clean @ transition + rejected.sum(axis=1) @ transition
-    values, vectors = np.linalg.eig(next_start.T)
+    return {"stops": stops, "output": output, "next_start": next_start}
+
+
+def regimes_latency(fit: dict[str, Any], drafter_costs, target_costs, draft_length: int) -> float:
+    """Exact long-run latency of ``drafter -> target`` under the two-regime model: per start
+    regime the cycle's expected cost and committed tokens (:func:`regimes_cycles`);
+    renewal-reward over the stationary law of the start regimes."""
+    cycles = regimes_cycles(fit, draft_length)
+
+    def cycle_cost(batch: int) -> float:
+        return (
+            drafter_costs[1]
+            + (min(batch + 1, draft_length) - 1) * drafter_costs[0]
+            + (target_costs[batch])
+        )
+
+    cost = cycles["stops"] @ np.array([cycle_cost(batch) for batch in range(draft_length + 1)])
+    values, vectors = np.linalg.eig(cycles["next_start"].T)
     stationary = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
     stationary /= stationary.sum()
-    return float(stationary @ cost / (stationary @ output))
+    return float(stationary @ cost / (stationary @ cycles["output"]))
+
+
+class RegimeFilter:
+    """The two-regime model run online (a comparator, not in the library): the belief over the
+    regime at the next text position, updated from what the engine sees of each cycle of
+    ``drafter -> target``, and the expected committed tokens of the next cycle.
+
+    ``fits``: per early-stopping threshold, :func:`fit_regimes` on the calibration text (regime
+    0 the low-acceptance one at every threshold, so a belief carries over a threshold change).
+    Per cycle at threshold ``c`` of ``drafted`` drafts (batch of at most ``draft_length``) of
+    which the first ``accepted`` were accepted, the committed positions are observed in order:
+    each accepted draft (drafted, accepted), then the rejected draft (drafted, rejected) or, when
+    all drafts were accepted, the stop (not drafted; unobserved when the batch was full: the
+    bonus token's position); one regime transition per position.
+    """
+
+    def __init__(self, fits: dict[float, dict[str, Any]]) -> None:
+        self.fits = fits
+        self.belief: np.ndarray | None = None
+        self._cycles: dict[tuple[float, int], dict[str, np.ndarray]] = {}
+
+    def parameters(self, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(continue, acceptance, transition)`` of the fit at ``threshold``."""
+        fit = self.fits[threshold]
+        return np.array(fit["continue"]), np.array(fit["acceptance"]), np.array(fit["transition"])
+
+    def start(self, threshold: float) -> np.ndarray:
+        """The belief, the fit's stationary law before the first observation."""
+        if self.belief is None:
+            _, _, transition = self.parameters(threshold)
+            values, vectors = np.linalg.eig(transition.T)
+            stationary = np.real(vectors[:, np.argmin(np.abs(values - 1.0))])
+            self.belief = stationary / stationary.sum()
+        return self.belief
+
+    def forecast(self, threshold: float, draft_length: int) -> float:
+        """E[committed tokens] of the next cycle at ``threshold`` and ``draft_length``."""
+        key = (threshold, draft_length)
+        if key not in self._cycles:
+            self._cycles[key] = regimes_cycles(self.fits[threshold], draft_length)
+        return float(self.start(threshold) @ self._cycles[key]["output"])
+
+    def observe(self, threshold: float, drafted: int, draft_length: int, accepted: int) -> None:
+        rho, acceptance, transition = self.parameters(threshold)
+        belief = self.start(threshold)
+        emissions = [rho * acceptance] * accepted
+        if accepted < drafted:
+            emissions.append(rho * (1.0 - acceptance))
+        elif drafted < draft_length:
+            emissions.append(1.0 - rho)
+        else:
+            emissions.append(np.ones_like(rho))
+        for emission in emissions:
+            belief = belief * emission.clip(1e-300)
+            belief = (belief / belief.sum()) @ transition
+        self.belief = belief
 
 
 def replay_part(family: Any, mode: str, drafter: str, progress) -> dict[str, Any]:
     sampling = MODES[mode]
-    path = family_profile_path(family, sampling, False, MAX_DRAFT_LENGTH, 1, 16)
-    if not path.exists():
-        raise SystemExit(
-            f"no cached {mode} profile at {path}: run `OMP_NUM_THREADS=1 python bench/e2e.py` "
-            "(or hierspec generate) first"
-        )
-    profile = load_profile(path)
+    profile, path = cached_family_profile(family, sampling, MAX_DRAFT_LENGTH, 16)
     names = list(profile.model_names)
     drafter_index, target_index = names.index(drafter), len(names) - 1
     drafter_costs = profile.costs_ms[drafter_index]

@@ -772,20 +772,13 @@ def configurations(plan: Any) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
 def record_mode(family, mode: str, args, prompts, log) -> tuple[Profile, Path, list, list[Trace]]:
     """The traces of one sampling mode."""
     import torch
-    from harness import family_profile_path, planned_profile
+    from harness import cached_family_profile, planned_profile
 
     from hierspec import HierarchicalDecoder
     from hierspec.sampling import SamplingConfig
 
     sampling = SamplingConfig(temperature=MODES[mode])
-    path = family_profile_path(
-        family, sampling, False, args.max_draft_length, 1, args.profile_prompts
-    )
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no cached profile {path} for {mode}: run bench/adaptive.py or hierspec generate "
-            "first (this script does not profile)"
-        )
+    cached_family_profile(family, sampling, args.max_draft_length, args.profile_prompts)
     profile, path, plan = planned_profile(
         family, sampling, False, args.max_draft_length, 1, args.profile_prompts, False, log, mode
     )

@@ -174,6 +174,23 @@ def family_profile_path(
     return candidates_profile_path(from_family(family), config, num_prompts)
 
 
+def cached_family_profile(
+    family: Any, sampling: SamplingConfig, max_draft_length: int, num_prompts: int
+) -> tuple[Any, Path]:
+    """``(profile, path)``: the family's cached one-thread profile (the one ``bench/e2e.py``,
+    ``bench/adaptive.py`` and ``hierspec generate`` plan from), for benchmarks that never
+    profile; a missing one stops the benchmark with what to run first."""
+    from hierspec.planning import load_profile
+
+    path = family_profile_path(family, sampling, False, max_draft_length, 1, num_prompts)
+    if not path.exists():
+        raise SystemExit(
+            f"no cached profile at {path} (sampling {sampling}): run `OMP_NUM_THREADS=1 python "
+            "bench/adaptive.py` or hierspec generate first (this benchmark does not profile)"
+        )
+    return load_profile(path), path
+
+
 def single_draft_length(profile: Any, draft: int, max_draft_length: int) -> tuple[int, float]:
     """The planner's best draft length for ``draft -> target`` alone and its predicted latency."""
     target = len(profile.model_names) - 1

@@ -98,3 +98,63 @@ def test_trace_predictions_by_hand(correlation):
     # After full: verifications 2 and 4 (1 + 0 accepted of 2 + 1 tested); after partial: 3.
     assert result["rate_after_full"] == pytest.approx(1 / 3)
     assert result["rate_after_partial"] == pytest.approx(1.0)
+
+
+def test_regime_filter_with_identical_regimes_forecasts_the_iid_batch(correlation):
+    """Two regimes that behave alike: whatever the filter saw, the next cycle's expected
+    committed tokens are the i.i.d. ones, ``sum_{k=0}^{T} a^k`` without stopping."""
+    fit = {"continue": [1.0, 1.0], "acceptance": [0.6, 0.6], "transition": [[0.9, 0.1], [0.2, 0.8]]}
+    regimes = correlation.RegimeFilter({0.0: fit})
+    for drafted, accepted in [(4, 4), (4, 0), (4, 2)]:
+        assert regimes.forecast(0.0, 4) == pytest.approx(sum(0.6**k for k in range(5)))
+        regimes.observe(0.0, drafted, 4, accepted)
+
+
+def test_regime_filter_updates_the_belief_by_bayes_rule(correlation):
+    """One rejected draft at threshold 0, from the stationary law (1/2, 1/2) of a symmetric
+    chain: posterior proportional to (1 - a_z) / 2, then one transition."""
+    transition = np.array([[0.9, 0.1], [0.1, 0.9]])
+    fit = {"continue": [1.0, 1.0], "acceptance": [0.2, 0.9], "transition": transition.tolist()}
+    regimes = correlation.RegimeFilter({0.0: fit})
+    regimes.forecast(0.0, 3)  # starts from the stationary law
+    regimes.observe(0.0, drafted=3, draft_length=3, accepted=0)
+    posterior = np.array([0.8, 0.1]) / 0.9
+    np.testing.assert_allclose(regimes.belief, posterior @ transition, rtol=1e-12)
+    # A full batch: three accepted positions and the bonus position (a transition, no evidence).
+    belief = regimes.belief
+    regimes.observe(0.0, drafted=3, draft_length=3, accepted=3)
+    for _ in range(3):
+        belief = belief * np.array([0.2, 0.9])
+        belief = (belief / belief.sum()) @ transition
+    np.testing.assert_allclose(regimes.belief, belief @ transition, rtol=1e-12)
+
+
+def test_regime_filter_reads_a_stop_only_where_it_was_committed(correlation):
+    """At a threshold, a batch that stopped after its drafts were all accepted shows the stop
+    (the position the target fills); one whose last draft was rejected does not."""
+    fit = {"continue": [0.3, 0.9], "acceptance": [0.4, 0.8], "transition": [[0.9, 0.1], [0.1, 0.9]]}
+    transition = np.array(fit["transition"])
+    stopped = correlation.RegimeFilter({0.5: fit})
+    stopped.belief = np.array([0.5, 0.5])
+    stopped.observe(0.5, drafted=0, draft_length=4, accepted=0)
+    np.testing.assert_allclose(stopped.belief, np.array([0.7, 0.1]) / 0.8 @ transition)
+    rejected = correlation.RegimeFilter({0.5: fit})
+    rejected.belief = np.array([0.5, 0.5])
+    rejected.observe(0.5, drafted=2, draft_length=4, accepted=1)
+    belief = np.array([0.3 * 0.4, 0.9 * 0.8])
+    belief = (belief / belief.sum()) @ transition
+    belief = belief * np.array([0.3 * 0.6, 0.9 * 0.2])
+    np.testing.assert_allclose(rejected.belief, (belief / belief.sum()) @ transition)
+
+
+@pytest.mark.parametrize("draft_length", [1, 4])
+def test_regime_cycles_are_laws(correlation, draft_length):
+    fit = {
+        "continue": [0.4, 0.95],
+        "acceptance": [0.3, 0.9],
+        "transition": [[0.8, 0.2], [0.1, 0.9]],
+    }
+    cycles = correlation.regimes_cycles(fit, draft_length)
+    np.testing.assert_allclose(cycles["stops"].sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(cycles["next_start"].sum(axis=1), 1.0, rtol=1e-12)
+    assert np.all(cycles["output"] >= 1.0) and np.all(cycles["output"] <= draft_length + 1)
