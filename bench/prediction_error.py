@@ -15,7 +15,8 @@ the first decision:
                 the decision itself, ~1 ms, is left out) and the tokens it committed;
     model cost  the profile's cost of the passes the cycle ran (``costs_ms`` of each model at
                 each pass length, scaled by the cost factors the decoder had learned at the
-                decision before it): what the latency model charges for that work;
+                decision before it), plus the predicted cost of a switch's catch-up pass (not
+                a timed pass): what the latency model charges for that work;
     predicted   the decision's predicted latency per token times the tokens committed (plus
                 its predicted catch-up cost when it switched);
     i.i.d.      the expected committed tokens of the cycle under the decision's estimates
@@ -187,6 +188,8 @@ def account(
         inputs = cycle["inputs"]
         costs = inputs["costs"]
         model_cost = sum(pass_cost(np.asarray(costs[model]), n) for _, model, n in cycle["passes"])
+        model_cost += decision.catch_up_cost  # a catch-up pass is not among the timed passes
+        totals["catch_up_ms"] += decision.catch_up_cost
         totals["measured_ms"] += 1e3 * cycle["seconds"]
         totals["model_cost_ms"] += model_cost
         # A switch's catch-up pass runs in the cycle after the decision.
@@ -257,6 +260,9 @@ def run_mode(family, mode: str, prompts, args, log) -> dict[str, Any]:
     fits = {threshold: ordered(fit_regimes(texts, threshold)) for threshold in thresholds}
     replanner = RecordingReplanner(profile, AdaptiveConfig())
     decoder = HierarchicalDecoder.adaptive(list(family.models), profile, replanner=replanner)
+    # Warm-up (the first passes of each shape pay for allocations and kernel selection), as
+    # bench/adaptive.py does before it measures.
+    decoder.generate(prompts[0]["input_ids"][:, :64], max_new_tokens=8, eos_token_id=None)
     rows = []
     for index, prompt in enumerate(prompts):
         decoder.generate(

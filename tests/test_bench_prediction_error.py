@@ -63,7 +63,8 @@ def test_cycles_and_their_account_by_hand(prediction_error):
     # The second decision carries threshold 0 too (PlanDecision's default): forecast at 0.
     totals = prediction_error.account(cycles, regimes, ngram=0, target=1)
     assert totals["measured_ms"] == pytest.approx(60.0)
-    assert totals["model_cost_ms"] == pytest.approx((1.5 + 1 + 1 + 13) + (1.5 + 1 + 11))
+    # The second cycle runs after a switch: its catch-up pass is charged at its prediction.
+    assert totals["model_cost_ms"] == pytest.approx((1.5 + 1 + 1 + 13) + (1.5 + 1 + 11) + 2.0)
     assert totals["predicted_ms"] == pytest.approx(8.0 * 4 + 9.0 * 1 + 2.0)
     assert totals["iid_tokens"] == pytest.approx(5.0)
     # Identical regimes: the forecast is the i.i.d. batch of 3 at 0.5, each cycle.
