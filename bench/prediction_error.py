@@ -8,8 +8,9 @@ on real runs and asks what a forecast that knows the n-gram level's regimes woul
 The adaptive decoder (``AdaptiveConfig()``, the family's cached profiles, the held-out and
 ungrounded prompts and seeds of ``bench/adaptive.py``) generates ``--tokens`` tokens per prompt
 with a recording replanner (a :class:`hierspec.adaptive.Replanner` whose hooks record every
-timed pass, verification and decision; its decisions are the real ones). Per target cycle after
-the first decision:
+timed pass, verification and decision; its decisions are the real ones). Per target cycle
+between two decisions (the decoder decides after every target pass; the cycle before the first
+decision and the last one are left out):
 
     measured    the cycle's wall time (from the end of one decision to the start of the next:
                 the decision itself, ~1 ms, is left out) and the tokens it committed;
