@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -91,6 +92,95 @@ def test_bad_observation_and_config_are_named() -> None:
     bad[1, 3] = math.nan
     with pytest.raises(ValueError, match="prior_strength must be finite and > 0"):
         AcceptanceEstimator(PRIOR, prior_strength=bad, discount=1.0)
+
+
+def _segmentation_posterior_mean(outcomes, rate, strength, change_rate):
+    """Brute force of change-point detection: every set of change points before the
+    observations (each with probability ``change_rate``), each segment's rate ``Beta(strength
+    rate, strength (1 - rate))`` a priori; the posterior mean of the last segment's rate."""
+    total = weighted = 0.0
+    for changes in itertools.product((False, True), repeat=len(outcomes)):
+        probability = 1.0
+        segments: list[list[int]] = [[0, 0]]  # accepted, rejected per segment
+        for changed, (tested, accepted) in zip(changes, outcomes, strict=True):
+            probability *= change_rate if changed else 1.0 - change_rate
+            if changed:
+                segments.append([0, 0])
+            alpha = strength * rate + segments[-1][0]
+            beta = strength * (1 - rate) + segments[-1][1]
+            for _ in range(accepted):  # sequential Beta-Bernoulli predictive probabilities
+                probability *= alpha / (alpha + beta)
+                alpha += 1
+            if tested > accepted:
+                probability *= beta / (alpha + beta)
+            segments[-1][0] += accepted
+            segments[-1][1] += tested - accepted
+        accepted, rejected = segments[-1]
+        total += probability
+        weighted += probability * (strength * rate + accepted) / (strength + accepted + rejected)
+    return weighted / total
+
+
+def test_change_point_estimate_is_the_exact_posterior_over_change_points() -> None:
+    outcomes = [(5, 5), (5, 5), (1, 0), (1, 0), (3, 2), (5, 5), (2, 1)]
+    for change_rate in (0.05, 0.3):
+        estimator = AcceptanceEstimator(
+            PRIOR, prior_strength=3.0, discount=1.0, change_rate=change_rate, max_runs=16
+        )
+        for step, (tested, accepted) in enumerate(outcomes, start=1):
+            estimator.observe(0, 3, tested, accepted)
+            expected = _segmentation_posterior_mean(outcomes[:step], 0.4, 3.0, change_rate)
+            assert estimator.estimates()[0, 3] == pytest.approx(expected, rel=1e-9)
+
+
+def test_change_rate_zero_is_the_single_posterior() -> None:
+    rng = np.random.default_rng(7)
+    plain = AcceptanceEstimator(PRIOR, prior_strength=5.0, discount=0.9)
+    accepted_sum = rejected_sum = 0.0
+    prior_weight = 5.0
+    for _ in range(50):
+        tested = int(rng.integers(1, 6))
+        accepted = tested - int(rng.integers(0, 2))  # all accepted, or a rejection last
+        plain.observe(1, 2, tested, accepted)
+        decay = 0.9**tested
+        prior_weight *= decay
+        accepted_sum = decay * accepted_sum + accepted
+        rejected_sum = decay * rejected_sum + tested - accepted
+    expected = (prior_weight * 0.8 + accepted_sum) / (prior_weight + accepted_sum + rejected_sum)
+    assert plain.estimates()[1, 2] == pytest.approx(expected, rel=1e-12)
+
+
+def test_change_points_follow_the_end_of_a_copy_within_a_few_verifications() -> None:
+    """The n-gram level copies (16 of 16 accepted, 20 cycles), then stops copying (its first
+    draft rejected each cycle). The discount window (0.95: ~20 drafts) takes tens of cycles to
+    forget the copy; with change points the estimate falls within three."""
+    prior = [[1.0, 0.5], [0.0, 1.0]]
+    windowed = AcceptanceEstimator(prior, prior_strength=3.0, discount=0.95)
+    changing = AcceptanceEstimator(prior, prior_strength=3.0, discount=0.95, change_rate=0.02)
+    for estimator in (windowed, changing):
+        for _ in range(20):
+            estimator.observe(0, 1, tested=16, accepted=16)
+        assert estimator.estimates()[0, 1] > 0.95
+        for _ in range(3):
+            estimator.observe(0, 1, tested=1, accepted=0)
+    assert windowed.estimates()[0, 1] > 0.8
+    assert changing.estimates()[0, 1] < 0.3
+    # A lone rejection inside a copy is not a change: the estimate stays high.
+    steady = AcceptanceEstimator(prior, prior_strength=3.0, discount=0.95, change_rate=0.02)
+    for index in range(40):
+        steady.observe(0, 1, tested=16 if index != 20 else 5, accepted=16 if index != 20 else 4)
+    assert steady.estimates()[0, 1] > 0.95
+
+
+def test_change_rate_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"change_rate must be in \[0, 1\), got 1.0"):
+        AdaptiveConfig(change_rate=1.0)
+    with pytest.raises(ValueError, match="change_rate must be in"):
+        AcceptanceEstimator(PRIOR, prior_strength=1.0, discount=1.0, change_rate=-0.1)
+    with pytest.raises(TypeError, match="change_rate must be a number"):
+        AdaptiveConfig(change_rate="0.1")
+    with pytest.raises(ValueError, match="max_runs must be >= 2"):
+        AcceptanceEstimator(PRIOR, prior_strength=1.0, discount=1.0, change_rate=0.1, max_runs=1)
 
 
 def _profile_with_prompts(by_prompt, positions, acceptance=((1.0, 0.5, 0.5), (0, 1.0, 0.95))):
@@ -293,9 +383,10 @@ def test_a_bottom_batch_says_what_each_higher_threshold_would_have_drafted() -> 
 
 
 def test_each_threshold_learns_what_it_would_have_done_with_the_batch() -> None:
-    replanner = Replanner(
-        _stopping_profile(), AdaptiveConfig(prior_strength=1e-6, discount=1.0, learn_costs=False)
-    )
+    config = AdaptiveConfig(
+        prior_strength=1e-6, discount=1.0, change_rate=0.0, learn_costs=False
+    )  # the counts alone: every estimate a ratio of what the thresholds saw
+    replanner = Replanner(_stopping_profile(), config)
     assert replanner.thresholds == (0.0, 0.3, 0.6)
     # Run without stopping: T = 4, drafts 1 and 2 accepted, draft 3 rejected.
     batch = BottomBatch((0.9, 0.5, 0.4, 0.8), draft_length=4, threshold=0.0)
@@ -344,3 +435,31 @@ def test_replanner_switches_the_threshold_when_the_request_shows_it_pays() -> No
     assert decision.continue_rates["0"] < 0.7 and decision.bottom_acceptance["0->1"] > 0.8
     with pytest.raises(ValueError, match="min_draft_confidence 0.5 is not one of"):
         replanner.decide(chain, lengths, [0, 0], 100, 50, 30, min_draft_confidence=0.5)
+
+
+def test_replanner_estimates_follow_a_change_with_the_configured_change_rate() -> None:
+    """The change rate reaches every estimate the replanner plans with: the pair's acceptance,
+    and at each threshold the continue rate and the bottom acceptance."""
+    profile = _stopping_profile()
+    copying = BottomBatch((0.95,) * 8, draft_length=8, threshold=0.0)
+    stuck = BottomBatch((0.1, 0.1, 0.1, 0.1), draft_length=8, threshold=0.0)
+    results = {}
+    for change_rate in (0.0, 0.02):
+        config = AdaptiveConfig(change_rate=change_rate, learn_costs=False)
+        replanner = Replanner(profile, config)
+        for _ in range(20):
+            replanner.observe(0, 1, tested=8, accepted=8, bottom=copying)
+        for _ in range(3):
+            replanner.observe(0, 1, tested=1, accepted=0, bottom=stuck)
+        at_06 = replanner.stopping[0.6].plan_arguments()
+        results[change_rate] = (
+            replanner.estimator.estimates()[0, 1],
+            at_06["continue_rates"][0],
+            at_06["bottom_acceptance"][0][1],
+        )
+    acceptance, continue_rate, _ = results[0.0]
+    assert acceptance > 0.8 and continue_rate > 0.8  # the discount window still remembers
+    acceptance, continue_rate, bottom = results[0.02]
+    assert acceptance < 0.5 and continue_rate < 0.5
+    # At 0.6 the stuck batches drafted nothing: no tested draft, the copy's rate stands.
+    assert bottom > 0.9

@@ -25,6 +25,13 @@ Terms:
                  the end: with an undiscounted prior the estimate could never move further than
                  ``w / (w + 1 / (1 - discount))`` of the way from the profile's rate.
     estimate     the posterior mean ``(w * a_ij + accepted) / (w + accepted + rejected)``.
+    change point with ``AdaptiveConfig.change_rate = h > 0``, before each verification of a
+                 pair its rate may jump (probability ``h``) to a fresh draw from its prior:
+                 the n-gram level starts or stops copying. The estimate is then the mean over
+                 the posterior of the time of the last change (Bayesian online change-point
+                 detection, :class:`RatePosteriors`): two or three verifications that the
+                 current rate makes unlikely move it, where the discount window would take
+                 ~20 tested drafts. The continue rates of early stopping learn the same way.
     unseen pair  a pair not verified in this request (not adjacent in any chain used so far).
                  Its estimate moves its prior by the request's shift of the drafter: the mean,
                  weighted by evidence, of ``logit(estimate) - logit(prior)`` over the observed
@@ -96,6 +103,7 @@ __all__ = [
     "BottomBatch",
     "ContinueEstimator",
     "CostEstimator",
+    "RatePosteriors",
     "StoppingEstimator",
     "AdaptiveConfig",
     "PlanDecision",
@@ -207,6 +215,12 @@ class AdaptiveConfig:
         for the continue rates of early stopping).
     discount
         Forgetting factor per tested draft of a pair, in (0, 1]; 1 never forgets.
+    change_rate
+        The prior probability, before each verification of a pair, that the pair's acceptance
+        rate jumps (in [0, 1); 0: it never does, the discount alone follows drift). Above 0
+        each pair's estimate is a mixture over the time of its last change (Bayesian online
+        change-point detection, :class:`AcceptanceEstimator`), which follows a sudden change
+        (the n-gram level ending a copy) within a few verifications.
     replan_interval
         Target passes between two planning decisions (>= 1).
     max_draft_length
@@ -224,17 +238,20 @@ class AdaptiveConfig:
         Scale each model's profile costs by the factor its timed passes in this request show
         (:class:`CostEstimator`): plans and predictions follow the machine's load.
 
-    The defaults of these three were chosen by measurement (``bench/estimator.py``,
-    ``docs/theory.md`` §10.1): a constant 32 with discount 0.95 (a window of about 20 tested
-    drafts; the prior decays with the evidence) is within two standard errors of the best
-    predictive likelihood of real verification traces and has the least decision regret among
-    the constant settings; the per-pair empirical-Bayes strengths predict those traces better
-    still (§10.1); one decision costs about 1 ms, under 1% of a target pass on CPU, so the
+    The defaults of the estimator and the interval were chosen by measurement
+    (``bench/estimator.py``, ``bench/prediction_error.py``, ``docs/theory.md`` §10.1): a
+    constant 32 with discount 0.95 (a window of about 20 tested drafts; the prior decays with
+    the evidence) is within two standard errors of the best predictive likelihood of real
+    verification traces and has the least decision regret among the constant settings; the
+    per-pair empirical-Bayes strengths predict those traces better still; change points at
+    0.01 predict them better again and made the decoder fastest of 0, 0.01 and 0.05 in both
+    sampling modes; one decision costs under 1 ms, under 1% of a target pass on CPU, so the
     decoder decides after every pass.
     """
 
     prior_strength: float | None = None
     discount: float = 0.95
+    change_rate: float = 0.01
     replan_interval: int = 1
     max_draft_length: int = 16
     switch_horizon_tokens: int = 64
@@ -261,6 +278,8 @@ class AdaptiveConfig:
             raise ValueError(f"prior_strength must be > 0, got {self.prior_strength!r}")
         if not 0 < number("discount", self.discount) <= 1:
             raise ValueError(f"discount must be in (0, 1], got {self.discount!r}")
+        if not 0 <= number("change_rate", self.change_rate) < 1:
+            raise ValueError(f"change_rate must be in [0, 1), got {self.change_rate!r}")
         if number("min_relative_gain", self.min_relative_gain) < 0:
             raise ValueError(f"min_relative_gain must be >= 0, got {self.min_relative_gain!r}")
         if self.min_draft_confidence is not None:
@@ -281,6 +300,129 @@ def _sigmoid(value: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-value))
 
 
+def _check_change_rate(change_rate: float, max_runs: int) -> None:
+    if not 0.0 <= change_rate < 1.0:  # also refuses NaN
+        raise ValueError(f"change_rate must be in [0, 1), got {change_rate!r}")
+    if max_runs < 2:
+        raise ValueError(f"max_runs must be >= 2, got {max_runs!r}")
+
+
+def _sequence_log_likelihood(
+    alpha: np.ndarray, beta: np.ndarray, successes: int, failures: int
+) -> np.ndarray:
+    """``log B(alpha + successes, beta + failures) - log B(alpha, beta)``, elementwise: the log
+    probability of a given sequence of ``successes`` and ``failures`` Bernoulli draws whose rate
+    has the prior ``Beta(alpha, beta)`` (the product of the sequential predictive
+    probabilities)."""
+    alpha, beta = alpha[:, None], beta[:, None]
+    return (
+        np.log(alpha + np.arange(successes)).sum(axis=1)
+        + np.log(beta + np.arange(failures)).sum(axis=1)
+        - np.log(alpha + beta + np.arange(successes + failures)).sum(axis=1)
+    )
+
+
+class RatePosteriors:
+    """Posterior means of Bernoulli rates (one per entry of ``prior``), learned from counts of
+    successes and failures: the core of :class:`AcceptanceEstimator` and
+    :class:`ContinueEstimator`.
+
+    Each rate's prior is ``Beta(n0 p, n0 (1 - p))`` (``p`` its entry of ``prior``, ``n0`` of
+    ``strength``); the counts and the prior's pseudo-observations are discounted by ``discount``
+    per observed draw. With ``change_rate > 0`` each rate may jump before each observation with
+    that probability, to a value drawn from its prior again (Bayesian online change-point
+    detection, Adams and MacKay 2007): the posterior is a mixture over the *run length* (the
+    observations since the last change), one discounted Beta posterior per run length, at most
+    ``max_runs`` of them (the two oldest are merged, weight-averaged, beyond it). With
+    ``change_rate == 0`` there is one run and the mean is ``(w p + successes) / (w + draws)``.
+    Inputs are not validated here (the estimators do).
+    """
+
+    def __init__(
+        self,
+        prior: np.ndarray,
+        strength: np.ndarray,
+        discount: float,
+        change_rate: float = 0.0,
+        max_runs: int = 32,
+    ) -> None:
+        self.prior = prior
+        self.strength = strength
+        self.discount = float(discount)
+        self.change_rate = float(change_rate)
+        runs = 1 if change_rate == 0.0 else int(max_runs)
+        shape = (runs, *prior.shape)
+        # Per run-length hypothesis r (0: the newest run) and rate: the hypothesis' posterior
+        # weight, the prior's remaining pseudo-observations and the discounted counts.
+        self._run_weight = np.zeros(shape)
+        self._run_weight[0] = 1.0
+        self._prior_weight = np.zeros(shape)
+        self._prior_weight[0] = strength
+        self._successes = np.zeros(shape)
+        self._failures = np.zeros(shape)
+
+    def observe(self, index: tuple[int, ...], successes: int, failures: int) -> None:
+        """Draws of rate ``index``: ``successes`` successes, then ``failures`` failures."""
+        draws = successes + failures
+        if draws == 0:
+            return
+        entry = (slice(None), *index)
+        weight = self._run_weight[entry]
+        prior_weight = self._prior_weight[entry]
+        counts = [self._successes[entry], self._failures[entry]]
+        if self.change_rate > 0.0:
+            rate = min(max(float(self.prior[index]), _RATE_FLOOR), 1.0 - _RATE_FLOOR)
+            strength = float(self.strength[index])
+            # The draws' probability under each run's posterior and under a new run (the
+            # prior): Beta-Bernoulli marginals of the sequence.
+            active = weight > 0.0  # hypotheses not in use have no posterior to ask
+            grown = np.full(weight.shape, -np.inf)
+            grown[active] = _sequence_log_likelihood(
+                prior_weight[active] * rate + counts[0][active],
+                prior_weight[active] * (1.0 - rate) + counts[1][active],
+                successes,
+                failures,
+            )
+            fresh = _sequence_log_likelihood(
+                np.array([strength * rate]),
+                np.array([strength * (1.0 - rate)]),
+                successes,
+                failures,
+            )
+            scale = max(float(grown.max()), float(fresh[0]))
+            growth = weight * (1.0 - self.change_rate) * np.exp(grown - scale)
+            change = self.change_rate * weight.sum() * np.exp(fresh - scale)
+            weight = np.concatenate([change, growth])
+            prior_weight = np.concatenate([[strength], prior_weight])
+            counts = [np.concatenate([[0.0], count]) for count in counts]
+            total = weight[-2] + weight[-1]  # the two oldest runs become one
+            if total > 0.0:
+                for values in (prior_weight, *counts):
+                    values[-2] = (weight[-2] * values[-2] + weight[-1] * values[-1]) / total
+            weight[-2] = total
+            weight, prior_weight = weight[:-1] / weight[:-1].sum(), prior_weight[:-1]
+            counts = [count[:-1] for count in counts]
+        decay = self.discount**draws
+        self._run_weight[entry] = weight
+        self._prior_weight[entry] = decay * prior_weight
+        self._successes[entry] = decay * counts[0] + successes
+        self._failures[entry] = decay * counts[1] + failures
+
+    def evidence(self) -> np.ndarray:
+        """Discounted draws per rate (expected over the run length)."""
+        return (self._run_weight * (self._successes + self._failures)).sum(axis=0)
+
+    def means(self) -> np.ndarray:
+        """Posterior means (the prior where a rate has no draws)."""
+        weight = self._prior_weight
+        numerator = weight * self.prior + self._successes
+        denominator = weight + self._successes + self._failures
+        means = np.divide(
+            numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0.0
+        )  # 0 / 0 only in run-length hypotheses not in use (weight 0)
+        return (self._run_weight * means).sum(axis=0)
+
+
 class AcceptanceEstimator:
     """Posterior acceptance rates of every pair of candidates for one request.
 
@@ -292,8 +434,13 @@ class AcceptanceEstimator:
     prior_strength
         Pseudo-observations of the prior (> 0): one number for every pair, or ``[M, M]`` per
         pair (:func:`prior_strengths`; entries with ``i >= j`` are not used).
-    discount
-        See :class:`AdaptiveConfig`.
+    discount, change_rate
+        See :class:`AdaptiveConfig`. With ``change_rate > 0`` each pair's posterior is a mixture
+        over the time of its last change (:class:`RatePosteriors`): a rate that jumps (the
+        n-gram level stops copying) is followed within a few verifications instead of a
+        discount window.
+    max_runs
+        Run-length hypotheses kept per pair with ``change_rate > 0`` (>= 2).
 
     Examples
     --------
@@ -308,6 +455,8 @@ class AcceptanceEstimator:
         prior: Sequence[Sequence[float]],
         prior_strength: float | Sequence[Sequence[float]] | np.ndarray,
         discount: float,
+        change_rate: float = 0.0,
+        max_runs: int = 32,
     ) -> None:
         self._prior = np.array(prior, dtype=np.float64)
         if self._prior.ndim != 2 or self._prior.shape[0] != self._prior.shape[1]:
@@ -322,10 +471,14 @@ class AcceptanceEstimator:
         upper = weight if weight.ndim == 0 else weight[np.triu_indices(size, 1)]
         if not (np.all(np.isfinite(upper)) and np.all(upper > 0)):
             raise ValueError(f"prior_strength must be finite and > 0, got {prior_strength!r}")
-        self._prior_weight = np.broadcast_to(weight, (size, size)).copy()  # w of each pair
-        self._discount = float(discount)
-        self._accepted = np.zeros((size, size))
-        self._rejected = np.zeros((size, size))
+        _check_change_rate(change_rate, max_runs)
+        self._posteriors = RatePosteriors(
+            self._prior,
+            np.broadcast_to(weight, (size, size)).copy(),
+            discount,
+            change_rate,
+            max_runs,
+        )
 
     @property
     def num_models(self) -> int:
@@ -336,23 +489,16 @@ class AcceptanceEstimator:
         the first ``accepted`` of them accepted (``tested - accepted`` is 0 or 1)."""
         if not 0 <= accepted <= tested:
             raise ValueError(f"need 0 <= accepted <= tested, got {accepted} and {tested}")
-        if tested == 0:
-            return
-        decay = self._discount**tested
-        self._prior_weight[drafter, verifier] *= decay
-        self._accepted[drafter, verifier] = decay * self._accepted[drafter, verifier] + accepted
-        self._rejected[drafter, verifier] = decay * self._rejected[drafter, verifier] + (
-            tested - accepted
-        )
+        self._posteriors.observe((drafter, verifier), accepted, tested - accepted)
 
     def evidence(self) -> np.ndarray:
-        """``[M, M]`` discounted number of tested drafts per pair."""
-        return self._accepted + self._rejected
+        """``[M, M]`` discounted number of tested drafts per pair (expected over the run
+        length with ``change_rate > 0``)."""
+        return self._posteriors.evidence()
 
     def observed_estimates(self) -> np.ndarray:
         """``[M, M]`` posterior means (the prior where a pair has no evidence)."""
-        weight = self._prior_weight
-        return (weight * self._prior + self._accepted) / (weight + self.evidence())
+        return self._posteriors.means()
 
     def estimates(self) -> np.ndarray:
         """``[M, M]`` rates for planning: posterior means of observed pairs; unseen pairs moved
@@ -380,8 +526,8 @@ class ContinueEstimator:
     """Posterior continue rates of the bottom level's early stopping, one per model.
 
     Each model's rate has the prior ``prior[m]`` as ``prior_strength`` pseudo-checks and counts
-    the checked positions of this request, the prior and the checks discounted like
-    :class:`AcceptanceEstimator`'s.
+    the checked positions of this request, the prior and the checks discounted (and with
+    ``change_rate > 0`` allowed to jump) like :class:`AcceptanceEstimator`'s.
 
     Examples
     --------
@@ -392,27 +538,30 @@ class ContinueEstimator:
     0.8
     """
 
-    def __init__(self, prior: Sequence[float], prior_strength: float, discount: float) -> None:
-        self._prior = np.array(prior, dtype=np.float64)
-        self._prior_weight = np.full_like(self._prior, float(prior_strength))
-        self._discount = float(discount)
-        self._drafted = np.zeros_like(self._prior)
-        self._checks = np.zeros_like(self._prior)
+    def __init__(
+        self,
+        prior: Sequence[float],
+        prior_strength: float,
+        discount: float,
+        change_rate: float = 0.0,
+        max_runs: int = 32,
+    ) -> None:
+        _check_change_rate(change_rate, max_runs)
+        rates = np.array(prior, dtype=np.float64)
+        self._posteriors = RatePosteriors(
+            rates, np.full_like(rates, float(prior_strength)), discount, change_rate, max_runs
+        )
 
     def observe(self, model: int, checks: int, drafted: int) -> None:
         """One bottom call of ``model``: ``checks`` positions checked, ``drafted`` of them
         drafted (``checks - drafted`` is 0 or 1)."""
         if not 0 <= drafted <= checks:
             raise ValueError(f"need 0 <= drafted <= checks, got {drafted} and {checks}")
-        decay = self._discount**checks
-        self._prior_weight[model] *= decay
-        self._drafted[model] = decay * self._drafted[model] + drafted
-        self._checks[model] = decay * self._checks[model] + checks
+        self._posteriors.observe((model,), drafted, checks - drafted)
 
     def estimates(self) -> np.ndarray:
         """``[M]`` posterior means."""
-        weight = self._prior_weight
-        return (weight * self._prior + self._drafted) / (weight + self._checks)
+        return self._posteriors.means()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -461,7 +610,7 @@ class StoppingEstimator:
     prior_strength, continue_strength
         Pseudo-observations of the bottom acceptance (as :class:`AcceptanceEstimator`) and of
         the continue rates.
-    discount
+    discount, change_rate
         See :class:`AdaptiveConfig`.
 
     Examples
@@ -482,10 +631,15 @@ class StoppingEstimator:
         prior_strength: float | np.ndarray,
         continue_strength: float,
         discount: float,
+        change_rate: float = 0.0,
     ) -> None:
         self.threshold = float(threshold)
-        self.continue_estimator = ContinueEstimator(continue_prior, continue_strength, discount)
-        self.bottom_estimator = AcceptanceEstimator(bottom_prior, prior_strength, discount)
+        self.continue_estimator = ContinueEstimator(
+            continue_prior, continue_strength, discount, change_rate
+        )
+        self.bottom_estimator = AcceptanceEstimator(
+            bottom_prior, prior_strength, discount, change_rate
+        )
 
     def observe(
         self, drafter: int, verifier: int, batch: BottomBatch, tested: int, accepted: int
@@ -660,7 +814,9 @@ class Replanner:
         """Forget the evidence of the previous request (a generate call starts)."""
         config, profile = self.config, self.profile
         strengths = self.prior_strengths
-        self.estimator = AcceptanceEstimator(profile.acceptance, strengths, config.discount)
+        self.estimator = AcceptanceEstimator(
+            profile.acceptance, strengths, config.discount, config.change_rate
+        )
         self.cost_estimator: CostEstimator | None = None
         if config.learn_costs:
             self.cost_estimator = CostEstimator(self._forward, COST_PRIOR_PASSES, COST_DISCOUNT)
@@ -677,6 +833,7 @@ class Replanner:
                     strengths,
                     self._continue_strength,
                     config.discount,
+                    config.change_rate,
                 )
 
     def observe(
