@@ -178,6 +178,10 @@ def configurations(profile, plan, args) -> list[Configuration]:
         config = AdaptiveConfig(min_draft_confidence=confidence)
         name = f"adaptive min_draft_confidence={confidence:g}"
         result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
+    for rate in args.change_rate_variants:
+        config = AdaptiveConfig(change_rate=rate)
+        name = f"adaptive change_rate={rate:g}"
+        result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
     # The fixed set: n-gram at a short / long / middle T first (acceptance moves most for the
     # n-gram level), then the rest by predicted latency.
     ngram = names.index("ngram") if "ngram" in names else None
@@ -781,6 +785,15 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         metavar="CONFIDENCE",
         help="also run the adaptive decoder with these min_draft_confidence values (early "
         "stopping of the bottom level), each compared in the same run",
+    )
+    parser.add_argument(
+        "--change-rate-variants",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="RATE",
+        help="also run the adaptive decoder with these AdaptiveConfig.change_rate values (change "
+        "points in the acceptance estimates), each compared in the same run",
     )
     parser.add_argument("--max-draft-length", type=int, default=16)
     parser.add_argument(

@@ -95,6 +95,7 @@ from hierspec.planning import PlanEntry, Profile, RequestPlan, prompt_prefill_co
 
 STRENGTHS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 DISCOUNTS = (0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)
+CHANGE_RATES = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
 INTERVALS = (1, 2, 3, 4, 6, 8, 16)
 MODES = {"greedy": 0.0, "temperature1": 1.0}
 _PROB_FLOOR = 1e-12  # a rate the estimator reports as exactly 0 or 1 (a prior of 0 or 1)
@@ -358,13 +359,14 @@ def score_trace(
     prior_strength: float | Any,
     discount: float,
     pairs: set[tuple[int, int]] | None = None,
+    change_rate: float = 0.0,
 ) -> TraceScore:
     """Replays ``trace`` through an :class:`AcceptanceEstimator`: each verification is scored
     with the estimate of its pair before it (``estimates()``, what the decoder plans with), then
     observed. ``prior_strength``: one number or ``[M, M]`` per pair (empirical Bayes,
     :func:`hierspec.adaptive.prior_strengths`). ``pairs``: score only these ``(drafter,
-    verifier)`` (all are observed)."""
-    estimator = AcceptanceEstimator(prior, prior_strength, discount)
+    verifier)`` (all are observed). ``change_rate``: the estimator's (0: no change points)."""
+    estimator = AcceptanceEstimator(prior, prior_strength, discount, change_rate)
     outcomes = []
     for item in trace.verifications:
         if pairs is None or (item.drafter, item.verifier) in pairs:
@@ -651,10 +653,11 @@ def regret_grid(
     discounts: Sequence[float],
     horizon: float,
     cache: dict[Any, tuple[list[list[float]], float]] | None = None,
+    change_rate: float = 0.0,
 ) -> dict[tuple[float | None, float], list[float]]:
     """:func:`decision_regret` of every setting on each plan trace (where the decoder starts),
     in the order of ``traces``. A strength of ``None``: per pair by empirical Bayes from the
-    profile (the decoder's default)."""
+    profile (the decoder's default). ``change_rate``: the estimator's, for every setting."""
     cache = {} if cache is None else cache
     plan_traces = [t for t in traces if t.role == "plan"]
     result = {}
@@ -663,6 +666,7 @@ def regret_grid(
             config = AdaptiveConfig(
                 prior_strength=strength,
                 discount=discount,
+                change_rate=change_rate,
                 replan_interval=1,
                 min_draft_confidence=0.0,
             )
@@ -772,16 +776,17 @@ def configurations(plan: Any) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
 def record_mode(family, mode: str, args, prompts, log) -> tuple[Profile, Path, list, list[Trace]]:
     """The traces of one sampling mode."""
     import torch
-    from harness import cached_family_profile, planned_profile
+    from harness import cached_family_profile, profile_plan
 
     from hierspec import HierarchicalDecoder
     from hierspec.sampling import SamplingConfig
 
     sampling = SamplingConfig(temperature=MODES[mode])
-    cached_family_profile(family, sampling, args.max_draft_length, args.profile_prompts)
-    profile, path, plan = planned_profile(
-        family, sampling, False, args.max_draft_length, 1, args.profile_prompts, False, log, mode
+    profile, path = cached_family_profile(
+        family, sampling, args.max_draft_length, args.profile_prompts
     )
+    log(f"[{mode}] profile {path} (cached)")
+    plan = profile_plan(profile, args.max_draft_length)
     configs = configurations(plan)
     names = profile.model_names
 
@@ -1000,6 +1005,92 @@ def _regret_pair(values: dict[Any, list[float]], constant_key: tuple[float, floa
     }
 
 
+def change_points(
+    traces: Sequence[Trace],
+    profiles: dict[str, Profile],
+    change_rates: Sequence[float],
+    discount: float,
+    regret_cache: dict[Any, tuple[list[list[float]], float]],
+    horizons: dict[str, float],
+) -> dict[str, Any]:
+    """``AdaptiveConfig.change_rate`` by measurement: the decoder's estimator (empirical-Bayes
+    strengths, ``discount``) with each change rate, scored like the grid (log-likelihood, token
+    error and bias per mode) and by decision regret, each as a paired difference (mean, standard
+    error over traces) from change rate 0 (no change points). Recommended: the rate with the
+    best pooled log-likelihood among those that beat 0 by more than two standard errors with a
+    regret over the switch horizon not worse than 0's by more than two; 0 when none does."""
+    rates = sorted({0.0, *change_rates})
+    strengths = {mode: prior_strengths(profile) for mode, profile in profiles.items()}
+    priors = {mode: profile.acceptance for mode, profile in profiles.items()}
+    modes = list(dict.fromkeys(trace.mode for trace in traces))
+    result: dict[str, Any] = {"discount": discount, "rates": {}}
+    regrets: dict[str, dict[float, list[float]]] = {name: {} for name in horizons}
+    for name, horizon in horizons.items():
+        for rate in rates:
+            series: list[float] = []
+            for mode in modes:
+                values = regret_grid(
+                    [t for t in traces if t.mode == mode],
+                    profiles,
+                    [None],
+                    [discount],
+                    horizon,
+                    regret_cache,
+                    change_rate=rate,
+                )
+                series += values[(None, discount)]
+            regrets[name][rate] = series
+    for rate in rates:
+        entry: dict[str, Any] = {}
+        for mode in modes + ["all"]:
+            chosen = [t for t in traces if mode in ("all", t.mode)]
+            scores = [
+                score_trace(t, priors[t.mode], strengths[t.mode], discount, change_rate=rate)
+                for t in chosen
+            ]
+            base = [score_trace(t, priors[t.mode], strengths[t.mode], discount) for t in chosen]
+            cell, zero = (
+                Cell(math.nan, discount, tuple(scores)),
+                Cell(math.nan, discount, tuple(base)),
+            )
+            mean, stderr = paired_difference(cell, zero)
+            entry[mode] = {
+                "nats_per_draft": cell.nats_per_draft,
+                "vs_zero": mean,
+                "vs_zero_stderr": stderr,
+                "token_error": cell.token_error,
+                "token_bias": cell.token_bias,
+            }
+        for name in horizons:
+            pairs = [
+                (a, b)
+                for a, b in zip(regrets[name][rate], regrets[name][0.0], strict=True)
+                if not (math.isnan(a) or math.isnan(b))
+            ]
+            differences = [a - b for a, b in pairs]
+            entry["all"][f"regret_{name}"] = statistics.fmean(a for a, _ in pairs)
+            entry["all"][f"regret_{name}_vs_zero"] = statistics.fmean(differences)
+            entry["all"][f"regret_{name}_vs_zero_stderr"] = (
+                statistics.stdev(differences) / math.sqrt(len(differences))
+                if len(differences) > 1
+                else 0.0
+            )
+        result["rates"][str(rate)] = entry
+    eligible = [
+        rate
+        for rate in rates
+        if rate == 0.0
+        or (
+            (pooled := result["rates"][str(rate)]["all"])["vs_zero"] > 2 * pooled["vs_zero_stderr"]
+            and pooled["regret_horizon_vs_zero"] <= 2 * pooled["regret_horizon_vs_zero_stderr"]
+        )
+    ]
+    result["recommended"] = max(
+        eligible, key=lambda rate: result["rates"][str(rate)]["all"]["nats_per_draft"]
+    )
+    return result
+
+
 def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) -> dict[str, Any]:
     """Steps 2 and 3 on the traces (no models)."""
     default = AdaptiveConfig()
@@ -1099,9 +1190,23 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
             and regret["vs_constant"] <= 2 * regret["vs_constant_stderr"]
         ):
             recommended_strength = "empirical Bayes"
+    # Change points (AdaptiveConfig.change_rate) for the decoder's estimator at that discount.
+    change_result = change_points(
+        traces, profiles, args.change_rates, chosen_key[1], regret_cache, horizons
+    )
+    for rate, entry in change_result["rates"].items():
+        pooled = entry["all"]
+        log(
+            f"[change points] rate {rate}: {pooled['nats_per_draft']:.4f} nats/draft "
+            f"({pooled['vs_zero']:+.4f} +- {pooled['vs_zero_stderr']:.4f} vs none), token "
+            f"error {pooled['token_error']:.3f}, bias {pooled['token_bias']:+.3f}, regret "
+            f"{100 * pooled['regret_horizon']:.1f}% ({100 * pooled['regret_horizon_vs_zero']:+.1f}"
+            f" +- {100 * pooled['regret_horizon_vs_zero_stderr']:.1f})"
+        )
     config = AdaptiveConfig(
         prior_strength=None if recommended_strength == "empirical Bayes" else chosen_key[0],
         discount=chosen_key[1],
+        change_rate=change_result["recommended"],
         replan_interval=1,
         min_draft_confidence=0.0,  # the traces were decoded without early stopping
     )
@@ -1177,6 +1282,7 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
         "prior_strength": recommended_strength,
         "constant_prior_strength": chosen_key[0],
         "discount": chosen_key[1],
+        "change_rate": change_result["recommended"],
         "replan_interval": interval,
         "rule": "constant prior_strength and discount: of the settings within two standard errors "
         "of the best predictive log-likelihood (pooled modes), the least decision regret over the "
@@ -1193,6 +1299,7 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
                 else default.prior_strength
             ),
             "discount": default.discount,
+            "change_rate": default.change_rate,
             "replan_interval": default.replan_interval,
         },
         "evidence": {
@@ -1212,6 +1319,7 @@ def analyse(traces: Sequence[Trace], profiles: dict[str, Profile], args, log) ->
     return {
         "recommendation": recommendation,
         "empirical_bayes": eb_result,
+        "change_points": change_result,
         "grid": grids,
         "decisions": decisions,
         "reaction": reactions,
@@ -1340,6 +1448,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     add_prompt_arguments(parser, FULL)
     parser.add_argument("--strengths", type=float, nargs="+", default=list(STRENGTHS))
     parser.add_argument("--discounts", type=float, nargs="+", default=list(DISCOUNTS))
+    parser.add_argument("--change-rates", type=float, nargs="+", default=list(CHANGE_RATES))
     parser.add_argument("--intervals", type=int, nargs="+", default=list(INTERVALS))
     parser.add_argument("--decide-repeats", type=int, default=200)
     parser.add_argument(

@@ -52,6 +52,7 @@ __all__ = [
     "hf_prefill_seconds",
     "pass_costs",
     "planned_profile",
+    "profile_plan",
     "single_draft_length",
     "write_report",
 ]
@@ -150,13 +151,17 @@ def planned_profile(
         f"[{label}] profile {path} ({'measured now' if measured_now else 'cached'}, "
         f"{time.perf_counter() - started:.0f} s)"
     )
-    plan = hierspec.plan(
+    return profile, path, profile_plan(profile, max_draft_length)
+
+
+def profile_plan(profile: Any, max_draft_length: int) -> Any:
+    """The planner's plan over ``profile`` (its costs and acceptance, named)."""
+    return hierspec.plan(
         profile.costs_ms,
         profile.acceptance,
         max_draft_length=max_draft_length,
         model_names=profile.model_names,
     )
-    return profile, path, plan
 
 
 def family_profile_path(

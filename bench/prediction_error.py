@@ -5,10 +5,11 @@ the time the adaptive decoder predicted (each decision's ``predicted_latency`` t
 committed until the next decision, plus predicted catch-up costs). This script splits that error
 on real runs and asks what a forecast that knows the n-gram level's regimes would have said.
 
-The adaptive decoder (``AdaptiveConfig()``, the family's cached profiles, the held-out and
-ungrounded prompts and seeds of ``bench/adaptive.py``) generates ``--tokens`` tokens per prompt
-with a recording replanner (a :class:`hierspec.adaptive.Replanner` whose hooks record every
-timed pass, verification and decision; its decisions are the real ones). Per target cycle
+The adaptive decoder (``AdaptiveConfig()``, ``--change-rate`` set; the family's cached
+profiles, the held-out and ungrounded prompts and seeds of ``bench/adaptive.py``) generates
+``--tokens`` tokens per prompt with a recording replanner (a
+:class:`hierspec.adaptive.Replanner` whose hooks record every timed pass, verification and
+decision; its decisions are the real ones). Per target cycle
 between two decisions (the decoder decides after every target pass; the cycle before the first
 decision and the last one are left out):
 
@@ -259,7 +260,7 @@ def run_mode(family, mode: str, prompts, args, log) -> dict[str, Any]:
     texts = calibration_texts(family, "ngram", sampling, profile)
     thresholds = [0.0] + [entry.min_draft_confidence for entry in profile.early_stopping or ()]
     fits = {threshold: ordered(fit_regimes(texts, threshold)) for threshold in thresholds}
-    replanner = RecordingReplanner(profile, AdaptiveConfig())
+    replanner = RecordingReplanner(profile, AdaptiveConfig(change_rate=args.change_rate))
     decoder = HierarchicalDecoder.adaptive(list(family.models), profile, replanner=replanner)
     # Warm-up (the first passes of each shape pay for allocations and kernel selection), as
     # bench/adaptive.py does before it measures.
@@ -349,6 +350,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--prompts-per-category", type=int, default=1)
     parser.add_argument("--ungrounded-prompts", type=int, default=4)
+    parser.add_argument(
+        "--change-rate",
+        type=float,
+        default=AdaptiveConfig().change_rate,
+        help="the decoder's AdaptiveConfig.change_rate (default: the library's)",
+    )
     parser.add_argument("--cache", help="family cache directory")
     parser.add_argument("--out", type=Path, default=RESULTS / "prediction-error-cpu.json")
     args = parser.parse_args(argv)

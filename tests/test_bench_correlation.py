@@ -3,25 +3,18 @@ latency model where the process is i.i.d., and the trace predictions to hand com
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import hierspec
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 DRAFTER = [0.1 * (1 + 0.05 * n) for n in range(20)]  # c_0(n), n = 1..20
 TARGET = [10.0 * (1 + 0.02 * n) for n in range(20)]
 
 
 @pytest.fixture(scope="module")
-def correlation():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH))  # bench scripts import their harness by name
-        import correlation as module
-
-        yield module
+def correlation(bench_import):
+    return bench_import("correlation")
 
 
 def iid_latency(rate: float, draft_length: int, rho: float = 1.0) -> float:

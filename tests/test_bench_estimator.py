@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,16 +17,10 @@ import hierspec
 from hierspec import HierarchicalDecoder
 from hierspec.testing import markov_models
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
 
 @pytest.fixture(scope="module")
-def estimator():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH))  # bench scripts import their harness by name
-        import estimator as module
-
-        yield module
+def estimator(bench_import):
+    return bench_import("estimator")
 
 
 def _trace(module, verifications, mode="greedy"):

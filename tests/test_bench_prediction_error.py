@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -10,17 +9,12 @@ import pytest
 import hierspec
 from hierspec.adaptive import BottomBatch, PlanDecision
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 COSTS = [[1.0, 1.5, 2.0, 2.5, 3.0, 3.5], [10.0, 11.0, 12.0, 13.0, 14.0, 15.0]]  # ngram, target
 
 
 @pytest.fixture(scope="module")
-def prediction_error():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(BENCH))  # bench scripts import their harness by name
-        import prediction_error as module
-
-        yield module
+def prediction_error(bench_import):
+    return bench_import("prediction_error")
 
 
 def decision(token: int, latency: float, catch_up: float = 0.0) -> PlanDecision:
