@@ -18,6 +18,9 @@ interleaved per prompt in a rotating order after one warm-up run each:
     static          ``HierarchicalDecoder.from_plan``: the profile's plan
     adaptive        ``HierarchicalDecoder.adaptive`` with the default ``AdaptiveConfig``: starts
                     from the same plan, learns acceptance while generating, re-plans
+    variants        the same with one setting changed, each compared with the default in the
+                    same run: ``--adaptive-variants`` (a fixed ``min_draft_confidence``) and
+                    ``--change-rate-variants`` (``change_rate``)
     fixed           static configurations for the hindsight best (with the two above that are
                     static): the static plan, ngram -> target at T in {2, 8, 4}, then the single
                     drafts at their planned best T and the plan's alternatives by predicted

@@ -40,6 +40,10 @@ planning decisions). This script chooses them from real verification outcomes, i
    standard errors (not distinguishable on these traces). References: the profile alone (no
    learning) and the best constant rate per pair in hindsight (a bound for any constant).
 
+   Change points (``AdaptiveConfig.change_rate``): the decoder's estimator (empirical-Bayes
+   strengths, the recommended discount) at each of ``--change-rates``, scored the same way and
+   by decision regret, each paired with no change points (``change_points`` in the JSON).
+
    Decision regret: the estimator feeds decisions, and predicting the next verification well
    is not the same as choosing well. Each plan trace is replayed through a real ``Replanner``
    with each setting, asked after every target pass; the configuration it would run next is

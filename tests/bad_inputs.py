@@ -175,6 +175,11 @@ CASES: list[BadInput] = [
         "learn_costs must be a bool, got 'yes'",
     ),
     BadInput(
+        "hierspec.adaptive.AdaptiveConfig(change_rate=1.0)",
+        ValueError,
+        "change_rate must be in [0, 1), got 1.0",
+    ),
+    BadInput(
         "cli('generate', '--prompt', 'Hi', '--no-adaptive', '--min-draft-confidence', '0.5')",
         ExitStatus,
         "2: hierspec generate: error: --min-draft-confidence 0.5 needs the adaptive decoder",
