@@ -300,13 +300,6 @@ def _sigmoid(value: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-value))
 
 
-def _check_change_rate(change_rate: float, max_runs: int) -> None:
-    if not 0.0 <= change_rate < 1.0:  # also refuses NaN
-        raise ValueError(f"change_rate must be in [0, 1), got {change_rate!r}")
-    if max_runs < 2:
-        raise ValueError(f"max_runs must be >= 2, got {max_runs!r}")
-
-
 def _sequence_log_likelihood(
     alpha: np.ndarray, beta: np.ndarray, successes: int, failures: int
 ) -> np.ndarray:
@@ -335,7 +328,8 @@ class RatePosteriors:
     observations since the last change), one discounted Beta posterior per run length, at most
     ``max_runs`` of them (the two oldest are merged, weight-averaged, beyond it). With
     ``change_rate == 0`` there is one run and the mean is ``(w p + successes) / (w + draws)``.
-    Inputs are not validated here (the estimators do).
+    ``change_rate`` and ``max_runs`` are checked here; ``prior`` and ``strength`` by the
+    estimators, which know their shapes.
     """
 
     def __init__(
@@ -346,6 +340,10 @@ class RatePosteriors:
         change_rate: float = 0.0,
         max_runs: int = 32,
     ) -> None:
+        if not 0.0 <= change_rate < 1.0:  # also refuses NaN
+            raise ValueError(f"change_rate must be in [0, 1), got {change_rate!r}")
+        if max_runs < 2:
+            raise ValueError(f"max_runs must be >= 2, got {max_runs!r}")
         self.prior = prior
         self.strength = strength
         self.discount = float(discount)
@@ -471,7 +469,6 @@ class AcceptanceEstimator:
         upper = weight if weight.ndim == 0 else weight[np.triu_indices(size, 1)]
         if not (np.all(np.isfinite(upper)) and np.all(upper > 0)):
             raise ValueError(f"prior_strength must be finite and > 0, got {prior_strength!r}")
-        _check_change_rate(change_rate, max_runs)
         self._posteriors = RatePosteriors(
             self._prior,
             np.broadcast_to(weight, (size, size)).copy(),
@@ -546,7 +543,6 @@ class ContinueEstimator:
         change_rate: float = 0.0,
         max_runs: int = 32,
     ) -> None:
-        _check_change_rate(change_rate, max_runs)
         rates = np.array(prior, dtype=np.float64)
         self._posteriors = RatePosteriors(
             rates, np.full_like(rates, float(prior_strength)), discount, change_rate, max_runs
