@@ -447,15 +447,32 @@ def score_grid(
     ]
 
 
-def paired_difference(cell: Cell, best: Cell) -> tuple[float, float]:
-    """Mean and standard error over traces of ``cell - best`` (nats per tested draft)."""
-    differences = [
-        a.nats_per_draft - b.nats_per_draft for a, b in zip(cell.scores, best.scores, strict=True)
-    ]
+def mean_and_stderr(differences: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of paired differences (standard error 0 for one)."""
     mean = statistics.fmean(differences)
     if len(differences) < 2:
         return mean, 0.0
     return mean, statistics.stdev(differences) / math.sqrt(len(differences))
+
+
+def paired_series(mine: Sequence[float], theirs: Sequence[float]) -> tuple[float, ...]:
+    """Two per-trace series, paired where neither is NaN: ``(mean of mine, mean of theirs,
+    mean of mine - theirs, its standard error)``."""
+    pairs = [
+        (a, b) for a, b in zip(mine, theirs, strict=True) if not (math.isnan(a) or math.isnan(b))
+    ]
+    return (
+        statistics.fmean(a for a, _ in pairs),
+        statistics.fmean(b for _, b in pairs),
+        *mean_and_stderr([a - b for a, b in pairs]),
+    )
+
+
+def paired_difference(cell: Cell, best: Cell) -> tuple[float, float]:
+    """Mean and standard error over traces of ``cell - best`` (nats per tested draft)."""
+    return mean_and_stderr(
+        [a.nats_per_draft - b.nats_per_draft for a, b in zip(cell.scores, best.scores, strict=True)]
+    )
 
 
 def grid_summary(cells: Sequence[Cell], default: tuple[float, float]) -> dict[str, Any]:
@@ -703,17 +720,13 @@ def regret_summary(
         differences = [
             a - b for a, b in zip(series, values[best]) if not (math.isnan(a) or math.isnan(b))
         ]
-        stderr = (
-            statistics.stdev(differences) / math.sqrt(len(differences))
-            if len(differences) > 1
-            else 0.0
-        )
+        difference, stderr = mean_and_stderr(differences)
         rows.append(
             {
                 "prior_strength": key[0],
                 "discount": key[1],
                 "regret": mean(key),
-                "vs_best": statistics.fmean(differences),
+                "vs_best": difference,
                 "vs_best_stderr": stderr,
                 "traces": len(differences),
             }
@@ -994,18 +1007,14 @@ def empirical_bayes(
 def _regret_pair(values: dict[Any, list[float]], constant_key: tuple[float, float]) -> dict:
     """Mean regret of empirical Bayes (key ``(None, discount)``) and of the constant, and their
     paired difference (mean, standard error) over traces."""
-    mine, theirs = values[(None, constant_key[1])], values[constant_key]
-    pairs = [(a, b) for a, b in zip(mine, theirs) if not (math.isnan(a) or math.isnan(b))]
-    differences = [a - b for a, b in pairs]
+    regret, constant_regret, difference, stderr = paired_series(
+        values[(None, constant_key[1])], values[constant_key]
+    )
     return {
-        "regret": statistics.fmean(a for a, _ in pairs),
-        "constant_regret": statistics.fmean(b for _, b in pairs),
-        "vs_constant": statistics.fmean(differences),
-        "vs_constant_stderr": (
-            statistics.stdev(differences) / math.sqrt(len(differences))
-            if len(differences) > 1
-            else 0.0
-        ),
+        "regret": regret,
+        "constant_regret": constant_regret,
+        "vs_constant": difference,
+        "vs_constant_stderr": stderr,
     }
 
 
@@ -1044,18 +1053,20 @@ def change_points(
                 )
                 series += values[(None, discount)]
             regrets[name][rate] = series
+    scored = {
+        rate: [
+            score_trace(t, priors[t.mode], strengths[t.mode], discount, change_rate=rate)
+            for t in traces
+        ]
+        for rate in rates
+    }
     for rate in rates:
         entry: dict[str, Any] = {}
         for mode in modes + ["all"]:
-            chosen = [t for t in traces if mode in ("all", t.mode)]
-            scores = [
-                score_trace(t, priors[t.mode], strengths[t.mode], discount, change_rate=rate)
-                for t in chosen
-            ]
-            base = [score_trace(t, priors[t.mode], strengths[t.mode], discount) for t in chosen]
+            chosen = [i for i, t in enumerate(traces) if mode in ("all", t.mode)]
             cell, zero = (
-                Cell(math.nan, discount, tuple(scores)),
-                Cell(math.nan, discount, tuple(base)),
+                Cell(math.nan, discount, tuple(scored[value][i] for i in chosen))
+                for value in (rate, 0.0)
             )
             mean, stderr = paired_difference(cell, zero)
             entry[mode] = {
@@ -1066,19 +1077,10 @@ def change_points(
                 "token_bias": cell.token_bias,
             }
         for name in horizons:
-            pairs = [
-                (a, b)
-                for a, b in zip(regrets[name][rate], regrets[name][0.0], strict=True)
-                if not (math.isnan(a) or math.isnan(b))
-            ]
-            differences = [a - b for a, b in pairs]
-            entry["all"][f"regret_{name}"] = statistics.fmean(a for a, _ in pairs)
-            entry["all"][f"regret_{name}_vs_zero"] = statistics.fmean(differences)
-            entry["all"][f"regret_{name}_vs_zero_stderr"] = (
-                statistics.stdev(differences) / math.sqrt(len(differences))
-                if len(differences) > 1
-                else 0.0
-            )
+            regret, _, difference, stderr = paired_series(regrets[name][rate], regrets[name][0.0])
+            entry["all"][f"regret_{name}"] = regret
+            entry["all"][f"regret_{name}_vs_zero"] = difference
+            entry["all"][f"regret_{name}_vs_zero_stderr"] = stderr
         result["rates"][str(rate)] = entry
     eligible = [
         rate
