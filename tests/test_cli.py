@@ -250,23 +250,22 @@ def test_read_prompts_formats(tmp_path):
 
 
 def run_engine(checkpoints, profile, prompt, max_new_tokens, max_draft_length):
-    """The engine run directly as ``hierspec generate`` runs it (greedy, EOS ignored): the same
-    loaded candidates, plan and prompt encoding. Returns (output, tokenizer)."""
+    """The engine run directly as ``hierspec generate --no-adaptive`` runs it (greedy, EOS
+    ignored): the same loaded candidates, prompt encoding and request plan (the least prefill +
+    decode time for this prompt, :func:`hierspec.plan_for_prompt`). Returns (output, text,
+    request plan)."""
     candidates = load_candidates(checkpoints, progress=False)
     candidates = candidates.select(profile.model_names, "the profile")
-    best = hierspec.plan(
-        profile.costs_ms,
-        profile.acceptance,
-        max_draft_length=max_draft_length,
-        model_names=profile.model_names,
-    )
-    decoder = hierspec.HierarchicalDecoder.from_plan(candidates.models, best)
     input_ids = encode_prompt(candidates.tokenizer, prompt, raw=False)
+    request = hierspec.plan_for_prompt(
+        profile, input_ids.shape[1], max_new_tokens, max_draft_length=max_draft_length
+    )
+    decoder = hierspec.HierarchicalDecoder.from_plan(candidates.models, request.entry)
     output = decoder.generate(input_ids, max_new_tokens=max_new_tokens, temperature=0.0, seed=0)
     text = candidates.tokenizer.decode(
         output.sequences[0, input_ids.shape[1] :], skip_special_tokens=True
     )
-    return output, text
+    return output, text, request
 
 
 def assert_levels_match_the_engine(report, output):
@@ -324,12 +323,15 @@ def test_generate_with_a_profile_is_greedy_identical(
     planned = hierspec.plan(expected.costs_ms, expected.acceptance, max_draft_length=3)
     assert report["plan"]["chain"] == list(planned.chain)
     levels = report["levels"]
-    assert [level["model"] for level in levels] == [f"m{index}" for index in planned.chain]
-    output, text = run_engine(checkpoints, expected, "w1 w2 w3", 12, 3)
+    # It runs the plan for this request (prefill included), which for a short request may
+    # drop a draft the per-token plan keeps (the tiny models' measured costs decide).
+    output, text, request = run_engine(checkpoints, expected, "w1 w2 w3", 12, 3)
+    assert report["request_plan"]["chain"] == [f"m{index}" for index in request.chain]
+    assert [level["model"] for level in levels] == [f"m{index}" for index in request.chain]
     assert report["text"] == text
     assert_levels_match_the_engine(report, output)
     evaluation = hierspec.evaluate(
-        expected.costs_ms, expected.acceptance, planned.chain, planned.draft_lengths
+        expected.costs_ms, expected.acceptance, request.chain, request.draft_lengths
     )
     assert [level["predicted_passes_per_token"] for level in levels] == pytest.approx(
         list(evaluation.passes_per_token)
@@ -466,7 +468,7 @@ def test_generate_on_a_profile_subset(checkpoints, tmp_path, capsys):
     assert report["plan"]["model_names"] == ["m1", "m2"]
     assert report["plan"]["chain"] == [0, 1] and report["identical_to_target"] is True
     assert report["levels"][0]["profile_acceptance"] == 0.9
-    output, text = run_engine(checkpoints, hierspec.load_profile(path), "w1 w2", 5, 2)
+    output, text, _ = run_engine(checkpoints, hierspec.load_profile(path), "w1 w2", 5, 2)
     assert report["text"] == text
     assert_levels_match_the_engine(report, output)
 
