@@ -49,6 +49,7 @@ Writes bench/results/adaptive-cpu.json (``summary`` first) and bench/results/ada
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import math
 import statistics
@@ -122,6 +123,8 @@ class Run:
     identical: bool | None = None  # greedy: equals the target alone's output
     first_mismatch: int | None = None
     predicted_decode_s: float | None = None  # static: profile; adaptive: its decisions
+    # Adaptive: its decisions' latencies times their calibration ratios.
+    predicted_calibrated_decode_s: float | None = None
     decisions: tuple[PlanDecision, ...] = ()
 
     @property
@@ -184,6 +187,14 @@ def configurations(profile, plan, args) -> list[Configuration]:
     for rate in args.change_rate_variants:
         config = AdaptiveConfig(change_rate=rate)
         name = f"adaptive change_rate={rate:g}"
+        result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
+    if args.uncalibrated_variant:
+        config = AdaptiveConfig(calibrate=False)
+        name = "adaptive calibrate=False"
+        result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
+    for settings in args.config_variants:
+        config = AdaptiveConfig(**settings)
+        name = "adaptive " + ",".join(f"{key}={value!r}" for key, value in settings.items())
         result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
     # The fixed set: n-gram at a short / long / middle T first (acceptance moves most for the
     # n-gram level), then the rest by predicted latency.
@@ -280,25 +291,29 @@ class Runner:
             assert stats.initial_plan is not None
             initial_ms = stats.initial_plan.latency
             predicted_ms = adaptive_prediction_ms(stats.decisions, initial_ms, stats.new_tokens)
+            calibrated_ms = adaptive_prediction_ms(
+                stats.decisions, initial_ms, stats.new_tokens, calibrated=True
+            )
         else:
             assert configuration.predicted_ms is not None
-            predicted_ms = configuration.predicted_ms * stats.new_tokens
+            predicted_ms = calibrated_ms = configuration.predicted_ms * stats.new_tokens
         run = Run(
             stats.decode_time_s,
             stats.wall_time_s,
             stats.new_tokens,
             predicted_decode_s=predicted_ms / 1e3,
+            predicted_calibrated_decode_s=calibrated_ms / 1e3,
             decisions=stats.decisions,
         )
         return run, output.sequences
 
 
 def adaptive_prediction_ms(
-    decisions: tuple[PlanDecision, ...], initial_ms: float, new_tokens: int
+    decisions: tuple[PlanDecision, ...], initial_ms: float, new_tokens: int, calibrated=False
 ) -> float:
     """Predicted decode time (ms) of an adaptive run
     (:func:`hierspec.adaptive.predicted_latency_of_run` times the tokens)."""
-    return predicted_latency_of_run(decisions, initial_ms, new_tokens) * new_tokens
+    return predicted_latency_of_run(decisions, initial_ms, new_tokens, calibrated) * new_tokens
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,10 +399,10 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
             return None
         return statistics.fmean(ms(r, baseline) / ms(r, name) for r in group)
 
-    def prediction_error(group, name) -> float:
+    def prediction_error(group, name, field="predicted_decode_s") -> float:
         """Signed relative error of the predicted decode time, summed over ``group``."""
         measured = sum(r["runs"][name].decode_s for r in group)
-        predicted = sum(r["runs"][name].predicted_decode_s for r in group)
+        predicted = sum(getattr(r["runs"][name], field) for r in group)
         return (measured - predicted) / predicted
 
     per_category = []
@@ -411,6 +426,9 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
         row["static_vs_prompt_lookup"] = ratio(group, lookup, static.name)
         row["prediction_error_static"] = prediction_error(group, static.name)
         row["prediction_error_adaptive"] = prediction_error(group, "adaptive")
+        row["prediction_error_adaptive_calibrated"] = prediction_error(
+            group, "adaptive", "predicted_calibrated_decode_s"
+        )
         row["hindsight_best_counts"] = {
             name: sum(min(static_names, key=lambda n: ms(r, n)) == name for r in group)
             for name in static_names
@@ -460,6 +478,7 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
         "vs_prompt_lookup": ratio(records, best_lookup(records)),
         "prediction_error": worst_error("prediction_error_adaptive"),
         "prediction_error_static": worst_error("prediction_error_static"),
+        "prediction_error_calibrated": worst_error("prediction_error_adaptive_calibrated"),
         "vs_prompt_lookup_heldout": ratio(heldout, best_lookup(heldout)),
         "vs_prompt_lookup_ungrounded": ratio(ungrounded, best_lookup(ungrounded)),
         "static_vs_prompt_lookup_heldout": ratio(heldout, best_lookup(heldout), static.name),
@@ -558,6 +577,8 @@ def record_to_json(record, names) -> dict:
                         pair_name(pair, names): rate for pair, rate in d.acceptance.items()
                     },
                     "predicted_latency": d.predicted_latency,
+                    "calibration": d.calibration,
+                    "previous_calibration": d.previous_calibration,
                     "catch_up_cost": d.catch_up_cost,
                     "bottom_acceptance": {
                         pair_name(pair, names): rate for pair, rate in d.bottom_acceptance.items()
@@ -600,6 +621,7 @@ def format_mode(mode: dict) -> str:
         "ad/lookup",
         "err static",
         "err adaptive",
+        "err calibrated",
         "switches",
     )
     names = [c["name"] for c in mode["configurations"]]
@@ -621,6 +643,7 @@ def format_mode(mode: dict) -> str:
                 number(row["adaptive_vs_prompt_lookup"], "x"),
                 error(row["prediction_error_static"]),
                 error(row["prediction_error_adaptive"]),
+                error(row["prediction_error_adaptive_calibrated"]),
                 f"{row['plan_changes_per_prompt']:.1f}",
             )
         )
@@ -769,6 +792,28 @@ FULL = dict(
 QUICK = dict(tokens=32, prompts_per_category=2, ungrounded_prompts=2, modes=["greedy"])
 
 
+def config_settings(text: str) -> dict[str, Any]:
+    """``"key=value,key=value"`` as AdaptiveConfig keywords (values: Python literals)."""
+    fields = {field.name for field in dataclasses.fields(AdaptiveConfig)}
+    settings: dict[str, Any] = {}
+    for item in text.split(","):
+        key, separator, value = item.partition("=")
+        key = key.strip()
+        if not separator or key not in fields:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not KEY=VALUE with KEY one of {sorted(fields)}"
+            )
+        try:
+            settings[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError) as error:
+            raise argparse.ArgumentTypeError(f"{item!r}: {value!r} is not a literal") from error
+    try:
+        AdaptiveConfig(**settings)
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from error
+    return settings
+
+
 def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_prompt_arguments(parser, FULL, QUICK)
@@ -797,6 +842,21 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         metavar="RATE",
         help="also run the adaptive decoder with these AdaptiveConfig.change_rate values (change "
         "points in the acceptance estimates), each compared in the same run",
+    )
+    parser.add_argument(
+        "--uncalibrated-variant",
+        action="store_true",
+        help="also run the adaptive decoder with AdaptiveConfig(calibrate=False) (configurations "
+        "compared by the latency model alone), compared in the same run",
+    )
+    parser.add_argument(
+        "--config-variants",
+        type=config_settings,
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="also run the adaptive decoder with these AdaptiveConfig settings (e.g. "
+        "'min_relative_gain=0.1,calibrate=False'), each compared in the same run",
     )
     parser.add_argument("--max-draft-length", type=int, default=16)
     parser.add_argument(
@@ -902,6 +962,10 @@ def main(argv=None) -> int:
             "magnitude, signed",
             "prediction_error_static": "the same for the static plan, predicted = "
             "hierspec.evaluate on the profile",
+            "prediction_error_calibrated": "the same for adaptive with each decision's "
+            "predicted_latency times its calibration (the measured / predicted ratio its "
+            "configuration had shown in the request so far: the decoder's own forecast, which "
+            "its decisions compare)",
             "readme_main_job": "decode speedup over the target alone on the README prompt, "
             "static plan (before) and adaptive (after)",
             "decode time": "hierspec: stats.decode_time_s (after the prompt prefill); "

@@ -175,6 +175,11 @@ CASES: list[BadInput] = [
         "learn_costs must be a bool, got 'yes'",
     ),
     BadInput(
+        "hierspec.adaptive.AdaptiveConfig(calibrate=1)",
+        TypeError,
+        "calibrate must be a bool, got 1",
+    ),
+    BadInput(
         "hierspec.adaptive.AdaptiveConfig(change_rate=1.0)",
         ValueError,
         "change_rate must be in [0, 1), got 1.0",

@@ -16,6 +16,7 @@ from hierspec.adaptive import (
     AdaptiveConfig,
     BottomBatch,
     CostEstimator,
+    LatencyCalibration,
     Replanner,
     prior_strengths,
 )
@@ -342,6 +343,88 @@ def test_replanner_scales_costs_by_what_the_passes_took() -> None:
     assert fixed.decide((0, 1), (4,), [0, 0], 100, 5, 3).cost_scales == {}
     with pytest.raises(TypeError, match="learn_costs must be a bool"):
         AdaptiveConfig(learn_costs=1)
+
+
+def test_latency_calibration_pools_until_a_configuration_shows_its_own() -> None:
+    calibration = LatencyCalibration(prior_ms=10.0, discount=0.5)
+    slow, fast, unseen = ((0, 1, 2), 0.0), ((0, 2), 0.0), ((0, 2), 0.3)
+    assert calibration.pooled() == calibration.ratio(slow) == 1.0  # nothing seen
+    calibration.observe(slow, milliseconds=30.0, predicted_ms=20.0)
+    calibration.observe(slow, milliseconds=60.0, predicted_ms=40.0)
+    # One configuration run: every configuration has its ratio (a common factor).
+    assert calibration.pooled() == calibration.ratio(slow) == calibration.ratio(fast) == 1.5
+    calibration.observe(fast, milliseconds=40.0, predicted_ms=40.0)
+    measured, predicted = 0.5 * (0.5 * 30 + 60) + 40, 0.5 * (0.5 * 20 + 40) + 40  # per cycle
+    pooled = measured / predicted
+    assert calibration.pooled() == pytest.approx(pooled, rel=1e-12)
+    # Each configuration's sums are discounted by its own cycles only.
+    assert calibration.ratio(slow) == pytest.approx(
+        (0.5 * 30 + 60 + 10 * pooled) / (0.5 * 20 + 40 + 10), rel=1e-12
+    )
+    assert calibration.ratio(fast) == pytest.approx((40 + 10 * pooled) / (40 + 10), rel=1e-12)
+    assert calibration.ratio(unseen) == pytest.approx(pooled, rel=1e-12)  # another threshold
+    before = calibration.ratio(fast), calibration.pooled()
+    for ignored in ((math.nan, 1.0), (1.0, 0.0), (-1.0, 1.0), (1.0, math.inf)):
+        calibration.observe(fast, *ignored)  # nothing to learn from
+    assert (calibration.ratio(fast), calibration.pooled()) == before
+    with pytest.raises(ValueError, match="prior_ms must be a finite number > 0, got 0"):
+        LatencyCalibration(prior_ms=0, discount=0.9)
+    with pytest.raises(ValueError, match=r"discount must be in \(0, 1\], got 1.5"):
+        LatencyCalibration(prior_ms=1.0, discount=1.5)
+
+
+def _three_models() -> hierspec.Profile:
+    """ngram, a middle model and the target: the planner's best is the 3-model chain, ~16%
+    ahead of ngram -> target."""
+    costs = [
+        [0.05 * (1 + 0.01 * n) for n in range(32)],
+        [0.4 + 0.01 * n for n in range(32)],
+        [1.0 + 0.02 * n for n in range(32)],
+    ]
+    acceptance = ((1.0, 0.5, 0.5), (0.0, 1.0, 0.9), (0.0, 0.0, 1.0))
+    return hierspec.Profile(("ngram", "middle", "target"), tuple(map(tuple, costs)), acceptance)
+
+
+def test_replanner_leaves_a_configuration_that_measures_slower_than_predicted() -> None:
+    profile = _three_models()
+    planned = hierspec.plan(profile.costs_ms, profile.acceptance, max_draft_length=16)
+    single = next(entry for entry in planned.alternatives if entry.chain == (0, 2))
+    assert planned.chain == (0, 1, 2) and single.latency < 1.2 * planned.latency
+    decisions = {}
+    for calibrate in (False, True):
+        config = AdaptiveConfig(min_draft_confidence=0.0, learn_costs=False, calibrate=calibrate)
+        replanner = Replanner(profile, config)
+        request = replanner.initial_for_request(prompt_tokens=8, new_tokens=200)
+        assert (request.chain, request.draft_lengths) == (planned.chain, planned.draft_lengths)
+        # The 3-model chain's cycles take 1.5x what was predicted for their tokens.
+        for _ in range(40):
+            replanner.observe_cycle(tokens=3, seconds=1.5 * 3 * request.latency / 1e3)
+
+        arguments = (planned.chain, planned.draft_lengths, [0, 0, 0], 150, 50, 20, 0.0)
+        first = replanner.decide(
+            *arguments
+        )  # one configuration seen: its ratio is everyone's, the model decides
+        assert not first.switched
+        expected = 1.5 if calibrate else 1.0
+        assert first.calibration == first.previous_calibration == pytest.approx(expected)
+        # ngram -> target has run too, at the predicted time (say, earlier in the request).
+        if calibrate:
+            for _ in range(40):
+                replanner.calibration.observe(((0, 2), 0.0), 3 * single.latency, 3 * single.latency)
+        decisions[calibrate] = replanner.decide(*arguments)
+    assert not decisions[False].switched
+    switch = decisions[True]
+    assert switch.switched and (switch.chain, switch.draft_lengths) == (
+        single.chain,
+        single.draft_lengths,
+    )
+    assert switch.predicted_latency == pytest.approx(single.latency)  # the model's, uncalibrated
+    assert switch.previous_calibration > 1.4 and switch.calibration < 1.1
+    assert switch.predicted_latency * switch.calibration < (
+        switch.previous_latency * switch.previous_calibration
+    )
+    with pytest.raises(TypeError, match="calibrate must be a bool, got 'no'"):
+        AdaptiveConfig(calibrate="no")
 
 
 def test_cost_scale_uses_the_profiles_forward_part() -> None:

@@ -24,7 +24,14 @@ import torch
 
 import hierspec
 from hierspec import HierarchicalDecoder
-from hierspec.adaptive import AdaptiveConfig, PlanDecision, Replanner
+from hierspec.adaptive import (
+    CALIBRATION_DISCOUNT,
+    CALIBRATION_PRIOR_PASSES,
+    AdaptiveConfig,
+    LatencyCalibration,
+    PlanDecision,
+    Replanner,
+)
 from hierspec.planning import EarlyStoppingRates, PlanEntry, RequestPlan
 from hierspec.sampling import SamplingConfig, processed_probs
 from hierspec.testing import (
@@ -236,13 +243,15 @@ def test_a_joining_model_catches_up_in_one_counted_pass():
     assert output.stats.levels[1].catch_up_passes == 0
 
 
-def test_replanner_leaves_a_drafter_that_does_not_pay():
+def _leave_a_drafter_that_does_not_pay(calibrate: bool):
     # The profile promises acceptance 0.9, the drafter's real rate is 0.05: the static plan uses
     # it, the adaptive decoder learns the rate and falls back to the target alone.
     hierarchy = synthetic_hierarchy([0.05], [AffineCost(0.3), AffineCost(1.0)], seed=2)
     costs = [[1e3 * cost for cost in row] for row in hierarchy.costs_table(16)]  # ms
     profile = hierspec.Profile(("draft", "target"), tuple(map(tuple, costs)), ((1, 0.9), (0, 1)))
-    config = AdaptiveConfig(prior_strength=8.0, replan_interval=2, min_draft_confidence=0.0)
+    config = AdaptiveConfig(
+        prior_strength=8.0, replan_interval=2, min_draft_confidence=0.0, calibrate=calibrate
+    )
     decoder = HierarchicalDecoder.adaptive(
         hierarchy.models, profile, config, timer=lambda: hierarchy.clock.elapsed
     )
@@ -250,13 +259,25 @@ def test_replanner_leaves_a_drafter_that_does_not_pay():
     output = decoder.generate(torch.tensor([[1, 2]]), max_new_tokens=120, seed=0)
     changes = output.stats.plan_changes
     assert changes and changes[-1].chain == (1,) and changes[-1].draft_lengths == ()
-    # It shortened the drafts as the estimate fell, then left the drafter within a few cycles,
-    # on an estimate well below the profile's 0.9.
-    assert changes[-1].acceptance["0->1"] < 0.5
     assert changes[-1].token < 60
     # The learned rate is what the verifications showed.
     stats = output.stats.levels[0]
     assert stats.acceptance_rate < 0.2
+    return changes[-1]
+
+
+def test_replanner_leaves_a_drafter_that_does_not_pay():
+    # Without calibration: it shortened the drafts as the estimate fell, then left the drafter
+    # within a few cycles, on an estimate well below the profile's 0.9.
+    uncalibrated = _leave_a_drafter_that_does_not_pay(calibrate=False)
+    assert uncalibrated.acceptance["0->1"] < 0.5
+    assert uncalibrated.calibration == uncalibrated.previous_calibration == 1.0
+    # Calibrated, the cycles that took longer than the (too optimistic) estimates predicted
+    # also count against drafting: it leaves no later, on a higher estimate.
+    calibrated = _leave_a_drafter_that_does_not_pay(calibrate=True)
+    assert calibrated.previous_calibration > 1.0
+    assert calibrated.token <= uncalibrated.token
+    assert calibrated.acceptance["0->1"] >= uncalibrated.acceptance["0->1"]
 
 
 def test_adaptive_arguments_are_checked():
@@ -297,3 +318,59 @@ def test_adaptive_decoder_learns_that_the_target_runs_slower(learn_costs):
     assert changes[0].cost_scales["1"] > 2.0  # on its way from the prior's 1 to 4
     assert output.stats.decisions[-1].cost_scales["1"] == pytest.approx(4.0, rel=0.02)
     assert output.stats.decisions[-1].cost_scales["0"] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_each_cycle_calibrates_the_configuration_it_ran_in():
+    # The decoder times every target cycle between two decisions and tells the replanner its
+    # time and tokens; the replanner charges them to the configuration in effect.
+    class Recording(Replanner):
+        def reset(self) -> None:
+            super().reset()
+            self.cycles: list[tuple[tuple[int, ...], int, float]] = []
+            self.latencies: list[float] = []
+
+        def observe_cycle(self, tokens: int, seconds: float) -> None:
+            assert self._in_effect is not None
+            self.cycles.append((self._in_effect[0][0], tokens, seconds))
+            self.latencies.append(self._in_effect[1])
+            super().observe_cycle(tokens, seconds)
+
+    hierarchy = synthetic_hierarchy(
+        [0.3, 0.9], [AffineCost(0.05), AffineCost(0.3), AffineCost(1.0)], seed=5
+    )
+    costs = [[1e3 * cost for cost in row] for row in hierarchy.costs_table(16)]  # ms
+    acceptance = ((1.0, 0.9, 0.9), (0.0, 1.0, 0.9), (0.0, 0.0, 1.0))  # the bottom's too high
+    profile = hierspec.Profile(("a", "b", "target"), tuple(map(tuple, costs)), acceptance)
+    replanner = Recording(profile, AdaptiveConfig(min_draft_confidence=0.0, learn_costs=False))
+    decoder = HierarchicalDecoder.adaptive(
+        hierarchy.models, profile, replanner=replanner, timer=lambda: hierarchy.clock.elapsed
+    )
+    output = decoder.generate(torch.tensor([[1, 2]]), max_new_tokens=80, seed=1)
+    stats = output.stats
+    assert stats.plan_changes  # the bottom's rate is 0.3, not 0.9: it re-plans
+    # Every cycle but the last (which ends the call) is observed, in the chain it ran in.
+    assert len(replanner.cycles) == stats.target_passes - 1
+    chains = [stats.initial_plan.chain] + [d.chain for d in stats.decisions]
+    assert [chain for chain, _, _ in replanner.cycles] == chains[: len(replanner.cycles)]
+    assert all(tokens >= 1 for _, tokens, _ in replanner.cycles)
+    assert sum(tokens for _, tokens, _ in replanner.cycles) < stats.new_tokens
+    # On the virtual clock only passes take time: the cycles' time is the passes' (catch-up
+    # passes run at the decision, outside the cycles), less the last cycle's.
+    observed = sum(seconds for _, _, seconds in replanner.cycles)
+    passes = sum(level.time_s for level in stats.levels)
+    assert 0.0 < passes - observed <= 20 * 1.0 + 1e-9
+    # The ratios are those of the cycles' times against the latency each cycle ran under
+    # (the request's plan, then each decision's predicted latency).
+    assert replanner.latencies[0] == stats.initial_plan.latency
+    assert (
+        replanner.latencies[1:]
+        == [d.predicted_latency for d in stats.decisions][: len(replanner.cycles) - 1]
+    )
+    replay = LatencyCalibration(CALIBRATION_PRIOR_PASSES * costs[-1][0], CALIBRATION_DISCOUNT)
+    for (chain, tokens, seconds), latency in zip(replanner.cycles, replanner.latencies):
+        replay.observe((chain, 0.0), 1e3 * seconds, tokens * latency)
+    for chain in set(chains):
+        key = (chain, 0.0)
+        assert replanner.calibration.ratio(key) == pytest.approx(replay.ratio(key), rel=1e-12)
+    last = stats.decisions[-1]
+    assert last.previous_calibration != 1.0  # the decisions saw the ratios

@@ -66,6 +66,17 @@ another moment, and on a shared machine a model's passes can run 20% slower or f
 later. Per model the decoder learns a factor on its cost row from the passes it times
 (:class:`CostEstimator`) and plans and predicts with the scaled rows.
 
+Calibration (``AdaptiveConfig.calibrate``, on by default): even with the request's acceptance
+and costs, a configuration's cycles can take longer than the latency model says, and not by the
+same factor for every configuration: engine work per pass that no cost row holds, acceptance
+that comes in runs (which hurts a 3-model chain, whose middle level throws away its pending
+tokens at a target rejection, more than a single draft). Per configuration (chain and
+early-stopping threshold) the decoder learns the ratio of the time its cycles took to the time
+the decisions predicted for them (:class:`LatencyCalibration`), and compares configurations by
+predicted latency times that ratio: one that measured slower than predicted is left and not
+re-entered on the model's word alone. A configuration not run in this request has the ratio of
+all cycles so far, so the comparison is the model's until a configuration has shown its own.
+
 The prompt: every model of a chain first prefills the prompt, and the one that joins later
 catches up on the text it missed with one such pass. The first configuration of a request is the
 one with the least expected prefill + decode time for its prompt length and ``max_new_tokens``
@@ -73,9 +84,9 @@ one with the least expected prefill + decode time for its prompt length and ``ma
 catch-up of a switch is priced the same way (:func:`hierspec.planning.prefill_costs`).
 
 A re-planning decision depends only on the tokens committed so far, the outcomes of past
-verifications and how long past passes took, none of which depends on the random draws still
-to come, so it is a stopping-time decision and the output stays exactly the target's
-distribution (``docs/policy.md``, rule 6).
+verifications and how long past passes and cycles took, none of which depends on the random
+draws still to come, so it is a stopping-time decision and the output stays exactly the
+target's distribution (``docs/policy.md``, rule 6).
 """
 
 from __future__ import annotations
@@ -103,6 +114,7 @@ __all__ = [
     "BottomBatch",
     "ContinueEstimator",
     "CostEstimator",
+    "LatencyCalibration",
     "RatePosteriors",
     "StoppingEstimator",
     "AdaptiveConfig",
@@ -119,6 +131,13 @@ _RATE_FLOOR = 1e-4  # keeps logits finite for profile rates of exactly 0 or 1
 # one pass of a model varies by ~5-10% on a quiet CPU, the machine's load changes over seconds).
 COST_PRIOR_PASSES = 2.0
 COST_DISCOUNT = 0.9
+# LatencyCalibration: the prior of each ratio counts as this many of the target's 1-token passes
+# of predicted time at the pooled ratio; each
+# cycle of a configuration discounts its earlier ones by this factor (a window of about twenty
+# cycles: one cycle's time over its prediction varies by tens of percent with the tokens it
+# commits, the effects to find are 5-15%).
+CALIBRATION_PRIOR_PASSES = 4.0
+CALIBRATION_DISCOUNT = 0.95
 # The prior's pseudo-observations where the profile has no per-prompt rates (profiles written
 # before the profiler measured them): the constant chosen by bench/estimator.py (theory §10.1).
 FALLBACK_PRIOR_STRENGTH = 32.0
@@ -237,6 +256,10 @@ class AdaptiveConfig:
     learn_costs
         Scale each model's profile costs by the factor its timed passes in this request show
         (:class:`CostEstimator`): plans and predictions follow the machine's load.
+    calibrate
+        Compare configurations by predicted latency times the ratio of measured to predicted
+        time that each one's cycles showed in this request (:class:`LatencyCalibration`;
+        module docstring).
 
     The defaults of the estimator and the interval were chosen by measurement
     (``bench/estimator.py``, ``bench/prediction_error.py``, ``docs/theory.md`` §10.1): a
@@ -255,9 +278,10 @@ class AdaptiveConfig:
     replan_interval: int = 1
     max_draft_length: int = 16
     switch_horizon_tokens: int = 64
-    min_relative_gain: float = 0.03
+    min_relative_gain: float = 0.1
     min_draft_confidence: float | None = None
     learn_costs: bool = True
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         def number(name: str, value: object) -> float:
@@ -286,6 +310,8 @@ class AdaptiveConfig:
             check_min_draft_confidence(self.min_draft_confidence)
         if not isinstance(self.learn_costs, bool):
             raise TypeError(f"learn_costs must be a bool, got {self.learn_costs!r}")
+        if not isinstance(self.calibrate, bool):
+            raise TypeError(f"calibrate must be a bool, got {self.calibrate!r}")
         integer("replan_interval", self.replan_interval)
         integer("max_draft_length", self.max_draft_length)
         integer("switch_horizon_tokens", self.switch_horizon_tokens)
@@ -704,6 +730,82 @@ class CostEstimator:
         return np.where(self._predicted > 0.0, ratio, 1.0)
 
 
+#: A configuration as :class:`LatencyCalibration` tells them apart: the chain (model indices,
+#: bottom first) and the bottom level's early-stopping threshold.
+ConfigurationKey = tuple[tuple[int, ...], float]
+
+
+class LatencyCalibration:
+    """Per configuration, the ratio of the time its cycles took in this request to the time the
+    latency model predicted for them.
+
+    A cycle run in configuration ``k`` that took ``t`` ms and committed ``n`` tokens, under a
+    decision that predicted ``L`` ms per token, adds ``t`` to ``M_k`` and ``n L`` to ``P_k``
+    (the sums of ``k`` discounted by ``discount`` per later cycle of ``k``) and to the pooled
+    sums ``M``, ``P`` (discounted per cycle). With a prior of ``w`` ms of predicted time at the
+    pooled ratio:
+
+        pooled     = M / P                             (1 before the first cycle)
+        ratio(k)   = (M_k + w * pooled) / (P_k + w)
+
+    A configuration not run yet has the pooled ratio; one run for a while has its own. While
+    one configuration has run, its ratio is the pooled one and every configuration has the same
+    ratio: a factor common to all (the machine runs slower than profiled) changes no
+    comparison, only a difference between configurations does. The discount applies only when
+    the configuration runs, so what a configuration showed stays known for the request.
+
+    Examples
+    --------
+    >>> calibration = LatencyCalibration(prior_ms=10.0, discount=1.0)
+    >>> calibration.observe(((0, 2), 0.0), milliseconds=30.0, predicted_ms=20.0)
+    >>> calibration.pooled(), calibration.ratio(((0, 2), 0.0)), calibration.ratio(((2,), 0.0))
+    (1.5, 1.5, 1.5)
+    >>> calibration.observe(((2,), 0.0), milliseconds=10.0, predicted_ms=10.0)
+    >>> round(calibration.pooled(), 3)  # (30 + 10) / (20 + 10)
+    1.333
+    >>> round(calibration.ratio(((2,), 0.0)), 3)  # (10 + 10 * 4 / 3) / (10 + 10)
+    1.167
+    """
+
+    def __init__(self, prior_ms: float, discount: float) -> None:
+        if not (prior_ms > 0.0 and math.isfinite(prior_ms)):
+            raise ValueError(f"prior_ms must be a finite number > 0, got {prior_ms!r}")
+        if not 0.0 < discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {discount!r}")
+        self._prior = float(prior_ms)
+        self._discount = float(discount)
+        self._measured = 0.0
+        self._predicted = 0.0
+        self._by_key: dict[ConfigurationKey, list[float]] = {}
+
+    def observe(self, key: ConfigurationKey, milliseconds: float, predicted_ms: float) -> None:
+        """One cycle of configuration ``key`` took ``milliseconds``; the model predicted
+        ``predicted_ms`` for the tokens it committed. Ignored unless both are finite and >= 0
+        and the prediction is > 0 (a cycle that committed nothing, a free configuration)."""
+        if not (
+            math.isfinite(milliseconds)
+            and milliseconds >= 0.0
+            and math.isfinite(predicted_ms)
+            and predicted_ms > 0.0
+        ):
+            return
+        d = self._discount
+        self._measured = d * self._measured + milliseconds
+        self._predicted = d * self._predicted + predicted_ms
+        sums = self._by_key.setdefault(key, [0.0, 0.0])
+        sums[0] = d * sums[0] + milliseconds
+        sums[1] = d * sums[1] + predicted_ms
+
+    def pooled(self) -> float:
+        """The ratio over every configuration's cycles (1 before the first)."""
+        return self._measured / self._predicted if self._predicted > 0.0 else 1.0
+
+    def ratio(self, key: ConfigurationKey) -> float:
+        """The ratio of configuration ``key`` (the pooled ratio when it has not run)."""
+        measured, predicted = self._by_key.get(key, (0.0, 0.0))
+        return (measured + self._prior * self.pooled()) / (predicted + self._prior)
+
+
 @dataclasses.dataclass(frozen=True)
 class PlanDecision:
     """One planning decision during a generate call.
@@ -720,7 +822,11 @@ class PlanDecision:
     for the bottom pairs of both configurations and ``continue_rates`` those of their bottom
     models (``{"i": rate}``); both are empty otherwise. With ``learn_costs``, ``cost_scales``
     holds the learned factor on the profile's costs of the models of both configurations
-    (``{"i": factor}``; the latencies above use the scaled costs).
+    (``{"i": factor}``; the latencies above use the scaled costs). With ``calibrate``,
+    ``calibration`` and ``previous_calibration`` are the measured / predicted ratios of the
+    chosen and the previous configuration (:class:`LatencyCalibration`; 1 without): the decision
+    compared ``predicted_latency * calibration`` with ``previous_latency *
+    previous_calibration``.
     """
 
     token: int
@@ -739,6 +845,8 @@ class PlanDecision:
     cost_scales: dict[str, float] = dataclasses.field(default_factory=dict)
     min_draft_confidence: float = 0.0
     previous_min_draft_confidence: float = 0.0
+    calibration: float = 1.0
+    previous_calibration: float = 1.0
 
 
 class Replanner:
@@ -816,6 +924,15 @@ class Replanner:
         self.cost_estimator: CostEstimator | None = None
         if config.learn_costs:
             self.cost_estimator = CostEstimator(self._forward, COST_PRIOR_PASSES, COST_DISCOUNT)
+        #: The measured / predicted time of each configuration's cycles (``config.calibrate``).
+        self.calibration: LatencyCalibration | None = None
+        costs = np.asarray(profile.costs_ms, dtype=np.float64).reshape(len(profile.model_names), -1)
+        prior_ms = CALIBRATION_PRIOR_PASSES * float(costs[-1, 0])  # the target's 1-token pass
+        if config.calibrate and prior_ms > 0.0:  # (a free target leaves nothing to calibrate)
+            self.calibration = LatencyCalibration(prior_ms, CALIBRATION_DISCOUNT)
+        # The configuration the cycles run in and the latency per token predicted for it (set
+        # by the request's first plan and by each decision; None before a request starts).
+        self._in_effect: tuple[ConfigurationKey, float] | None = None
         self._decisions = 0  # of this request: which other threshold the next one plans at
         #: Per threshold > 0 of :attr:`thresholds`, its online rates.
         self.stopping: dict[float, StoppingEstimator] = {}
@@ -859,6 +976,21 @@ class Replanner:
         if self.cost_estimator is not None:
             self.cost_estimator.observe(model, num_tokens, seconds * 1e3)
 
+    def observe_cycle(self, tokens: int, seconds: float) -> None:
+        """One target cycle (from the end of the last decision to the start of the next, the
+        catch-up passes of a switch excluded) took ``seconds`` and committed ``tokens``: with
+        ``calibrate``, the configuration in use learns its measured / predicted ratio."""
+        if self.calibration is not None and self._in_effect is not None:
+            key, latency = self._in_effect
+            self.calibration.observe(key, 1e3 * seconds, tokens * latency)
+
+    def calibration_ratio(self, chain: Sequence[int], min_draft_confidence: float) -> float:
+        """The measured / predicted ratio of a configuration in this request (1 without
+        ``calibrate``; :class:`LatencyCalibration`)."""
+        if self.calibration is None:
+            return 1.0
+        return self.calibration.ratio((tuple(chain), float(min_draft_confidence)))
+
     def cost_scales(self) -> np.ndarray:
         """``[M]`` learned factors on the profile's costs (ones without ``learn_costs``)."""
         if self.cost_estimator is None:
@@ -894,14 +1026,17 @@ class Replanner:
     def initial_for_request(self, prompt_tokens: int, new_tokens: int) -> RequestPlan:
         """The first configuration of a request with a prompt of ``prompt_tokens`` tokens and
         up to ``new_tokens`` new ones: the least expected prefill + decode time under the priors
-        (:func:`hierspec.planning.plan_for_prompt`, at this replanner's threshold)."""
-        return plan_for_prompt(
+        (:func:`hierspec.planning.plan_for_prompt`, at this replanner's threshold). The
+        request's cycles run in it until the first decision (:meth:`observe_cycle`)."""
+        request = plan_for_prompt(
             self.profile,
             prompt_tokens,
             new_tokens,
             max_draft_length=self.config.max_draft_length,
             min_draft_confidence=self.min_draft_confidence,
         )
+        self._in_effect = ((tuple(request.chain), self.min_draft_confidence), request.latency)
+        return request
 
     def catch_up_cost(self, model: int, gap: int) -> float:
         """Predicted cost of one prefill pass of ``model`` over ``gap`` tokens
@@ -926,9 +1061,11 @@ class Replanner:
         ``chain``); ``min_draft_confidence``: the threshold in use (default: the request's
         first, :attr:`min_draft_confidence`). Plans at that threshold and at one other of
         :attr:`thresholds` (each in turn: a decision costs two planner calls, not one per
-        threshold) and takes the fastest configuration; switches when it lowers the predicted
-        latency by at least ``min_relative_gain`` and the gain over ``min(tokens_left,
-        switch_horizon_tokens)`` tokens exceeds the catch-up cost.
+        threshold) and takes the fastest configuration, each configuration's predicted latency
+        times its calibration ratio (:meth:`calibration_ratio`; the plan and its alternatives
+        are the configurations considered); switches when it lowers that latency by at least
+        ``min_relative_gain`` and the gain over ``min(tokens_left, switch_horizon_tokens)``
+        tokens exceeds the catch-up cost.
         """
         threshold = (
             self.min_draft_confidence
@@ -943,7 +1080,6 @@ class Replanner:
         estimates = self.estimator.estimates().tolist()
         costs = self.costs()
         max_draft_length = self.config.max_draft_length
-        best, best_threshold = None, threshold
         candidates = [threshold]  # first: a tie keeps it
         others = [value for value in self.thresholds if value != threshold]
         if others:
@@ -952,25 +1088,33 @@ class Replanner:
         stopping = {
             candidate: self._early_stopping_estimates(candidate) for candidate in candidates
         }
-        for candidate in candidates:
-            result = plan(
-                costs, estimates, max_draft_length=max_draft_length, **stopping[candidate]
-            )
-            if best is None or result.latency < best.latency:
-                best, best_threshold = result, candidate
-        assert best is not None
         current = evaluate(
             costs, estimates, list(chain), list(draft_lengths), **stopping[threshold]
         ).latency
+        # Every configuration the planner offers (per threshold: the plan and its alternatives),
+        # compared by latency times its calibration ratio; the first of equals wins (the
+        # threshold in use, then the planner's order).
+        options = [
+            (entry.latency * self.calibration_ratio(entry.chain, candidate), entry, candidate)
+            for candidate in candidates
+            for entry in plan(
+                costs, estimates, max_draft_length=max_draft_length, **stopping[candidate]
+            ).alternatives
+        ]
+        best_calibrated, best, best_threshold = min(options, key=lambda option: option[0])
+        current_ratio = self.calibration_ratio(chain, threshold)
+        current_calibrated = current * current_ratio
         new_chain, new_lengths = tuple(best.chain), tuple(best.draft_lengths)
         catch_up = sum(self.catch_up_cost(model, gaps[model]) for model in new_chain)
         horizon = min(tokens_left, self.config.switch_horizon_tokens)
-        gain = current - best.latency
+        gain = current_calibrated - best_calibrated
         switched = (new_chain, new_lengths, best_threshold) != (
             chain,
             draft_lengths,
             threshold,
-        ) and (gain >= self.config.min_relative_gain * current and gain * horizon > catch_up)
+        ) and (
+            gain >= self.config.min_relative_gain * current_calibrated and gain * horizon > catch_up
+        )
         chosen = best_threshold if switched else threshold
         pairs = set(zip(chain, chain[1:])) | set(zip(new_chain, new_chain[1:]))
         cost_scales: dict[str, float] = {}
@@ -988,7 +1132,7 @@ class Replanner:
                     bottom_acceptance[f"{drafter}->{verifier}"] = float(rate)
                     continue_rates[str(drafter)] = float(rates["continue_rates"][drafter])
             pairs -= {(c[0], c[1]) for c in (chain, new_chain) if len(c) >= 2}
-        return PlanDecision(
+        decision = PlanDecision(
             token=token,
             target_pass=target_pass,
             previous_chain=chain,
@@ -1005,11 +1149,20 @@ class Replanner:
             cost_scales=cost_scales,
             min_draft_confidence=chosen,
             previous_min_draft_confidence=threshold,
+            calibration=self.calibration_ratio(best.chain, best_threshold)
+            if switched
+            else current_ratio,
+            previous_calibration=current_ratio,
         )
+        self._in_effect = ((decision.chain, chosen), decision.predicted_latency)
+        return decision
 
 
 def predicted_latency_of_run(
-    decisions: Sequence[PlanDecision], initial_latency: float, new_tokens: int
+    decisions: Sequence[PlanDecision],
+    initial_latency: float,
+    new_tokens: int,
+    calibrated: bool = False,
 ) -> float:
     """The latency per token the adaptive decoder predicted for a run, token-weighted.
 
@@ -1017,6 +1170,8 @@ def predicted_latency_of_run(
     decision on, its ``predicted_latency`` (the configuration it chose, under the estimates of
     that moment) holds until the next one. Each segment is weighted by the tokens committed
     in it (``new_tokens`` in all); the predicted catch-up cost of each switch is added.
+    ``calibrated``: each decision's latency times its ``calibration`` (what the decoder
+    expected, having measured the cycles before it) instead of the latency model's alone.
 
     Examples
     --------
@@ -1031,5 +1186,7 @@ def predicted_latency_of_run(
         token = min(decision.token, new_tokens)
         total += (token - start) * latency + decision.catch_up_cost
         start, latency = token, decision.predicted_latency
+        if calibrated:
+            latency *= decision.calibration
     total += (new_tokens - start) * latency
     return total / new_tokens

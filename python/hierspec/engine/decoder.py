@@ -178,6 +178,7 @@ class _Run:
         end = prompt_length + self.max_new_tokens
         target_passes = 0
         while owner.text_length[self.top] < end:
+            cycle_started = self.timer()
             base = owner.text_length[self.top]
             self._cycle()
             target_passes += 1
@@ -190,8 +191,11 @@ class _Run:
                 self.streamer.put(owner.tokens[0, base : min(end, committed)].cpu())
             if committed >= end:
                 break
-            if self.replanner is not None and target_passes % self.replanner.interval == 0:
-                self._replan(committed, end, target_passes)
+            if self.replanner is not None:
+                # The cycle's time and tokens calibrate its configuration's predicted latency.
+                self.replanner.observe_cycle(committed - base, self.timer() - cycle_started)
+                if target_passes % self.replanner.interval == 0:
+                    self._replan(committed, end, target_passes)
         final_length = min(end, owner.text_length[self.top])
         self.row_checks.finish(owner.levels[-1])  # the target alone's rows, read once
         owner.truncate_text(final_length)
