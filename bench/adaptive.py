@@ -18,9 +18,10 @@ interleaved per prompt in a rotating order after one warm-up run each:
     static          ``HierarchicalDecoder.from_plan``: the profile's plan
     adaptive        ``HierarchicalDecoder.adaptive`` with the default ``AdaptiveConfig``: starts
                     from the same plan, learns acceptance while generating, re-plans
-    variants        the same with one setting changed, each compared with the default in the
-                    same run: ``--adaptive-variants`` (a fixed ``min_draft_confidence``) and
-                    ``--change-rate-variants`` (``change_rate``)
+    variants        the same with other settings, each compared with the default in the
+                    same run: ``--adaptive-variants`` (a fixed ``min_draft_confidence``),
+                    ``--change-rate-variants`` (``change_rate``) and ``--config-variants``
+                    (any ``AdaptiveConfig`` keywords, e.g. ``calibrate=True``)
     fixed           static configurations for the hindsight best (with the two above that are
                     static): the static plan, ngram -> target at T in {2, 8, 4}, then the single
                     drafts at their planned best T and the plan's alternatives by predicted
@@ -40,7 +41,7 @@ Ratios (speed, decode time; > 1: adaptive is faster) are means over prompts of p
 ``baseline_ms / adaptive_ms``; see ``definitions`` in the JSON for each summary entry.
 
 Usage:
-    OMP_NUM_THREADS=1 python bench/adaptive.py           # the full run (about 35 min quiet)
+    OMP_NUM_THREADS=1 python bench/adaptive.py           # the full run (~1 hour, 2-core CPU)
     OMP_NUM_THREADS=1 python bench/adaptive.py --quick   # 2 prompts per category, 32 tokens,
                                                          # greedy only, a cheap profile
 Writes bench/results/adaptive-cpu.json (``summary`` first) and bench/results/adaptive-cpu.png.
@@ -187,10 +188,6 @@ def configurations(profile, plan, args) -> list[Configuration]:
     for rate in args.change_rate_variants:
         config = AdaptiveConfig(change_rate=rate)
         name = f"adaptive change_rate={rate:g}"
-        result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
-    if args.uncalibrated_variant:
-        config = AdaptiveConfig(calibrate=False)
-        name = "adaptive calibrate=False"
         result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
     for settings in args.config_variants:
         config = AdaptiveConfig(**settings)
@@ -437,6 +434,7 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
             c.name: {
                 "vs_static": ratio(group, static.name, c.name),
                 "vs_adaptive": ratio(group, "adaptive", c.name),
+                "vs_hindsight_best": ratio(group, HINDSIGHT, c.name),
                 "vs_prompt_lookup": ratio(group, lookup, c.name),
                 "prediction_error": prediction_error(group, c.name),
             }
@@ -495,7 +493,11 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
                 "vs_static_worst_category": min(
                     row["adaptive_variants"][name]["vs_static"] for row in own
                 ),
+                "vs_static": by_category["all"]["adaptive_variants"][name]["vs_static"],
                 "vs_adaptive": by_category["all"]["adaptive_variants"][name]["vs_adaptive"],
+                "vs_hindsight_best": by_category["all"]["adaptive_variants"][name][
+                    "vs_hindsight_best"
+                ],
                 "vs_prompt_lookup": ratio(records, best_lookup(records), name),
                 "prediction_error": max(
                     (row["adaptive_variants"][name]["prediction_error"] for row in own), key=abs
@@ -842,12 +844,6 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         metavar="RATE",
         help="also run the adaptive decoder with these AdaptiveConfig.change_rate values (change "
         "points in the acceptance estimates), each compared in the same run",
-    )
-    parser.add_argument(
-        "--uncalibrated-variant",
-        action="store_true",
-        help="also run the adaptive decoder with AdaptiveConfig(calibrate=False) (configurations "
-        "compared by the latency model alone), compared in the same run",
     )
     parser.add_argument(
         "--config-variants",

@@ -634,6 +634,11 @@ def test_generate_adaptive_reports_its_plan_history(checkpoints, tmp_path, capsy
     assert [change["token"] for change in history] == sorted(change["token"] for change in history)
     for change in history:
         assert f"token {change['token']}: {change['previous']}  =>  {change['new']}" in printed
+        # The measured / predicted ratios the configurations were compared at.
+        ratios = change["previous_calibration"], change["calibration"]
+        assert all(ratio > 0 for ratio in ratios)
+        printed_ratios = f"measured/predicted x{ratios[0]:.2f} -> x{ratios[1]:.2f}"
+        assert (printed_ratios in printed) == (ratios != (1.0, 1.0))
     # The drafter's measured acceptance is far below the profile's 0.95: at a draft cost of
     # 0.6 target passes it does not pay, and the decoder falls back to the target alone.
     drafter = next(level for level in report["levels"] if level["model"] == "m0")

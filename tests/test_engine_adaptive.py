@@ -271,7 +271,7 @@ def test_replanner_leaves_a_drafter_that_does_not_pay():
     # within a few cycles, on an estimate well below the profile's 0.9.
     uncalibrated = _leave_a_drafter_that_does_not_pay(calibrate=False)
     assert uncalibrated.acceptance["0->1"] < 0.5
-    assert uncalibrated.calibration == uncalibrated.previous_calibration == 1.0
+    assert uncalibrated.previous_calibration > 1.0  # learned, not used
     # Calibrated, the cycles that took longer than the (too optimistic) estimates predicted
     # also count against drafting: it leaves no later, on a higher estimate.
     calibrated = _leave_a_drafter_that_does_not_pay(calibrate=True)

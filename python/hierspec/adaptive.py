@@ -66,16 +66,18 @@ another moment, and on a shared machine a model's passes can run 20% slower or f
 later. Per model the decoder learns a factor on its cost row from the passes it times
 (:class:`CostEstimator`) and plans and predicts with the scaled rows.
 
-Calibration (``AdaptiveConfig.calibrate``, on by default): even with the request's acceptance
-and costs, a configuration's cycles can take longer than the latency model says, and not by the
-same factor for every configuration: engine work per pass that no cost row holds, acceptance
-that comes in runs (which hurts a 3-model chain, whose middle level throws away its pending
-tokens at a target rejection, more than a single draft). Per configuration (chain and
-early-stopping threshold) the decoder learns the ratio of the time its cycles took to the time
-the decisions predicted for them (:class:`LatencyCalibration`), and compares configurations by
-predicted latency times that ratio: one that measured slower than predicted is left and not
-re-entered on the model's word alone. A configuration not run in this request has the ratio of
-all cycles so far, so the comparison is the model's until a configuration has shown its own.
+Calibration: even with the request's acceptance and costs, a configuration's cycles can take
+longer than the latency model says, and not by the same factor for every configuration: engine
+work per pass that no cost row holds, acceptance that comes in runs (which hurts a 3-model
+chain, whose middle level throws away its pending tokens at a target rejection, more than a
+single draft). Per configuration (chain and early-stopping threshold) the decoder learns the
+ratio of the time its cycles took to the time the decisions predicted for them
+(:class:`LatencyCalibration`): each decision records it, and the predicted latency times it is
+the decoder's calibrated forecast. With ``AdaptiveConfig.calibrate`` the decisions also compare
+configurations at those ratios (one that measured slower than predicted is left and not
+re-entered on the model's word alone; a configuration not run in this request has the ratio of
+all cycles so far, so the comparison is the model's until a configuration has shown its own);
+off by default, since that measured no faster.
 
 The prompt: every model of a chain first prefills the prompt, and the one that joins later
 catches up on the text it missed with one such pass. The first configuration of a request is the
@@ -259,7 +261,10 @@ class AdaptiveConfig:
     calibrate
         Compare configurations by predicted latency times the ratio of measured to predicted
         time that each one's cycles showed in this request (:class:`LatencyCalibration`;
-        module docstring).
+        module docstring). The ratios are learned either way (the decisions' ``calibration``
+        fields, the calibrated forecast); off by default: deciding with them measured 0.97x
+        as fast greedy and 1.00x at temperature 1 (``bench/adaptive.py``, ``docs/theory.md``
+        §10.1).
 
     The defaults of the estimator and the interval were chosen by measurement
     (``bench/estimator.py``, ``bench/prediction_error.py``, ``docs/theory.md`` §10.1): a
@@ -269,7 +274,8 @@ class AdaptiveConfig:
     per-pair empirical-Bayes strengths predict those traces better still; change points at
     0.01 predict them better again and made the decoder fastest of 0, 0.01 and 0.05 in both
     sampling modes; one decision costs under 1 ms, under 1% of a target pass on CPU, so the
-    decoder decides after every pass.
+    decoder decides after every pass; ``min_relative_gain`` 0.1 ran 1.03x as fast as 0.03
+    greedy and 1.00x at temperature 1 (``bench/adaptive.py``, interleaved).
     """
 
     prior_strength: float | None = None
@@ -281,7 +287,7 @@ class AdaptiveConfig:
     min_relative_gain: float = 0.1
     min_draft_confidence: float | None = None
     learn_costs: bool = True
-    calibrate: bool = True
+    calibrate: bool = False
 
     def __post_init__(self) -> None:
         def number(name: str, value: object) -> float:
@@ -822,11 +828,11 @@ class PlanDecision:
     for the bottom pairs of both configurations and ``continue_rates`` those of their bottom
     models (``{"i": rate}``); both are empty otherwise. With ``learn_costs``, ``cost_scales``
     holds the learned factor on the profile's costs of the models of both configurations
-    (``{"i": factor}``; the latencies above use the scaled costs). With ``calibrate``,
-    ``calibration`` and ``previous_calibration`` are the measured / predicted ratios of the
-    chosen and the previous configuration (:class:`LatencyCalibration`; 1 without): the decision
-    compared ``predicted_latency * calibration`` with ``previous_latency *
-    previous_calibration``.
+    (``{"i": factor}``; the latencies above use the scaled costs). ``calibration`` and
+    ``previous_calibration`` are the measured / predicted ratios of the chosen and the previous
+    configuration in this request so far (:class:`LatencyCalibration`): ``predicted_latency *
+    calibration`` is the decoder's calibrated forecast; with ``calibrate`` the decision compared
+    it with ``previous_latency * previous_calibration``.
     """
 
     token: int
@@ -924,11 +930,12 @@ class Replanner:
         self.cost_estimator: CostEstimator | None = None
         if config.learn_costs:
             self.cost_estimator = CostEstimator(self._forward, COST_PRIOR_PASSES, COST_DISCOUNT)
-        #: The measured / predicted time of each configuration's cycles (``config.calibrate``).
+        #: The measured / predicted time of each configuration's cycles: the forecast's
+        #: correction, and with ``config.calibrate`` the decisions'.
         self.calibration: LatencyCalibration | None = None
         costs = np.asarray(profile.costs_ms, dtype=np.float64).reshape(len(profile.model_names), -1)
         prior_ms = CALIBRATION_PRIOR_PASSES * float(costs[-1, 0])  # the target's 1-token pass
-        if config.calibrate and prior_ms > 0.0:  # (a free target leaves nothing to calibrate)
+        if prior_ms > 0.0:  # (a free target leaves nothing to calibrate)
             self.calibration = LatencyCalibration(prior_ms, CALIBRATION_DISCOUNT)
         # The configuration the cycles run in and the latency per token predicted for it (set
         # by the request's first plan and by each decision; None before a request starts).
@@ -979,14 +986,14 @@ class Replanner:
     def observe_cycle(self, tokens: int, seconds: float) -> None:
         """One target cycle (from the end of the last decision to the start of the next, the
         catch-up passes of a switch excluded) took ``seconds`` and committed ``tokens``: with
-        ``calibrate``, the configuration in use learns its measured / predicted ratio."""
+        the configuration in use learns its measured / predicted ratio."""
         if self.calibration is not None and self._in_effect is not None:
             key, latency = self._in_effect
             self.calibration.observe(key, 1e3 * seconds, tokens * latency)
 
     def calibration_ratio(self, chain: Sequence[int], min_draft_confidence: float) -> float:
-        """The measured / predicted ratio of a configuration in this request (1 without
-        ``calibrate``; :class:`LatencyCalibration`)."""
+        """The measured / predicted ratio of a configuration in this request
+        (:class:`LatencyCalibration`; 1 for a profile whose target costs nothing)."""
         if self.calibration is None:
             return 1.0
         return self.calibration.ratio((tuple(chain), float(min_draft_confidence)))
@@ -1061,11 +1068,10 @@ class Replanner:
         ``chain``); ``min_draft_confidence``: the threshold in use (default: the request's
         first, :attr:`min_draft_confidence`). Plans at that threshold and at one other of
         :attr:`thresholds` (each in turn: a decision costs two planner calls, not one per
-        threshold) and takes the fastest configuration, each configuration's predicted latency
-        times its calibration ratio (:meth:`calibration_ratio`; the plan and its alternatives
-        are the configurations considered); switches when it lowers that latency by at least
-        ``min_relative_gain`` and the gain over ``min(tokens_left, switch_horizon_tokens)``
-        tokens exceeds the catch-up cost.
+        threshold) and takes the fastest configuration (with ``calibrate``: by predicted latency
+        times its :meth:`calibration_ratio`, over the plan and its alternatives); switches when
+        it lowers that latency by at least ``min_relative_gain`` and the gain over
+        ``min(tokens_left, switch_horizon_tokens)`` tokens exceeds the catch-up cost.
         """
         threshold = (
             self.min_draft_confidence
@@ -1091,19 +1097,24 @@ class Replanner:
         current = evaluate(
             costs, estimates, list(chain), list(draft_lengths), **stopping[threshold]
         ).latency
+
         # Every configuration the planner offers (per threshold: the plan and its alternatives),
-        # compared by latency times its calibration ratio; the first of equals wins (the
-        # threshold in use, then the planner's order).
+        # compared by latency (times its calibration ratio with ``calibrate``); the first of
+        # equals wins (the threshold in use, then the planner's order).
+        def decision_ratio(configuration_chain: Sequence[int], configuration_threshold: float):
+            if not self.config.calibrate:
+                return 1.0
+            return self.calibration_ratio(configuration_chain, configuration_threshold)
+
         options = [
-            (entry.latency * self.calibration_ratio(entry.chain, candidate), entry, candidate)
+            (entry.latency * decision_ratio(entry.chain, candidate), entry, candidate)
             for candidate in candidates
             for entry in plan(
                 costs, estimates, max_draft_length=max_draft_length, **stopping[candidate]
             ).alternatives
         ]
         best_calibrated, best, best_threshold = min(options, key=lambda option: option[0])
-        current_ratio = self.calibration_ratio(chain, threshold)
-        current_calibrated = current * current_ratio
+        current_calibrated = current * decision_ratio(chain, threshold)
         new_chain, new_lengths = tuple(best.chain), tuple(best.draft_lengths)
         catch_up = sum(self.catch_up_cost(model, gaps[model]) for model in new_chain)
         horizon = min(tokens_left, self.config.switch_horizon_tokens)
@@ -1149,10 +1160,10 @@ class Replanner:
             cost_scales=cost_scales,
             min_draft_confidence=chosen,
             previous_min_draft_confidence=threshold,
-            calibration=self.calibration_ratio(best.chain, best_threshold)
-            if switched
-            else current_ratio,
-            previous_calibration=current_ratio,
+            calibration=self.calibration_ratio(
+                best.chain if switched else chain, best_threshold if switched else threshold
+            ),
+            previous_calibration=self.calibration_ratio(chain, threshold),
         )
         self._in_effect = ((decision.chain, chosen), decision.predicted_latency)
         return decision

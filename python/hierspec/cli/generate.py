@@ -338,6 +338,8 @@ def run(args: argparse.Namespace) -> int:
             predicted_latency_ms=decision.predicted_latency,
             catch_up_ms=decision.catch_up_cost,
             cost_scales={names[int(m)]: scale for m, scale in decision.cost_scales.items()},
+            previous_calibration=decision.previous_calibration,
+            calibration=decision.calibration,
         )
         for decision in stats.plan_changes
     )

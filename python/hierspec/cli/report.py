@@ -66,7 +66,8 @@ class LevelReport:
 class PlanChangeReport:
     """One switch of the adaptive decoder: at which new token, from which configuration to which,
     the acceptance estimates behind it, the learned factors on the profile's costs per model
-    (empty without ``learn_costs``) and the latencies (ms/token) it predicted."""
+    (empty without ``learn_costs``), the latencies (ms/token) it predicted and the measured /
+    predicted ratios of the two configurations it compared them at (1 without ``calibrate``)."""
 
     token: int
     previous: str
@@ -76,6 +77,8 @@ class PlanChangeReport:
     predicted_latency_ms: float
     catch_up_ms: float
     cost_scales: dict[str, float] = dataclasses.field(default_factory=dict)
+    previous_calibration: float = 1.0
+    calibration: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,6 +220,12 @@ def print_generate_report(
                 f"{change.previous_latency_ms:.1f} -> {change.predicted_latency_ms:.1f} ms/token, "
                 f"catch-up {change.catch_up_ms:.1f} ms; acceptance {estimates}"
                 + (f"; costs {scales}" if scales else "")
+                + (
+                    f"; measured/predicted x{change.previous_calibration:.2f} -> "
+                    f"x{change.calibration:.2f}"
+                    if (change.previous_calibration, change.calibration) != (1.0, 1.0)
+                    else ""
+                )
                 + ")"
             )
     name_width = max(len(level.model) for level in report.levels)
