@@ -824,7 +824,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         type=int,
         default=3,
         help="static configurations for the hindsight best besides the target alone, the static "
-        "plan included (3: with the default 2 prompts per category the full run fits ~35 min)",
+        "plan included",
     )
     parser.add_argument("--prompt-lookup-grid", type=int, nargs="+", default=[2, 4, 10])
     parser.add_argument(

@@ -134,10 +134,9 @@ _RATE_FLOOR = 1e-4  # keeps logits finite for profile rates of exactly 0 or 1
 COST_PRIOR_PASSES = 2.0
 COST_DISCOUNT = 0.9
 # LatencyCalibration: the prior of each ratio counts as this many of the target's 1-token passes
-# of predicted time at the pooled ratio; each
-# cycle of a configuration discounts its earlier ones by this factor (a window of about twenty
-# cycles: one cycle's time over its prediction varies by tens of percent with the tokens it
-# commits, the effects to find are 5-15%).
+# of predicted time at the pooled ratio; each cycle of a configuration discounts its earlier ones
+# by this factor (a window of about twenty cycles: one cycle's time over its prediction varies by
+# tens of percent with the tokens it commits, the effects to find are 5-15%).
 CALIBRATION_PRIOR_PASSES = 4.0
 CALIBRATION_DISCOUNT = 0.95
 # The prior's pseudo-observations where the profile has no per-prompt rates (profiles written
@@ -985,8 +984,8 @@ class Replanner:
 
     def observe_cycle(self, tokens: int, seconds: float) -> None:
         """One target cycle (from the end of the last decision to the start of the next, the
-        catch-up passes of a switch excluded) took ``seconds`` and committed ``tokens``: with
-        the configuration in use learns its measured / predicted ratio."""
+        catch-up passes of a switch excluded) took ``seconds`` and committed ``tokens``: the
+        configuration in use learns its measured / predicted ratio."""
         if self.calibration is not None and self._in_effect is not None:
             key, latency = self._in_effect
             self.calibration.observe(key, 1e3 * seconds, tokens * latency)

@@ -67,7 +67,8 @@ class PlanChangeReport:
     """One switch of the adaptive decoder: at which new token, from which configuration to which,
     the acceptance estimates behind it, the learned factors on the profile's costs per model
     (empty without ``learn_costs``), the latencies (ms/token) it predicted and the measured /
-    predicted ratios of the two configurations it compared them at (1 without ``calibrate``)."""
+    predicted ratios of the two configurations in the request so far (latency times ratio: the
+    calibrated forecast; the decision compared those with ``AdaptiveConfig.calibrate``)."""
 
     token: int
     previous: str
