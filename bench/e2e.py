@@ -33,6 +33,11 @@ validation-split prompts, exactly as ``hierspec generate`` measures it).
 Predicted latency: ``hierspec.evaluate`` on the profile (for HF with a constant
 ``num_assistant_tokens = k``, the classic speculative-decoding prediction with ``T = k``; none for
 prompt lookup, whose batch length follows its matches).
+For hierspec's configurations also ``predicted_ms_per_token_at_measured_acceptance`` (and passes
+per token): ``hierspec.evaluate`` with each run's measured acceptance of its adjacent pairs, so
+``prediction_error_at_measured_acceptance`` is the part of the error the latency model itself
+makes (engine work per pass, acceptance that is not i.i.d. within a batch), not the profile's
+acceptance.
 
 Measured: wall time per new token including the prompt prefill (every configuration; the
 ``speedup_*`` of the summary), and the decode time per new token after the prefill
@@ -473,6 +478,28 @@ def prefill_times(runs: dict[str, list[Run]]) -> dict[tuple[int, int], float]:
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
+def predicted_at_measured_acceptance(
+    profile, chain, draft_lengths, done: list[Run]
+) -> tuple[float, list[float]]:
+    """The latency model's ms/token and passes per token (per level) for ``done``, each run
+    evaluated at the acceptance it measured for its adjacent pairs (the profile's elsewhere),
+    weighted by its tokens: what the model says when the acceptance is right, so the rest of
+    the prediction error is the model's (engine work, acceptance that is not i.i.d.)."""
+    tokens = sum(run.new_tokens for run in done)
+    latency, passes = 0.0, [0.0] * len(chain)
+    for run in done:
+        acceptance = [list(row) for row in profile.acceptance]
+        for level, (lower, upper) in enumerate(zip(chain, chain[1:])):
+            rate = run.acceptance_rate[level]
+            if math.isfinite(rate):
+                acceptance[lower][upper] = rate
+        evaluation = hierspec.evaluate(profile.costs_ms, acceptance, chain, draft_lengths)
+        latency += evaluation.latency * run.new_tokens
+        for level, value in enumerate(evaluation.passes_per_token):
+            passes[level] += value * run.new_tokens
+    return latency / tokens, [value / tokens for value in passes]
+
+
 def summarize_mode(
     label,
     sampling,
@@ -531,6 +558,14 @@ def summarize_mode(
                 _nan_mean([run.acceptance_rate[level] for run in done])
                 for level in range(len(configuration.chain) - 1)
             ]
+            at_measured, passes = predicted_at_measured_acceptance(
+                profile, configuration.chain, configuration.draft_lengths, done
+            )
+            row["predicted_ms_per_token_at_measured_acceptance"] = at_measured
+            row["predicted_passes_per_token_at_measured_acceptance"] = passes
+            row["prediction_error_at_measured_acceptance"] = (
+                row["decode_ms_per_token"] - at_measured
+            ) / at_measured
             measured = row["decode_ms_per_token"]
         else:
             # transformers reports no prefill time: subtract a prefill of each of its models on
@@ -653,6 +688,7 @@ def format_mode(mode: dict) -> str:
         "decode ms/tok",
         "predicted",
         "error",
+        "error at measured acc.",
         "vs target",
         "greedy ==",
     )
@@ -676,6 +712,9 @@ def format_mode(mode: dict) -> str:
                 if row["predicted_ms_per_token"] is not None
                 else "-",
                 f"{100 * row['prediction_error']:+.0f}%" if "prediction_error" in row else "-",
+                f"{100 * row['prediction_error_at_measured_acceptance']:+.0f}%"
+                if "prediction_error_at_measured_acceptance" in row
+                else "-",
                 f"{target_wall / row['wall_ms_per_token']:.2f}x",
                 "-"
                 if "identical_to_target" not in row
