@@ -181,17 +181,17 @@ def configurations(profile, plan, args) -> list[Configuration]:
         ),
         Configuration("adaptive", "adaptive", *static_key, adaptive_config=AdaptiveConfig()),
     ]
-    for confidence in args.adaptive_variants:
-        config = AdaptiveConfig(min_draft_confidence=confidence)
-        name = f"adaptive min_draft_confidence={confidence:g}"
-        result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
-    for rate in args.change_rate_variants:
-        config = AdaptiveConfig(change_rate=rate)
-        name = f"adaptive change_rate={rate:g}"
-        result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
-    for settings in args.config_variants:
+    variants = [
+        *({"min_draft_confidence": confidence} for confidence in args.adaptive_variants),
+        *({"change_rate": rate} for rate in args.change_rate_variants),
+        *args.config_variants,
+    ]
+    for settings in variants:
+        name = "adaptive " + ",".join(
+            f"{key}={value:g}" if isinstance(value, float) else f"{key}={value!r}"
+            for key, value in settings.items()
+        )
         config = AdaptiveConfig(**settings)
-        name = "adaptive " + ",".join(f"{key}={value!r}" for key, value in settings.items())
         result.append(Configuration(name, "adaptive", *static_key, adaptive_config=config))
     # The fixed set: n-gram at a short / long / middle T first (acceptance moves most for the
     # n-gram level), then the rest by predicted latency.

@@ -303,6 +303,10 @@ class AdaptiveConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
             return value
 
+        def boolean(name: str, value: object) -> None:
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {value!r}")
+
         if self.prior_strength is not None and number("prior_strength", self.prior_strength) <= 0:
             raise ValueError(f"prior_strength must be > 0, got {self.prior_strength!r}")
         if not 0 < number("discount", self.discount) <= 1:
@@ -313,10 +317,8 @@ class AdaptiveConfig:
             raise ValueError(f"min_relative_gain must be >= 0, got {self.min_relative_gain!r}")
         if self.min_draft_confidence is not None:
             check_min_draft_confidence(self.min_draft_confidence)
-        if not isinstance(self.learn_costs, bool):
-            raise TypeError(f"learn_costs must be a bool, got {self.learn_costs!r}")
-        if not isinstance(self.calibrate, bool):
-            raise TypeError(f"calibrate must be a bool, got {self.calibrate!r}")
+        boolean("learn_costs", self.learn_costs)
+        boolean("calibrate", self.calibrate)
         integer("replan_interval", self.replan_interval)
         integer("max_draft_length", self.max_draft_length)
         integer("switch_horizon_tokens", self.switch_horizon_tokens)
@@ -881,6 +883,9 @@ class Replanner:
         #: The threshold each request starts from.
         self.min_draft_confidence: float = threshold
         self._forward = forward_cost_rows(profile)
+        # LatencyCalibration's prior: CALIBRATION_PRIOR_PASSES of the target's 1-token pass.
+        costs = np.asarray(profile.costs_ms, dtype=np.float64).reshape(len(profile.model_names), -1)
+        self._calibration_prior_ms = CALIBRATION_PRIOR_PASSES * float(costs[-1, 0])
         #: ``[M, M]`` pseudo-observations of each pair's prior (:func:`prior_strengths`); the
         #: profile's, fixed for the replanner's lifetime like the threshold.
         self.prior_strengths: np.ndarray
@@ -932,10 +937,8 @@ class Replanner:
         #: The measured / predicted time of each configuration's cycles: the forecast's
         #: correction, and with ``config.calibrate`` the decisions'.
         self.calibration: LatencyCalibration | None = None
-        costs = np.asarray(profile.costs_ms, dtype=np.float64).reshape(len(profile.model_names), -1)
-        prior_ms = CALIBRATION_PRIOR_PASSES * float(costs[-1, 0])  # the target's 1-token pass
-        if prior_ms > 0.0:  # (a free target leaves nothing to calibrate)
-            self.calibration = LatencyCalibration(prior_ms, CALIBRATION_DISCOUNT)
+        if self._calibration_prior_ms > 0.0:  # (a free target leaves nothing to calibrate)
+            self.calibration = LatencyCalibration(self._calibration_prior_ms, CALIBRATION_DISCOUNT)
         # The configuration the cycles run in and the latency per token predicted for it (set
         # by the request's first plan and by each decision; None before a request starts).
         self._in_effect: tuple[ConfigurationKey, float] | None = None
@@ -1159,9 +1162,7 @@ class Replanner:
             cost_scales=cost_scales,
             min_draft_confidence=chosen,
             previous_min_draft_confidence=threshold,
-            calibration=self.calibration_ratio(
-                best.chain if switched else chain, best_threshold if switched else threshold
-            ),
+            calibration=self.calibration_ratio(new_chain if switched else chain, chosen),
             previous_calibration=self.calibration_ratio(chain, threshold),
         )
         self._in_effect = ((decision.chain, chosen), decision.predicted_latency)
