@@ -180,6 +180,11 @@ CASES: list[BadInput] = [
         "calibrate must be a bool, got 1",
     ),
     BadInput(
+        "hierspec.adaptive.AdaptiveConfig(continue_prior_strength=-1)",
+        ValueError,
+        "continue_prior_strength must be > 0, got -1",
+    ),
+    BadInput(
         "hierspec.adaptive.AdaptiveConfig(change_rate=1.0)",
         ValueError,
         "change_rate must be in [0, 1), got 1.0",

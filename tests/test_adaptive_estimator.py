@@ -18,8 +18,10 @@ from hierspec.adaptive import (
     CostEstimator,
     LatencyCalibration,
     Replanner,
+    continue_strengths,
     prior_strengths,
 )
+from hierspec.planning import EarlyStoppingRates
 
 PRIOR = [[1.0, 0.6, 0.5, 0.4], [0.0, 1.0, 0.8, 0.7], [0.0, 0.0, 1.0, 0.9], [0.0, 0.0, 0.0, 1.0]]
 
@@ -246,6 +248,78 @@ def test_replanner_uses_the_empirical_strengths_unless_one_is_given() -> None:
     # The steady pair keeps its profile rate against the same evidence.
     learned.observe(1, 2, tested=10, accepted=0)
     assert learned.estimator.estimates()[1, 2] > 0.94
+
+
+def _profile_with_continue_rates(continue_by_prompt) -> hierspec.Profile:
+    """Two candidates, early stopping measured at 0.5 (continue rate 0.5 for the drafter) with
+    per-prompt continue rates ``continue_by_prompt`` ([M][P]) over 64 positions each."""
+    rates = EarlyStoppingRates(0.5, (0.5, 1.0), ((1.0, 0.8), (0.0, 1.0)))
+    return hierspec.Profile(
+        ("ngram", "target"),
+        ((0.05,) * 8, (1.0,) * 8),
+        ((1.0, 0.6), (0.0, 1.0)),
+        early_stopping=(rates,),
+        extra={
+            "acceptance_details": {
+                "prompt_positions": [64] * len(continue_by_prompt[0]),
+                "stop_thresholds": [0.5],
+                "continue_by_prompt": [continue_by_prompt],
+            }
+        },
+    )
+
+
+def test_continue_strength_by_empirical_bayes() -> None:
+    """The continue rates' priors get the strength of prior_strengths' formula from the
+    per-prompt continue rates at their threshold; the constant where there are none."""
+    varied = [0.1, 0.9, 0.2, 0.8, 0.5, 0.5]  # confident while copying, not on chat prompts
+    profile = _profile_with_continue_rates([varied, [1.0] * 6])
+    strengths = continue_strengths(profile, 0.5)
+    rates = np.array(varied)
+    between = rates.var(ddof=1) - np.mean(rates * (1 - rates) / 64)
+    assert strengths[0] == pytest.approx(0.5 * 0.5 / between - 1, rel=1e-12)
+    assert strengths[1] == PRIOR_STRENGTH_RANGE[1]  # the same on every prompt
+    assert continue_strengths(profile, 0.7).tolist() == [FALLBACK_PRIOR_STRENGTH] * 2
+    plain = hierspec.Profile(
+        profile.model_names,
+        profile.costs_ms,
+        profile.acceptance,
+        early_stopping=profile.early_stopping,
+    )
+    assert continue_strengths(plain, 0.5).tolist() == [FALLBACK_PRIOR_STRENGTH] * 2
+
+
+def test_replanner_learns_continue_rates_at_their_empirical_strength() -> None:
+    """A threshold's continue rate moves by the empirical-Bayes strength (a prompt-dependent
+    drafter learns the request's rate from a few checks); a configured prior_strength applies
+    to it as to the pairs."""
+    varied = [0.1, 0.9, 0.2, 0.8, 0.5, 0.5]
+    profile = _profile_with_continue_rates([varied, [1.0] * 6])
+    learned = Replanner(profile, AdaptiveConfig(discount=1.0, change_rate=0.0))
+    fixed = Replanner(profile, AdaptiveConfig(prior_strength=32.0, discount=1.0, change_rate=0.0))
+    assert learned.thresholds == fixed.thresholds == (0.0, 0.5)
+    weak = continue_strengths(profile, 0.5)[0]
+    assert learned.continue_strengths[0.5].tolist() == continue_strengths(profile, 0.5).tolist()
+    assert fixed.continue_strengths[0.5].tolist() == [32.0, 32.0]
+    # Four batches run without stopping whose first draft was unconfident: at 0.5 each is one
+    # check that stops.
+    batch = BottomBatch((0.2, 0.9, 0.9), draft_length=3, threshold=0.0)
+    for replanner in (learned, fixed):
+        for _ in range(4):
+            replanner.observe(0, 1, tested=3, accepted=3, bottom=batch)
+    rate = {
+        name: replanner.stopping[0.5].plan_arguments()["continue_rates"][0]
+        for name, replanner in (("learned", learned), ("fixed", fixed))
+    }
+    assert rate["learned"] == pytest.approx(0.5 * weak / (weak + 4))
+    assert rate["fixed"] == pytest.approx(0.5 * 32 / 36)
+    assert rate["learned"] < 0.2 < 0.4 < rate["fixed"]
+    # continue_prior_strength sets the continue rates' strength alone.
+    constant = Replanner(profile, AdaptiveConfig(continue_prior_strength=8.0))
+    assert constant.continue_strengths[0.5].tolist() == [8.0, 8.0]
+    assert constant.prior_strengths.tolist() == prior_strengths(profile).tolist()
+    with pytest.raises(ValueError, match="continue_prior_strength must be > 0, got 0"):
+        AdaptiveConfig(continue_prior_strength=0)
 
 
 def _profile() -> hierspec.Profile:

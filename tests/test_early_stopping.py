@@ -472,6 +472,7 @@ def test_profiler_measures_the_rates_at_each_threshold() -> None:
     sampling = SamplingConfig()
     drafted, accepted_mass = 0, 0.0
     positions = 0
+    confidences = []
     for index, prompt in enumerate(prompts):
         sequence = (
             HierarchicalDecoder([models[-1]], [])
@@ -482,10 +483,20 @@ def test_profiler_measures_the_rates_at_each_threshold() -> None:
         target_probs, _ = calibration_probs(models[1], sequence, prompt.shape[1], sampling)
         overlap = torch.minimum(draft_probs, target_probs).sum(-1).double()
         mask = confidence >= 0.6
+        confidences.append(confidence)
         drafted += int(mask.sum())
         accepted_mass += float(overlap[mask].sum())
         positions += confidence.numel()
     assert table[1].continue_rates[0] == pytest.approx(drafted / positions)
     assert table[1].bottom_acceptance[0][1] == pytest.approx(accepted_mass / drafted)
+    # Per prompt (the empirical-Bayes input of the online continue rates' priors).
+    details = result.extra["acceptance_details"]
+    by_prompt = {
+        threshold: [float((c >= threshold).double().mean()) for c in confidences]
+        for threshold in (0.3, 0.6)
+    }
+    for threshold, rates in by_prompt.items():
+        index = details["stop_thresholds"].index(threshold)
+        assert details["continue_by_prompt"][index][0] == pytest.approx(rates)
     with pytest.raises(ValueError, match="stop_thresholds entries must be numbers in"):
         ProfilerConfig(stop_thresholds=(1.5,))

@@ -31,7 +31,9 @@ Terms:
                  the posterior of the time of the last change (Bayesian online change-point
                  detection, :class:`RatePosteriors`): two or three verifications that the
                  current rate makes unlikely move it, where the discount window would take
-                 ~20 tested drafts. The continue rates of early stopping learn the same way.
+                 ~20 tested drafts. The continue rates of early stopping learn the same way,
+                 their priors' strengths by empirical Bayes from the profile's per-prompt
+                 continue rates (:func:`continue_strengths`).
     unseen pair  a pair not verified in this request (not adjacent in any chain used so far).
                  Its estimate moves its prior by the request's shift of the drafter: the mean,
                  weighted by evidence, of ``logit(estimate) - logit(prior)`` over the observed
@@ -123,6 +125,7 @@ __all__ = [
     "PlanDecision",
     "Replanner",
     "predicted_latency_of_run",
+    "continue_strengths",
     "has_prompt_rates",
     "prior_strengths",
 ]
@@ -194,22 +197,86 @@ def prior_strengths(profile: Profile, fallback: float = FALLBACK_PRIOR_STRENGTH)
         return strengths
     details = profile.extra["acceptance_details"]
     by_prompt, positions = details["by_prompt"], details["prompt_positions"]
-    counts = np.asarray(positions, dtype=np.float64)
-    low, high = PRIOR_STRENGTH_RANGE
     for i in range(size):
         for j in range(i + 1, size):
             rates = by_prompt[i][j] if i < len(by_prompt) and j < len(by_prompt[i]) else None
-            if not isinstance(rates, list) or len(rates) != len(counts):
-                continue
-            rates_array = np.asarray(rates, dtype=np.float64)
-            between = float(rates_array.var(ddof=1)) - float(
-                np.mean(rates_array * (1.0 - rates_array) / np.maximum(counts, 1.0))
-            )
-            mean = float(profile.acceptance[i][j])
-            spread = mean * (1.0 - mean)
-            strength = high if between <= 0.0 or spread <= 0.0 else spread / between - 1.0
-            strengths[i, j] = min(max(strength, low), high)
+            if isinstance(rates, list) and len(rates) == len(positions):
+                strengths[i, j] = _empirical_bayes_strength(
+                    float(profile.acceptance[i][j]), rates, positions
+                )
     return strengths
+
+
+def continue_strengths(
+    profile: Profile, threshold: float, fallback: float = FALLBACK_PRIOR_STRENGTH
+) -> np.ndarray:
+    """``[M]`` pseudo-observations of each model's continue rate at early-stopping
+    ``threshold``, by the empirical Bayes of :func:`prior_strengths` from the profile's
+    per-prompt continue rates (``continue_by_prompt`` of its ``acceptance_details``) around the
+    profile's rate at that threshold. ``fallback`` where the profile has none (written before
+    the profiler measured them, or not measured at ``threshold``).
+
+    A drafter's confidence depends on the text as its acceptance does (the n-gram level is
+    confident while it copies), so a continue rate can vary between prompts as much: a prior
+    as strong as the constant would keep a threshold's rate at the calibration text's long
+    after the request showed otherwise.
+
+    Examples
+    --------
+    >>> from hierspec.planning import EarlyStoppingRates
+    >>> profile = Profile(
+    ...     ("draft", "target"), (1.0, 10.0), ((1.0, 0.5), (0.0, 1.0)),
+    ...     early_stopping=(EarlyStoppingRates(0.5, (0.5, 1.0), ((1.0, 0.6), (0.0, 1.0))),),
+    ...     extra={"acceptance_details": {
+    ...         "prompt_positions": [64, 64, 64, 64], "stop_thresholds": [0.5],
+    ...         "continue_by_prompt": [[[0.2, 0.8, 0.3, 0.7], [1.0, 1.0, 1.0, 1.0]]]}},
+    ... )
+    >>> [round(float(value), 2) for value in continue_strengths(profile, 0.5)]
+    [1.98, 1024.0]
+    >>> float(continue_strengths(profile, 0.7)[0])  # not measured there
+    32.0
+    """
+    size = len(profile.model_names)
+    strengths = np.full(size, float(fallback))
+    details = profile.extra.get("acceptance_details") or {}
+    thresholds = details.get("stop_thresholds")
+    by_threshold = details.get("continue_by_prompt")
+    positions = details.get("prompt_positions")
+    if not (
+        isinstance(thresholds, list)
+        and isinstance(by_threshold, list)
+        and isinstance(positions, list)
+        and len(positions) >= 2
+        and threshold in thresholds
+    ):
+        return strengths
+    index = thresholds.index(threshold)
+    by_model = by_threshold[index] if index < len(by_threshold) else None
+    means = profile.stopping_rates(threshold)["continue_rates"]
+    if not isinstance(by_model, list) or means is None:
+        return strengths
+    for model in range(min(size, len(by_model))):
+        rates = by_model[model]
+        if isinstance(rates, list) and len(rates) == len(positions):
+            strengths[model] = _empirical_bayes_strength(float(means[model]), rates, positions)
+    return strengths
+
+
+def _empirical_bayes_strength(
+    mean: float, rates: Sequence[float], positions: Sequence[float]
+) -> float:
+    """The Beta prior strength ``n0 = a (1 - a) / V - 1`` of :func:`prior_strengths`: ``a`` =
+    ``mean``, ``V`` the variance of the per-prompt ``rates`` less their sampling noise over
+    ``positions``, clipped to ``PRIOR_STRENGTH_RANGE`` (its top where nothing is left)."""
+    rates_array = np.asarray(rates, dtype=np.float64)
+    counts = np.maximum(np.asarray(positions, dtype=np.float64), 1.0)
+    between = float(rates_array.var(ddof=1)) - float(
+        np.mean(rates_array * (1.0 - rates_array) / counts)
+    )
+    spread = mean * (1.0 - mean)
+    low, high = PRIOR_STRENGTH_RANGE
+    strength = high if between <= 0.0 or spread <= 0.0 else spread / between - 1.0
+    return min(max(strength, low), high)
 
 
 def check_min_draft_confidence(value: object) -> float:
@@ -231,8 +298,12 @@ class AdaptiveConfig:
     prior_strength
         Pseudo-observations the profile's rate counts as (> 0). Larger trusts the profile longer.
         ``None`` (the default): per pair by empirical Bayes from the profile's per-prompt rates
-        (:func:`prior_strengths`; ``FALLBACK_PRIOR_STRENGTH`` = 32 for a pair without them and
-        for the continue rates of early stopping).
+        (:func:`prior_strengths`), and per model and threshold for the continue rates of early
+        stopping (:func:`continue_strengths`); ``FALLBACK_PRIOR_STRENGTH`` = 32 where the
+        profile has no per-prompt rates.
+    continue_prior_strength
+        Pseudo-observations of the continue rates' priors alone (> 0), overriding the above for
+        them (32 was the constant before the profiler measured per-prompt continue rates).
     discount
         Forgetting factor per tested draft of a pair, in (0, 1]; 1 never forgets.
     change_rate
@@ -278,6 +349,7 @@ class AdaptiveConfig:
     """
 
     prior_strength: float | None = None
+    continue_prior_strength: float | None = None
     discount: float = 0.95
     change_rate: float = 0.01
     replan_interval: int = 1
@@ -309,6 +381,13 @@ class AdaptiveConfig:
 
         if self.prior_strength is not None and number("prior_strength", self.prior_strength) <= 0:
             raise ValueError(f"prior_strength must be > 0, got {self.prior_strength!r}")
+        if (
+            self.continue_prior_strength is not None
+            and number("continue_prior_strength", self.continue_prior_strength) <= 0
+        ):
+            raise ValueError(
+                f"continue_prior_strength must be > 0, got {self.continue_prior_strength!r}"
+            )
         if not 0 < number("discount", self.discount) <= 1:
             raise ValueError(f"discount must be in (0, 1], got {self.discount!r}")
         if not 0 <= number("change_rate", self.change_rate) < 1:
@@ -555,7 +634,8 @@ class AcceptanceEstimator:
 class ContinueEstimator:
     """Posterior continue rates of the bottom level's early stopping, one per model.
 
-    Each model's rate has the prior ``prior[m]`` as ``prior_strength`` pseudo-checks and counts
+    Each model's rate has the prior ``prior[m]`` as ``prior_strength`` pseudo-checks (one number,
+    or ``[M]`` per model: :func:`continue_strengths`) and counts
     the checked positions of this request, the prior and the checks discounted (and with
     ``change_rate > 0`` allowed to jump) like :class:`AcceptanceEstimator`'s.
 
@@ -571,14 +651,22 @@ class ContinueEstimator:
     def __init__(
         self,
         prior: Sequence[float],
-        prior_strength: float,
+        prior_strength: float | Sequence[float] | np.ndarray,
         discount: float,
         change_rate: float = 0.0,
         max_runs: int = 32,
     ) -> None:
         rates = np.array(prior, dtype=np.float64)
+        strength = np.asarray(prior_strength, dtype=np.float64)
+        if strength.shape not in ((), rates.shape) or not (
+            np.all(np.isfinite(strength)) and np.all(strength > 0)
+        ):
+            raise ValueError(
+                f"prior_strength must be a finite number > 0 or {rates.shape[0]} of them, got "
+                f"{prior_strength!r}"
+            )
         self._posteriors = RatePosteriors(
-            rates, np.full_like(rates, float(prior_strength)), discount, change_rate, max_runs
+            rates, np.broadcast_to(strength, rates.shape).copy(), discount, change_rate, max_runs
         )
 
     def observe(self, model: int, checks: int, drafted: int) -> None:
@@ -638,7 +726,7 @@ class StoppingEstimator:
         ``[M]`` continue rates and ``[M, M]`` bottom acceptance: the profile's at ``threshold``.
     prior_strength, continue_strength
         Pseudo-observations of the bottom acceptance (as :class:`AcceptanceEstimator`) and of
-        the continue rates.
+        the continue rates (as :class:`ContinueEstimator`).
     discount, change_rate
         See :class:`AdaptiveConfig`.
 
@@ -658,7 +746,7 @@ class StoppingEstimator:
         continue_prior: Sequence[float],
         bottom_prior: Sequence[Sequence[float]],
         prior_strength: float | np.ndarray,
-        continue_strength: float,
+        continue_strength: float | np.ndarray,
         discount: float,
         change_rate: float = 0.0,
     ) -> None:
@@ -893,14 +981,28 @@ class Replanner:
         #: ``"fallback"`` (``FALLBACK_PRIOR_STRENGTH``: the profile has no per-prompt rates) or
         #: ``"config"`` (``AdaptiveConfig.prior_strength``).
         self.prior_strength_source: str
+        #: Per threshold > 0 of :attr:`thresholds`, ``[M]`` pseudo-observations of the
+        #: continue rates' priors (:func:`continue_strengths`, or the configured strength).
+        self.continue_strengths: dict[float, np.ndarray]
+        size = len(profile.model_names)
+        stop_thresholds = [value for value in self.thresholds if value > 0.0]
         if config.prior_strength is None:
             self.prior_strengths = prior_strengths(profile)
             self.prior_strength_source = "profile" if has_prompt_rates(profile) else "fallback"
-            self._continue_strength = FALLBACK_PRIOR_STRENGTH
+            self.continue_strengths = {
+                value: continue_strengths(profile, value) for value in stop_thresholds
+            }
         else:
-            self.prior_strengths = np.full((len(profile.model_names),) * 2, config.prior_strength)
+            self.prior_strengths = np.full((size, size), config.prior_strength)
             self.prior_strength_source = "config"
-            self._continue_strength = config.prior_strength
+            self.continue_strengths = {
+                value: np.full(size, float(config.prior_strength)) for value in stop_thresholds
+            }
+        if config.continue_prior_strength is not None:
+            self.continue_strengths = {
+                value: np.full(size, float(config.continue_prior_strength))
+                for value in stop_thresholds
+            }
         self.reset()
 
     @property
@@ -953,7 +1055,7 @@ class Replanner:
                     measured["continue_rates"] or (1.0,) * len(profile.model_names),
                     measured["bottom_acceptance"] or profile.acceptance,
                     strengths,
-                    self._continue_strength,
+                    self.continue_strengths[threshold],
                     config.discount,
                     config.change_rate,
                 )

@@ -28,6 +28,10 @@ Terms:
                       draft there), and ``bottom_acceptance[i][j]``, the mean overlap over those
                       positions (the acceptance of the drafts it makes); where no position
                       qualifies, ``acceptance[i][j]`` (never used: the model never drafts).
+                      ``continue_by_prompt[k][i][p]``: the continue rate of model ``i`` at the
+                      ``k``-th threshold over prompt ``p``'s positions (its spread between
+                      prompts is the prior strength of the online continue rates, as
+                      ``by_prompt`` is for acceptance).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ __all__ = [
     "acceptance_by_position",
     "calibration_passes",
     "calibration_probs",
+    "continue_rates_by_prompt",
     "early_stopping_rates",
     "measure_acceptance",
     "overlap",
@@ -207,8 +212,10 @@ def measure_acceptance(
     -------
     tuple
         ``acceptance`` (1 on the diagonal, 0 below it), the details written to a profile's
-        ``acceptance_details``: ``prompts``, ``positions``, ``stderr``, ``by_position``,
-        ``note``, and the profile's ``early_stopping`` (one entry per threshold).
+        ``acceptance_details``: ``prompts``, ``positions``, ``prompt_positions``, ``stderr``,
+        ``by_position``, ``by_prompt``, ``note`` and with ``stop_thresholds`` also those
+        thresholds and ``continue_by_prompt`` (:func:`continue_rates_by_prompt`), and the
+        profile's ``early_stopping`` (one entry per threshold).
     """
     from tqdm.auto import tqdm
 
@@ -269,4 +276,30 @@ def measure_acceptance(
         acceptance,
         stop_thresholds,
     )
+    if stop_thresholds:
+        details["stop_thresholds"] = [float(value) for value in stop_thresholds]
+        details["continue_by_prompt"] = continue_rates_by_prompt(confidences, stop_thresholds)
+        details["note"] += (
+            "; continue_by_prompt[k][i][p] = fraction of prompt p's positions where model i's "
+            "confidence is >= stop_thresholds[k]"
+        )
     return tuple(tuple(row) for row in acceptance), details, early_stopping
+
+
+def continue_rates_by_prompt(
+    confidences: Sequence[Sequence[torch.Tensor]], thresholds: Sequence[float]
+) -> list[list[list[float]]]:
+    """``[K][M][P]``: per threshold, model and prompt, the fraction of the prompt's positions
+    where the model's confidence is at least the threshold (``confidences[m][p]``: model
+    ``m``'s confidence at each position of prompt ``p``).
+
+    >>> continue_rates_by_prompt([[torch.tensor([0.9, 0.2]), torch.tensor([0.4])]], [0.3, 0.5])
+    [[[0.5, 1.0]], [[0.5, 0.0]]]
+    """
+    return [
+        [
+            [float((vector >= threshold).double().mean()) for vector in by_prompt]
+            for by_prompt in confidences
+        ]
+        for threshold in thresholds
+    ]
