@@ -289,14 +289,16 @@ def test_continue_strength_by_empirical_bayes() -> None:
     assert continue_strengths(plain, 0.5).tolist() == [FALLBACK_PRIOR_STRENGTH] * 2
 
 
-def test_replanner_learns_continue_rates_at_their_empirical_strength() -> None:
-    """A threshold's continue rate moves by the empirical-Bayes strength (a prompt-dependent
-    drafter learns the request's rate from a few checks); a configured prior_strength applies
-    to it as to the pairs."""
+def test_replanner_learns_continue_rates_at_their_configured_strength() -> None:
+    """A threshold's continue rate moves by the configured constant (the default) or, with
+    continue_prior_strength=None, by the empirical-Bayes strength (a prompt-dependent drafter
+    learns the request's rate from a few checks); prior_strength leaves it alone."""
     varied = [0.1, 0.9, 0.2, 0.8, 0.5, 0.5]
     profile = _profile_with_continue_rates([varied, [1.0] * 6])
-    learned = Replanner(profile, AdaptiveConfig(discount=1.0, change_rate=0.0))
-    fixed = Replanner(profile, AdaptiveConfig(prior_strength=32.0, discount=1.0, change_rate=0.0))
+    learned = Replanner(
+        profile, AdaptiveConfig(continue_prior_strength=None, discount=1.0, change_rate=0.0)
+    )
+    fixed = Replanner(profile, AdaptiveConfig(prior_strength=4.0, discount=1.0, change_rate=0.0))
     assert learned.thresholds == fixed.thresholds == (0.0, 0.5)
     weak = continue_strengths(profile, 0.5)[0]
     assert learned.continue_strengths[0.5].tolist() == continue_strengths(profile, 0.5).tolist()
@@ -314,10 +316,12 @@ def test_replanner_learns_continue_rates_at_their_empirical_strength() -> None:
     assert rate["learned"] == pytest.approx(0.5 * weak / (weak + 4))
     assert rate["fixed"] == pytest.approx(0.5 * 32 / 36)
     assert rate["learned"] < 0.2 < 0.4 < rate["fixed"]
+    assert fixed.prior_strengths[0, 1] == 4.0
     # continue_prior_strength sets the continue rates' strength alone.
     constant = Replanner(profile, AdaptiveConfig(continue_prior_strength=8.0))
     assert constant.continue_strengths[0.5].tolist() == [8.0, 8.0]
     assert constant.prior_strengths.tolist() == prior_strengths(profile).tolist()
+    assert AdaptiveConfig().continue_prior_strength == FALLBACK_PRIOR_STRENGTH
     with pytest.raises(ValueError, match="continue_prior_strength must be > 0, got 0"):
         AdaptiveConfig(continue_prior_strength=0)
 
@@ -540,7 +544,11 @@ def test_a_bottom_batch_says_what_each_higher_threshold_would_have_drafted() -> 
 
 def test_each_threshold_learns_what_it_would_have_done_with_the_batch() -> None:
     config = AdaptiveConfig(
-        prior_strength=1e-6, discount=1.0, change_rate=0.0, learn_costs=False
+        prior_strength=1e-6,
+        continue_prior_strength=1e-6,
+        discount=1.0,
+        change_rate=0.0,
+        learn_costs=False,
     )  # the counts alone: every estimate a ratio of what the thresholds saw
     replanner = Replanner(_stopping_profile(), config)
     assert replanner.thresholds == (0.0, 0.3, 0.6)

@@ -353,7 +353,9 @@ def test_adaptive_decoder_learns_the_threshold_during_the_request():
     table = (EarlyStoppingRates(threshold, (0.9, 1.0), acceptance),)
     profile = hierspec.Profile(("draft", "target"), costs, acceptance, early_stopping=table)
     assert choose_min_draft_confidence(profile, 8)[0] == 0.0
-    config = AdaptiveConfig(max_draft_length=8, learn_costs=False, prior_strength=4.0)
+    config = AdaptiveConfig(
+        max_draft_length=8, learn_costs=False, prior_strength=4.0, continue_prior_strength=4.0
+    )
     decoder = HierarchicalDecoder.adaptive(models, profile, config)
     assert decoder.min_draft_confidence == 0.0 and decoder.replanner.learns_threshold
     prompt = torch.tensor([[1, 2, 3]])

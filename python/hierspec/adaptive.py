@@ -31,9 +31,8 @@ Terms:
                  the posterior of the time of the last change (Bayesian online change-point
                  detection, :class:`RatePosteriors`): two or three verifications that the
                  current rate makes unlikely move it, where the discount window would take
-                 ~20 tested drafts. The continue rates of early stopping learn the same way,
-                 their priors' strengths by empirical Bayes from the profile's per-prompt
-                 continue rates (:func:`continue_strengths`).
+                 ~20 tested drafts. The continue rates of early stopping learn the same way
+                 (their priors' strength a constant, ``AdaptiveConfig.continue_prior_strength``).
     unseen pair  a pair not verified in this request (not adjacent in any chain used so far).
                  Its estimate moves its prior by the request's shift of the drafter: the mean,
                  weighted by evidence, of ``logit(estimate) - logit(prior)`` over the observed
@@ -298,12 +297,15 @@ class AdaptiveConfig:
     prior_strength
         Pseudo-observations the profile's rate counts as (> 0). Larger trusts the profile longer.
         ``None`` (the default): per pair by empirical Bayes from the profile's per-prompt rates
-        (:func:`prior_strengths`), and per model and threshold for the continue rates of early
-        stopping (:func:`continue_strengths`); ``FALLBACK_PRIOR_STRENGTH`` = 32 where the
-        profile has no per-prompt rates.
+        (:func:`prior_strengths`; ``FALLBACK_PRIOR_STRENGTH`` = 32 where the profile has no
+        per-prompt rates). The acceptance of pairs only; the continue rates have their own.
     continue_prior_strength
-        Pseudo-observations of the continue rates' priors alone (> 0), overriding the above for
-        them (32 was the constant before the profiler measured per-prompt continue rates).
+        Pseudo-observations of each continue rate's prior (early stopping; > 0). ``None``: per
+        model and threshold by the same empirical Bayes from the profile's per-prompt continue
+        rates (:func:`continue_strengths`; 2-6 for the n-gram level). The default, the constant
+        32, measured faster: the empirical-Bayes strengths let a threshold's rate move on a few
+        checks, and the decoder then changed threshold more often, 0.99x as fast greedy and
+        0.97x at temperature 1 (``bench/adaptive.py``, ``docs/theory.md`` §11).
     discount
         Forgetting factor per tested draft of a pair, in (0, 1]; 1 never forgets.
     change_rate
@@ -349,7 +351,7 @@ class AdaptiveConfig:
     """
 
     prior_strength: float | None = None
-    continue_prior_strength: float | None = None
+    continue_prior_strength: float | None = FALLBACK_PRIOR_STRENGTH
     discount: float = 0.95
     change_rate: float = 0.01
     replan_interval: int = 1
@@ -981,28 +983,25 @@ class Replanner:
         #: ``"fallback"`` (``FALLBACK_PRIOR_STRENGTH``: the profile has no per-prompt rates) or
         #: ``"config"`` (``AdaptiveConfig.prior_strength``).
         self.prior_strength_source: str
-        #: Per threshold > 0 of :attr:`thresholds`, ``[M]`` pseudo-observations of the
-        #: continue rates' priors (:func:`continue_strengths`, or the configured strength).
-        self.continue_strengths: dict[float, np.ndarray]
         size = len(profile.model_names)
-        stop_thresholds = [value for value in self.thresholds if value > 0.0]
         if config.prior_strength is None:
             self.prior_strengths = prior_strengths(profile)
             self.prior_strength_source = "profile" if has_prompt_rates(profile) else "fallback"
-            self.continue_strengths = {
-                value: continue_strengths(profile, value) for value in stop_thresholds
-            }
         else:
             self.prior_strengths = np.full((size, size), config.prior_strength)
             self.prior_strength_source = "config"
-            self.continue_strengths = {
-                value: np.full(size, float(config.prior_strength)) for value in stop_thresholds
-            }
-        if config.continue_prior_strength is not None:
-            self.continue_strengths = {
-                value: np.full(size, float(config.continue_prior_strength))
-                for value in stop_thresholds
-            }
+        #: Per threshold > 0 of :attr:`thresholds`, ``[M]`` pseudo-observations of the
+        #: continue rates' priors (``config.continue_prior_strength``, or
+        #: :func:`continue_strengths` when it is None).
+        self.continue_strengths: dict[float, np.ndarray] = {
+            value: (
+                continue_strengths(profile, value)
+                if config.continue_prior_strength is None
+                else np.full(size, float(config.continue_prior_strength))
+            )
+            for value in self.thresholds
+            if value > 0.0
+        }
         self.reset()
 
     @property
