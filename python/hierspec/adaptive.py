@@ -216,9 +216,9 @@ def continue_strengths(
     the profiler measured them, or not measured at ``threshold``).
 
     A drafter's confidence depends on the text as its acceptance does (the n-gram level is
-    confident while it copies), so a continue rate can vary between prompts as much: a prior
-    as strong as the constant would keep a threshold's rate at the calibration text's long
-    after the request showed otherwise.
+    confident while it copies), so a continue rate can vary between prompts as much. Used with
+    ``AdaptiveConfig(continue_prior_strength=None)``; the default keeps the constant, which
+    measured faster in decisions (the weak priors changed the threshold on a few checks).
 
     Examples
     --------

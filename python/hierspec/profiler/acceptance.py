@@ -29,9 +29,10 @@ Terms:
                       positions (the acceptance of the drafts it makes); where no position
                       qualifies, ``acceptance[i][j]`` (never used: the model never drafts).
                       ``continue_by_prompt[k][i][p]``: the continue rate of model ``i`` at the
-                      ``k``-th threshold over prompt ``p``'s positions (its spread between
-                      prompts is the prior strength of the online continue rates, as
-                      ``by_prompt`` is for acceptance).
+                      ``k``-th threshold over prompt ``p``'s positions (from its spread
+                      between prompts ``hierspec.adaptive.continue_strengths`` sets a prior
+                      strength for the online continue rates, as ``prior_strengths`` does
+                      from ``by_prompt`` for acceptance).
 """
 
 from __future__ import annotations
