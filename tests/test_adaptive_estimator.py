@@ -15,6 +15,7 @@ from hierspec.adaptive import (
     AcceptanceEstimator,
     AdaptiveConfig,
     BottomBatch,
+    ContinueEstimator,
     CostEstimator,
     LatencyCalibration,
     Replanner,
@@ -322,6 +323,10 @@ def test_replanner_learns_continue_rates_at_their_configured_strength() -> None:
     assert constant.continue_strengths[0.5].tolist() == [8.0, 8.0]
     assert constant.prior_strengths.tolist() == prior_strengths(profile).tolist()
     assert AdaptiveConfig().continue_prior_strength == FALLBACK_PRIOR_STRENGTH
+    with pytest.raises(ValueError, match=r"prior_strength must be a number or \[2\] values"):
+        ContinueEstimator([0.5, 1.0], prior_strength=[1.0, 2.0, 3.0], discount=1.0)
+    with pytest.raises(ValueError, match="prior_strength must be finite and > 0"):
+        ContinueEstimator([0.5, 1.0], prior_strength=[1.0, 0.0], discount=1.0)
     with pytest.raises(ValueError, match="continue_prior_strength must be > 0, got 0"):
         AdaptiveConfig(continue_prior_strength=0)
 

@@ -535,6 +535,23 @@ class RatePosteriors:
         return (self._run_weight * means).sum(axis=0)
 
 
+def _prior_weights(
+    prior_strength: float | Sequence | np.ndarray,
+    shape: tuple[int, ...],
+    expected: str,
+    used: tuple[np.ndarray, ...] | None = None,
+) -> np.ndarray:
+    """``prior_strength`` (one number, or an array of ``shape``: ``expected`` in the error)
+    broadcast to ``shape``; its entries at ``used`` (all by default) must be finite and > 0."""
+    weight = np.asarray(prior_strength, dtype=np.float64)
+    if weight.shape not in ((), shape):
+        raise ValueError(f"prior_strength must be a number or {expected}, got shape {weight.shape}")
+    checked = weight if weight.ndim == 0 or used is None else weight[used]
+    if not (np.all(np.isfinite(checked)) and np.all(checked > 0)):
+        raise ValueError(f"prior_strength must be finite and > 0, got {prior_strength!r}")
+    return np.broadcast_to(weight, shape).copy()
+
+
 class AcceptanceEstimator:
     """Posterior acceptance rates of every pair of candidates for one request.
 
@@ -574,18 +591,11 @@ class AcceptanceEstimator:
         if self._prior.ndim != 2 or self._prior.shape[0] != self._prior.shape[1]:
             raise ValueError(f"prior must be a square [M, M] matrix, got shape {self._prior.shape}")
         size = self._prior.shape[0]
-        weight = np.asarray(prior_strength, dtype=np.float64)
-        if weight.shape not in ((), (size, size)):
-            raise ValueError(
-                f"prior_strength must be a number or a [{size}, {size}] matrix, got shape "
-                f"{weight.shape}"
-            )
-        upper = weight if weight.ndim == 0 else weight[np.triu_indices(size, 1)]
-        if not (np.all(np.isfinite(upper)) and np.all(upper > 0)):
-            raise ValueError(f"prior_strength must be finite and > 0, got {prior_strength!r}")
         self._posteriors = RatePosteriors(
             self._prior,
-            np.broadcast_to(weight, (size, size)).copy(),
+            _prior_weights(
+                prior_strength, (size, size), f"a [{size}, {size}] matrix", np.triu_indices(size, 1)
+            ),
             discount,
             change_rate,
             max_runs,
@@ -659,17 +669,10 @@ class ContinueEstimator:
         max_runs: int = 32,
     ) -> None:
         rates = np.array(prior, dtype=np.float64)
-        strength = np.asarray(prior_strength, dtype=np.float64)
-        if strength.shape not in ((), rates.shape) or not (
-            np.all(np.isfinite(strength)) and np.all(strength > 0)
-        ):
-            raise ValueError(
-                f"prior_strength must be a finite number > 0 or {rates.shape[0]} of them, got "
-                f"{prior_strength!r}"
-            )
-        self._posteriors = RatePosteriors(
-            rates, np.broadcast_to(strength, rates.shape).copy(), discount, change_rate, max_runs
+        weights = _prior_weights(
+            prior_strength, rates.shape, f"[{rates.size}] values, one per model"
         )
+        self._posteriors = RatePosteriors(rates, weights, discount, change_rate, max_runs)
 
     def observe(self, model: int, checks: int, drafted: int) -> None:
         """One bottom call of ``model``: ``checks`` positions checked, ``drafted`` of them
