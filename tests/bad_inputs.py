@@ -185,6 +185,11 @@ CASES: list[BadInput] = [
         "continue_prior_strength must be > 0, got -1",
     ),
     BadInput(
+        "hierspec.adaptive.AdaptiveConfig(switch_pessimism=-0.5)",
+        ValueError,
+        "switch_pessimism must be >= 0, got -0.5",
+    ),
+    BadInput(
         "hierspec.adaptive.AdaptiveConfig(change_rate=1.0)",
         ValueError,
         "change_rate must be in [0, 1), got 1.0",

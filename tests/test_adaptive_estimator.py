@@ -36,6 +36,23 @@ def test_posterior_mean_is_prior_plus_counts() -> None:
     assert estimator.estimates()[1, 3] == pytest.approx(0.7)  # drafter 1 unseen: prior
 
 
+def test_cautious_rates_are_the_means_less_posterior_deviations() -> None:
+    estimator = AcceptanceEstimator(PRIOR, prior_strength=20.0, discount=1.0)
+    estimator.observe(0, 3, tested=8, accepted=6)  # Beta(8 + 6, 12 + 2): mean 0.5, n = 28
+    cautious = estimator.estimates(pessimism=2.0)
+    assert cautious[0, 3] == pytest.approx(0.5 - 2.0 * math.sqrt(0.25 / 29), rel=1e-12)
+    # A pair without evidence: its prior's deviation, at its (moved) mean.
+    moved = estimator.estimates()[0, 1]
+    assert moved > 0.6  # drafter 0 does better than its prior here: its other pairs move up
+    assert cautious[0, 1] == pytest.approx(moved - 2.0 * math.sqrt(moved * (1 - moved) / 21))
+    assert cautious[1, 3] == pytest.approx(0.7 - 2.0 * math.sqrt(0.7 * 0.3 / 21))
+    # Evidence narrows the deviation; no rate goes below 0; pessimism 0 is the means.
+    estimator.observe(0, 3, tested=800, accepted=600)
+    assert 0.5 - cautious[0, 3] > estimator.estimates()[0, 3] - estimator.estimates(2.0)[0, 3]
+    assert estimator.estimates(pessimism=100.0).min() == 0.0
+    assert np.array_equal(estimator.estimates(0.0), estimator.estimates())
+
+
 def test_discount_forgets_old_evidence() -> None:
     estimator = AcceptanceEstimator(PRIOR, prior_strength=1.0, discount=0.9)
     for _ in range(100):
@@ -98,11 +115,12 @@ def test_bad_observation_and_config_are_named() -> None:
         AcceptanceEstimator(PRIOR, prior_strength=bad, discount=1.0)
 
 
-def _segmentation_posterior_mean(outcomes, rate, strength, change_rate):
+def _segmentation_posterior(outcomes, rate, strength, change_rate):
     """Brute force of change-point detection: every set of change points before the
     observations (each with probability ``change_rate``), each segment's rate ``Beta(strength
-    rate, strength (1 - rate))`` a priori; the posterior mean of the last segment's rate."""
-    total = weighted = 0.0
+    rate, strength (1 - rate))`` a priori; the posterior mean and standard deviation of the last
+    segment's rate."""
+    total = weighted = second = 0.0
     for changes in itertools.product((False, True), repeat=len(outcomes)):
         probability = 1.0
         segments: list[list[int]] = [[0, 0]]  # accepted, rejected per segment
@@ -121,8 +139,11 @@ def _segmentation_posterior_mean(outcomes, rate, strength, change_rate):
             segments[-1][1] += tested - accepted
         accepted, rejected = segments[-1]
         total += probability
-        weighted += probability * (strength * rate + accepted) / (strength + accepted + rejected)
-    return weighted / total
+        alpha, size = strength * rate + accepted, strength + accepted + rejected
+        weighted += probability * alpha / size
+        second += probability * alpha * (alpha + 1) / (size * (size + 1))
+    mean = weighted / total
+    return mean, math.sqrt(second / total - mean**2)
 
 
 def test_change_point_estimate_is_the_exact_posterior_over_change_points() -> None:
@@ -133,8 +154,12 @@ def test_change_point_estimate_is_the_exact_posterior_over_change_points() -> No
         )
         for step, (tested, accepted) in enumerate(outcomes, start=1):
             estimator.observe(0, 3, tested, accepted)
-            expected = _segmentation_posterior_mean(outcomes[:step], 0.4, 3.0, change_rate)
-            assert estimator.estimates()[0, 3] == pytest.approx(expected, rel=1e-9)
+            mean, std = _segmentation_posterior(outcomes[:step], 0.4, 3.0, change_rate)
+            assert estimator.estimates()[0, 3] == pytest.approx(mean, rel=1e-9)
+            # Its standard deviation is the mixture's: the cautious rate is mean - z std.
+            assert estimator.estimates(pessimism=1.5)[0, 3] == pytest.approx(
+                max(mean - 1.5 * std, 0.0), rel=1e-9
+            )
 
 
 def test_change_rate_zero_is_the_single_posterior() -> None:
@@ -475,7 +500,9 @@ def test_replanner_leaves_a_configuration_that_measures_slower_than_predicted() 
     assert planned.chain == (0, 1, 2) and single.latency < 1.2 * planned.latency
     decisions = {}
     for calibrate in (False, True):
-        config = AdaptiveConfig(min_draft_confidence=0.0, learn_costs=False, calibrate=calibrate)
+        config = AdaptiveConfig(
+            min_draft_confidence=0.0, learn_costs=False, calibrate=calibrate, switch_pessimism=0.0
+        )
         replanner = Replanner(profile, config)
         request = replanner.initial_for_request(prompt_tokens=8, new_tokens=200)
         assert (request.chain, request.draft_lengths) == (planned.chain, planned.draft_lengths)
@@ -507,6 +534,52 @@ def test_replanner_leaves_a_configuration_that_measures_slower_than_predicted() 
     )
     with pytest.raises(TypeError, match="calibrate must be a bool, got 'no'"):
         AdaptiveConfig(calibrate="no")
+
+
+def test_switch_pessimism_holds_a_switch_until_the_new_pairs_are_measured() -> None:
+    """From ngram -> target, the 3-model chain is 16% faster at the profile's rates. On the
+    priors alone (a weak prior: 8 pseudo-drafts) the cautious decoder stays; once the request
+    has measured the chain's pairs at those rates, it switches like the means would; a new
+    draft length of the chain in use is judged at the means."""
+    profile = _three_models()
+    planned = hierspec.plan(profile.costs_ms, profile.acceptance, max_draft_length=16)
+    single = next(entry for entry in planned.alternatives if entry.chain == (0, 2))
+    arguments = (single.chain, single.draft_lengths, [0, 10, 0], 150, 50, 20)
+
+    def replanner(pessimism: float) -> Replanner:
+        config = AdaptiveConfig(
+            prior_strength=8.0,
+            discount=1.0,
+            change_rate=0.0,
+            min_draft_confidence=0.0,
+            learn_costs=False,
+            switch_pessimism=pessimism,
+        )
+        return Replanner(profile, config)
+
+    assert AdaptiveConfig().switch_pessimism == 1.0
+    plain, cautious = replanner(0.0), replanner(1.0)
+    first = plain.decide(*arguments)
+    assert first.switched and (first.chain, first.draft_lengths) == (
+        planned.chain,
+        planned.draft_lengths,
+    )
+    held = cautious.decide(*arguments)
+    assert not held.switched and held.predicted_latency == held.previous_latency
+    # The request verified the middle model's pairs at the profile's rates (earlier on).
+    for each in (plain, cautious):
+        each.estimator.observe(0, 1, tested=2000, accepted=1000)
+        each.estimator.observe(1, 2, tested=3000, accepted=2700)
+    decisions = [each.decide(*arguments) for each in (plain, cautious)]
+    assert decisions[1].switched and decisions[0] == decisions[1]
+    assert decisions[1].chain == planned.chain
+    # The n-gram level copies: a longer draft of the chain in use, the same at either setting.
+    plain, cautious = replanner(0.0), replanner(1.0)
+    for each in (plain, cautious):
+        each.estimator.observe(0, 2, tested=400, accepted=390)
+    longer = [each.decide(*arguments) for each in (plain, cautious)]
+    assert longer[0] == longer[1] and longer[1].switched and longer[1].chain == (0, 2)
+    assert longer[1].draft_lengths[0] > single.draft_lengths[0]
 
 
 def test_cost_scale_uses_the_profiles_forward_part() -> None:

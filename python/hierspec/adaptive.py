@@ -101,6 +101,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .planning import (
+    PlanEntry,
     Profile,
     RequestPlan,
     choose_min_draft_confidence,
@@ -321,6 +322,15 @@ class AdaptiveConfig:
     switch_horizon_tokens, min_relative_gain
         A switch needs a predicted gain of at least ``min_relative_gain`` of the current
         latency that repays the catch-up passes within ``switch_horizon_tokens`` tokens.
+    switch_pessimism
+        How sure a switch must be (>= 0): the configuration in use is priced at the posterior
+        means of its rates, the candidates with the acceptance of every pair the configuration
+        in use does not verify (another pair, or the bottom pair at another early-stopping
+        threshold) lowered by this many posterior standard deviations
+        (:meth:`AcceptanceEstimator.estimates`). A configuration whose new pairs rest on a few
+        verifications or on a weak prior (pairs the request has not run) must then pay under
+        rates it is fairly sure to reach, while a new draft length of the chain in use is
+        judged at the means; 0 compares means with means.
     min_draft_confidence
         Early stopping of the bottom level (policy.md rule 1), fixed for the decoder's lifetime;
         0 never stops. ``None`` (the default): re-planned during each request among 0 and the
@@ -358,6 +368,7 @@ class AdaptiveConfig:
     max_draft_length: int = 16
     switch_horizon_tokens: int = 64
     min_relative_gain: float = 0.1
+    switch_pessimism: float = 1.0
     min_draft_confidence: float | None = None
     learn_costs: bool = True
     calibrate: bool = False
@@ -396,6 +407,8 @@ class AdaptiveConfig:
             raise ValueError(f"change_rate must be in [0, 1), got {self.change_rate!r}")
         if number("min_relative_gain", self.min_relative_gain) < 0:
             raise ValueError(f"min_relative_gain must be >= 0, got {self.min_relative_gain!r}")
+        if number("switch_pessimism", self.switch_pessimism) < 0:
+            raise ValueError(f"switch_pessimism must be >= 0, got {self.switch_pessimism!r}")
         if self.min_draft_confidence is not None:
             check_min_draft_confidence(self.min_draft_confidence)
         boolean("learn_costs", self.learn_costs)
@@ -524,15 +537,28 @@ class RatePosteriors:
         """Discounted draws per rate (expected over the run length)."""
         return (self._run_weight * (self._successes + self._failures)).sum(axis=0)
 
+    def _run_posteriors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per run-length hypothesis and rate, the Beta posterior's mean and its
+        pseudo-observations plus discounted draws (0 and 0 in hypotheses not in use)."""
+        size = self._prior_weight + self._successes + self._failures
+        numerator = self._prior_weight * self.prior + self._successes
+        means = np.divide(numerator, size, out=np.zeros_like(numerator), where=size > 0.0)
+        return means, size
+
     def means(self) -> np.ndarray:
         """Posterior means (the prior where a rate has no draws)."""
-        weight = self._prior_weight
-        numerator = weight * self.prior + self._successes
-        denominator = weight + self._successes + self._failures
-        means = np.divide(
-            numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0.0
-        )  # 0 / 0 only in run-length hypotheses not in use (weight 0)
+        means, _ = self._run_posteriors()
         return (self._run_weight * means).sum(axis=0)
+
+    def stds(self) -> np.ndarray:
+        """Posterior standard deviations (of the mixture over the run length): each run's Beta
+        posterior has variance ``m (1 - m) / (n + 1)`` (``m`` its mean, ``n`` its discounted
+        pseudo-observations and draws)."""
+        means, size = self._run_posteriors()
+        variances = means * (1.0 - means) / (size + 1.0)
+        mean = (self._run_weight * means).sum(axis=0)
+        second = (self._run_weight * (variances + means**2)).sum(axis=0)
+        return np.sqrt(np.maximum(second - mean**2, 0.0))
 
 
 def _prior_weights(
@@ -621,12 +647,19 @@ class AcceptanceEstimator:
         """``[M, M]`` posterior means (the prior where a pair has no evidence)."""
         return self._posteriors.means()
 
-    def estimates(self) -> np.ndarray:
+    def estimates(self, pessimism: float = 0.0) -> np.ndarray:
         """``[M, M]`` rates for planning: posterior means of observed pairs; unseen pairs moved
-        by their drafter's shift (module docstring)."""
+        by their drafter's shift (module docstring).
+
+        ``pessimism`` > 0: each rate lowered by that many posterior standard deviations
+        (:meth:`RatePosteriors.stds`; an unseen pair's is its prior's at the moved mean),
+        floored at 0: the rates a configuration has to pay under to be switched to
+        (:class:`AdaptiveConfig` ``switch_pessimism``).
+        """
         observed = self.observed_estimates()
         evidence = self.evidence()
         result = observed.copy()
+        stds = self._posteriors.stds() if pessimism > 0.0 else None
         size = self.num_models
         shift = _logit(observed) - _logit(self._prior)
         for drafter in range(size):
@@ -637,9 +670,13 @@ class AcceptanceEstimator:
             mean_shift = float((weights * shift[drafter, drafter + 1 :]).sum() / total)
             for verifier in range(drafter + 1, size):
                 if evidence[drafter, verifier] == 0.0:
-                    result[drafter, verifier] = float(
-                        _sigmoid(_logit(self._prior[drafter, verifier]) + mean_shift)
-                    )
+                    moved = float(_sigmoid(_logit(self._prior[drafter, verifier]) + mean_shift))
+                    result[drafter, verifier] = moved
+                    if stds is not None:
+                        strength = float(self._posteriors.strength[drafter, verifier])
+                        stds[drafter, verifier] = math.sqrt(moved * (1.0 - moved) / (strength + 1))
+        if stds is not None:
+            result = np.maximum(result - pessimism * stds, 0.0)
         return result
 
 
@@ -1158,6 +1195,43 @@ class Replanner:
             return 0.0
         return float(prefill_costs(self.profile, gap)[model] * self.cost_scales()[model])
 
+    def _cautious_rates(
+        self,
+        in_use: set[tuple[int, int]],
+        threshold: float,
+        candidates: Sequence[float],
+        estimates: list,
+        stopping: dict[float, dict[str, list | None]],
+    ) -> tuple[list, dict[float, dict[str, list | None]]] | None:
+        """The rates candidates are priced at (``AdaptiveConfig.switch_pessimism``): each pair's
+        acceptance lowered by that many posterior deviations, except the pairs ``in_use`` (at
+        ``threshold``, the bottom pair's acceptance at it), which keep their means; the
+        continue rates keep theirs. As ``(acceptance, {threshold: plan keywords})``; None for
+        pessimism 0 (the means)."""
+        pessimism = self.config.switch_pessimism
+        if pessimism == 0.0:
+            return None
+
+        def lowered(estimator: AcceptanceEstimator, means: list, keep: bool) -> list:
+            rates = estimator.estimates(pessimism)
+            for drafter, verifier in in_use if keep else ():
+                rates[drafter, verifier] = means[drafter][verifier]
+            return rates.tolist()
+
+        cautious_stopping = {}
+        for candidate in candidates:
+            rates = stopping[candidate]
+            if candidate > 0.0:
+                bottom = self.stopping[candidate].bottom_estimator
+                rates = dict(
+                    rates,
+                    bottom_acceptance=lowered(
+                        bottom, rates["bottom_acceptance"], candidate == threshold
+                    ),
+                )
+            cautious_stopping[candidate] = rates
+        return lowered(self.estimator, estimates, True), cautious_stopping
+
     def decide(
         self,
         chain: tuple[int, ...],
@@ -1192,7 +1266,7 @@ class Replanner:
         estimates = self.estimator.estimates().tolist()
         costs = self.costs()
         max_draft_length = self.config.max_draft_length
-        candidates = [threshold]  # first: a tie keeps it
+        candidates = [threshold]
         others = [value for value in self.thresholds if value != threshold]
         if others:
             candidates.append(others[self._decisions % len(others)])
@@ -1203,28 +1277,50 @@ class Replanner:
         current = evaluate(
             costs, estimates, list(chain), list(draft_lengths), **stopping[threshold]
         ).latency
+        in_use = set(zip(chain, chain[1:]))
+        cautious = self._cautious_rates(in_use, threshold, candidates, estimates, stopping)
 
-        # Every configuration the planner offers (per threshold: the plan and its alternatives),
-        # compared by latency (times its calibration ratio with ``calibrate``); the first of
-        # equals wins (the threshold in use, then the planner's order).
         def decision_ratio(configuration_chain: Sequence[int], configuration_threshold: float):
             if not self.config.calibrate:
                 return 1.0
             return self.calibration_ratio(configuration_chain, configuration_threshold)
 
-        options = [
-            (entry.latency * decision_ratio(entry.chain, candidate), entry, candidate)
+        def score(entry: PlanEntry, candidate: float) -> float:
+            """The latency a candidate is compared at (module docstring, switching)."""
+            latency = entry.latency
+            if cautious is not None and (
+                candidate != threshold or not set(zip(entry.chain, entry.chain[1:])) <= in_use
+            ):
+                rates, rates_stopping = cautious[0], cautious[1][candidate]
+                latency = evaluate(
+                    costs, rates, list(entry.chain), list(entry.draft_lengths), **rates_stopping
+                ).latency
+            return latency * decision_ratio(entry.chain, candidate)
+
+        # The configuration in use at its posterior means against every configuration the
+        # planner offers at the means (per threshold: the plan and its alternatives), each
+        # priced by ``score``; the first of equals wins (the configuration in use, then the
+        # thresholds and the planner's order).
+        current_calibrated = current * decision_ratio(chain, threshold)
+        options = [(current_calibrated, current, chain, draft_lengths, threshold)] + [
+            (
+                score(entry, candidate),
+                entry.latency,
+                tuple(entry.chain),
+                tuple(entry.draft_lengths),
+                candidate,
+            )
             for candidate in candidates
             for entry in plan(
                 costs, estimates, max_draft_length=max_draft_length, **stopping[candidate]
             ).alternatives
         ]
-        best_calibrated, best, best_threshold = min(options, key=lambda option: option[0])
-        current_calibrated = current * decision_ratio(chain, threshold)
-        new_chain, new_lengths = tuple(best.chain), tuple(best.draft_lengths)
+        best_score, best_latency, new_chain, new_lengths, best_threshold = min(
+            options, key=lambda option: option[0]
+        )
         catch_up = sum(self.catch_up_cost(model, gaps[model]) for model in new_chain)
         horizon = min(tokens_left, self.config.switch_horizon_tokens)
-        gain = current_calibrated - best_calibrated
+        gain = current_calibrated - best_score
         switched = (new_chain, new_lengths, best_threshold) != (
             chain,
             draft_lengths,
@@ -1232,6 +1328,7 @@ class Replanner:
         ) and (
             gain >= self.config.min_relative_gain * current_calibrated and gain * horizon > catch_up
         )
+        predicted = best_latency if switched else current
         chosen = best_threshold if switched else threshold
         pairs = set(zip(chain, chain[1:])) | set(zip(new_chain, new_chain[1:]))
         cost_scales: dict[str, float] = {}
@@ -1258,7 +1355,7 @@ class Replanner:
             draft_lengths=new_lengths if switched else draft_lengths,
             switched=switched,
             acceptance={f"{i}->{j}": float(estimates[i][j]) for i, j in sorted(pairs)},
-            predicted_latency=best.latency if switched else current,
+            predicted_latency=predicted,
             previous_latency=current,
             catch_up_cost=catch_up if switched else 0.0,
             bottom_acceptance=bottom_acceptance,
