@@ -80,6 +80,14 @@ re-entered on the model's word alone; a configuration not run in this request ha
 all cycles so far, so the comparison is the model's until a configuration has shown its own);
 off by default, since that measured no faster.
 
+Switching (``AdaptiveConfig.switch_pessimism``): the configuration in use is priced at the
+posterior means, every candidate with the acceptance of each pair the configuration in use does
+not verify lowered by ``switch_pessimism`` posterior standard deviations
+(:meth:`AcceptanceEstimator.estimates`). Early in a request the rates of a configuration not yet
+run are the profile's, with a wide posterior; without the caution the decoder moved into such
+configurations after one or two target passes and out again when they ran slower. A new draft
+length of the chain in use, and the fall back to the target alone, are judged at the means.
+
 The prompt: every model of a chain first prefills the prompt, and the one that joins later
 catches up on the text it missed with one such pass. The first configuration of a request is the
 one with the least expected prefill + decode time for its prompt length and ``max_new_tokens``
@@ -1153,12 +1161,15 @@ class Replanner:
         scales = self.cost_scales()
         return (costs * (scales[:, None] if costs.ndim == 2 else scales)).tolist()
 
-    def _early_stopping_estimates(self, threshold: float) -> dict[str, list | None]:
+    def _early_stopping_estimates(self, threshold: float) -> dict[str, np.ndarray | None]:
         """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate at
         ``threshold`` (one of :attr:`thresholds`)."""
         if threshold == 0.0:
             return {"continue_rates": None, "bottom_acceptance": None}
-        return self.stopping[threshold].plan_arguments()
+        return {
+            name: np.asarray(rates)
+            for name, rates in self.stopping[threshold].plan_arguments().items()
+        }
 
     def initial(self) -> tuple[tuple[int, ...], tuple[int, ...], float]:
         """The static plan of the profile: ``(chain, draft_lengths, predicted latency)``, under
@@ -1200,9 +1211,9 @@ class Replanner:
         in_use: set[tuple[int, int]],
         threshold: float,
         candidates: Sequence[float],
-        estimates: list,
-        stopping: dict[float, dict[str, list | None]],
-    ) -> tuple[list, dict[float, dict[str, list | None]]] | None:
+        estimates: np.ndarray,
+        stopping: dict[float, dict[str, np.ndarray | None]],
+    ) -> tuple[np.ndarray, dict[float, dict[str, np.ndarray | None]]] | None:
         """The rates candidates are priced at (``AdaptiveConfig.switch_pessimism``): each pair's
         acceptance lowered by that many posterior deviations, except the pairs ``in_use`` (at
         ``threshold``, the bottom pair's acceptance at it), which keep their means; the
@@ -1212,11 +1223,11 @@ class Replanner:
         if pessimism == 0.0:
             return None
 
-        def lowered(estimator: AcceptanceEstimator, means: list, keep: bool) -> list:
+        def lowered(estimator: AcceptanceEstimator, means: np.ndarray, keep: bool) -> np.ndarray:
             rates = estimator.estimates(pessimism)
             for drafter, verifier in in_use if keep else ():
-                rates[drafter, verifier] = means[drafter][verifier]
-            return rates.tolist()
+                rates[drafter, verifier] = means[drafter, verifier]
+            return rates
 
         cautious_stopping = {}
         for candidate in candidates:
@@ -1263,8 +1274,10 @@ class Replanner:
                 f"min_draft_confidence {threshold:g} is not one of this replanner's thresholds "
                 f"{list(self.thresholds)}"
             )
-        estimates = self.estimator.estimates().tolist()
-        costs = self.costs()
+        # Arrays, not lists: the planner checks an array's dtype at once, where it walks a
+        # list's items (most of a decision's time with some 15 evaluate calls).
+        estimates = self.estimator.estimates()
+        costs = np.asarray(self.costs())
         max_draft_length = self.config.max_draft_length
         candidates = [threshold]
         others = [value for value in self.thresholds if value != threshold]
@@ -1354,7 +1367,7 @@ class Replanner:
             chain=new_chain if switched else chain,
             draft_lengths=new_lengths if switched else draft_lengths,
             switched=switched,
-            acceptance={f"{i}->{j}": float(estimates[i][j]) for i, j in sorted(pairs)},
+            acceptance={f"{i}->{j}": float(estimates[i, j]) for i, j in sorted(pairs)},
             predicted_latency=predicted,
             previous_latency=current,
             catch_up_cost=catch_up if switched else 0.0,
