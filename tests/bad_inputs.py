@@ -175,6 +175,11 @@ CASES: list[BadInput] = [
         "learn_costs must be a bool, got 'yes'",
     ),
     BadInput(
+        "hierspec.adaptive.AdaptiveConfig(pool_costs='yes')",
+        TypeError,
+        "pool_costs must be a bool, got 'yes'",
+    ),
+    BadInput(
         "hierspec.adaptive.AdaptiveConfig(calibrate=1)",
         TypeError,
         "calibrate must be a bool, got 1",

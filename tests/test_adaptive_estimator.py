@@ -418,28 +418,36 @@ def test_initial_plan_is_the_priors_not_the_evidence() -> None:
 
 def test_cost_estimator_is_a_discounted_ratio_of_sums() -> None:
     forward = [[1.0, 2.0, 3.0], [10.0, 10.0, 10.0]]
-    estimator = CostEstimator(forward, prior_passes=2.0, discount=0.5)
-    assert estimator.scales().tolist() == [1.0, 1.0]
-    estimator.observe(0, 2, 6.0)  # predicted 2
-    estimator.observe(0, 5, 15.0)  # beyond the table: 3 * 5 / 3 = 5 predicted
-    measured = 0.5 * (0.5 * 2 * 1.0 + 6.0) + 15.0
-    predicted = 0.5 * (0.5 * 2 * 1.0 + 2.0) + 5.0
-    assert estimator.scales()[0] == pytest.approx(measured / predicted, rel=1e-12)
-    assert estimator.scales()[1] == 1.0  # nothing seen of model 1
-    # The prior fades: many passes at 3x give 3x whatever the prior said.
-    for _ in range(200):
-        estimator.observe(1, 1, 30.0)
-    assert estimator.scales()[1] == pytest.approx(3.0, rel=1e-9)
+    for pooled in (False, True):
+        estimator = CostEstimator(forward, prior_passes=2.0, discount=0.5, pooled=pooled)
+        assert estimator.scales().tolist() == [1.0, 1.0]
+        estimator.observe(0, 2, 6.0)  # predicted 2
+        estimator.observe(0, 5, 15.0)  # beyond the table: 3 * 5 / 3 = 5 predicted
+        evidence = (0.5 * 6.0 + 15.0, 0.5 * 2.0 + 5.0)  # measured, predicted
+        assert estimator.pooled() == pytest.approx(evidence[0] / evidence[1], rel=1e-12)
+        factor = estimator.pooled() if pooled else 1.0
+        prior = 0.5 * 0.5 * 2 * 1.0  # 2 passes at forward[0][0], discounted twice
+        expected = (prior * factor + evidence[0]) / (prior + evidence[1])
+        assert estimator.scales()[0] == pytest.approx(expected, rel=1e-12)
+        # Nothing seen of model 1: the pooled factor (1 without pooling).
+        assert estimator.scales()[1] == pytest.approx(factor, rel=1e-12)
+        # The prior fades: many passes at 3x give 3x whatever the prior said.
+        for _ in range(200):
+            estimator.observe(1, 1, 30.0)
+        assert estimator.scales()[1] == pytest.approx(3.0, rel=1e-9)
 
 
 def test_replanner_scales_costs_by_what_the_passes_took() -> None:
     profile = _profile()
-    learning = Replanner(profile, AdaptiveConfig(min_draft_confidence=0.0))
+    learning = Replanner(profile, AdaptiveConfig(min_draft_confidence=0.0, pool_costs=False))
+    pooling = Replanner(profile, AdaptiveConfig(min_draft_confidence=0.0))
     fixed = Replanner(profile, AdaptiveConfig(min_draft_confidence=0.0, learn_costs=False))
-    for replanner in (learning, fixed):
+    for replanner in (learning, pooling, fixed):
         for _ in range(100):  # the target's 1-token passes take 4x the profile's forward cost
             replanner.observe_pass(1, 1, 4.0 * profile.costs_ms[1][0] / 1e3)
     assert learning.cost_scales() == pytest.approx([1.0, 4.0], rel=1e-4)  # prior: 0.9**100
+    # The drafter, never timed, is priced at the target's factor by default.
+    assert pooling.cost_scales() == pytest.approx([4.0, 4.0], rel=1e-4)
     assert fixed.cost_scales().tolist() == [1.0, 1.0]
     assert learning.costs()[1] == pytest.approx([4.0 * c for c in profile.costs_ms[1]], rel=1e-4)
     assert learning.catch_up_cost(1, 3) == pytest.approx(4.0 * profile.costs_ms[1][2], rel=1e-4)
@@ -451,6 +459,8 @@ def test_replanner_scales_costs_by_what_the_passes_took() -> None:
     assert fixed.decide((0, 1), (4,), [0, 0], 100, 5, 3).cost_scales == {}
     with pytest.raises(TypeError, match="learn_costs must be a bool"):
         AdaptiveConfig(learn_costs=1)
+    with pytest.raises(TypeError, match="pool_costs must be a bool, got 'yes'"):
+        AdaptiveConfig(pool_costs="yes")
 
 
 def test_latency_calibration_pools_until_a_configuration_shows_its_own() -> None:

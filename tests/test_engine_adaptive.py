@@ -288,16 +288,22 @@ def test_adaptive_arguments_are_checked():
         HierarchicalDecoder.adaptive(models, {"models": []})
 
 
-@pytest.mark.parametrize("learn_costs", [True, False])
-def test_adaptive_decoder_learns_that_the_target_runs_slower(learn_costs):
+@pytest.mark.parametrize(
+    ("learn_costs", "pool_costs"), [(True, False), (False, False), (True, True)]
+)
+def test_adaptive_decoder_learns_that_the_target_runs_slower(learn_costs, pool_costs):
     # The profile was measured when the target was 4x faster than it runs now: under the
     # profile the target alone is best; at the real cost drafting pays. With the passes timed on
     # the synthetic models' virtual clock, the decoder learns the factor and starts drafting.
+    # Pooled (the default), the drafter it has not timed is priced at the target's factor (a
+    # slowdown the models share), so drafting never looks better than under the profile.
     hierarchy = synthetic_hierarchy([0.6], [AffineCost(0.2), AffineCost(1.0)], seed=3)
     real = [[1e3 * cost for cost in row] for row in hierarchy.costs_table(16)]
     profiled = [real[0], [cost / 4 for cost in real[1]]]
     profile = hierspec.Profile(("draft", "target"), tuple(map(tuple, profiled)), ((1, 0.6), (0, 1)))
-    config = AdaptiveConfig(min_draft_confidence=0.0, learn_costs=learn_costs)
+    config = AdaptiveConfig(
+        min_draft_confidence=0.0, learn_costs=learn_costs, pool_costs=pool_costs
+    )
     decoder = HierarchicalDecoder.adaptive(
         hierarchy.models, profile, config, timer=lambda: hierarchy.clock.elapsed
     )
@@ -313,6 +319,12 @@ def test_adaptive_decoder_learns_that_the_target_runs_slower(learn_costs):
     changes = output.stats.plan_changes
     if not learn_costs:
         assert not changes
+        return
+    if pool_costs:
+        assert not changes
+        assert output.stats.decisions[-1].cost_scales["1"] == pytest.approx(4.0, rel=0.02)
+        scales = decoder.replanner.cost_scales()
+        assert scales[0] == pytest.approx(scales[1], rel=0.01)
         return
     assert changes and changes[0].chain == (0, 1)
     assert changes[0].cost_scales["1"] > 2.0  # on its way from the prior's 1 to 4

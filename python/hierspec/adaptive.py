@@ -65,7 +65,9 @@ usual switching rule (a change of threshold alone costs no catch-up). A fixed
 Costs (``AdaptiveConfig.learn_costs``, on by default): a profile's cost table was measured at
 another moment, and on a shared machine a model's passes can run 20% slower or faster an hour
 later. Per model the decoder learns a factor on its cost row from the passes it times
-(:class:`CostEstimator`) and plans and predicts with the scaled rows.
+(:class:`CostEstimator`) and plans and predicts with the scaled rows; a model not timed yet in
+the request takes the pooled factor of those that were (``AdaptiveConfig.pool_costs``), since
+what slows one model's passes down slows the others' too.
 
 Calibration: even with the request's acceptance and costs, a configuration's cycles can take
 longer than the latency model says, and not by the same factor for every configuration: engine
@@ -338,7 +340,9 @@ class AdaptiveConfig:
         (:meth:`AcceptanceEstimator.estimates`). A configuration whose new pairs rest on a few
         verifications or on a weak prior (pairs the request has not run) must then pay under
         rates it is fairly sure to reach, while a new draft length of the chain in use is
-        judged at the means; 0 compares means with means.
+        judged at the means; 0 compares means with means. At 1 the decoder changed plan half as
+        often as at 0 with the same speed within noise and a better worst category
+        (``bench/adaptive.py``, ``docs/theory.md`` §10.1).
     min_draft_confidence
         Early stopping of the bottom level (policy.md rule 1), fixed for the decoder's lifetime;
         0 never stops. ``None`` (the default): re-planned during each request among 0 and the
@@ -348,6 +352,11 @@ class AdaptiveConfig:
     learn_costs
         Scale each model's profile costs by the factor its timed passes in this request show
         (:class:`CostEstimator`): plans and predictions follow the machine's load.
+    pool_costs
+        With ``learn_costs``: a model not yet timed in this request takes the factor of the
+        passes timed so far (pooled over the models, weighted by time) instead of 1, and its
+        own passes take over as they come (:class:`CostEstimator`). Measured 1.08x as fast
+        greedy and the same at temperature 1 as without (``docs/theory.md`` §10.1).
     calibrate
         Compare configurations by predicted latency times the ratio of measured to predicted
         time that each one's cycles showed in this request (:class:`LatencyCalibration`;
@@ -379,6 +388,7 @@ class AdaptiveConfig:
     switch_pessimism: float = 1.0
     min_draft_confidence: float | None = None
     learn_costs: bool = True
+    pool_costs: bool = True
     calibrate: bool = False
 
     def __post_init__(self) -> None:
@@ -420,6 +430,7 @@ class AdaptiveConfig:
         if self.min_draft_confidence is not None:
             check_min_draft_confidence(self.min_draft_confidence)
         boolean("learn_costs", self.learn_costs)
+        boolean("pool_costs", self.pool_costs)
         boolean("calibrate", self.calibrate)
         integer("replan_interval", self.replan_interval)
         integer("max_draft_length", self.max_draft_length)
@@ -836,43 +847,65 @@ class CostEstimator:
     A pass of model ``m`` over ``n`` tokens that took ``t`` ms, where the profile predicts
     ``c = forward[m][n - 1]``, adds ``t`` to a numerator and ``c`` to a denominator, both
     discounted by ``discount`` per pass of the model; the prior is ``prior_passes`` passes at
-    ``forward[m][0]`` and factor 1, discounted with them:
-    ``scale = (w c_1 + sum d^age t) / (w c_1 + sum d^age c)``. ``forward`` is what the engine
-    times of a pass (the level's ``append``; the profile's ``forward_ms``), the scale applies to
-    the whole cost row.
+    ``forward[m][0]``, discounted with them, at the factor ``p``:
+    ``scale = (w c_1 p + sum d^age t) / (w c_1 + sum d^age c)``. With ``pooled`` (the default)
+    ``p`` is the pooled factor of every timed pass so far (:meth:`pooled`, 1 before any): what
+    slows one model's passes down (the machine's load, its clock) slows the others' too, so a
+    model not yet run in this request is priced at the others' factor, not at the profile's
+    cost (which would make it look cheap on a machine running slower than when profiled, and
+    a configuration with it look faster than it is); without, ``p = 1``. ``forward`` is what
+    the engine times of a pass (the level's ``append``; the profile's ``forward_ms``), the
+    scale applies to the whole cost row.
 
     Examples
     --------
-    >>> estimator = CostEstimator([[1.0, 2.0]], prior_passes=2, discount=1.0)
+    >>> estimator = CostEstimator([[1.0, 2.0], [4.0, 4.0]], prior_passes=2, discount=1.0)
     >>> estimator.observe(0, 2, 6.0)  # a pass over 2 tokens took 6 ms, predicted 2 ms
-    >>> round(float(estimator.scales()[0]), 3)  # (2 * 1 + 6) / (2 * 1 + 2)
-    2.0
+    >>> [round(float(scale), 3) for scale in estimator.scales()]  # (2 * 1 * 3 + 6) / (2 * 1 + 2)
+    [3.0, 3.0]
     """
 
     def __init__(
-        self, forward_costs: Sequence[Sequence[float]], prior_passes: float, discount: float
+        self,
+        forward_costs: Sequence[Sequence[float]],
+        prior_passes: float,
+        discount: float,
+        pooled: bool = True,
     ) -> None:
         self._forward = np.array(forward_costs, dtype=np.float64)
         if self._forward.ndim != 2:
             raise ValueError(f"forward_costs must be [M, N], got shape {self._forward.shape}")
         self._discount = float(discount)
-        prior = float(prior_passes) * self._forward[:, 0]
-        self._measured = prior.copy()
-        self._predicted = prior.copy()
+        self._pooled = bool(pooled)
+        # The prior's predicted time per model, and the timed passes' measured and predicted
+        # times, each discounted per pass of its model.
+        self._prior = float(prior_passes) * self._forward[:, 0]
+        self._measured = np.zeros_like(self._prior)
+        self._predicted = np.zeros_like(self._prior)
 
     def observe(self, model: int, num_tokens: int, milliseconds: float) -> None:
         """One forward pass of ``model`` over ``num_tokens`` tokens took ``milliseconds``."""
         predicted = pass_cost(self._forward[model], num_tokens)
         if not (predicted > 0.0 and math.isfinite(milliseconds) and milliseconds >= 0.0):
             return  # a free model in the profile has nothing to scale
+        self._prior[model] *= self._discount
         self._measured[model] = self._discount * self._measured[model] + milliseconds
         self._predicted[model] = self._discount * self._predicted[model] + predicted
 
+    def pooled(self) -> float:
+        """Measured / predicted time of every timed pass (1 before any): the models' common
+        factor, weighted by time (a cheap model's passes move it little)."""
+        predicted = float(self._predicted.sum())
+        return float(self._measured.sum()) / predicted if predicted > 0.0 else 1.0
+
     def scales(self) -> np.ndarray:
         """``[M]`` factors (1 where the profile's cost is 0)."""
+        factor = self.pooled() if self._pooled else 1.0
+        numerator = self._prior * factor + self._measured
+        denominator = self._prior + self._predicted
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = self._measured / self._predicted
-        return np.where(self._predicted > 0.0, ratio, 1.0)
+            ratio = numerator / denominator
+        return np.where(denominator > 0.0, ratio, 1.0)
 
 
 #: A configuration as :class:`LatencyCalibration` tells them apart: the chain (model indices,
@@ -1082,7 +1115,9 @@ class Replanner:
         )
         self.cost_estimator: CostEstimator | None = None
         if config.learn_costs:
-            self.cost_estimator = CostEstimator(self._forward, COST_PRIOR_PASSES, COST_DISCOUNT)
+            self.cost_estimator = CostEstimator(
+                self._forward, COST_PRIOR_PASSES, COST_DISCOUNT, config.pool_costs
+            )
         #: The measured / predicted time of each configuration's cycles: the forecast's
         #: correction, and with ``config.calibrate`` the decisions'.
         self.calibration: LatencyCalibration | None = None
@@ -1259,10 +1294,12 @@ class Replanner:
         ``chain``); ``min_draft_confidence``: the threshold in use (default: the request's
         first, :attr:`min_draft_confidence`). Plans at that threshold and at one other of
         :attr:`thresholds` (each in turn: a decision costs two planner calls, not one per
-        threshold) and takes the fastest configuration (with ``calibrate``: by predicted latency
-        times its :meth:`calibration_ratio`, over the plan and its alternatives); switches when
-        it lowers that latency by at least ``min_relative_gain`` and the gain over
-        ``min(tokens_left, switch_horizon_tokens)`` tokens exceeds the catch-up cost.
+        threshold), prices each configuration offered (the plan and its alternatives) at the
+        cautious rates of ``switch_pessimism`` (:class:`AdaptiveConfig`; the configuration in
+        use at its means) and takes the cheapest (with ``calibrate``: latency times its
+        :meth:`calibration_ratio`); switches when it lowers the latency by at least
+        ``min_relative_gain`` and the gain over ``min(tokens_left, switch_horizon_tokens)``
+        tokens exceeds the catch-up cost. The decision reports latencies at the means.
         """
         threshold = (
             self.min_draft_confidence
