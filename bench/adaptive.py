@@ -587,6 +587,7 @@ def record_to_json(record, names) -> dict:
                     },
                     "continue_rates": {names[int(m)]: r for m, r in d.continue_rates.items()},
                     "cost_scales": {names[int(m)]: r for m, r in d.cost_scales.items()},
+                    "overhead_ms": d.overhead_ms,
                 }
                 for d in run.decisions
             ]

@@ -180,6 +180,11 @@ CASES: list[BadInput] = [
         "pool_costs must be a bool, got 'yes'",
     ),
     BadInput(
+        "hierspec.adaptive.AdaptiveConfig(learn_overhead=0)",
+        TypeError,
+        "learn_overhead must be a bool, got 0",
+    ),
+    BadInput(
         "hierspec.adaptive.AdaptiveConfig(calibrate=1)",
         TypeError,
         "calibrate must be a bool, got 1",

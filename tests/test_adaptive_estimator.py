@@ -463,6 +463,40 @@ def test_replanner_scales_costs_by_what_the_passes_took() -> None:
         AdaptiveConfig(pool_costs="yes")
 
 
+def test_replanner_learns_the_engines_work_per_pass() -> None:
+    """Each cycle's time outside the passes timed in it, per pass, discounted over the cycles
+    from a prior of 4 passes at 0 ms, is added to every model's cost."""
+    profile = _profile()
+    passes = ((0, 1), (0, 1), (1, 3))  # two drafts, then the target over 3 tokens
+
+    def cycle(replanner: Replanner, outside_ms: float) -> None:
+        timed = 0.0
+        for model, tokens in passes:
+            milliseconds = profile.costs_ms[model][tokens - 1]
+            replanner.observe_pass(model, tokens, milliseconds / 1e3)
+            timed += milliseconds
+        replanner.observe_cycle(tokens=2, seconds=(timed + outside_ms) / 1e3)
+
+    learning = Replanner(profile, AdaptiveConfig(min_draft_confidence=0.0, learn_overhead=True))
+    fixed = Replanner(profile, AdaptiveConfig(min_draft_confidence=0.0))  # off by default
+    assert learning.overhead_ms() == fixed.overhead_ms() == 0.0
+    for replanner in (learning, fixed):
+        cycle(replanner, outside_ms=6.0)
+    assert learning.overhead_ms() == pytest.approx(6.0 / (0.9 * 4 + 3), rel=1e-12)
+    for replanner in (learning, fixed):
+        for _ in range(300):
+            cycle(replanner, outside_ms=6.0)
+    assert learning.overhead_ms() == pytest.approx(2.0, rel=1e-9)  # 6 ms over 3 passes
+    assert fixed.overhead_ms() == 0.0
+    scaled = fixed.costs()
+    assert np.allclose(learning.costs(), np.asarray(scaled) + 2.0, rtol=1e-9, atol=0.0)
+    # A cycle with no timed pass (costs not learned) teaches nothing.
+    learning.observe_cycle(tokens=1, seconds=1.0)
+    assert learning.overhead_ms() == pytest.approx(2.0, rel=1e-9)
+    with pytest.raises(TypeError, match="learn_overhead must be a bool, got 0"):
+        AdaptiveConfig(learn_overhead=0)
+
+
 def test_latency_calibration_pools_until_a_configuration_shows_its_own() -> None:
     calibration = LatencyCalibration(prior_ms=10.0, discount=0.5)
     slow, fast, unseen = ((0, 1, 2), 0.0), ((0, 2), 0.0), ((0, 2), 0.3)

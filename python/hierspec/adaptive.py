@@ -146,6 +146,10 @@ _RATE_FLOOR = 1e-4  # keeps logits finite for profile rates of exactly 0 or 1
 # one pass of a model varies by ~5-10% on a quiet CPU, the machine's load changes over seconds).
 COST_PRIOR_PASSES = 2.0
 COST_DISCOUNT = 0.9
+# Engine work per forward pass (AdaptiveConfig.learn_overhead): the prior counts as this many
+# passes at 0 ms; each cycle discounts the earlier ones by this factor.
+OVERHEAD_PRIOR_PASSES = 4.0
+OVERHEAD_DISCOUNT = 0.9
 # LatencyCalibration: the prior of each ratio counts as this many of the target's 1-token passes
 # of predicted time at the pooled ratio; each cycle of a configuration discounts its earlier ones
 # by this factor (a window of about twenty cycles: one cycle's time over its prediction varies by
@@ -357,6 +361,13 @@ class AdaptiveConfig:
         passes timed so far (pooled over the models, weighted by time) instead of 1, and its
         own passes take over as they come (:class:`CostEstimator`). Measured 1.08x as fast
         greedy and the same at temperature 1 as without (``docs/theory.md`` §10.1).
+    learn_overhead
+        With ``learn_costs``: learn the engine's work per forward pass in this request (the
+        time of each cycle outside the passes timed in it, per pass: sampling, verification,
+        cache trims) and add it to every model's cost, so configurations with more passes per
+        token pay for them. Off by default: it made the prediction better (worst category +4%
+        against +11% at temperature 1, +32% against +37% greedy) but not the decoder faster
+        (1.00x greedy, 0.97x +- 0.024 at temperature 1; ``docs/theory.md`` §10.1).
     calibrate
         Compare configurations by predicted latency times the ratio of measured to predicted
         time that each one's cycles showed in this request (:class:`LatencyCalibration`;
@@ -389,6 +400,7 @@ class AdaptiveConfig:
     min_draft_confidence: float | None = None
     learn_costs: bool = True
     pool_costs: bool = True
+    learn_overhead: bool = False
     calibrate: bool = False
 
     def __post_init__(self) -> None:
@@ -431,6 +443,7 @@ class AdaptiveConfig:
             check_min_draft_confidence(self.min_draft_confidence)
         boolean("learn_costs", self.learn_costs)
         boolean("pool_costs", self.pool_costs)
+        boolean("learn_overhead", self.learn_overhead)
         boolean("calibrate", self.calibrate)
         integer("replan_interval", self.replan_interval)
         integer("max_draft_length", self.max_draft_length)
@@ -1004,7 +1017,9 @@ class PlanDecision:
     ``previous_calibration`` are the measured / predicted ratios of the chosen and the previous
     configuration in this request so far (:class:`LatencyCalibration`): ``predicted_latency *
     calibration`` is the decoder's calibrated forecast; with ``calibrate`` the decision compared
-    it with ``previous_latency * previous_calibration``.
+    it with ``previous_latency * previous_calibration``. ``overhead_ms``: the engine's work per
+    forward pass learned so far, in every cost the latencies above used (0 without
+    ``learn_overhead``).
     """
 
     token: int
@@ -1025,6 +1040,7 @@ class PlanDecision:
     previous_min_draft_confidence: float = 0.0
     calibration: float = 1.0
     previous_calibration: float = 1.0
+    overhead_ms: float = 0.0
 
 
 class Replanner:
@@ -1127,6 +1143,11 @@ class Replanner:
         # by the request's first plan and by each decision; None before a request starts).
         self._in_effect: tuple[ConfigurationKey, float] | None = None
         self._decisions = 0  # of this request: which other threshold the next one plans at
+        # Engine work per pass: discounted sums of the time outside timed passes and of the
+        # passes, over the cycles (a prior of OVERHEAD_PRIOR_PASSES passes at 0 ms), and the
+        # timed passes of the cycle under way.
+        self._overhead_ms, self._overhead_passes = 0.0, OVERHEAD_PRIOR_PASSES
+        self._cycle_pass_ms, self._cycle_passes = 0.0, 0
         #: Per threshold > 0 of :attr:`thresholds`, its online rates.
         self.stopping: dict[float, StoppingEstimator] = {}
         for threshold in self.thresholds:
@@ -1168,14 +1189,29 @@ class Replanner:
         """One timed forward pass of ``model`` (see :meth:`CostEstimator.observe`)."""
         if self.cost_estimator is not None:
             self.cost_estimator.observe(model, num_tokens, seconds * 1e3)
+        self._cycle_pass_ms += 1e3 * seconds
+        self._cycle_passes += 1
 
     def observe_cycle(self, tokens: int, seconds: float) -> None:
         """One target cycle (from the end of the last decision to the start of the next, the
         catch-up passes of a switch excluded) took ``seconds`` and committed ``tokens``: the
-        configuration in use learns its measured / predicted ratio."""
+        configuration in use learns its measured / predicted ratio; with ``learn_overhead``,
+        the cycle's time outside the passes timed in it is engine work per pass."""
         if self.calibration is not None and self._in_effect is not None:
             key, latency = self._in_effect
             self.calibration.observe(key, 1e3 * seconds, tokens * latency)
+        if self.config.learn_overhead and self._cycle_passes > 0 and math.isfinite(seconds):
+            outside = max(1e3 * seconds - self._cycle_pass_ms, 0.0)
+            self._overhead_ms = OVERHEAD_DISCOUNT * self._overhead_ms + outside
+            self._overhead_passes = OVERHEAD_DISCOUNT * self._overhead_passes + self._cycle_passes
+        self._cycle_pass_ms, self._cycle_passes = 0.0, 0
+
+    def overhead_ms(self) -> float:
+        """Engine work per forward pass learned in this request (ms; 0 without
+        ``learn_overhead``): added to every model's cost in plans and predictions."""
+        if not self.config.learn_overhead:
+            return 0.0
+        return self._overhead_ms / self._overhead_passes
 
     def calibration_ratio(self, chain: Sequence[int], min_draft_confidence: float) -> float:
         """The measured / predicted ratio of a configuration in this request
@@ -1191,10 +1227,12 @@ class Replanner:
         return self.cost_estimator.scales()
 
     def costs(self) -> list:
-        """The profile's ``costs_ms`` (same shape) scaled by :meth:`cost_scales`."""
+        """The profile's ``costs_ms`` (same shape) scaled by :meth:`cost_scales`, plus
+        :meth:`overhead_ms` per pass."""
         costs = np.asarray(self.profile.costs_ms, dtype=np.float64)
         scales = self.cost_scales()
-        return (costs * (scales[:, None] if costs.ndim == 2 else scales)).tolist()
+        scaled = costs * (scales[:, None] if costs.ndim == 2 else scales)
+        return (scaled + self.overhead_ms()).tolist()
 
     def _early_stopping_estimates(self, threshold: float) -> dict[str, np.ndarray | None]:
         """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate at
@@ -1415,6 +1453,7 @@ class Replanner:
             previous_min_draft_confidence=threshold,
             calibration=self.calibration_ratio(new_chain if switched else chain, chosen),
             previous_calibration=self.calibration_ratio(chain, threshold),
+            overhead_ms=self.overhead_ms(),
         )
         self._in_effect = ((decision.chain, chosen), decision.predicted_latency)
         return decision

@@ -340,6 +340,7 @@ def run(args: argparse.Namespace) -> int:
             cost_scales={names[int(m)]: scale for m, scale in decision.cost_scales.items()},
             previous_calibration=decision.previous_calibration,
             calibration=decision.calibration,
+            overhead_ms=decision.overhead_ms,
         )
         for decision in stats.plan_changes
     )

@@ -66,7 +66,8 @@ class LevelReport:
 class PlanChangeReport:
     """One switch of the adaptive decoder: at which new token, from which configuration to which,
     the acceptance estimates behind it, the learned factors on the profile's costs per model
-    (empty without ``learn_costs``), the latencies (ms/token) it predicted and the measured /
+    (empty without ``learn_costs``) and the engine's work per pass in them (``overhead_ms``, 0
+    without ``learn_overhead``), the latencies (ms/token) it predicted and the measured /
     predicted ratios of the two configurations in the request so far (latency times ratio: the
     calibrated forecast; the decision compared those with ``AdaptiveConfig.calibrate``)."""
 
@@ -80,6 +81,7 @@ class PlanChangeReport:
     cost_scales: dict[str, float] = dataclasses.field(default_factory=dict)
     previous_calibration: float = 1.0
     calibration: float = 1.0
+    overhead_ms: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,6 +223,7 @@ def print_generate_report(
                 f"{change.previous_latency_ms:.1f} -> {change.predicted_latency_ms:.1f} ms/token, "
                 f"catch-up {change.catch_up_ms:.1f} ms; acceptance {estimates}"
                 + (f"; costs {scales}" if scales else "")
+                + (f", engine {change.overhead_ms:.1f} ms/pass" if change.overhead_ms else "")
                 + (
                     f"; measured/predicted x{change.previous_calibration:.2f} -> "
                     f"x{change.calibration:.2f}"
