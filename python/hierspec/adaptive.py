@@ -593,6 +593,11 @@ class RatePosteriors:
         return np.sqrt(np.maximum(second - mean**2, 0.0))
 
 
+def _adjacent_pairs(chain: Sequence[int]) -> set[tuple[int, int]]:
+    """The (drafter, verifier) pairs a chain verifies."""
+    return set(zip(chain, chain[1:]))
+
+
 def _prior_weights(
     prior_strength: float | Sequence | np.ndarray,
     shape: tuple[int, ...],
@@ -1365,7 +1370,7 @@ class Replanner:
         current = evaluate(
             costs, estimates, list(chain), list(draft_lengths), **stopping[threshold]
         ).latency
-        in_use = set(zip(chain, chain[1:]))
+        in_use = _adjacent_pairs(chain)
         cautious = self._cautious_rates(in_use, threshold, candidates, estimates, stopping)
 
         def decision_ratio(configuration_chain: Sequence[int], configuration_threshold: float):
@@ -1374,11 +1379,12 @@ class Replanner:
             return self.calibration_ratio(configuration_chain, configuration_threshold)
 
         def score(entry: PlanEntry, candidate: float) -> float:
-            """The latency a candidate is compared at (module docstring, switching)."""
+            """The latency a candidate is compared at (module docstring, switching): at the
+            cautious rates when it verifies a pair, or its bottom pair at a threshold, that the
+            configuration in use does not (the target alone has no rate to be cautious about)."""
             latency = entry.latency
-            if cautious is not None and (
-                candidate != threshold or not set(zip(entry.chain, entry.chain[1:])) <= in_use
-            ):
+            pairs = _adjacent_pairs(entry.chain)
+            if cautious is not None and pairs and (candidate != threshold or not pairs <= in_use):
                 rates, rates_stopping = cautious[0], cautious[1][candidate]
                 latency = evaluate(
                     costs, rates, list(entry.chain), list(entry.draft_lengths), **rates_stopping
@@ -1418,7 +1424,7 @@ class Replanner:
         )
         predicted = best_latency if switched else current
         chosen = best_threshold if switched else threshold
-        pairs = set(zip(chain, chain[1:])) | set(zip(new_chain, new_chain[1:]))
+        pairs = in_use | _adjacent_pairs(new_chain)
         cost_scales: dict[str, float] = {}
         if self.cost_estimator is not None:
             scales = self.cost_estimator.scales()
