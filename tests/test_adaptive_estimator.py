@@ -426,7 +426,7 @@ def test_cost_estimator_is_a_discounted_ratio_of_sums() -> None:
         evidence = (0.5 * 6.0 + 15.0, 0.5 * 2.0 + 5.0)  # measured, predicted
         assert estimator.pooled() == pytest.approx(evidence[0] / evidence[1], rel=1e-12)
         factor = estimator.pooled() if pooled else 1.0
-        prior = 0.5 * 0.5 * 2 * 1.0  # 2 passes at forward[0][0], discounted twice
+        prior = 0.5 * 0.5 * 2 * 10.0  # 2 passes at max(forward[:][0]), discounted twice
         expected = (prior * factor + evidence[0]) / (prior + evidence[1])
         assert estimator.scales()[0] == pytest.approx(expected, rel=1e-12)
         # Nothing seen of model 1: the pooled factor (1 without pooling).
@@ -435,6 +435,25 @@ def test_cost_estimator_is_a_discounted_ratio_of_sums() -> None:
         for _ in range(200):
             estimator.observe(1, 1, 30.0)
         assert estimator.scales()[1] == pytest.approx(3.0, rel=1e-9)
+
+
+def test_cost_prior_is_time_not_passes() -> None:
+    """Every model's prior is the same predicted time (2 of the target's 1-token passes): a
+    cheap model's outlier passes barely move its factor, its steady ratio takes over after
+    enough passes, and a model whose profile cost is 0 keeps factor 1."""
+    forward = [[0.3, 0.5], [80.0, 90.0], [0.0, 0.0]]
+    estimator = CostEstimator(forward, prior_passes=2.0, discount=0.9, pooled=False)
+    estimator.observe(1, 1, 80.0)
+    estimator.observe(0, 2, 5.0)  # 10x its 0.5 ms (the first pass of a request)
+    scale = (160.0 * 0.9 * 1.0 + 5.0) / (160.0 * 0.9 + 0.5)
+    assert estimator.scales()[0] == pytest.approx(scale, rel=1e-12)
+    assert estimator.scales()[0] < 1.04
+    for _ in range(150):  # then passes at 2.5x: its own factor takes over
+        estimator.observe(0, 1, 0.75)
+    assert estimator.scales()[0] == pytest.approx(2.5, rel=1e-3)
+    assert estimator.scales()[2] == 1.0  # free: nothing to scale, no prior
+    estimator.observe(2, 1, 1.0)
+    assert estimator.scales()[2] == 1.0
 
 
 def test_replanner_scales_costs_by_what_the_passes_took() -> None:

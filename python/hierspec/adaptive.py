@@ -141,9 +141,10 @@ __all__ = [
 ]
 
 _RATE_FLOOR = 1e-4  # keeps logits finite for profile rates of exactly 0 or 1
-# CostEstimator: the prior counts as this many passes at the profile's cost; each pass of a model
-# discounts the earlier ones by this factor (a window of about ten passes, a few target cycles:
-# one pass of a model varies by ~5-10% on a quiet CPU, the machine's load changes over seconds).
+# CostEstimator: every model's prior counts as this many of the most expensive model's 1-token
+# passes of predicted time (the target's); each pass of a model discounts the earlier ones by
+# this factor (a window of about ten passes, a few target cycles: one pass of a model varies by
+# ~5-10% on a quiet CPU, the machine's load changes over seconds).
 COST_PRIOR_PASSES = 2.0
 COST_DISCOUNT = 0.9
 # Engine work per forward pass (AdaptiveConfig.learn_overhead): the prior counts as this many
@@ -864,9 +865,18 @@ class CostEstimator:
 
     A pass of model ``m`` over ``n`` tokens that took ``t`` ms, where the profile predicts
     ``c = forward[m][n - 1]``, adds ``t`` to a numerator and ``c`` to a denominator, both
-    discounted by ``discount`` per pass of the model; the prior is ``prior_passes`` passes at
-    ``forward[m][0]``, discounted with them, at the factor ``p``:
-    ``scale = (w c_1 p + sum d^age t) / (w c_1 + sum d^age c)``. With ``pooled`` (the default)
+    discounted by ``discount`` per pass of the model; the prior is ``W = prior_passes *
+    max_m forward[m][0]`` ms of predicted time (the same for every model: that many 1-token
+    passes of the most expensive one, the target), discounted with them, at the factor ``p``:
+    ``scale = (W p + sum d^age t) / (W + sum d^age c)``. A model's factor thus leaves ``p`` as
+    its measured time, not its pass count, grows against ``W``: a cheap model's pass (the n-gram
+    level's, a few tenths of a millisecond) is timed with jitter of its own size, and the first
+    of a request ran 2-5x its median in the engine (cold caches after the prompt's prefill), so
+    with a prior of a few of its own passes one such pass set its factor to 3-10 at a request's
+    first decision; with ``W`` such a pass moves it by a few percent (its excess over ``W``,
+    and over the pooled time), and the model's own factor takes over within some fifty passes,
+    when it has had the time to matter.
+    An expensive model's factor moves within a few passes as before. With ``pooled`` (the default)
     ``p`` is the pooled factor of every timed pass so far (:meth:`pooled`, 1 before any): what
     slows one model's passes down (the machine's load, its clock) slows the others' too, so a
     model not yet run in this request is priced at the others' factor, not at the profile's
@@ -879,8 +889,16 @@ class CostEstimator:
     --------
     >>> estimator = CostEstimator([[1.0, 2.0], [4.0, 4.0]], prior_passes=2, discount=1.0)
     >>> estimator.observe(0, 2, 6.0)  # a pass over 2 tokens took 6 ms, predicted 2 ms
-    >>> [round(float(scale), 3) for scale in estimator.scales()]  # (2 * 1 * 3 + 6) / (2 * 1 + 2)
+    >>> [round(float(scale), 3) for scale in estimator.scales()]  # (2 * 4 * 3 + 6) / (2 * 4 + 2)
     [3.0, 3.0]
+
+    A cheap model's slow pass next to a target timed at its profile's cost:
+
+    >>> estimator = CostEstimator([[0.3], [84.0]], prior_passes=2, discount=1.0)
+    >>> estimator.observe(1, 1, 84.0)
+    >>> estimator.observe(0, 1, 3.0)  # 10x its 0.3 ms: its factor moves by 5%, not to 4
+    >>> [round(float(scale), 2) for scale in estimator.scales()]
+    [1.05, 1.02]
     """
 
     def __init__(
@@ -895,9 +913,12 @@ class CostEstimator:
             raise ValueError(f"forward_costs must be [M, N], got shape {self._forward.shape}")
         self._discount = float(discount)
         self._pooled = bool(pooled)
-        # The prior's predicted time per model, and the timed passes' measured and predicted
-        # times, each discounted per pass of its model.
-        self._prior = float(prior_passes) * self._forward[:, 0]
+        # The prior's predicted time per model (the same for all: prior_passes of the most
+        # expensive model's 1-token pass), and the timed passes' measured and predicted times,
+        # each discounted per pass of its model.
+        first = self._forward[:, 0]
+        reference = float(first.max()) if first.size else 0.0
+        self._prior = np.where(first > 0.0, float(prior_passes) * reference, 0.0)
         self._measured = np.zeros_like(self._prior)
         self._predicted = np.zeros_like(self._prior)
 
