@@ -645,6 +645,42 @@ def test_switch_pessimism_holds_a_switch_until_the_new_pairs_are_measured() -> N
     assert longer[1].draft_lengths[0] > single.draft_lengths[0]
 
 
+def test_switch_pessimism_lowers_the_unstopped_rate_while_a_threshold_runs() -> None:
+    """At a threshold above 0 the batches feed the bottom pair's acceptance at that threshold,
+    not its acceptance without stopping (which stays at its prior): moving to no stopping is a
+    move to an unverified rate, priced at the cautious rate like a new pair. Three rejected
+    batches at 0.5 make its estimate 0.4; no stopping at the prior's 0.6 would be 26% faster,
+    at 0.6 less one deviation (strength 4: 0.22) it is not."""
+    from hierspec.planning import EarlyStoppingRates
+
+    acceptance = ((1.0, 0.6), (0.0, 1.0))
+    table = (EarlyStoppingRates(0.5, (0.9, 1.0), ((1.0, 0.7), (0.0, 1.0))),)
+    costs = ((0.05,) * 16, tuple(1.0 + 0.1 * n for n in range(16)))
+    profile = hierspec.Profile(("draft", "target"), costs, acceptance, early_stopping=table)
+    decisions = []
+    for pessimism in (0.0, 1.0):
+        config = AdaptiveConfig(
+            prior_strength=4.0,
+            discount=1.0,
+            change_rate=0.0,
+            learn_costs=False,
+            switch_pessimism=pessimism,
+        )
+        replanner = Replanner(profile, config)
+        assert replanner.min_draft_confidence == 0.5
+        chain, lengths, _ = replanner.initial()
+        for _ in range(3):
+            batch = BottomBatch((0.9,) * 5, draft_length=lengths[0], threshold=0.5)
+            replanner.observe(0, 1, tested=1, accepted=0, bottom=batch)
+        assert replanner.estimator.estimates()[0, 1] == pytest.approx(0.6)
+        decisions.append(replanner.decide(chain, lengths, [0, 0], 100, 10, 3, 0.5))
+    plain, cautious = decisions
+    assert plain.switched and plain.min_draft_confidence == 0.0
+    assert plain.predicted_latency < 0.8 * plain.previous_latency
+    assert not cautious.switched and cautious.min_draft_confidence == 0.5
+    assert cautious.bottom_acceptance == {"0->1": pytest.approx(0.4)}
+
+
 def test_cost_scale_uses_the_profiles_forward_part() -> None:
     """The engine times a level's append only; the profiler's ``forward_ms`` is that part of
     the cost, so a pass that took exactly its forward_ms leaves the scale at 1."""

@@ -1307,24 +1307,33 @@ class Replanner:
 
     def _cautious_rates(
         self,
-        in_use: set[tuple[int, int]],
+        chain: tuple[int, ...],
         threshold: float,
         candidates: Sequence[float],
         estimates: np.ndarray,
         stopping: dict[float, dict[str, np.ndarray | None]],
     ) -> tuple[np.ndarray, dict[float, dict[str, np.ndarray | None]]] | None:
         """The rates candidates are priced at (``AdaptiveConfig.switch_pessimism``): each pair's
-        acceptance lowered by that many posterior deviations, except the pairs ``in_use`` (at
-        ``threshold``, the bottom pair's acceptance at it), which keep their means; the
-        continue rates keep theirs. As ``(acceptance, {threshold: plan keywords})``; None for
-        pessimism 0 (the means)."""
+        acceptance lowered by that many posterior deviations, except what the configuration in
+        use (``chain`` at ``threshold``) verifies, which keeps its means: its pairs, the bottom
+        one at ``threshold`` (above 0 that is the bottom pair's acceptance at it, while the
+        bottom pair's acceptance without stopping, which its batches do not feed, is lowered
+        like any other unverified rate); the continue rates keep theirs. As ``(acceptance,
+        {threshold: plan keywords})``; None for pessimism 0 (the means)."""
         pessimism = self.config.switch_pessimism
         if pessimism == 0.0:
             return None
+        in_use = _adjacent_pairs(chain)
+        # The pairs whose acceptance without stopping the batches in use feed (observe).
+        verified = in_use
+        if threshold > 0.0 and len(chain) >= 2:
+            verified = in_use - {(chain[0], chain[1])}
 
-        def lowered(estimator: AcceptanceEstimator, means: np.ndarray, keep: bool) -> np.ndarray:
+        def lowered(
+            estimator: AcceptanceEstimator, means: np.ndarray, kept: set[tuple[int, int]]
+        ) -> np.ndarray:
             rates = estimator.estimates(pessimism)
-            for drafter, verifier in in_use if keep else ():
+            for drafter, verifier in kept:
                 rates[drafter, verifier] = means[drafter, verifier]
             return rates
 
@@ -1336,11 +1345,13 @@ class Replanner:
                 rates = dict(
                     rates,
                     bottom_acceptance=lowered(
-                        bottom, rates["bottom_acceptance"], candidate == threshold
+                        bottom,
+                        rates["bottom_acceptance"],
+                        in_use if candidate == threshold else set(),
                     ),
                 )
             cautious_stopping[candidate] = rates
-        return lowered(self.estimator, estimates, True), cautious_stopping
+        return lowered(self.estimator, estimates, verified), cautious_stopping
 
     def decide(
         self,
@@ -1392,7 +1403,7 @@ class Replanner:
             costs, estimates, list(chain), list(draft_lengths), **stopping[threshold]
         ).latency
         in_use = _adjacent_pairs(chain)
-        cautious = self._cautious_rates(in_use, threshold, candidates, estimates, stopping)
+        cautious = self._cautious_rates(chain, threshold, candidates, estimates, stopping)
 
         def decision_ratio(configuration_chain: Sequence[int], configuration_threshold: float):
             if not self.config.calibrate:
