@@ -41,7 +41,12 @@ Terms:
                  model) is a property of the drafter and the text, and the verifier it is tested
                  by matters less (the n-gram level's rate against the target and against the
                  target's bf16 copy move together). With no observed pair for the drafter the
-                 prior stands: a drafter's behaviour says little about another's.
+                 prior stands: a drafter's behaviour says little about another's. The shift
+                 pools the bottom acceptance at every early-stopping threshold with the
+                 acceptance without stopping (:meth:`Replanner.drafter_shifts`): while the
+                 n-gram level runs at a threshold, its rates without stopping (and at the
+                 thresholds below, as long as they have not run) move with what its batches
+                 showed there.
 
 Early stopping of the bottom level (policy.md rule 1): the bottom level ends its batch before a
 draft it is not confident about (its own largest probability below a threshold). The profiler
@@ -685,27 +690,38 @@ class AcceptanceEstimator:
         """``[M, M]`` posterior means (the prior where a pair has no evidence)."""
         return self._posteriors.means()
 
-    def estimates(self, pessimism: float = 0.0) -> np.ndarray:
+    def drafter_shifts(self) -> np.ndarray:
+        """``[M, 2]``: per drafter, the evidence-weighted sum of ``logit(estimate) -
+        logit(prior)`` over its observed pairs, and the evidence (the drafter's shift is their
+        ratio; module docstring). Sums, so that several estimators can pool them."""
+        evidence = np.triu(self.evidence(), 1)
+        shift = _logit(self.observed_estimates()) - _logit(self._prior)
+        return np.stack([(evidence * shift).sum(axis=1), evidence.sum(axis=1)], axis=1)
+
+    def estimates(self, pessimism: float = 0.0, shifts: np.ndarray | None = None) -> np.ndarray:
         """``[M, M]`` rates for planning: posterior means of observed pairs; unseen pairs moved
         by their drafter's shift (module docstring).
 
         ``pessimism`` > 0: each rate lowered by that many posterior standard deviations
         (:meth:`RatePosteriors.stds`; an unseen pair's is its prior's at the moved mean),
         floored at 0: the rates a configuration has to pay under to be switched to
-        (:class:`AdaptiveConfig` ``switch_pessimism``).
+        (:class:`AdaptiveConfig` ``switch_pessimism``). ``shifts``: the drafters' shifts to
+        move unseen pairs by, as :meth:`drafter_shifts` (default: this estimator's own), e.g.
+        pooled with the estimators of the early-stopping thresholds
+        (:meth:`Replanner.drafter_shifts`).
         """
         observed = self.observed_estimates()
         evidence = self.evidence()
         result = observed.copy()
         stds = self._posteriors.stds() if pessimism > 0.0 else None
         size = self.num_models
-        shift = _logit(observed) - _logit(self._prior)
+        if shifts is None:
+            shifts = self.drafter_shifts()
         for drafter in range(size):
-            weights = evidence[drafter, drafter + 1 :]
-            total = float(weights.sum())
+            total = float(shifts[drafter, 1])
             if total <= 0.0:
                 continue
-            mean_shift = float((weights * shift[drafter, drafter + 1 :]).sum() / total)
+            mean_shift = float(shifts[drafter, 0]) / total
             for verifier in range(drafter + 1, size):
                 if evidence[drafter, verifier] == 0.0:
                     moved = float(_sigmoid(_logit(self._prior[drafter, verifier]) + mean_shift))
@@ -851,11 +867,12 @@ class StoppingEstimator:
             drafter, verifier, min(tested, drafted), min(accepted, drafted)
         )
 
-    def plan_arguments(self) -> dict[str, list]:
-        """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate."""
+    def plan_arguments(self, shifts: np.ndarray | None = None) -> dict[str, list]:
+        """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate
+        (``shifts``: see :meth:`AcceptanceEstimator.estimates`)."""
         return {
             "continue_rates": self.continue_estimator.estimates().tolist(),
-            "bottom_acceptance": self.bottom_estimator.estimates().tolist(),
+            "bottom_acceptance": self.bottom_estimator.estimates(shifts=shifts).tolist(),
         }
 
 
@@ -1260,14 +1277,28 @@ class Replanner:
         scaled = costs * (scales[:, None] if costs.ndim == 2 else scales)
         return (scaled + self.overhead_ms()).tolist()
 
-    def _early_stopping_estimates(self, threshold: float) -> dict[str, np.ndarray | None]:
+    def drafter_shifts(self) -> np.ndarray:
+        """``[M, 2]`` the drafters' shifts (:meth:`AcceptanceEstimator.drafter_shifts`) pooled
+        over the acceptance without stopping and the bottom acceptance at every threshold: a
+        pair none of them has seen moves by what the request showed of its drafter at any
+        threshold. (While a threshold above 0 runs, the batches feed only the bottom
+        acceptance at it and above; the n-gram level's rates without stopping, against the
+        target or a middle level, then move with what its confident drafts showed.)"""
+        shifts = self.estimator.drafter_shifts()
+        for estimator in self.stopping.values():
+            shifts += estimator.bottom_estimator.drafter_shifts()
+        return shifts
+
+    def _early_stopping_estimates(
+        self, threshold: float, shifts: np.ndarray | None = None
+    ) -> dict[str, np.ndarray | None]:
         """The ``continue_rates`` / ``bottom_acceptance`` keywords of plan and evaluate at
-        ``threshold`` (one of :attr:`thresholds`)."""
+        ``threshold`` (one of :attr:`thresholds`; ``shifts``: :meth:`drafter_shifts`)."""
         if threshold == 0.0:
             return {"continue_rates": None, "bottom_acceptance": None}
         return {
             name: np.asarray(rates)
-            for name, rates in self.stopping[threshold].plan_arguments().items()
+            for name, rates in self.stopping[threshold].plan_arguments(shifts).items()
         }
 
     def initial(self) -> tuple[tuple[int, ...], tuple[int, ...], float]:
@@ -1312,6 +1343,7 @@ class Replanner:
         candidates: Sequence[float],
         estimates: np.ndarray,
         stopping: dict[float, dict[str, np.ndarray | None]],
+        shifts: np.ndarray,
     ) -> tuple[np.ndarray, dict[float, dict[str, np.ndarray | None]]] | None:
         """The rates candidates are priced at (``AdaptiveConfig.switch_pessimism``): each pair's
         acceptance lowered by that many posterior deviations, except what the configuration in
@@ -1332,7 +1364,7 @@ class Replanner:
         def lowered(
             estimator: AcceptanceEstimator, means: np.ndarray, kept: set[tuple[int, int]]
         ) -> np.ndarray:
-            rates = estimator.estimates(pessimism)
+            rates = estimator.estimates(pessimism, shifts)
             for drafter, verifier in kept:
                 rates[drafter, verifier] = means[drafter, verifier]
             return rates
@@ -1388,7 +1420,8 @@ class Replanner:
             )
         # Arrays, not lists: the planner checks an array's dtype at once, where it walks a
         # list's items (most of a decision's time with some 15 evaluate calls).
-        estimates = self.estimator.estimates()
+        shifts = self.drafter_shifts()
+        estimates = self.estimator.estimates(shifts=shifts)
         costs = np.asarray(self.costs())
         max_draft_length = self.config.max_draft_length
         candidates = [threshold]
@@ -1397,13 +1430,13 @@ class Replanner:
             candidates.append(others[self._decisions % len(others)])
         self._decisions += 1
         stopping = {
-            candidate: self._early_stopping_estimates(candidate) for candidate in candidates
+            candidate: self._early_stopping_estimates(candidate, shifts) for candidate in candidates
         }
         current = evaluate(
             costs, estimates, list(chain), list(draft_lengths), **stopping[threshold]
         ).latency
         in_use = _adjacent_pairs(chain)
-        cautious = self._cautious_rates(chain, threshold, candidates, estimates, stopping)
+        cautious = self._cautious_rates(chain, threshold, candidates, estimates, stopping, shifts)
 
         def decision_ratio(configuration_chain: Sequence[int], configuration_threshold: float):
             if not self.config.calibrate:
