@@ -389,8 +389,9 @@ class AdaptiveConfig:
     verification traces and has the least decision regret among the constant settings; the
     per-pair empirical-Bayes strengths predict those traces better still; change points at
     0.01 predict them better again and made the decoder fastest of 0, 0.01 and 0.05 in both
-    sampling modes; one decision costs under 1 ms, under 1% of a target pass on CPU, so the
-    decoder decides after every pass; ``min_relative_gain`` 0.1 ran 1.03x as fast as 0.03
+    sampling modes; one decision costs about 1 ms (0.8-0.95 ms with the bundled family's five
+    candidates and five thresholds), about 1% of a target pass on CPU, so the decoder decides
+    after every pass; ``min_relative_gain`` 0.1 ran 1.03x as fast as 0.03
     greedy and 1.00x at temperature 1 (``bench/adaptive.py``, interleaved).
     """
 
@@ -660,6 +661,7 @@ class AcceptanceEstimator:
         if self._prior.ndim != 2 or self._prior.shape[0] != self._prior.shape[1]:
             raise ValueError(f"prior must be a square [M, M] matrix, got shape {self._prior.shape}")
         size = self._prior.shape[0]
+        self._prior_logit = _logit(self._prior)
         self._posteriors = RatePosteriors(
             self._prior,
             _prior_weights(
@@ -695,7 +697,7 @@ class AcceptanceEstimator:
         logit(prior)`` over its observed pairs, and the evidence (the drafter's shift is their
         ratio; module docstring). Sums, so that several estimators can pool them."""
         evidence = np.triu(self.evidence(), 1)
-        shift = _logit(self.observed_estimates()) - _logit(self._prior)
+        shift = _logit(self.observed_estimates()) - self._prior_logit
         return np.stack([(evidence * shift).sum(axis=1), evidence.sum(axis=1)], axis=1)
 
     def estimates(self, pessimism: float = 0.0, shifts: np.ndarray | None = None) -> np.ndarray:
@@ -724,7 +726,7 @@ class AcceptanceEstimator:
             mean_shift = float(shifts[drafter, 0]) / total
             for verifier in range(drafter + 1, size):
                 if evidence[drafter, verifier] == 0.0:
-                    moved = float(_sigmoid(_logit(self._prior[drafter, verifier]) + mean_shift))
+                    moved = float(_sigmoid(self._prior_logit[drafter, verifier] + mean_shift))
                     result[drafter, verifier] = moved
                     if stds is not None:
                         strength = float(self._posteriors.strength[drafter, verifier])
