@@ -93,10 +93,11 @@ class RecordingReplanner(Replanner):
         decision = super().decide(
             chain, draft_lengths, gaps, tokens_left, token, target_pass, **kwargs
         )
+        shifts = self.drafter_shifts()  # the estimates the decision priced at its means
         inputs = {
             "costs": self.costs(),
-            "acceptance": self.estimator.estimates().tolist(),
-            **self._early_stopping_estimates(decision.min_draft_confidence),
+            "acceptance": self.estimator.estimates(shifts=shifts).tolist(),
+            **self._early_stopping_estimates(decision.min_draft_confidence, shifts),
         }
         evaluation = hierspec.evaluate(
             chain=list(decision.chain), draft_lengths=list(decision.draft_lengths), **inputs

@@ -85,3 +85,27 @@ def test_ordered_puts_the_low_regime_first(prediction_error):
     assert result["acceptance"] == [0.3, 0.95]
     assert result["continue"] == [0.4, 0.9]
     assert result["transition"] == [[0.9, 0.1], [0.2, 0.8]]
+
+
+def test_recorded_evaluation_is_the_decisions_latency(prediction_error):
+    """The replanner's record re-evaluates each decision's configuration on the estimates the
+    decision priced it at (its means, the drafters' shifts pooled over the thresholds): the
+    same latency as the decision's. Batches run at 0.5 move the unseen acceptance without
+    stopping; a record without the pooled shifts would price it at the profile's."""
+    from hierspec.adaptive import AdaptiveConfig
+    from hierspec.planning import EarlyStoppingRates
+
+    acceptance = ((1.0, 0.6), (0.0, 1.0))
+    table = (EarlyStoppingRates(0.5, (0.9, 1.0), ((1.0, 0.5), (0.0, 1.0))),)
+    profile = hierspec.Profile(("ngram", "target"), COSTS, acceptance, early_stopping=table)
+    config = AdaptiveConfig(prior_strength=4.0, learn_costs=False, switch_pessimism=0.0)
+    replanner = prediction_error.RecordingReplanner(profile, config)
+    for _ in range(4):
+        batch = BottomBatch((0.9,) * 3, draft_length=3, threshold=0.5)
+        replanner.observe(0, 1, tested=1, accepted=0, bottom=batch)
+    for _ in range(2):  # at 0.5, then planning at 0 too (the other threshold in turn)
+        decision = replanner.decide((0, 1), (3,), [0, 0], 100, 10, 3, min_draft_confidence=0.5)
+        *_, recorded, evaluation, inputs = replanner.events[-1]
+        assert recorded is decision
+        assert evaluation.latency == pytest.approx(decision.predicted_latency, rel=1e-12)
+        assert inputs["acceptance"][0][1] < 0.6 - 0.1  # moved with the batches at 0.5

@@ -895,8 +895,8 @@ class CostEstimator:
     with a prior of a few of its own passes one such pass set its factor to 3-10 at a request's
     first decision; with ``W`` such a pass moves it by a few percent (its excess over ``W``,
     and over the pooled time), and the model's own factor takes over within some fifty passes,
-    when it has had the time to matter.
-    An expensive model's factor moves within a few passes as before. With ``pooled`` (the default)
+    when it has had the time to matter; an expensive model's moves within a few passes as
+    before. With ``pooled`` (the default)
     ``p`` is the pooled factor of every timed pass so far (:meth:`pooled`, 1 before any): what
     slows one model's passes down (the machine's load, its clock) slows the others' too, so a
     model not yet run in this request is priced at the others' factor, not at the profile's
