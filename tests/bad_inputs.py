@@ -175,6 +175,13 @@ CASES: list[BadInput] = [
         "learn_costs must be a bool, got 'yes'",
     ),
     BadInput(
+        "hierspec.adaptive.AcceptanceEstimator([[1, 0.5], [0, 1]], 4, 0.95).estimates("
+        "shifts=[[0.1, 2.0]])",
+        ValueError,
+        "shifts must be a finite [2, 2] array (AcceptanceEstimator.drafter_shifts), got "
+        "[[0.1, 2.0]]",
+    ),
+    BadInput(
         "hierspec.adaptive.AdaptiveConfig(pool_costs='yes')",
         TypeError,
         "pool_costs must be a bool, got 'yes'",

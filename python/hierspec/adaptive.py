@@ -720,6 +720,11 @@ class AcceptanceEstimator:
         size = self.num_models
         if shifts is None:
             shifts = self.drafter_shifts()
+        elif np.shape(shifts) != (size, 2) or not np.all(np.isfinite(shifts)):
+            raise ValueError(
+                f"shifts must be a finite [{size}, 2] array (AcceptanceEstimator."
+                f"drafter_shifts), got {np.asarray(shifts).tolist()!r}"
+            )
         for drafter in range(size):
             total = float(shifts[drafter, 1])
             if total <= 0.0:
