@@ -835,3 +835,19 @@ def test_replanner_estimates_follow_a_change_with_the_configured_change_rate() -
     assert acceptance < 0.5 and continue_rate < 0.5
     # At 0.6 the stuck batches drafted nothing: no tested draft, the copy's rate stands.
     assert bottom > 0.9
+
+
+def test_posteriors_are_computed_once_per_observation() -> None:
+    """RatePosteriors memoizes means / stds / evidence between observations: a caller's copy can
+    be changed without touching it, and the next observation recomputes them."""
+    from hierspec.adaptive import RatePosteriors
+
+    posteriors = RatePosteriors(np.array([0.5]), np.array([4.0]), discount=1.0, change_rate=0.01)
+    means = posteriors.means()
+    means[0] = 0.0
+    assert posteriors.means()[0] == pytest.approx(0.5)
+    before = posteriors.means(), posteriors.stds(), posteriors.evidence()
+    posteriors.observe((0,), successes=6, failures=0)
+    after = posteriors.means(), posteriors.stds(), posteriors.evidence()
+    assert after[0][0] > before[0][0] and after[1][0] < before[1][0]
+    assert before[2][0] == 0.0 and after[2][0] == pytest.approx(6.0)

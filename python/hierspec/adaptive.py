@@ -390,8 +390,8 @@ class AdaptiveConfig:
     verification traces and has the least decision regret among the constant settings; the
     per-pair empirical-Bayes strengths predict those traces better still; change points at
     0.01 predict them better again and made the decoder fastest of 0, 0.01 and 0.05 in both
-    sampling modes; one decision costs about 1 ms (0.8-0.95 ms with the bundled family's five
-    candidates and five thresholds), about 1% of a target pass on CPU, so the decoder decides
+    sampling modes; one decision costs under 1 ms (0.67-0.74 ms with the bundled family's five
+    candidates and five thresholds), under 1% of a target pass on CPU, so the decoder decides
     after every pass; ``min_relative_gain`` 0.1 ran 1.03x as fast as 0.03
     greedy and 1.00x at temperature 1 (``bench/adaptive.py``, interleaved).
     """
@@ -517,6 +517,9 @@ class RatePosteriors:
         self.change_rate = float(change_rate)
         runs = 1 if change_rate == 0.0 else int(max_runs)
         shape = (runs, *prior.shape)
+        # means / stds / evidence of the current state, computed once between two observations
+        # (a decision asks each estimator for them several times; observe clears it).
+        self._memo: dict[str, np.ndarray] = {}
         # Per run-length hypothesis r (0: the newest run) and rate: the hypothesis' posterior
         # weight, the prior's remaining pseudo-observations and the discounted counts.
         self._run_weight = np.zeros(shape)
@@ -568,14 +571,24 @@ class RatePosteriors:
             weight, prior_weight = weight[:-1] / weight[:-1].sum(), prior_weight[:-1]
             counts = [count[:-1] for count in counts]
         decay = self.discount**draws
+        self._memo.clear()
         self._run_weight[entry] = weight
         self._prior_weight[entry] = decay * prior_weight
         self._successes[entry] = decay * counts[0] + successes
         self._failures[entry] = decay * counts[1] + failures
 
+    def _memoized(self, name: str, compute) -> np.ndarray:
+        """A copy of ``compute()``, computed once per state (:attr:`_memo`)."""
+        value = self._memo.get(name)
+        if value is None:
+            value = self._memo[name] = compute()
+        return value.copy()
+
     def evidence(self) -> np.ndarray:
         """Discounted draws per rate (expected over the run length)."""
-        return (self._run_weight * (self._successes + self._failures)).sum(axis=0)
+        return self._memoized(
+            "evidence", lambda: (self._run_weight * (self._successes + self._failures)).sum(axis=0)
+        )
 
     def _run_posteriors(self) -> tuple[np.ndarray, np.ndarray]:
         """Per run-length hypothesis and rate, the Beta posterior's mean and its
@@ -587,6 +600,9 @@ class RatePosteriors:
 
     def means(self) -> np.ndarray:
         """Posterior means (the prior where a rate has no draws)."""
+        return self._memoized("means", self._means)
+
+    def _means(self) -> np.ndarray:
         means, _ = self._run_posteriors()
         return (self._run_weight * means).sum(axis=0)
 
@@ -594,6 +610,9 @@ class RatePosteriors:
         """Posterior standard deviations (of the mixture over the run length): each run's Beta
         posterior has variance ``m (1 - m) / (n + 1)`` (``m`` its mean, ``n`` its discounted
         pseudo-observations and draws)."""
+        return self._memoized("stds", self._stds)
+
+    def _stds(self) -> np.ndarray:
         means, size = self._run_posteriors()
         variances = means * (1.0 - means) / (size + 1.0)
         mean = (self._run_weight * means).sum(axis=0)
