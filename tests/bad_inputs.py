@@ -207,6 +207,16 @@ CASES: list[BadInput] = [
         "switch_pessimism must be >= 0, got -0.5",
     ),
     BadInput(
+        "hierspec.adaptive.AdaptiveConfig(shadow_max_cost=1.5)",
+        ValueError,
+        "shadow_max_cost must be in [0, 1], got 1.5",
+    ),
+    BadInput(
+        "hierspec.adaptive.AdaptiveConfig(fallback_min_gain=-0.01)",
+        ValueError,
+        "fallback_min_gain must be >= 0, got -0.01",
+    ),
+    BadInput(
         "hierspec.adaptive.AdaptiveConfig(change_rate=1.0)",
         ValueError,
         "change_rate must be in [0, 1), got 1.0",

@@ -851,3 +851,62 @@ def test_posteriors_are_computed_once_per_observation() -> None:
     after = posteriors.means(), posteriors.stds(), posteriors.evidence()
     assert after[0][0] > before[0][0] and after[1][0] < before[1][0]
     assert before[2][0] == 0.0 and after[2][0] == pytest.approx(6.0)
+
+
+def test_the_cheapest_candidate_shadows_the_target_alone() -> None:
+    """The shadow is the cheapest candidate within shadow_max_cost of the target's 1-token
+    pass; what it scores feeds its pair as a first draft of a batch run without stopping."""
+    acceptance = tuple(tuple(row[:3]) for row in PRIOR[:3])
+    profile = hierspec.Profile(
+        ("small", "ngram", "target"),
+        ((2.0,) * 4, (0.3,) * 4, (84.0,) * 4),
+        acceptance,
+        early_stopping=(EarlyStoppingRates(0.5, (0.5, 0.5, 1.0), acceptance),),
+    )
+    replanner = Replanner(profile, AdaptiveConfig(discount=1.0, change_rate=0.0))
+    assert replanner.shadow_model == 1  # 0.36% of the target; the small model is not cheapest
+    assert replanner.shadow_for((2,)) == 1 and replanner.shadow_for((1, 2)) is None
+    costs = np.asarray(replanner.costs())
+    assert replanner.shadow_ms((2,), costs) == pytest.approx(0.3)
+    assert replanner.shadow_ms((0, 2), costs) == 0.0
+    for limit in (0.0, 0.003):  # off, or the cheapest too dear
+        assert Replanner(profile, AdaptiveConfig(shadow_max_cost=limit)).shadow_model is None
+    evidence = replanner.estimator.evidence().copy()
+    for confidence, accepted in ((0.9, True), (0.3, False), (0.8, False)):
+        replanner.observe_shadow(1, accepted, confidence)
+    assert replanner.estimator.evidence()[1, 2] == evidence[1, 2] + 3
+    assert np.delete(replanner.estimator.evidence(), 5).tolist() == np.delete(evidence, 5).tolist()
+    # At 0.5 the unconfident prediction would not have been drafted: two checks continued of
+    # three, and one draft of the two accepted.
+    stopping = replanner.stopping[0.5]
+    assert stopping.continue_estimator.estimates()[1] == pytest.approx((32 * 0.5 + 2) / 35)
+    assert stopping.bottom_estimator.evidence()[1, 2] == 2
+    strength = replanner.prior_strengths[1, 2]
+    bottom = stopping.bottom_estimator.estimates()[1, 2]
+    assert bottom == pytest.approx((strength * 0.8 + 1) / (strength + 2))
+
+
+def test_the_fall_back_needs_fallback_min_gain_while_a_candidate_shadows() -> None:
+    """Drafting at acceptance ~0 costs the target's 2-token pass (108 ms) plus the drafter's
+    1 ms per token; the target alone 100 ms plus its shadow's 1 ms: 7% faster. That clears
+    fallback_min_gain (3%) with a shadow, not min_relative_gain (10%) without one."""
+    profile = hierspec.Profile(
+        ("ngram", "target"),
+        ((1.0,) * 16, tuple(100.0 + 8.0 * n for n in range(16))),
+        ((1.0, 0.001), (0.0, 1.0)),
+    )
+    decisions = {}
+    for limit in (0.02, 0.0):
+        config = AdaptiveConfig(
+            prior_strength=1000.0, min_draft_confidence=0.0, shadow_max_cost=limit
+        )
+        replanner = Replanner(profile, config)
+        decisions[limit] = replanner.decide(
+            (0, 1), (1,), gaps=[0, 0], tokens_left=100, token=10, target_pass=10
+        )
+    shadowed, unshadowed = decisions[0.02], decisions[0.0]
+    assert shadowed.switched and shadowed.chain == (1,)
+    assert shadowed.predicted_latency == pytest.approx(101.0)  # the shadow's pass included
+    assert shadowed.acceptance.keys() == {"0->1"}  # what the shadow will learn, reported
+    assert 0.03 < 1.0 - shadowed.predicted_latency / shadowed.previous_latency < 0.1
+    assert not unshadowed.switched and unshadowed.chain == (0, 1)

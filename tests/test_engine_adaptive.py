@@ -9,7 +9,8 @@ rule 6). Then:
 - the first two sampled tokens follow the target's exact law (chi-square), temperature 1 and
   temperature 0.7 with top-k / top-p;
 - every transition of a long sampled output follows the target's transition matrix;
-- catch-up passes are counted; the real replanner leaves a drafter that does not pay;
+- catch-up passes are counted; the real replanner leaves a drafter that does not pay and,
+  with a cheap shadow scoring its predictions while the target runs alone, comes back to it;
 - a request that never switches draws the static plan's tokens at the same seed.
 """
 
@@ -36,6 +37,7 @@ from hierspec.planning import EarlyStoppingRates, PlanEntry, RequestPlan
 from hierspec.sampling import SamplingConfig, processed_probs
 from hierspec.testing import (
     AffineCost,
+    MarkovLevel,
     chi_square_test,
     first_two_token_counts,
     long_output_transition_test,
@@ -68,13 +70,20 @@ def _profile(num_models: int) -> hierspec.Profile:
 class ForcedReplanner(Replanner):
     """Switches to a random configuration with probability ``switch_probability`` per cycle."""
 
-    def __init__(self, num_models: int, switch_probability: float, seed: int) -> None:
+    def __init__(
+        self, num_models: int, switch_probability: float, seed: int, shadow_max_cost: float = 0.5
+    ) -> None:
         self.switch_probability = switch_probability
         self.seed = seed
         self.calls = 0
         self.switches = 0
         self.thresholds_used: set[float] = set()
-        super().__init__(_profile(num_models), AdaptiveConfig(replan_interval=1))
+        # The cheapest candidate shadows the target alone (a fifth of its cost or less), so the
+        # forced switches run the shadow's scoring too.
+        super().__init__(
+            _profile(num_models),
+            AdaptiveConfig(replan_interval=1, shadow_max_cost=shadow_max_cost),
+        )
 
     def reset(self) -> None:
         super().reset()
@@ -120,7 +129,7 @@ def test_greedy_with_forced_switching_equals_the_target(switch_probability):
     alone = HierarchicalDecoder(models[-1:], [])
     replanner = ForcedReplanner(4, switch_probability, seed=1)
     decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
-    early_stops = 0
+    early_stops = shadow_scored = 0
     for prompt_seed in range(12):
         generator = torch.Generator().manual_seed(prompt_seed)
         prompt = torch.randint(0, 24, (1, 1 + prompt_seed % 5), generator=generator)
@@ -129,7 +138,9 @@ def test_greedy_with_forced_switching_equals_the_target(switch_probability):
         assert torch.equal(output.sequences, expected), prompt_seed
         assert len(output.stats.plan_changes) == sum(d.switched for d in output.stats.decisions)
         early_stops += sum(level.early_stops for level in output.stats.levels)
+        shadow_scored += output.stats.levels[0].shadow_scored
     assert early_stops > 0  # the thresholds did stop batches
+    assert shadow_scored > 20  # the cheapest model shadowed the target alone
     assert replanner.switches > 50 and replanner.thresholds_used == {0.0, 0.3, 0.6}
 
 
@@ -225,7 +236,7 @@ def test_a_joining_model_catches_up_in_one_counted_pass():
             alone = PlanEntry((2,), (), 1.0, 1.0, math.nan, ("M2",))
             return RequestPlan.of(alone, [0.0] * 3, new_tokens)
 
-    replanner = JoinOnce(3, 0.0, seed=0)
+    replanner = JoinOnce(3, 0.0, seed=0, shadow_max_cost=0.0)  # (a shadow has no gap)
     decoder = HierarchicalDecoder.adaptive(models, replanner.profile, replanner=replanner)
     assert decoder.chain == (2,)
     prompt = torch.tensor([[1, 2, 3, 4, 5]])
@@ -386,3 +397,80 @@ def test_each_cycle_calibrates_the_configuration_it_ran_in():
         assert replanner.calibration.ratio(key) == pytest.approx(replay.ratio(key), rel=1e-12)
     last = stats.decisions[-1]
     assert last.previous_calibration != 1.0  # the decisions saw the ratios
+
+
+class _Phased:
+    """A drafter whose rows are ``early``'s before text position ``switch_at`` and ``late``'s
+    from there on (text that turns copyable halfway through a request). Costs are
+    ``early``'s."""
+
+    def __init__(self, early, late, switch_at: int) -> None:
+        self.early, self.late, self.switch_at = early, late, switch_at
+
+    vocab_size = property(lambda self: self.early.vocab_size)
+    device = property(lambda self: self.early.device)
+    length = property(lambda self: self.early.length)
+
+    def reset(self) -> None:
+        self.early.reset()
+        self.late.reset()
+
+    def append(self, token_ids: torch.Tensor) -> torch.Tensor:
+        start = self.early.length
+        early, late = self.early.append(token_ids), self.late.append(token_ids)
+        positions = start + torch.arange(token_ids.shape[1])
+        return torch.where((positions >= self.switch_at)[None, :, None], late, early)
+
+    def truncate(self, length: int) -> None:
+        self.early.truncate(length)
+        self.late.truncate(length)
+
+
+@pytest.mark.parametrize("shadow_max_cost", [0.02, 0.0], ids=["shadow", "no-shadow"])
+def test_a_shadow_brings_the_decoder_back_to_drafting(shadow_max_cost):
+    # The drafter costs 1% of the target and is useless for the first 60 tokens (its greedy
+    # drafts are never the target's), then predicts the target exactly. Verifying a draft costs
+    # the target 10% more than a pass of 1 token, so drafting at acceptance 0 is ~10% slower
+    # than the target alone: the decoder falls back. With a shadow (the default) the drafter
+    # keeps scoring its predictions against the tokens the target commits, and the decoder
+    # drafts again once they match; without one the target alone is where it stays.
+    hierarchy = synthetic_hierarchy([0.05], [AffineCost(0.01), AffineCost(1.0, 0.1)], seed=2)
+    target = hierarchy.models[1]
+    prompt = torch.tensor([[1, 2]])
+    drafter = _Phased(hierarchy.models[0], MarkovLevel(target.log_probs), switch_at=2 + 60)
+    costs = [[1e3 * cost for cost in row] for row in hierarchy.costs_table(16)]  # ms
+    profile = hierspec.Profile(("draft", "target"), tuple(map(tuple, costs)), ((1, 0.9), (0, 1)))
+    config = AdaptiveConfig(
+        min_draft_confidence=0.0, learn_costs=False, shadow_max_cost=shadow_max_cost
+    )
+    decoder = HierarchicalDecoder.adaptive(
+        (drafter, target), profile, config, timer=lambda: hierarchy.clock.elapsed
+    )
+    assert decoder.replanner.shadow_model == (0 if shadow_max_cost else None)
+    output = decoder.generate(prompt, max_new_tokens=160, temperature=0)
+    alone = HierarchicalDecoder([target], []).generate(prompt, 160, temperature=0)
+    assert torch.equal(output.sequences, alone.sequences)
+    changes = output.stats.plan_changes
+    fallback = next(change for change in changes if change.chain == (1,))
+    assert fallback.token < 60
+    stats = output.stats.levels[0]
+    if not shadow_max_cost:
+        assert changes[-1] is fallback and stats.shadow_passes == 0
+        return
+    # It came back after the drafter turned good, on the shadow's evidence alone.
+    back = next(change for change in changes if change.previous_chain == (1,))
+    assert back.chain[0] == 0 and 60 < back.token < 80, changes
+    assert back.acceptance["0->1"] > 0.5
+    assert changes[-1].chain[0] == 0  # and drafted to the end
+    assert back.catch_up_cost == 0.0  # the shadow kept up with the committed text
+    # One scored token per target pass run alone; rejected up to new token 60, accepted from
+    # new token 61 on (the first the late rows predict: the row at text position 62).
+    alone_passes = stats.shadow_scored
+    assert alone_passes == back.token - fallback.token
+    assert stats.shadow_accepted == back.token - 61
+    assert stats.shadow_acceptance_rate == stats.shadow_accepted / alone_passes
+    assert stats.shadow_time_s == pytest.approx(0.01 * stats.shadow_passes)
+    # The decisions while the target ran alone report the shadow's estimate.
+    alone_decisions = [d for d in output.stats.decisions if d.previous_chain == (1,)]
+    assert all("0->1" in d.acceptance for d in alone_decisions)
+    assert alone_decisions[0].acceptance["0->1"] < 0.2

@@ -95,6 +95,16 @@ run are the profile's, with a wide posterior; without the caution the decoder mo
 configurations after one or two target passes and out again when they ran slower. A new draft
 length of the chain in use, and the fall back to the target alone, are judged at the means.
 
+The target alone (``AdaptiveConfig.shadow_max_cost``, ``fallback_min_gain``): a chain without
+drafts verifies nothing, so its estimates would freeze where they were when the decoder fell
+back, and the fall back would be for good. The cheapest candidate, when its pass costs at most
+``shadow_max_cost`` of the target's (the n-gram level, ~0.4%), shadows the target instead: it
+processes each committed token and its next-token row is scored against the token the target
+commits, as its first draft would have been (:meth:`Replanner.observe_shadow`). Its estimates
+keep moving, the decoder drafts again when the text turns copyable, and the fall back can be
+taken at a smaller predicted gain (``fallback_min_gain``, 3%: a request whose drafts do not pay
+runs about that much slower than the target alone at most, by the model).
+
 The prompt: every model of a chain first prefills the prompt, and the one that joins later
 catches up on the text it missed with one such pass. The first configuration of a request is the
 one with the least expected prefill + decode time for its prompt length and ``max_new_tokens``
@@ -102,7 +112,8 @@ one with the least expected prefill + decode time for its prompt length and ``ma
 catch-up of a switch is priced the same way (:func:`hierspec.planning.prefill_costs`).
 
 A re-planning decision depends only on the tokens committed so far, the outcomes of past
-verifications and how long past passes and cycles took, none of which depends on the random
+verifications (and of the shadow's scores, drawn from a random stream of their own) and how
+long past passes and cycles took, none of which depends on the random
 draws still to come, so it is a stopping-time decision and the output stays exactly the
 target's distribution (``docs/policy.md``, rule 6).
 """
@@ -375,6 +386,22 @@ class AdaptiveConfig:
         token pay for them. Off by default: it made the prediction better (worst category +4%
         against +11% at temperature 1, +32% against +37% greedy) but not the decoder faster
         (1.00x greedy, 0.97x +- 0.024 at temperature 1; ``docs/theory.md`` §10.1).
+    shadow_max_cost
+        While the target runs alone, the cheapest candidate whose 1-token pass costs at most
+        this fraction of the target's (by the profile; 0: none) keeps up with the committed text
+        and scores its next-token prediction against each token the target commits: what its
+        draft's acceptance would have been (``min(1, p / q)`` of a draft from its own row, drawn
+        from a random stream of its own), and its confidence, feed its estimates as a first
+        draft would (:meth:`Replanner.observe_shadow`). The target alone is then no dead end:
+        when the text turns copyable the estimate says so and the decoder drafts again. The
+        bundled n-gram level costs about 0.4% of the target's pass; the shadow's cost is priced
+        into the target alone's latency.
+    fallback_min_gain
+        The gain the fall back to the target alone needs (instead of ``min_relative_gain``)
+        while a candidate shadows the target (``shadow_max_cost``): a request whose drafts do
+        not pay then runs at most about this much slower than the target alone, by the
+        model's prediction. Without a shadow the target alone learns nothing, so it keeps
+        ``min_relative_gain``.
     calibrate
         Compare configurations by predicted latency times the ratio of measured to predicted
         time that each one's cycles showed in this request (:class:`LatencyCalibration`;
@@ -410,6 +437,8 @@ class AdaptiveConfig:
     pool_costs: bool = True
     learn_overhead: bool = False
     calibrate: bool = False
+    shadow_max_cost: float = 0.02
+    fallback_min_gain: float = 0.03
 
     def __post_init__(self) -> None:
         def number(name: str, value: object) -> float:
@@ -445,6 +474,10 @@ class AdaptiveConfig:
             raise ValueError(f"change_rate must be in [0, 1), got {self.change_rate!r}")
         if number("min_relative_gain", self.min_relative_gain) < 0:
             raise ValueError(f"min_relative_gain must be >= 0, got {self.min_relative_gain!r}")
+        if not 0 <= number("shadow_max_cost", self.shadow_max_cost) <= 1:
+            raise ValueError(f"shadow_max_cost must be in [0, 1], got {self.shadow_max_cost!r}")
+        if number("fallback_min_gain", self.fallback_min_gain) < 0:
+            raise ValueError(f"fallback_min_gain must be >= 0, got {self.fallback_min_gain!r}")
         if number("switch_pessimism", self.switch_pessimism) < 0:
             raise ValueError(f"switch_pessimism must be >= 0, got {self.switch_pessimism!r}")
         if self.min_draft_confidence is not None:
@@ -1140,6 +1173,16 @@ class Replanner:
         #: The threshold each request starts from.
         self.min_draft_confidence: float = threshold
         self._forward = forward_cost_rows(profile)
+        #: The candidate that shadows the target alone (``AdaptiveConfig.shadow_max_cost``):
+        #: the cheapest whose 1-token pass costs at most that fraction of the target's; None
+        #: when there is none.
+        self.shadow_model: int | None = None
+        one_token = self._forward[:, 0]
+        target = one_token.shape[0] - 1
+        if target > 0 and config.shadow_max_cost > 0.0:
+            cheapest = int(np.argmin(one_token[:target]))
+            if one_token[cheapest] <= config.shadow_max_cost * one_token[target]:
+                self.shadow_model = cheapest
         # LatencyCalibration's prior: CALIBRATION_PRIOR_PASSES of the target's 1-token pass.
         costs = np.asarray(profile.costs_ms, dtype=np.float64).reshape(len(profile.model_names), -1)
         self._calibration_prior_ms = CALIBRATION_PRIOR_PASSES * float(costs[-1, 0])
@@ -1254,6 +1297,31 @@ class Replanner:
             for threshold, estimator in self.stopping.items():
                 if threshold >= bottom.threshold:
                     estimator.observe(drafter, verifier, bottom, tested, accepted)
+
+    def shadow_for(self, chain: Sequence[int]) -> int | None:
+        """The candidate that shadows ``chain`` (:attr:`shadow_model` when ``chain`` is the
+        target alone, else None): the engine scores its next-token prediction against each
+        token the target commits (:meth:`observe_shadow`)."""
+        return self.shadow_model if len(chain) == 1 else None
+
+    def observe_shadow(self, model: int, accepted: bool, confidence: float) -> None:
+        """The target alone committed a token; the shadow ``model``, from the same committed
+        text, would have drafted a token that the target's verification ``accepted`` (drawn
+        with the probability ``sum(min(p, q))`` of rule 2 for a draft from its row ``q``,
+        independently of the target's draws), with ``confidence`` (its largest probability).
+        Fed as a first draft of a bottom batch of one run without stopping: the pair's
+        acceptance, and what each threshold would have drafted of it."""
+        target = len(self.profile.model_names) - 1
+        bottom = BottomBatch((float(confidence),), 1, 0.0) if self.early_stopping else None
+        self.observe(model, target, 1, int(accepted), bottom)
+
+    def shadow_ms(self, chain: Sequence[int], costs: np.ndarray) -> float:
+        """The shadow's 1-token pass per token of ``chain`` (0 without one) at ``costs``
+        (:meth:`costs`): what the target alone costs on top of its own pass."""
+        model = self.shadow_for(chain)
+        if model is None:
+            return 0.0
+        return pass_cost(np.atleast_1d(costs[model]), 1)
 
     def observe_pass(self, model: int, num_tokens: int, seconds: float) -> None:
         """One timed forward pass of ``model`` (see :meth:`CostEstimator.observe`)."""
@@ -1432,8 +1500,10 @@ class Replanner:
         cautious rates of ``switch_pessimism`` (:class:`AdaptiveConfig`; the configuration in
         use at its means) and takes the cheapest (with ``calibrate``: latency times its
         :meth:`calibration_ratio`); switches when it lowers the latency by at least
-        ``min_relative_gain`` and the gain over ``min(tokens_left, switch_horizon_tokens)``
-        tokens exceeds the catch-up cost. The decision reports latencies at the means.
+        ``min_relative_gain`` (``fallback_min_gain`` for the target alone with a shadow,
+        :meth:`shadow_for`) and the gain over ``min(tokens_left, switch_horizon_tokens)``
+        tokens exceeds the catch-up cost. The target alone's latency includes its shadow's
+        pass (:meth:`shadow_ms`). The decision reports latencies at the means.
         """
         threshold = (
             self.min_draft_confidence
@@ -1461,7 +1531,7 @@ class Replanner:
         }
         current = evaluate(
             costs, estimates, list(chain), list(draft_lengths), **stopping[threshold]
-        ).latency
+        ).latency + self.shadow_ms(chain, costs)
         in_use = _adjacent_pairs(chain)
         cautious = self._cautious_rates(chain, threshold, candidates, estimates, stopping, shifts)
 
@@ -1473,8 +1543,9 @@ class Replanner:
         def score(entry: PlanEntry, candidate: float) -> float:
             """The latency a candidate is compared at (module docstring, switching): at the
             cautious rates when it verifies a pair, or its bottom pair at a threshold, that the
-            configuration in use does not (the target alone has no rate to be cautious about)."""
-            latency = entry.latency
+            configuration in use does not (the target alone has no rate to be cautious about,
+            and pays for its shadow's pass)."""
+            latency = entry.latency + self.shadow_ms(entry.chain, costs)
             pairs = _adjacent_pairs(entry.chain)
             if cautious is not None and pairs and (candidate != threshold or not pairs <= in_use):
                 rates, rates_stopping = cautious[0], cautious[1][candidate]
@@ -1491,7 +1562,7 @@ class Replanner:
         options = [(current_calibrated, current, chain, draft_lengths, threshold)] + [
             (
                 score(entry, candidate),
-                entry.latency,
+                entry.latency + self.shadow_ms(entry.chain, costs),
                 tuple(entry.chain),
                 tuple(entry.draft_lengths),
                 candidate,
@@ -1507,16 +1578,23 @@ class Replanner:
         catch_up = sum(self.catch_up_cost(model, gaps[model]) for model in new_chain)
         horizon = min(tokens_left, self.config.switch_horizon_tokens)
         gain = current_calibrated - best_score
+        # The target alone is no dead end while a candidate shadows it: leaving for it needs
+        # less (AdaptiveConfig.fallback_min_gain).
+        min_gain = self.config.min_relative_gain
+        if self.shadow_for(new_chain) is not None:
+            min_gain = self.config.fallback_min_gain
         switched = (new_chain, new_lengths, best_threshold) != (
             chain,
             draft_lengths,
             threshold,
-        ) and (
-            gain >= self.config.min_relative_gain * current_calibrated and gain * horizon > catch_up
-        )
+        ) and (gain >= min_gain * current_calibrated and gain * horizon > catch_up)
         predicted = best_latency if switched else current
         chosen = best_threshold if switched else threshold
         pairs = in_use | _adjacent_pairs(new_chain)
+        for configuration_chain in (chain, new_chain):
+            shadow = self.shadow_for(configuration_chain)
+            if shadow is not None:  # what the shadow learns while the target runs alone
+                pairs.add((shadow, configuration_chain[-1]))
         cost_scales: dict[str, float] = {}
         if self.cost_estimator is not None:
             scales = self.cost_estimator.scales()

@@ -270,14 +270,15 @@ def run(args: argparse.Namespace) -> int:
         # Per candidate that ran; the chain changed, so no per-level prediction applies.
         predicted = predicted_latency_of_run(stats.decisions, request.latency, stats.new_tokens)
         for model, counters in enumerate(stats.levels):
-            if counters.forward_passes == 0 and counters.catch_up_passes == 0:
+            if counters.forward_passes + counters.catch_up_passes + counters.shadow_passes == 0:
                 continue
+            model_s = counters.time_s + counters.catch_up_time_s + counters.shadow_time_s
             levels.append(
                 LevelReport(
                     model=loaded.model_names[model],
                     passes_per_token=counters.forward_passes / tokens,
                     predicted_passes_per_token=None,
-                    model_ms_per_token=1e3 * (counters.time_s + counters.catch_up_time_s) / tokens,
+                    model_ms_per_token=1e3 * model_s / tokens,
                     predicted_ms_per_token=None,
                     acceptance=counters.acceptance_rate if counters.batches else None,
                     profile_acceptance=None,

@@ -56,7 +56,7 @@ class LevelReport:
     model: str
     passes_per_token: float
     predicted_passes_per_token: float | None
-    model_ms_per_token: float  # inside this level's forward passes (and catch-up passes)
+    model_ms_per_token: float  # inside its forward passes (and catch-up and shadow passes)
     predicted_ms_per_token: float | None  # profile cost (forward + processing + truncate)
     acceptance: float | None
     profile_acceptance: float | None

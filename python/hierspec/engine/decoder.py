@@ -35,6 +35,7 @@ The file reads top down: ``_Run`` (the recursion itself, one generate call), the
 from __future__ import annotations
 
 import operator
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -51,7 +52,7 @@ from ..adaptive import (
 )
 from ..levels import as_levels
 from ..planning import MAX_DRAFT_LENGTH, Profile
-from ..protocol import DraftModel
+from ..protocol import DraftModel, prefill
 from ..sampling import SamplingConfig, draw, processed_probs
 from ..verify import verify
 from .cache import CacheOwner
@@ -119,6 +120,9 @@ class _Run:
         self.streamer = streamer
         self.model_counters = [LevelCounters() for _ in candidates]  # index = candidate
         self.decisions: list[PlanDecision] = []
+        # Draws whether the shadow's would-be drafts are accepted: a stream of its own, so the
+        # target's draws (and the output at a seed) are those of a decoder without a shadow.
+        self.shadow_random = random.Random(f"hierspec-shadow-{generator.initial_seed()}")
         # b of policy.md rule 4: the last target pass accepted all its drafts (K >= 2), so each
         # level below it has one more pending token until its first pass of the next cycle.
         self.bonus_state = False
@@ -151,6 +155,8 @@ class _Run:
         self.draft_lengths = schedule.draft_lengths
         self.thresholds = schedule.thresholds
         self.top = schedule.top
+        # The candidate that scores its predictions while the target runs alone (or None).
+        self.shadow = None if self.replanner is None else self.replanner.shadow_for(chain)
         # Processed rows of the tokens each intermediate level has emitted in its current call:
         # [1, threshold + lower batch, vocab] float32 (the q it hands up).
         self.emitted_probs = [None] + [
@@ -212,7 +218,8 @@ class _Run:
             wall_time_s=finished - started,
             prefill_time_s=prefill_done - started,
             model_time_s=sum(
-                counter.time_s + counter.catch_up_time_s for counter in self.model_counters
+                counter.time_s + counter.catch_up_time_s + counter.shadow_time_s
+                for counter in self.model_counters
             ),
             decisions=tuple(self.decisions),
         )
@@ -254,12 +261,15 @@ class _Run:
         assert owner.pending(top) == 1, owner.pending(top)
         if top == 0:
             # The target alone: plain decoding, one pass of 1 token per token.
+            shadow_logits = None if self.shadow is None else self._shadow_pass(base)
             logits = owner.forward(0, 1)
             probs = processed_probs(logits[:, -1], self.config)  # [1, vocab]
             self.row_checks.track_alone(logits[:, -1:], probs[:, None], base)
             token = draw(probs, self.config, self.generator)
             owner.append_bottom(token)
             self.counters[0].record_verification(1)
+            if shadow_logits is not None:
+                self._score_shadow(shadow_logits, probs)
             return
         # Rule 4: in the bonus state every level below the target has one more pending token,
         # processed by its first pass of the cycle.
@@ -288,6 +298,52 @@ class _Run:
             output_token_ids[:, accepted:emitted],
             levels_behind=1 if self.bonus_state else 0,
         )
+
+    def _shadow_pass(self, committed: int) -> torch.Tensor:
+        """The shadow (a cheap candidate out of the chain, rule 6) processes the committed text
+        it has not seen (all but the last token in an uncounted prefill when it lags more than
+        one token, then one 1-token pass) and returns its next-token logits ``[vocab]``: the
+        row its first draft would be drawn from. Timed into its shadow counters; the 1-token
+        pass also teaches the replanner its cost."""
+        model = self.shadow
+        assert model is not None and self.replanner is not None
+        level = self.candidates[model]
+        counter = self.model_counters[model]
+        start = level.length
+        assert start < committed, (start, committed)
+        started = self.timer()
+        if committed - start > 1:
+            prefill(level, self.owner.tokens[:, start : committed - 1])
+            counter.shadow_passes += 1
+        one_started = self.timer()
+        logits = level.append(self.owner.tokens[:, committed - 1 : committed])
+        finished = self.timer()
+        counter.shadow_passes += 1
+        counter.shadow_tokens += committed - start
+        counter.shadow_time_s += finished - started
+        self.replanner.observe_pass(model, 1, finished - one_started)
+        if logits.shape != (1, 1, level.vocab_size):
+            raise ValueError(
+                f"candidate {model} ({level!r}) returned logits of shape {tuple(logits.shape)} "
+                f"for a pass over 1 token; expected (1, 1, vocab_size={level.vocab_size})"
+            )
+        return logits[0, -1]
+
+    def _score_shadow(self, shadow_logits: torch.Tensor, target_probs: torch.Tensor) -> None:
+        """The target alone committed a token drawn from ``target_probs`` ``[1, vocab]``: score
+        the shadow's would-be draft from its processed row ``q`` against it. Rule 2 accepts such
+        a draft with probability ``sum(min(p, q))``; that Bernoulli is drawn from the shadow's
+        own random stream (greedy: 1 when the argmaxes agree, else 0), so the replanner learns
+        the shadow's acceptance from the committed text alone (rule 6)."""
+        assert self.shadow is not None and self.replanner is not None
+        shadow_probs = processed_probs(shadow_logits, self.config)  # [vocab]
+        overlap = torch.minimum(shadow_probs, target_probs[0]).sum()
+        overlap, confidence = torch.stack([overlap, _confidence(shadow_logits)]).tolist()
+        accepted = self.shadow_random.random() < overlap  # NaN rows: rejected
+        counter = self.model_counters[self.shadow]
+        counter.shadow_scored += 1
+        counter.shadow_accepted += int(accepted)
+        self.replanner.observe_shadow(self.shadow, accepted, confidence)
 
     def _verify(
         self, draft_token_ids: torch.Tensor, draft_probs: torch.Tensor, target_probs: torch.Tensor

@@ -67,6 +67,14 @@ class LevelStats:
         Early stopping of the bottom level (``min_draft_confidence > 0``, policy.md rule 1):
         draft positions whose confidence was checked, and bottom calls that stopped before
         ``T_0`` drafts (0 without early stopping).
+    shadow_passes, shadow_tokens, shadow_time_s
+        Adaptive decoder only: passes of the model as the target alone's shadow
+        (``AdaptiveConfig.shadow_max_cost``: keeping up with the committed text to score its
+        next-token prediction), the tokens they processed and their wall time. Not included in
+        ``forward_passes`` / ``time_s``.
+    shadow_scored, shadow_accepted : int
+        The committed tokens the shadow's prediction was scored against, and how many of its
+        would-be drafts the target's verification accepted (``shadow_acceptance_rate``).
     """
 
     level: int
@@ -89,6 +97,17 @@ class LevelStats:
     catch_up_time_s: float = 0.0
     stop_checks: int = 0
     early_stops: int = 0
+    shadow_passes: int = 0
+    shadow_tokens: int = 0
+    shadow_time_s: float = 0.0
+    shadow_scored: int = 0
+    shadow_accepted: int = 0
+
+    @property
+    def shadow_acceptance_rate(self) -> float:
+        """``shadow_accepted / shadow_scored``: the acceptance the model's drafts would have
+        had while it shadowed the target alone (NaN when it never did)."""
+        return self.shadow_accepted / self.shadow_scored if self.shadow_scored else math.nan
 
     @property
     def continue_rate(self) -> float:
@@ -137,8 +156,8 @@ class GenerateStats:
     prefill_time_s : float
         Wall time of the prompt prefill.
     model_time_s : float
-        Wall time inside forward passes after the prefill, all levels (catch-up passes
-        included).
+        Wall time inside forward passes after the prefill, all levels (catch-up and shadow
+        passes included).
     decisions : tuple of PlanDecision
         Adaptive decoder only: every planning decision, in order (see :attr:`plan_changes`).
     initial_plan : RequestPlan or None
@@ -219,7 +238,8 @@ class LevelCounters:
         "forward_passes", "tokens_processed", "time_s", "prefill_passes", "prefill_tokens",
         "prefill_time_s", "batches", "drafted", "accepted", "rejected", "outcomes",
         "verifications", "tokens_emitted", "catch_up_passes", "catch_up_tokens",
-        "catch_up_time_s", "stop_checks", "early_stops",
+        "catch_up_time_s", "stop_checks", "early_stops", "shadow_passes", "shadow_tokens",
+        "shadow_time_s", "shadow_scored", "shadow_accepted",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -241,6 +261,11 @@ class LevelCounters:
         self.catch_up_time_s = 0.0
         self.stop_checks = 0
         self.early_stops = 0
+        self.shadow_passes = 0
+        self.shadow_tokens = 0
+        self.shadow_time_s = 0.0
+        self.shadow_scored = 0
+        self.shadow_accepted = 0
 
     def record_stop_checks(self, checks: int, stopped: bool) -> None:
         """A bottom call checked the confidence at ``checks`` positions and stopped early or
@@ -295,4 +320,9 @@ class LevelCounters:
             catch_up_time_s=self.catch_up_time_s,
             stop_checks=self.stop_checks,
             early_stops=self.early_stops,
+            shadow_passes=self.shadow_passes,
+            shadow_tokens=self.shadow_tokens,
+            shadow_time_s=self.shadow_time_s,
+            shadow_scored=self.shadow_scored,
+            shadow_accepted=self.shadow_accepted,
         )
