@@ -217,6 +217,11 @@ CASES: list[BadInput] = [
         "fallback_min_gain must be >= 0, got -0.01",
     ),
     BadInput(
+        "hierspec.adaptive.AdaptiveConfig(replan_interval=4, max_replan_interval=2)",
+        ValueError,
+        "max_replan_interval must be >= replan_interval (4), got 2",
+    ),
+    BadInput(
         "hierspec.adaptive.AdaptiveConfig(change_rate=1.0)",
         ValueError,
         "change_rate must be in [0, 1), got 1.0",

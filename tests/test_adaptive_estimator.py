@@ -910,3 +910,30 @@ def test_the_fall_back_needs_fallback_min_gain_while_a_candidate_shadows() -> No
     assert shadowed.acceptance.keys() == {"0->1"}  # what the shadow will learn, reported
     assert 0.03 < 1.0 - shadowed.predicted_latency / shadowed.previous_latency < 0.1
     assert not unshadowed.switched and unshadowed.chain == (0, 1)
+
+
+def test_decisions_back_off_while_the_configuration_stays() -> None:
+    """replan_interval after a switch and at the start, doubled by each decision that keeps
+    the configuration, up to max_replan_interval."""
+    profile = hierspec.Profile(
+        ("ngram", "target"),
+        ((1.0,) * 16, tuple(100.0 + 2.0 * n for n in range(16))),
+        ((1.0, 0.6), (0.0, 1.0)),
+    )
+    replanner = Replanner(profile, AdaptiveConfig(min_draft_confidence=0.0))
+    chain, lengths, _ = replanner.initial()
+    keywords = dict(gaps=[0, 0], tokens_left=100, token=10, target_pass=10)
+    intervals = [replanner.interval]
+    for _ in range(4):
+        assert not replanner.decide(chain, lengths, **keywords).switched
+        intervals.append(replanner.interval)
+    assert intervals == [1, 2, 4, 4, 4]
+    assert replanner.decide((1,), (), **keywords).switched  # the target alone: far slower
+    assert replanner.interval == 1
+    replanner.reset()
+    assert replanner.interval == 1
+    fixed = Replanner(
+        profile, AdaptiveConfig(min_draft_confidence=0.0, replan_interval=3, max_replan_interval=3)
+    )
+    fixed.decide(chain, lengths, **keywords)
+    assert fixed.interval == 3

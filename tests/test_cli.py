@@ -677,3 +677,36 @@ def test_generate_prints_the_empirical_bayes_prior_strengths(checkpoints, tmp_pa
         "prior strengths (observations a pair's profile rate counts as, from its per-prompt "
         f"rates): m0->m2 {strength:.3g}" in printed
     )
+
+
+def test_generate_reports_the_shadow_of_the_target_alone(checkpoints, tmp_path, capsys):
+    """A drafter at 1% of the target's cost whose drafts cost the target 10x its 1-token pass
+    to verify: the request runs the target alone, the drafter shadows it, and the report says
+    on how many tokens and at what would-be acceptance."""
+    path = tmp_path / "dear-verification.json"
+    target_costs = [10.0 * n for n in range(1, 9)]
+    path.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {"name": "m0", "costs_ms": [0.1] * 8},
+                    {"name": "m2", "costs_ms": target_costs},
+                ],
+                "acceptance": [[1, 0.3], [0, 1]],
+            }
+        )
+    )
+    report_path = tmp_path / "report.json"
+    arguments = ["generate", "--models", checkpoints[0], checkpoints[2], "--profile", str(path)]
+    arguments += ["--prompt", "w1 w2 w3", "--max-new-tokens", "24", "--ignore-eos"]
+    arguments += ["--no-progress", "--no-stream", "--json", str(report_path)]
+    assert main(arguments) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert report["request_plan"]["chain"] == ["m2"] and not report["plan_history"]
+    drafter = next(level for level in report["levels"] if level["model"] == "m0")
+    assert drafter["shadow_tokens"] == 24  # every token the target committed alone
+    assert 0.0 <= drafter["shadow_acceptance"] <= 1.0
+    assert drafter["passes_per_token"] == 0.0 and drafter["model_ms_per_token"] > 0.0
+    line = "shadowed the target alone on 24 tokens, would-be acceptance "
+    assert line + f"{drafter['shadow_acceptance']:.2f}" in printed

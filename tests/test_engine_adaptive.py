@@ -364,7 +364,8 @@ def test_each_cycle_calibrates_the_configuration_it_ran_in():
     costs = [[1e3 * cost for cost in row] for row in hierarchy.costs_table(16)]  # ms
     acceptance = ((1.0, 0.9, 0.9), (0.0, 1.0, 0.9), (0.0, 0.0, 1.0))  # the bottom's too high
     profile = hierspec.Profile(("a", "b", "target"), tuple(map(tuple, costs)), acceptance)
-    replanner = Recording(profile, AdaptiveConfig(min_draft_confidence=0.0, learn_costs=False))
+    config = AdaptiveConfig(min_draft_confidence=0.0, learn_costs=False, max_replan_interval=1)
+    replanner = Recording(profile, config)  # (a decision after every cycle)
     decoder = HierarchicalDecoder.adaptive(
         hierarchy.models, profile, replanner=replanner, timer=lambda: hierarchy.clock.elapsed
     )

@@ -282,6 +282,10 @@ def run(args: argparse.Namespace) -> int:
                     predicted_ms_per_token=None,
                     acceptance=counters.acceptance_rate if counters.batches else None,
                     profile_acceptance=None,
+                    shadow_tokens=counters.shadow_scored,
+                    shadow_acceptance=(
+                        counters.shadow_acceptance_rate if counters.shadow_scored else None
+                    ),
                 )
             )
     else:

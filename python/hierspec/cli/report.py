@@ -60,6 +60,9 @@ class LevelReport:
     predicted_ms_per_token: float | None  # profile cost (forward + processing + truncate)
     acceptance: float | None
     profile_acceptance: float | None
+    # adaptive: tokens it shadowed the target alone on and its would-be drafts' acceptance there
+    shadow_tokens: int = 0
+    shadow_acceptance: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +252,11 @@ def print_generate_report(
             line += f", accepted {level.acceptance:.2f}"
             if level.profile_acceptance is not None:
                 line += f" (profile {level.profile_acceptance:.2f})"
+        if level.shadow_tokens:
+            line += (
+                f"; shadowed the target alone on {level.shadow_tokens} tokens, would-be "
+                f"acceptance {level.shadow_acceptance:.2f}"
+            )
         print(line)
     if baseline_new_tokens is not None:
         print(

@@ -183,6 +183,7 @@ class _Run:
         prefill_done = self.timer()
         end = prompt_length + self.max_new_tokens
         target_passes = 0
+        passes_since_decision = 0
         while owner.text_length[self.top] < end:
             cycle_started = self.timer()
             base = owner.text_length[self.top]
@@ -200,8 +201,10 @@ class _Run:
             if self.replanner is not None:
                 # The cycle's time and tokens calibrate its configuration's predicted latency.
                 self.replanner.observe_cycle(committed - base, self.timer() - cycle_started)
-                if target_passes % self.replanner.interval == 0:
+                passes_since_decision += 1
+                if passes_since_decision >= self.replanner.interval:
                     self._replan(committed, end, target_passes)
+                    passes_since_decision = 0
         final_length = min(end, owner.text_length[self.top])
         self.row_checks.finish(owner.levels[-1])  # the target alone's rows, read once
         owner.truncate_text(final_length)
@@ -719,10 +722,12 @@ class HierarchicalDecoder:
         prompt and ``max_new_tokens`` (the profile's static plan, unless the drafts' prompt
         prefill does not pay for itself: :meth:`Replanner.initial_for_request`), keeps a
         posterior over each pair's acceptance rate fed by its verifications, and every
-        ``config.replan_interval`` target passes asks the planner for the best chain and draft
-        lengths under the current estimates, switching between cycles when the predicted gain
-        repays the passes that bring joining models up to date. The target alone is always an
-        option. Lossless: a switch depends only on the committed past (policy.md rule 6).
+        ``config.replan_interval`` target passes (up to ``config.max_replan_interval`` while
+        the configuration stays) asks the planner for the best chain and draft lengths under
+        the current estimates, switching between cycles when the predicted gain repays the
+        passes that bring joining models up to date. The target alone is always an option,
+        and a cheap candidate shadows it (``config.shadow_max_cost``). Lossless: a switch
+        depends only on the committed past (policy.md rule 6).
 
         Parameters
         ----------
