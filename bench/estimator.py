@@ -539,8 +539,9 @@ def first_reaction(switch_passes: Sequence[int], interval: int) -> int | None:
 def switch_passes(trace: Trace, profile: Profile, config: AdaptiveConfig) -> dict[int, int]:
     """``{target pass: tokens committed}`` after each target pass at which a real
     :class:`Replanner` fed the trace's verifications would switch away from the trace's static
-    configuration (asked after every pass but the last, as the engine asks; models outside the
-    chain have an empty cache, so their catch-up gap is the whole text but its last token)."""
+    configuration (asked after every pass but the last, as the engine asks with
+    ``max_replan_interval=1``; models outside the chain have an empty cache, so their catch-up
+    gap is the whole text but its last token)."""
     result: dict[int, int] = {}
     for passes, token, decision in replayed_decisions(trace, profile, config):
         if decision.switched:
@@ -550,8 +551,9 @@ def switch_passes(trace: Trace, profile: Profile, config: AdaptiveConfig) -> dic
 
 def replayed_decisions(trace: Trace, profile: Profile, config: AdaptiveConfig):
     """Feeds ``trace``'s verifications to a real :class:`Replanner` and asks it after every
-    target pass but the last, as the engine asks (models outside the chain have an empty cache,
-    so their catch-up gap is the whole text but its last token); yields ``(target passes,
+    target pass but the last, as the engine asks with ``max_replan_interval=1`` (models outside
+    the chain have an empty cache, so their catch-up gap is the whole text but its last token);
+    yields ``(target passes,
     tokens committed, PlanDecision)`` after each."""
     replanner = Replanner(profile, config)
     chain, lengths = trace.chain, trace.draft_lengths

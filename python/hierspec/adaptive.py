@@ -422,10 +422,11 @@ class AdaptiveConfig:
     verification traces and has the least decision regret among the constant settings; the
     per-pair empirical-Bayes strengths predict those traces better still; change points at
     0.01 predict them better again and made the decoder fastest of 0, 0.01 and 0.05 in both
-    sampling modes; one decision costs under 1 ms (0.67-0.74 ms with the bundled family's five
-    candidates and five thresholds), under 1% of a target pass on CPU, so the decoder decides
-    after every pass; ``min_relative_gain`` 0.1 ran 1.03x as fast as 0.03
-    greedy and 1.00x at temperature 1 (``bench/adaptive.py``, interleaved).
+    sampling modes; one decision costs 0.6 ms alone and 1.2 ms in the engine with the bundled
+    family's five candidates and five thresholds (2% of a CPU target pass), so decisions back
+    off while the configuration stays (``max_replan_interval``: 1.15% faster where nothing
+    switched, the same within noise overall); ``min_relative_gain`` 0.1 ran 1.03x as fast as
+    0.03 greedy and 1.00x at temperature 1 (``bench/adaptive.py``, interleaved).
     """
 
     prior_strength: float | None = None
