@@ -304,8 +304,8 @@ class _Run:
 
     def _shadow_pass(self, committed: int) -> torch.Tensor:
         """The shadow (a cheap candidate out of the chain, rule 6) processes the committed text
-        it has not seen (all but the last token in an uncounted prefill when it lags more than
-        one token, then one 1-token pass) and returns its next-token logits ``[vocab]``: the
+        it has not seen (all but the last token in a prefill when it lags more than one token,
+        then one 1-token pass) and returns its next-token logits ``[vocab]``: the
         row its first draft would be drawn from. Timed into its shadow counters; the 1-token
         pass also teaches the replanner its cost."""
         model = self.shadow
