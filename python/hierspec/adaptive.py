@@ -602,21 +602,14 @@ class RatePosteriors:
             # prior): Beta-Bernoulli marginals of the sequence. Hypotheses not in use (weight
             # 0, only before max_runs draws) have no posterior to ask.
             active = weight > 0.0
-            if active.all():
-                grown = _sequence_log_likelihood(
-                    prior_weight * rate + counts[0],
-                    prior_weight * (1.0 - rate) + counts[1],
-                    successes,
-                    failures,
-                )
-            else:
-                grown = np.full(weight.shape, -np.inf)
-                grown[active] = _sequence_log_likelihood(
-                    prior_weight[active] * rate + counts[0][active],
-                    prior_weight[active] * (1.0 - rate) + counts[1][active],
-                    successes,
-                    failures,
-                )
+            rows = slice(None) if active.all() else active  # a view, not a copy, once all are
+            grown = np.full(weight.shape, -np.inf)
+            grown[rows] = _sequence_log_likelihood(
+                prior_weight[rows] * rate + counts[0][rows],
+                prior_weight[rows] * (1.0 - rate) + counts[1][rows],
+                successes,
+                failures,
+            )
             fresh = _log_beta_ratio(strength * rate, strength * (1.0 - rate), successes, failures)
             scale = max(float(grown.max()), fresh)
             # Run r + 1 (grown) and run 0 (a change), the two oldest merged into one.

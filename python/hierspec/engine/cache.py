@@ -23,10 +23,22 @@ import torch
 from ..protocol import DraftModel, prefill
 from .stats import LevelCounters
 
-__all__ = ["INITIAL_CAPACITY", "CacheOwner"]
+__all__ = ["INITIAL_CAPACITY", "CacheOwner", "check_logits"]
 
 # Tokens the token buffer starts with at most (8 KB of int64); it doubles when a write needs more.
 INITIAL_CAPACITY = 1024
+
+
+def check_logits(logits: torch.Tensor, num_tokens: int, level: DraftModel, name: str) -> None:
+    """``ValueError`` naming ``name`` (``level``'s role) unless ``level``'s pass over
+    ``num_tokens`` tokens returned logits ``[1, num_tokens, vocab_size]`` (more columns would
+    let ids >= vocab reach the level above)."""
+    if logits.shape != (1, num_tokens, level.vocab_size):
+        raise ValueError(
+            f"{name} ({level!r}) returned logits of shape {tuple(logits.shape)} for a pass "
+            f"over {num_tokens} tokens; expected (1, {num_tokens}, "
+            f"vocab_size={level.vocab_size})"
+        )
 
 
 class CacheOwner:
@@ -168,12 +180,7 @@ class CacheOwner:
         counters.tokens_processed += num_tokens
         if self.on_pass is not None:
             self.on_pass(level_index, num_tokens, elapsed)
-        if logits.shape != (1, num_tokens, level.vocab_size):
-            raise ValueError(
-                f"level {level_index} of the chain ({level!r}) returned logits of shape "
-                f"{tuple(logits.shape)} for a pass over {num_tokens} tokens; expected "
-                f"(1, {num_tokens}, vocab_size={level.vocab_size})"
-            )
+        check_logits(logits, num_tokens, level, f"level {level_index} of the chain")
         return logits
 
     # -- writes to the working texts -----------------------------------------------------------

@@ -55,7 +55,7 @@ from ..planning import MAX_DRAFT_LENGTH, Profile
 from ..protocol import DraftModel, prefill
 from ..sampling import SamplingConfig, draw, processed_probs
 from ..verify import verify
-from .cache import CacheOwner
+from .cache import CacheOwner, check_logits
 from .errors import RowChecks
 from .stats import GenerateOutput, GenerateStats, LevelCounters
 
@@ -325,11 +325,7 @@ class _Run:
         counter.shadow_tokens += committed - start
         counter.shadow_time_s += finished - started
         self.replanner.observe_pass(model, 1, finished - one_started)
-        if logits.shape != (1, 1, level.vocab_size):
-            raise ValueError(
-                f"candidate {model} ({level!r}) returned logits of shape {tuple(logits.shape)} "
-                f"for a pass over 1 token; expected (1, 1, vocab_size={level.vocab_size})"
-            )
+        check_logits(logits, 1, level, f"candidate {model}, shadowing the target")
         return logits[0, -1]
 
     def _score_shadow(self, shadow_logits: torch.Tensor, target_probs: torch.Tensor) -> None:
