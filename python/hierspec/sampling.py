@@ -49,6 +49,7 @@ __all__ = [
     "draw",
     "first_invalid_position",
     "is_distribution",
+    "overlap",
     "processed_probs",
     "sample",
 ]
@@ -110,6 +111,19 @@ class SamplingConfig:
     def is_greedy(self) -> bool:
         """True when tokens are the argmax (temperature 0)."""
         return self.temperature == 0.0
+
+
+def overlap(draft_probs: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """``[...]`` float64 ``sum_x min(p(x), q(x))`` per row of two ``[..., vocab]`` processed
+    distributions, clamped to ``[0, 1]`` against rounding: the probability that
+    :func:`hierspec.verify` accepts a draft drawn from ``draft_probs`` (policy.md rule 2).
+    The profiler's acceptance per position; the adaptive decoder's score of a shadow's
+    would-be draft (NaN for a row that is not a distribution).
+
+    >>> overlap(torch.tensor([[0.5, 0.5], [1.0, 0.0]]), torch.tensor([[0.25, 0.75], [1.0, 0.0]]))
+    tensor([0.7500, 1.0000], dtype=torch.float64)
+    """
+    return torch.minimum(draft_probs, target_probs).sum(dim=-1).double().clamp_(0.0, 1.0)
 
 
 def processed_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:

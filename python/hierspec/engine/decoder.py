@@ -53,7 +53,7 @@ from ..adaptive import (
 from ..levels import as_levels
 from ..planning import MAX_DRAFT_LENGTH, Profile
 from ..protocol import DraftModel, prefill
-from ..sampling import SamplingConfig, draw, processed_probs
+from ..sampling import SamplingConfig, draw, overlap, processed_probs
 from ..verify import verify
 from .cache import CacheOwner, check_logits
 from .errors import RowChecks
@@ -336,9 +336,9 @@ class _Run:
         the shadow's acceptance from the committed text alone (rule 6)."""
         assert self.shadow is not None and self.replanner is not None
         shadow_probs = processed_probs(shadow_logits, self.config)  # [vocab]
-        overlap = torch.minimum(shadow_probs, target_probs[0]).sum()
-        overlap, confidence = torch.stack([overlap, _confidence(shadow_logits)]).tolist()
-        accepted = self.shadow_random.random() < overlap  # NaN rows: rejected
+        rates = torch.stack([overlap(shadow_probs, target_probs[0]), _confidence(shadow_logits)])
+        probability, confidence = rates.tolist()
+        accepted = self.shadow_random.random() < probability  # NaN rows: rejected
         counter = self.model_counters[self.shadow]
         counter.shadow_scored += 1
         counter.shadow_accepted += int(accepted)

@@ -46,7 +46,7 @@ import torch
 from hierspec.engine import HierarchicalDecoder
 from hierspec.planning import EarlyStoppingRates
 from hierspec.protocol import DraftModel
-from hierspec.sampling import SamplingConfig, processed_probs
+from hierspec.sampling import SamplingConfig, overlap, processed_probs
 
 __all__ = [
     "acceptance_by_position",
@@ -73,13 +73,13 @@ def acceptance_by_position(
     """
     numerators = [0.0] * max_positions
     denominators = [0.0] * max_positions
-    for overlap in overlaps:
-        length = overlap.numel()
+    for row in overlaps:
+        length = row.numel()
         prefix = torch.ones(length, dtype=torch.float64)  # prod_{m<k} o[t+m] for t < length - k
         for position in range(min(max_positions, length)):
             span = length - position
             prefix = prefix[:span]
-            extended = prefix * overlap[position : position + span]
+            extended = prefix * row[position : position + span]
             denominators[position] += float(prefix.sum())
             numerators[position] += float(extended.sum())
             prefix = extended
@@ -102,16 +102,6 @@ def calibration_probs(
     confidence = torch.softmax(logits.double(), dim=-1).amax(dim=-1).nan_to_num(0.0)
     level.reset()
     return probs, confidence
-
-
-def overlap(draft_probs: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
-    """``[G]`` float64 ``sum_x min(p(x), q(x))`` per position of two ``[G, vocab]`` processed
-    distributions (module docstring), clamped to ``[0, 1]`` against rounding.
-
-    >>> overlap(torch.tensor([[0.5, 0.5], [1.0, 0.0]]), torch.tensor([[0.25, 0.75], [1.0, 0.0]]))
-    tensor([0.7500, 1.0000], dtype=torch.float64)
-    """
-    return torch.minimum(draft_probs, target_probs).sum(dim=-1).double().clamp_(0.0, 1.0)
 
 
 def calibration_passes(
@@ -172,9 +162,9 @@ def early_stopping_rates(
         drafts = [confidence >= threshold for confidence in confidences]
         rates = tuple(float(mask.double().mean()) for mask in drafts)
         bottom = [list(row) for row in acceptance]
-        for (i, j), overlap in overlaps.items():
+        for (i, j), pair_overlaps in overlaps.items():
             if bool(drafts[i].any()):
-                bottom[i][j] = float(overlap[drafts[i]].mean())
+                bottom[i][j] = float(pair_overlaps[drafts[i]].mean())
         table.append(EarlyStoppingRates(float(threshold), rates, tuple(map(tuple, bottom))))
     return tuple(table)
 
