@@ -1592,12 +1592,11 @@ class Replanner:
                 return 1.0
             return self.calibration_ratio(configuration_chain, configuration_threshold)
 
-        def score(entry: PlanEntry, candidate: float) -> float:
+        def score(entry: PlanEntry, latency: float, candidate: float) -> float:
             """The latency a candidate is compared at (module docstring, switching): at the
             cautious rates when it verifies a pair, or its bottom pair at a threshold, that the
             configuration in use does not (the target alone has no rate to be cautious about,
-            and pays for its shadow's pass)."""
-            latency = entry.latency + self.shadow_ms(entry.chain, costs)
+            and pays for its shadow's pass: ``latency`` at the means includes it)."""
             pairs = _adjacent_pairs(entry.chain)
             if (
                 cautious_lists is not None
@@ -1613,19 +1612,21 @@ class Replanner:
         # priced by ``score``; the first of equals wins (the configuration in use, then the
         # thresholds and the planner's order).
         current_calibrated = current * decision_ratio(chain, threshold)
-        options = [(current_calibrated, current, chain, draft_lengths, threshold)] + [
-            (
-                score(entry, candidate),
-                entry.latency + self.shadow_ms(entry.chain, costs),
-                tuple(entry.chain),
-                tuple(entry.draft_lengths),
-                candidate,
-            )
-            for candidate in candidates
+        options = [(current_calibrated, current, chain, draft_lengths, threshold)]
+        for candidate in candidates:
             for entry in plan(
                 costs, estimates, max_draft_length=max_draft_length, **stopping[candidate]
-            ).alternatives
-        ]
+            ).alternatives:
+                latency = entry.latency + self.shadow_ms(entry.chain, costs)
+                options.append(
+                    (
+                        score(entry, latency, candidate),
+                        latency,
+                        tuple(entry.chain),
+                        tuple(entry.draft_lengths),
+                        candidate,
+                    )
+                )
         best_score, best_latency, new_chain, new_lengths, best_threshold = min(
             options, key=lambda option: option[0]
         )

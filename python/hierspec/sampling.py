@@ -46,6 +46,7 @@ import torch
 __all__ = [
     "MIN_TEMPERATURE",
     "SamplingConfig",
+    "confidence",
     "draw",
     "first_invalid_position",
     "is_distribution",
@@ -124,6 +125,20 @@ def overlap(draft_probs: torch.Tensor, target_probs: torch.Tensor) -> torch.Tens
     tensor([0.7500, 1.0000], dtype=torch.float64)
     """
     return torch.minimum(draft_probs, target_probs).sum(dim=-1).double().clamp_(0.0, 1.0)
+
+
+def confidence(logits: torch.Tensor) -> torch.Tensor:
+    """``[...]`` the largest probability of ``softmax(logits)`` per row of ``[..., vocab]`` raw
+    logits, in their dtype (NaN counts as 0): a level's own confidence in its next token,
+    whatever the sampling configuration. What early stopping compares with
+    ``min_draft_confidence`` (policy.md rule 1): the engine's bottom level per draft, the
+    profiler per calibration position (in float64), the adaptive decoder's shadow.
+
+    >>> confidence(torch.tensor([[0.0, 0.0], [0.0, -math.inf]]))
+    tensor([0.5000, 1.0000])
+    """
+    shifted = logits - logits.amax(dim=-1, keepdim=True)
+    return torch.nan_to_num(1.0 / torch.exp(shifted).sum(dim=-1), nan=0.0)
 
 
 def processed_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:

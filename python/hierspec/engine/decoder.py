@@ -53,7 +53,7 @@ from ..adaptive import (
 from ..levels import as_levels
 from ..planning import MAX_DRAFT_LENGTH, Profile
 from ..protocol import DraftModel, prefill
-from ..sampling import SamplingConfig, draw, overlap, processed_probs
+from ..sampling import SamplingConfig, confidence, draw, overlap, processed_probs
 from ..verify import verify
 from .cache import CacheOwner, check_logits
 from .errors import RowChecks
@@ -336,13 +336,15 @@ class _Run:
         the shadow's acceptance from the committed text alone (rule 6)."""
         assert self.shadow is not None and self.replanner is not None
         shadow_probs = processed_probs(shadow_logits, self.config)  # [vocab]
-        rates = torch.stack([overlap(shadow_probs, target_probs[0]), _confidence(shadow_logits)])
-        probability, confidence = rates.tolist()
+        rates = torch.stack(
+            [overlap(shadow_probs, target_probs[0]), confidence(shadow_logits.float())]
+        )
+        probability, shadow_confidence = rates.tolist()
         accepted = self.shadow_random.random() < probability  # NaN rows: rejected
         counter = self.model_counters[self.shadow]
         counter.shadow_scored += 1
         counter.shadow_accepted += int(accepted)
-        self.replanner.observe_shadow(self.shadow, accepted, confidence)
+        self.replanner.observe_shadow(self.shadow, accepted, shadow_confidence)
 
     def _verify(
         self, draft_token_ids: torch.Tensor, draft_probs: torch.Tensor, target_probs: torch.Tensor
@@ -409,12 +411,12 @@ class _Run:
         for _ in range(draft_length):
             logits = owner.forward(0, num_tokens)
             if min_confidence > 0.0:
-                confidence = float(_confidence(logits[0, -1]))
-                if confidence < min_confidence:
+                row_confidence = float(confidence(logits[0, -1].float()))
+                if row_confidence < min_confidence:
                     break  # depends only on this level's own row: a stopping time, lossless
-                confidences.append(confidence)
+                confidences.append(row_confidence)
             elif self.report_confidences:
-                confidences.append(_confidence(logits[0, -1]))  # read with the verification
+                confidences.append(confidence(logits[0, -1].float()))  # read with the verification
             probs = processed_probs(logits[:, -1], config)  # [1, vocab]
             owner.append_bottom(draw(probs, config, generator))
             probs_rows.append(probs)
@@ -467,14 +469,6 @@ class _Run:
         # everything it holds (rule 3).
         handed_up = self.draft_lengths[level_index] if level_index < self.top - 1 else held
         return handed_up, emitted_probs[:, :handed_up]
-
-
-def _confidence(logits: torch.Tensor) -> torch.Tensor:
-    """The largest probability of ``softmax(logits)`` (one row ``[vocab]``), a 0-dim tensor on
-    the row's device: the level's own confidence in its next token, whatever the sampling
-    configuration. NaN counts as 0."""
-    scores = logits.float()
-    return torch.nan_to_num(1.0 / torch.exp(scores - scores.max()).sum(), nan=0.0)
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ import torch
 from hierspec.engine import HierarchicalDecoder
 from hierspec.planning import EarlyStoppingRates
 from hierspec.protocol import DraftModel
-from hierspec.sampling import SamplingConfig, overlap, processed_probs
+from hierspec.sampling import SamplingConfig, confidence, overlap, processed_probs
 
 __all__ = [
     "acceptance_by_position",
@@ -99,9 +99,9 @@ def calibration_probs(
     level.reset()
     logits = level.append(sequence[:, :-1])[0, prompt_length - 1 :]  # [G, vocab]
     probs = processed_probs(logits, sampling)
-    confidence = torch.softmax(logits.double(), dim=-1).amax(dim=-1).nan_to_num(0.0)
+    confidences = confidence(logits.double())
     level.reset()
-    return probs, confidence
+    return probs, confidences
 
 
 def calibration_passes(
@@ -132,9 +132,11 @@ def calibration_passes(
             on_pass()
         probs, confidences = [], []
         for level in levels:
-            level_probs, confidence = calibration_probs(level, sequence, ids.shape[1], sampling)
+            level_probs, level_confidence = calibration_probs(
+                level, sequence, ids.shape[1], sampling
+            )
             probs.append(level_probs)
-            confidences.append(confidence)
+            confidences.append(level_confidence)
             if on_pass is not None:
                 on_pass()
         yield probs, confidences
@@ -159,7 +161,7 @@ def early_stopping_rates(
     """
     table = []
     for threshold in thresholds:
-        drafts = [confidence >= threshold for confidence in confidences]
+        drafts = [model_confidence >= threshold for model_confidence in confidences]
         rates = tuple(float(mask.double().mean()) for mask in drafts)
         bottom = [list(row) for row in acceptance]
         for (i, j), pair_overlaps in overlaps.items():
@@ -227,8 +229,8 @@ def measure_acceptance(
             levels, prompt_ids, sampling, calibration_tokens, seed, on_pass=lambda: bar.update(1)
         )
         for probs, level_confidences in passes:
-            for model, confidence in enumerate(level_confidences):
-                confidences[model].append(confidence)
+            for model, model_confidence in enumerate(level_confidences):
+                confidences[model].append(model_confidence)
             positions += probs[-1].shape[0]
             for i, j in overlaps:
                 overlaps[(i, j)].append(overlap(probs[i], probs[j]))
