@@ -873,22 +873,28 @@ def test_the_scalar_beta_ratio_is_the_array_ones() -> None:
         assert scalar == pytest.approx(chain_rule, rel=1e-9, abs=1e-9)
 
 
-def test_the_cheapest_candidate_shadows_the_target_alone() -> None:
+def test_the_cheapest_candidate_shadows_every_chain_without_it() -> None:
     """The shadow is the cheapest candidate within shadow_max_cost of the target's 1-token
-    pass; what it scores feeds its pair as a first draft of a batch run without stopping."""
+    pass; it shadows the target alone and every chain it is not in, at one pass over each
+    cycle's committed tokens; what it scores feeds its pair as a first draft of a batch run
+    without stopping."""
     acceptance = tuple(tuple(row[:3]) for row in PRIOR[:3])
     profile = hierspec.Profile(
         ("small", "ngram", "target"),
-        ((2.0,) * 4, (0.3,) * 4, (84.0,) * 4),
+        ((2.0,) * 4, (0.3, 0.4, 0.6, 0.8), (84.0,) * 4),
         acceptance,
         early_stopping=(EarlyStoppingRates(0.5, (0.5, 0.5, 1.0), acceptance),),
     )
     replanner = Replanner(profile, AdaptiveConfig(discount=1.0, change_rate=0.0))
     assert replanner.shadow_model == 1  # 0.36% of the target; the small model is not cheapest
-    assert replanner.shadow_for((2,)) == 1 and replanner.shadow_for((1, 2)) is None
+    assert replanner.shadow_for((2,)) == 1 and replanner.shadow_for((0, 2)) == 1
+    assert replanner.shadow_for((1, 2)) is None and replanner.shadow_for((1, 0, 2)) is None
     costs = np.asarray(replanner.costs())
     assert replanner.shadow_ms((2,), costs) == pytest.approx(0.3)
-    assert replanner.shadow_ms((0, 2), costs) == 0.0
+    # One pass over the k tokens a target pass commits, per token: c(k) / k, interpolated.
+    assert replanner.shadow_ms((0, 2), costs, 3.0) == pytest.approx(0.6 / 3)
+    assert replanner.shadow_ms((0, 2), costs, 2.5) == pytest.approx(0.5 / 2.5)
+    assert replanner.shadow_ms((1, 2), costs, 3.0) == 0.0
     for limit in (0.0, 0.003):  # off, or the cheapest too dear
         assert Replanner(profile, AdaptiveConfig(shadow_max_cost=limit)).shadow_model is None
     evidence = replanner.estimator.evidence().copy()

@@ -708,5 +708,5 @@ def test_generate_reports_the_shadow_of_the_target_alone(checkpoints, tmp_path, 
     assert drafter["shadow_tokens"] == 24  # every token the target committed alone
     assert 0.0 <= drafter["shadow_acceptance"] <= 1.0
     assert drafter["passes_per_token"] == 0.0 and drafter["model_ms_per_token"] > 0.0
-    line = "shadowed the target alone on 24 tokens, would-be acceptance "
+    line = "shadowed the chain on 24 tokens, would-be acceptance "
     assert line + f"{drafter['shadow_acceptance']:.2f}" in printed

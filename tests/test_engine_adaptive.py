@@ -10,7 +10,8 @@ rule 6). Then:
   temperature 0.7 with top-k / top-p;
 - every transition of a long sampled output follows the target's transition matrix;
 - catch-up passes are counted; the real replanner leaves a drafter that does not pay and,
-  with a cheap shadow scoring its predictions while the target runs alone, comes back to it;
+  with a cheap shadow scoring its predictions while it is out of the chain (the target alone,
+  or a chain of larger drafts), comes back to it;
 - a request that never switches draws the static plan's tokens at the same seed.
 """
 
@@ -78,8 +79,8 @@ class ForcedReplanner(Replanner):
         self.calls = 0
         self.switches = 0
         self.thresholds_used: set[float] = set()
-        # The cheapest candidate shadows the target alone (a fifth of its cost or less), so the
-        # forced switches run the shadow's scoring too.
+        # The cheapest candidate shadows every chain it is not in (a fifth of the target's cost
+        # or less), so the forced switches run the shadow's scoring too.
         super().__init__(
             _profile(num_models),
             AdaptiveConfig(replan_interval=1, shadow_max_cost=shadow_max_cost),
@@ -140,7 +141,7 @@ def test_greedy_with_forced_switching_equals_the_target(switch_probability):
         early_stops += sum(level.early_stops for level in output.stats.levels)
         shadow_scored += output.stats.levels[0].shadow_scored
     assert early_stops > 0  # the thresholds did stop batches
-    assert shadow_scored > 20  # the cheapest model shadowed the target alone
+    assert shadow_scored > 20  # the cheapest model shadowed the chains without it
     assert replanner.switches > 50 and replanner.thresholds_used == {0.0, 0.3, 0.6}
 
 
@@ -475,3 +476,47 @@ def test_a_shadow_brings_the_decoder_back_to_drafting(shadow_max_cost):
     alone_decisions = [d for d in output.stats.decisions if d.previous_chain == (1,)]
     assert all("0->1" in d.acceptance for d in alone_decisions)
     assert alone_decisions[0].acceptance["0->1"] < 0.2
+
+
+@pytest.mark.parametrize("shadow_max_cost", [0.02, 0.0], ids=["shadow", "no-shadow"])
+def test_a_shadow_brings_the_cheap_drafter_back_into_a_chain_without_it(shadow_max_cost):
+    # The cheap drafter (1.5% of the target) is useless for the first 80 tokens, then predicts
+    # the target exactly; a medium drafter (20%, and 25% more per extra token verified) is
+    # good throughout. The decoder leaves the
+    # cheap drafter for `medium -> target`, a chain it is not in. With a shadow it keeps
+    # scoring the cheap drafter's predictions against the target's rows at the committed
+    # positions and takes it back once they match; without one that chain is where it stays.
+    hierarchy = synthetic_hierarchy(
+        [0.05, 0.9], [AffineCost(0.015), AffineCost(0.2, 0.05), AffineCost(1.0, 0.1)], seed=3
+    )
+    target = hierarchy.models[2]
+    prompt = torch.tensor([[1, 2]])
+    cheap = _Phased(hierarchy.models[0], MarkovLevel(target.log_probs), switch_at=2 + 80)
+    costs = [[1e3 * cost for cost in row] for row in hierarchy.costs_table(33)]  # ms
+    acceptance = ((1, 0.9, 0.9), (0, 1, 0.9), (0, 0, 1))
+    profile = hierspec.Profile(("cheap", "medium", "target"), tuple(map(tuple, costs)), acceptance)
+    config = AdaptiveConfig(
+        min_draft_confidence=0.0, learn_costs=False, shadow_max_cost=shadow_max_cost
+    )
+    decoder = HierarchicalDecoder.adaptive(
+        (cheap, hierarchy.models[1], target), profile, config, timer=lambda: hierarchy.clock.elapsed
+    )
+    output = decoder.generate(prompt, max_new_tokens=300, temperature=0)
+    alone = HierarchicalDecoder([target], []).generate(prompt, 300, temperature=0)
+    assert torch.equal(output.sequences, alone.sequences)
+    changes = output.stats.plan_changes
+    left = next(change for change in changes if 0 not in change.chain)
+    assert left.chain == (1, 2) and left.token < 80, changes
+    stats = output.stats.levels[0]
+    if not shadow_max_cost:
+        assert changes[-1] is left and stats.shadow_passes == 0
+        return
+    back = next(change for change in changes if change.token > left.token and 0 in change.chain)
+    assert back.token > 80, changes  # decisions come every 4 target passes (~50 tokens)
+    assert back.acceptance["0->2"] > 0.5 and back.catch_up_cost == 0.0
+    assert 0 in changes[-1].chain  # and drafted with it to the end
+    # It scored every token committed while out of the chain: rejected before new token 81,
+    # accepted from there on.
+    assert stats.shadow_scored == back.token - left.token
+    assert 0 < stats.shadow_accepted <= back.token - 81
+    assert 0 < stats.shadow_passes <= stats.shadow_scored

@@ -95,15 +95,17 @@ run are the profile's, with a wide posterior; without the caution the decoder mo
 configurations after one or two target passes and out again when they ran slower. A new draft
 length of the chain in use, and the fall back to the target alone, are judged at the means.
 
-The target alone (``AdaptiveConfig.shadow_max_cost``, ``fallback_min_gain``): a chain without
-drafts verifies nothing, so its estimates would freeze where they were when the decoder fell
-back, and the fall back would be for good. The cheapest candidate, when its pass costs at most
-``shadow_max_cost`` of the target's (the n-gram level, ~0.4%), shadows the target instead: it
-processes each committed token and its next-token row is scored against the token the target
-commits, as its first draft would have been (:meth:`Replanner.observe_shadow`). Its estimates
-keep moving, the decoder drafts again when the text turns copyable, and the fall back can be
-taken at a smaller predicted gain (``fallback_min_gain``, 3%: a request whose drafts do not pay
-runs about that much slower than the target alone at most, by the model).
+The shadow (``AdaptiveConfig.shadow_max_cost``, ``fallback_min_gain``): a model out of the
+chain is tested by nothing, so its estimates would freeze where they were when the decoder left
+it, and leaving it would be for good: the target alone verifies nothing at all, and a chain of
+large models without the n-gram level never learns that the text turned copyable. The cheapest
+candidate, when its pass costs at most ``shadow_max_cost`` of the target's (the n-gram level,
+~0.4%), shadows every chain it is not in: it processes the committed tokens and its row at each
+committed position is scored against the target's row there, as its first draft would have been
+(:meth:`Replanner.observe_shadow`). Its estimates keep moving, the decoder drafts with it again
+when the text turns copyable, and the fall back to the target alone can be taken at a smaller
+predicted gain (``fallback_min_gain``, 3%: a request whose drafts do not pay runs about that
+much slower than the target alone at most, by the model).
 
 The prompt: every model of a chain first prefills the prompt, and the one that joins later
 catches up on the text it missed with one such pass. The first configuration of a request is the
@@ -123,6 +125,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +133,7 @@ from .planning import (
     PlanEntry,
     Profile,
     RequestPlan,
-    _latency_of_lists,
+    _evaluate_lists,
     choose_min_draft_confidence,
     forward_cost_rows,
     pass_cost,
@@ -392,15 +395,16 @@ class AdaptiveConfig:
         against +11% at temperature 1, +32% against +37% greedy) but not the decoder faster
         (1.00x greedy, 0.97x +- 0.024 at temperature 1; ``docs/theory.md`` §10.1).
     shadow_max_cost
-        While the target runs alone, the cheapest candidate whose 1-token pass costs at most
-        this fraction of the target's (by the profile; 0: none) keeps up with the committed text
-        and scores its next-token prediction against each token the target commits: what its
-        draft's acceptance would have been (``min(1, p / q)`` of a draft from its own row, drawn
-        from a random stream of its own), and its confidence, feed its estimates as a first
-        draft would (:meth:`Replanner.observe_shadow`). The target alone is then no dead end:
-        when the text turns copyable the estimate says so and the decoder drafts again. The
-        bundled n-gram level costs about 0.4% of the target's pass; the shadow's cost is priced
-        into the target alone's latency.
+        While the chain does not include it, the cheapest candidate whose 1-token pass costs at
+        most this fraction of the target's (by the profile; 0: none) keeps up with the committed
+        text and scores its prediction at each committed position against the target's row
+        there: what its draft's acceptance would have been (rule 2's ``sum(min(p, q))`` for a
+        draft from its own row, drawn from a random stream of its own), and its confidence,
+        feed its estimates as a first draft would (:meth:`Replanner.observe_shadow`). Leaving
+        it (for the target alone, or for a chain of larger drafts) is then no dead end: when the
+        text turns copyable the estimate says so and the decoder drafts with it again. The
+        bundled n-gram level costs about 0.4% of the target's pass; the shadow's pass over each
+        cycle's committed tokens is priced into the latency of every chain it shadows.
     fallback_min_gain
         The gain the fall back to the target alone needs (instead of ``min_relative_gain``)
         while a candidate shadows the target (``shadow_max_cost``): a request whose drafts do
@@ -1200,7 +1204,7 @@ class Replanner:
         #: The threshold each request starts from.
         self.min_draft_confidence: float = threshold
         self._forward = forward_cost_rows(profile)
-        #: The candidate that shadows the target alone (``AdaptiveConfig.shadow_max_cost``):
+        #: The candidate that shadows every chain without it (``AdaptiveConfig.shadow_max_cost``):
         #: the cheapest whose 1-token pass costs at most that fraction of the target's; None
         #: when there is none.
         self.shadow_model: int | None = None
@@ -1329,29 +1333,38 @@ class Replanner:
                     estimator.observe(drafter, verifier, bottom, tested, accepted)
 
     def shadow_for(self, chain: Sequence[int]) -> int | None:
-        """The candidate that shadows ``chain`` (:attr:`shadow_model` when ``chain`` is the
-        target alone, else None): the engine scores its next-token prediction against each
-        token the target commits (:meth:`observe_shadow`)."""
-        return self.shadow_model if len(chain) == 1 else None
+        """The candidate that shadows ``chain`` (:attr:`shadow_model` when ``chain`` does not
+        include it, else None): the engine scores its prediction at each committed position
+        against the target's row there (:meth:`observe_shadow`)."""
+        model = self.shadow_model
+        return model if model is not None and model not in chain else None
 
     def observe_shadow(self, model: int, accepted: bool, confidence: float) -> None:
-        """The target alone committed a token; the shadow ``model``, from the same committed
-        text, would have drafted a token that the target's verification ``accepted`` (drawn
-        with the probability ``sum(min(p, q))`` of rule 2 for a draft from its row ``q``,
-        independently of the target's draws), with ``confidence`` (its largest probability).
-        Fed as a first draft of a bottom batch of one run without stopping: the pair's
-        acceptance, and what each threshold would have drafted of it."""
+        """The chain committed a token; the shadow ``model``, from the committed text before
+        it, would have drafted a token that the target's verification ``accepted`` (drawn
+        with the probability ``sum(min(p, q))`` of rule 2 for a draft from its row ``q``
+        against the target's row ``p`` there, independently of the target's draws), with
+        ``confidence`` (its largest probability). Fed as a first draft of a bottom batch of
+        one run without stopping: the pair's acceptance, and what each threshold would have
+        drafted of it."""
         target = len(self.profile.model_names) - 1
         bottom = BottomBatch((float(confidence),), 1, 0.0) if self.early_stopping else None
         self.observe(model, target, 1, int(accepted), bottom)
 
-    def shadow_ms(self, chain: Sequence[int], costs: np.ndarray) -> float:
-        """The shadow's 1-token pass per token of ``chain`` (0 without one) at ``costs``
-        (:meth:`costs`): what the target alone costs on top of its own pass."""
+    def shadow_ms(
+        self, chain: Sequence[int], costs: np.ndarray, tokens_per_target_pass: float = 1.0
+    ) -> float:
+        """The shadow's pass per committed token of ``chain`` (0 without one) at ``costs``
+        (:meth:`costs`): one pass per target cycle over the ``k`` tokens it committed,
+        ``c(k) / k`` at ``k = tokens_per_target_pass`` (``hierspec.Evaluation``; 1 for the
+        target alone; ``c`` interpolated between pass lengths): what ``chain`` costs on top of
+        its own passes."""
         model = self.shadow_for(chain)
         if model is None:
             return 0.0
-        return pass_cost(np.atleast_1d(costs[model]), 1)
+        row = np.atleast_1d(costs[model])
+        tokens = min(max(float(tokens_per_target_pass), 1.0), float(row.shape[0]))
+        return float(np.interp(tokens, np.arange(1, row.shape[0] + 1), row)) / tokens
 
     def observe_pass(self, model: int, num_tokens: int, seconds: float) -> None:
         """One timed forward pass of ``model`` (see :meth:`CostEstimator.observe`)."""
@@ -1568,16 +1581,25 @@ class Replanner:
                 name: None if value is None else value.tolist() for name, value in rates.items()
             }
 
-        def latency_at(
+        def evaluation_at(
             rates: list, configuration: Sequence[int], lengths: Sequence[int], rates_stopping
-        ) -> float:
-            return _latency_of_lists(
+        ) -> Any:
+            return _evaluate_lists(
                 costs_list, rates, list(configuration), list(lengths), **rates_stopping
             )
 
-        current = latency_at(
-            estimates.tolist(), chain, draft_lengths, as_lists(stopping[threshold])
-        ) + self.shadow_ms(chain, costs)
+        def with_shadow(evaluation: Any, configuration: Sequence[int]) -> float:
+            """The latency of ``evaluation`` plus the pass of the shadow of ``configuration``
+            (:meth:`shadow_ms`)."""
+            return evaluation.latency + self.shadow_ms(
+                configuration, costs, evaluation.tokens_per_target_pass
+            )
+
+        estimates_list = estimates.tolist()
+        current = with_shadow(
+            evaluation_at(estimates_list, chain, draft_lengths, as_lists(stopping[threshold])),
+            chain,
+        )
         in_use = _adjacent_pairs(chain)
         cautious = self._cautious_rates(chain, threshold, candidates, estimates, stopping, shifts)
         cautious_lists = None
@@ -1595,8 +1617,8 @@ class Replanner:
         def score(entry: PlanEntry, latency: float, candidate: float) -> float:
             """The latency a candidate is compared at (module docstring, switching): at the
             cautious rates when it verifies a pair, or its bottom pair at a threshold, that the
-            configuration in use does not (the target alone has no rate to be cautious about,
-            and pays for its shadow's pass: ``latency`` at the means includes it)."""
+            configuration in use does not (the target alone has no rate to be cautious about);
+            ``latency`` at the means, both with the pass of its shadow."""
             pairs = _adjacent_pairs(entry.chain)
             if (
                 cautious_lists is not None
@@ -1604,7 +1626,10 @@ class Replanner:
                 and (candidate != threshold or not pairs <= in_use)
             ):
                 rates, rates_stopping = cautious_lists[0], cautious_lists[1][candidate]
-                latency = latency_at(rates, entry.chain, entry.draft_lengths, rates_stopping)
+                latency = with_shadow(
+                    evaluation_at(rates, entry.chain, entry.draft_lengths, rates_stopping),
+                    entry.chain,
+                )
             return latency * decision_ratio(entry.chain, candidate)
 
         # The configuration in use at its posterior means against every configuration the
@@ -1614,10 +1639,18 @@ class Replanner:
         current_calibrated = current * decision_ratio(chain, threshold)
         options = [(current_calibrated, current, chain, draft_lengths, threshold)]
         for candidate in candidates:
+            stopping_lists = as_lists(stopping[candidate])
             for entry in plan(
                 costs, estimates, max_draft_length=max_draft_length, **stopping[candidate]
             ).alternatives:
-                latency = entry.latency + self.shadow_ms(entry.chain, costs)
+                latency = entry.latency
+                if self.shadow_for(entry.chain) is not None:  # its shadow's pass: per cycle
+                    latency = with_shadow(
+                        evaluation_at(
+                            estimates_list, entry.chain, entry.draft_lengths, stopping_lists
+                        ),
+                        entry.chain,
+                    )
                 options.append(
                     (
                         score(entry, latency, candidate),
@@ -1636,7 +1669,7 @@ class Replanner:
         # The target alone is no dead end while a candidate shadows it: leaving for it needs
         # less (AdaptiveConfig.fallback_min_gain).
         min_gain = self.config.min_relative_gain
-        if self.shadow_for(new_chain) is not None:
+        if len(new_chain) == 1 and self.shadow_for(new_chain) is not None:
             min_gain = self.config.fallback_min_gain
         switched = (new_chain, new_lengths, best_threshold) != (
             chain,
@@ -1648,7 +1681,7 @@ class Replanner:
         pairs = in_use | _adjacent_pairs(new_chain)
         for configuration_chain in (chain, new_chain):
             shadow = self.shadow_for(configuration_chain)
-            if shadow is not None:  # what the shadow learns while the target runs alone
+            if shadow is not None:  # what the shadow learns while it is out of the chain
                 pairs.add((shadow, configuration_chain[-1]))
         cost_scales: dict[str, float] = {}
         if self.cost_estimator is not None:

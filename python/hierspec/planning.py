@@ -663,18 +663,19 @@ def evaluate(
     )
 
 
-def _latency_of_lists(
+def _evaluate_lists(
     costs: list,
     acceptance: list[list[float]],
     chain: list[int],
     draft_lengths: list[int],
     continue_rates: list[float] | None = None,
     bottom_acceptance: list[list[float]] | None = None,
-) -> float:
-    """``evaluate(...).latency`` for arguments that are already plain lists of checked values
-    (``None``: no early stopping): no Python-side checks or conversions (the core still
-    refuses what it cannot evaluate). For the replanner, which prices some 15 configurations
-    per decision from arrays it built itself; everyone else calls :func:`evaluate`."""
+) -> Any:
+    """The core's evaluation (``latency``, ``tokens_per_target_pass``, ...) for arguments that
+    are already plain lists of checked values (``None``: no early stopping): no Python-side
+    checks or conversions (the core still refuses what it cannot evaluate). For the
+    replanner, which prices some 15 configurations per decision from arrays it built itself;
+    everyone else calls :func:`evaluate`."""
     return _core.evaluate(
         costs,
         acceptance,
@@ -682,7 +683,7 @@ def _latency_of_lists(
         draft_lengths,
         continue_rates=continue_rates or [],
         bottom_acceptance=bottom_acceptance or [],
-    ).latency
+    )
 
 
 def expected_latency(

@@ -60,7 +60,8 @@ class LevelReport:
     predicted_ms_per_token: float | None  # profile cost (forward + processing + truncate)
     acceptance: float | None
     profile_acceptance: float | None
-    # adaptive: tokens it shadowed the target alone on and its would-be drafts' acceptance there
+    # adaptive: tokens it shadowed the chain on (while out of it) and its would-be drafts'
+    # acceptance there
     shadow_tokens: int = 0
     shadow_acceptance: float | None = None
 
@@ -254,7 +255,7 @@ def print_generate_report(
                 line += f" (profile {level.profile_acceptance:.2f})"
         if level.shadow_tokens:
             line += (
-                f"; shadowed the target alone on {level.shadow_tokens} tokens, would-be "
+                f"; shadowed the chain on {level.shadow_tokens} tokens, would-be "
                 f"acceptance {level.shadow_acceptance:.2f}"
             )
         print(line)

@@ -264,15 +264,14 @@ class _Run:
         assert owner.pending(top) == 1, owner.pending(top)
         if top == 0:
             # The target alone: plain decoding, one pass of 1 token per token.
-            shadow_logits = None if self.shadow is None else self._shadow_pass(base)
             logits = owner.forward(0, 1)
             probs = processed_probs(logits[:, -1], self.config)  # [1, vocab]
             self.row_checks.track_alone(logits[:, -1:], probs[:, None], base)
             token = draw(probs, self.config, self.generator)
             owner.append_bottom(token)
             self.counters[0].record_verification(1)
-            if shadow_logits is not None:
-                self._score_shadow(shadow_logits, probs)
+            if self.shadow is not None:
+                self._shadow(base, probs[:, None])
             return
         # Rule 4: in the bonus state every level below the target has one more pending token,
         # processed by its first pass of the cycle.
@@ -301,50 +300,52 @@ class _Run:
             output_token_ids[:, accepted:emitted],
             levels_behind=1 if self.bonus_state else 0,
         )
+        if self.shadow is not None:
+            self._shadow(base, target_probs[:, :emitted])
 
-    def _shadow_pass(self, committed: int) -> torch.Tensor:
-        """The shadow (a cheap candidate out of the chain, rule 6) processes the committed text
-        it has not seen (all but the last token in a prefill when it lags more than one token,
-        then one 1-token pass) and returns its next-token logits ``[vocab]``: the
-        row its first draft would be drawn from. Timed into its shadow counters; the 1-token
-        pass also teaches the replanner its cost."""
+    def _shadow(self, base: int, target_probs: torch.Tensor) -> None:
+        """The shadow (the cheapest candidate, out of the chain; rule 6) scores the tokens the
+        cycle committed at ``base ..`` against the target's processed rows there
+        (``target_probs`` ``[1, emitted, vocab]``: each is the target's distribution given the
+        committed text before it). The shadow processes the committed text it has not seen
+        (a prefill up to ``base - 1``, then one pass over the last ``emitted`` tokens before the
+        newest, whose rows are the ones its first draft at each committed position would have
+        been drawn from) and for each row ``q`` against the target's ``p`` draws, from a random
+        stream of its own, rule 2's acceptance of a draft from ``q`` (probability
+        ``sum(min(p, q))``; greedy: 1 when the argmaxes agree): the replanner learns the
+        shadow's acceptance from the committed text alone. It ends holding all but the newest
+        committed token. Timed into its shadow counters; the scoring pass also teaches the
+        replanner its cost."""
         model = self.shadow
         assert model is not None and self.replanner is not None
         level = self.candidates[model]
         counter = self.model_counters[model]
-        start = level.length
-        assert start < committed, (start, committed)
+        emitted = target_probs.shape[1]
+        tokens = self.owner.tokens
         started = self.timer()
-        if committed - start > 1:
-            prefill(level, self.owner.tokens[:, start : committed - 1])
+        if level.length > base - 1:  # it holds the text up to the newest committed token
+            level.truncate(base - 1)
+        start = level.length
+        if start < base - 1:
+            prefill(level, tokens[:, start : base - 1])
             counter.shadow_passes += 1
-        one_started = self.timer()
-        logits = level.append(self.owner.tokens[:, committed - 1 : committed])
+        scoring_started = self.timer()
+        logits = level.append(tokens[:, base - 1 : base - 1 + emitted])  # [1, emitted, vocab]
         finished = self.timer()
         counter.shadow_passes += 1
-        counter.shadow_tokens += committed - start
+        counter.shadow_tokens += base - 1 + emitted - start
         counter.shadow_time_s += finished - started
-        self.replanner.observe_pass(model, 1, finished - one_started)
-        check_logits(logits, 1, level, f"candidate {model}, shadowing the target")
-        return logits[0, -1]
-
-    def _score_shadow(self, shadow_logits: torch.Tensor, target_probs: torch.Tensor) -> None:
-        """The target alone committed a token drawn from ``target_probs`` ``[1, vocab]``: score
-        the shadow's would-be draft from its processed row ``q`` against it. Rule 2 accepts such
-        a draft with probability ``sum(min(p, q))``; that Bernoulli is drawn from the shadow's
-        own random stream (greedy: 1 when the argmaxes agree, else 0), so the replanner learns
-        the shadow's acceptance from the committed text alone (rule 6)."""
-        assert self.shadow is not None and self.replanner is not None
-        shadow_probs = processed_probs(shadow_logits, self.config)  # [vocab]
+        self.replanner.observe_pass(model, emitted, finished - scoring_started)
+        check_logits(logits, emitted, level, f"candidate {model}, shadowing the chain")
+        shadow_probs = processed_probs(logits, self.config)  # [1, emitted, vocab]
         rates = torch.stack(
-            [overlap(shadow_probs, target_probs[0]), confidence(shadow_logits.float())]
-        )
-        probability, shadow_confidence = rates.tolist()
-        accepted = self.shadow_random.random() < probability  # NaN rows: rejected
-        counter = self.model_counters[self.shadow]
-        counter.shadow_scored += 1
-        counter.shadow_accepted += int(accepted)
-        self.replanner.observe_shadow(self.shadow, accepted, shadow_confidence)
+            [overlap(shadow_probs[0], target_probs[0]), confidence(logits[0].float()).double()]
+        ).tolist()
+        for probability, shadow_confidence in zip(*rates):
+            accepted = self.shadow_random.random() < probability  # NaN rows: rejected
+            counter.shadow_scored += 1
+            counter.shadow_accepted += int(accepted)
+            self.replanner.observe_shadow(model, accepted, shadow_confidence)
 
     def _verify(
         self, draft_token_ids: torch.Tensor, draft_probs: torch.Tensor, target_probs: torch.Tensor
@@ -716,7 +717,8 @@ class HierarchicalDecoder:
         the configuration stays) asks the planner for the best chain and draft lengths under
         the current estimates, switching between cycles when the predicted gain repays the
         passes that bring joining models up to date. The target alone is always an option,
-        and a cheap candidate shadows it (``config.shadow_max_cost``). Lossless: a switch
+        and the cheapest candidate shadows every chain it is not in (``config.shadow_max_cost``:
+        its estimates keep learning from the committed text). Lossless: a switch
         depends only on the committed past (policy.md rule 6).
 
         Parameters

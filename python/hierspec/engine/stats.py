@@ -68,10 +68,10 @@ class LevelStats:
         draft positions whose confidence was checked, and bottom calls that stopped before
         ``T_0`` drafts (0 without early stopping).
     shadow_passes, shadow_tokens, shadow_time_s
-        Adaptive decoder only: passes of the model as the target alone's shadow
+        Adaptive decoder only: passes of the model as the shadow of a chain it is not in
         (``AdaptiveConfig.shadow_max_cost``: keeping up with the committed text to score its
-        next-token prediction), the tokens they processed and their wall time. Not included in
-        ``forward_passes`` / ``time_s``.
+        prediction at each committed position), the tokens they processed and their wall
+        time. Not included in ``forward_passes`` / ``time_s``.
     shadow_scored, shadow_accepted : int
         The committed tokens the shadow's prediction was scored against, and how many of its
         would-be drafts the target's verification accepted (``shadow_acceptance_rate``).
@@ -106,7 +106,7 @@ class LevelStats:
     @property
     def shadow_acceptance_rate(self) -> float:
         """``shadow_accepted / shadow_scored``: the acceptance the model's drafts would have
-        had while it shadowed the target alone (NaN when it never did)."""
+        had while it shadowed the chain (NaN when it never did)."""
         return self.shadow_accepted / self.shadow_scored if self.shadow_scored else math.nan
 
     @property
