@@ -482,10 +482,10 @@ def test_a_shadow_brings_the_decoder_back_to_drafting(shadow_max_cost):
 def test_a_shadow_brings_the_cheap_drafter_back_into_a_chain_without_it(shadow_max_cost):
     # The cheap drafter (1.5% of the target) is useless for the first 80 tokens, then predicts
     # the target exactly; a medium drafter (20%, and 25% more per extra token verified) is
-    # good throughout. The decoder leaves the
-    # cheap drafter for `medium -> target`, a chain it is not in. With a shadow it keeps
-    # scoring the cheap drafter's predictions against the target's rows at the committed
-    # positions and takes it back once they match; without one that chain is where it stays.
+    # good throughout. The decoder leaves the cheap drafter for `medium -> target`, a chain it
+    # is not in. With a shadow it keeps scoring the cheap drafter's predictions against the
+    # target's rows at the committed positions and takes it back once they match; without one
+    # that chain is where it stays.
     hierarchy = synthetic_hierarchy(
         [0.05, 0.9], [AffineCost(0.015), AffineCost(0.2, 0.05), AffineCost(1.0, 0.1)], seed=3
     )

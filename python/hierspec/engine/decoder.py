@@ -323,9 +323,10 @@ class _Run:
         emitted = target_probs.shape[1]
         tokens = self.owner.tokens
         started = self.timer()
-        if level.length > base - 1:  # it holds the text up to the newest committed token
-            level.truncate(base - 1)
         start = level.length
+        # Out of the chain it holds a prefix of the committed text (CacheOwner.commit and
+        # switch_chain), and after its last scoring all but the newest token of that cycle.
+        assert start <= base - 1, (start, base)
         if start < base - 1:
             prefill(level, tokens[:, start : base - 1])
             counter.shadow_passes += 1
