@@ -338,9 +338,14 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, log) -> dict:
     target = configs[0]
     records = []
     started = time.perf_counter()
-    for index, prompt in enumerate(prompts):
+    seeds = 1 if sampling.is_greedy else args.seeds  # greedy output does not depend on it
+    runs_total = len(prompts) * seeds
+    for index, (prompt, repeat) in enumerate(
+        (prompt, repeat) for prompt in prompts for repeat in range(seeds)
+    ):
+        prompt_index = index // seeds
         input_ids = prompt["input_ids"]
-        seed = 1000 + index
+        seed = 1000 + prompt_index + 100_000 * repeat
         target_prefill_s = hf_prefill_seconds(family.models[-1], input_ids)
         runs: dict[str, Run] = {}
         outputs: dict[str, torch.Tensor] = {}
@@ -357,15 +362,18 @@ def run_mode(family, sampling: SamplingConfig, args, prompts, log) -> dict:
                 )
                 run = dataclasses.replace(run, identical=identical, first_mismatch=mismatch)
             runs[configuration.name] = run
-        records.append({"prompt": index, "category": prompt["category"], "runs": runs})
+        records.append(
+            {"prompt": prompt_index, "seed": seed, "category": prompt["category"], "runs": runs}
+        )
         elapsed = time.perf_counter() - started
         adaptive = runs["adaptive"]
         log(
-            f"[{label}] prompt {index + 1}/{len(prompts)} ({prompt['category']}): target "
+            f"[{label}] run {index + 1}/{runs_total} (prompt {prompt_index + 1}, seed {seed}, "
+            f"{prompt['category']}): target "
             f"{runs[target.name].decode_ms:.1f}, static {runs[configs[1].name].decode_ms:.1f}, "
             f"adaptive {adaptive.decode_ms:.1f} ms/token "
             f"({sum(d.switched for d in adaptive.decisions)} switches); "
-            f"{elapsed / (index + 1):.0f} s per prompt"
+            f"{elapsed / (index + 1):.0f} s per run"
         )
     return summarize_mode(label, sampling, profile, profile_path, plan, configs, prompts, records)
 
@@ -396,6 +404,14 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
             return None
         return statistics.fmean(ms(r, baseline) / ms(r, name) for r in group)
 
+    def standard_error(group, baseline: str | None, name: str = "adaptive") -> float | None:
+        """Standard error of :func:`ratio` (sample standard deviation of the per-run ratios
+        over the square root of their number; runs taken as independent)."""
+        if len(group) < 2 or baseline is None:
+            return None
+        values = [ms(r, baseline) / ms(r, name) for r in group]
+        return statistics.stdev(values) / math.sqrt(len(values))
+
     def prediction_error(group, name, field="predicted_decode_s") -> float:
         """Signed relative error of the predicted decode time, summed over ``group``."""
         measured = sum(r["runs"][name].decode_s for r in group)
@@ -406,7 +422,11 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
     for category in categories + ["all"]:
         group = [r for r in records if category in ("all", r["category"])]
         lookup = best_lookup(group)
-        row: dict[str, Any] = {"category": category, "prompts": len(group)}
+        row: dict[str, Any] = {
+            "category": category,
+            "prompts": len({r["prompt"] for r in group}),
+            "runs": len(group),
+        }
         row["decode_ms_per_token"] = {
             name: {
                 "median": statistics.median(ms(r, name) for r in group),
@@ -416,6 +436,7 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
         }
         row["prompt_lookup_best"] = lookup
         row["adaptive_vs_static"] = ratio(group, static.name)
+        row["adaptive_vs_static_se"] = standard_error(group, static.name)
         row["adaptive_vs_target"] = ratio(group, target.name)
         row["static_vs_target"] = ratio(group, target.name, static.name)
         row["adaptive_vs_hindsight_best"] = ratio(group, HINDSIGHT)
@@ -469,6 +490,7 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
     heldout = [r for r in records if r["category"] != UNGROUNDED]
     ungrounded = [r for r in records if r["category"] == UNGROUNDED]
 
+    worst_category = min(own, key=lambda row: row["adaptive_vs_static"])
     summary: dict[str, Any] = {
         "vs_static_ungrounded": by_category.get(UNGROUNDED, {}).get("adaptive_vs_static"),
         "vs_static_worst_category": worst("adaptive_vs_static"),
@@ -484,6 +506,15 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
             ungrounded, best_lookup(ungrounded), static.name
         ),
         "prompt_lookup_best": best_lookup(records),
+        "runs_per_prompt": len(records) // len({r["prompt"] for r in records}),
+        "standard_errors": {
+            "vs_static_ungrounded": standard_error(ungrounded, static.name),
+            "vs_static_worst_category": worst_category["adaptive_vs_static_se"],
+            "vs_static_worst_category_name": worst_category["category"],
+            "vs_static": standard_error(records, static.name),
+            "vs_hindsight_best": standard_error(records, HINDSIGHT),
+            "vs_prompt_lookup": standard_error(records, best_lookup(records)),
+        },
         "adaptive_variants": {
             name: {
                 "vs_static_ungrounded": by_category.get(UNGROUNDED, {})
@@ -509,11 +540,10 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
     readme = [
         r for r in records if prompts[r["prompt"]]["message"] == README_PROMPT
     ]  # the README's main job
-    if readme:
-        record = readme[0]
+    if readme:  # one run per seed
         summary["readme_main_job"] = {
-            "static_speedup_vs_target": ms(record, target.name) / ms(record, static.name),
-            "adaptive_speedup_vs_target": ms(record, target.name) / ms(record, "adaptive"),
+            "static_speedup_vs_target": ratio(readme, target.name, static.name),
+            "adaptive_speedup_vs_target": ratio(readme, target.name),
         }
     if sampling.is_greedy:
         summary["greedy_outputs_identical_to_target"] = all(
@@ -592,7 +622,12 @@ def record_to_json(record, names) -> dict:
                 for d in run.decisions
             ]
         runs[name] = entry
-    return {"prompt": record["prompt"], "category": record["category"], "runs": runs}
+    return {
+        "prompt": record["prompt"],
+        "seed": record["seed"],
+        "category": record["category"],
+        "runs": runs,
+    }
 
 
 def pair_name(pair: str, names) -> str:
@@ -619,7 +654,7 @@ def format_mode(mode: dict) -> str:
         "adaptive ms",
         "hindsight ms",
         "lookup ms",
-        "ad/static",
+        "ad/static (±se)",
         "ad/hindsight",
         "ad/lookup",
         "err static",
@@ -635,13 +670,18 @@ def format_mode(mode: dict) -> str:
         rows.append(
             (
                 row["category"],
-                str(row["prompts"]),
+                str(row["runs"]),
                 f"{times[names[0]]['median']:.1f}",
                 f"{times[names[1]]['median']:.1f}",
                 f"{times['adaptive']['median']:.1f}",
                 f"{times[HINDSIGHT]['median']:.1f}",
                 "-" if lookup is None else f"{times[lookup]['median']:.1f} ({lookup[14:]})",
-                number(row["adaptive_vs_static"], "x"),
+                number(row["adaptive_vs_static"], "x")
+                + (
+                    ""
+                    if row["adaptive_vs_static_se"] is None
+                    else f" ±{row['adaptive_vs_static_se']:.2f}"
+                ),
                 number(row["adaptive_vs_hindsight_best"], "x"),
                 number(row["adaptive_vs_prompt_lookup"], "x"),
                 error(row["prediction_error_static"]),
@@ -652,8 +692,8 @@ def format_mode(mode: dict) -> str:
         )
     summary = mode["summary"]
     lines = [
-        f"== {mode['label']} (decode ms/token: medians over prompts; ratios: means of per-prompt "
-        "speed ratios) ==",
+        f"== {mode['label']} (n: runs; decode ms/token: medians over runs; ratios: means of "
+        "per-run speed ratios) ==",
         format_table(header, rows),
         "summary: " + ", ".join(f"{key} {format_value(value)}" for key, value in summary.items()),
     ]
@@ -855,6 +895,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         help="also run the adaptive decoder with these AdaptiveConfig settings (e.g. "
         "'min_relative_gain=0.1,calibrate=False'), each compared in the same run",
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="runs per prompt in sampled modes, each configuration on the same seeds (1; "
+        "greedy runs once: its output does not depend on the seed)",
+    )
     parser.add_argument("--max-draft-length", type=int, default=16)
     parser.add_argument(
         "--profile-prompts",
@@ -872,6 +919,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=None, help="default: --out with .png")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
     defaults = {**FULL, "profile_prompts": 2, **QUICK} if args.quick else FULL
     for key, value in defaults.items():
         if getattr(args, key) is None:
@@ -938,8 +987,17 @@ def main(argv=None) -> int:
     results = {
         "summary": summary,
         "definitions": {
-            "speed ratio": "baseline decode ms/token / adaptive decode ms/token of one prompt "
-            "(> 1: adaptive faster); a category's ratio is the mean over its prompts",
+            "speed ratio": "baseline decode ms/token / adaptive decode ms/token of one run "
+            "(> 1: adaptive faster); a category's ratio is the mean over its runs (one per "
+            "prompt, --seeds per prompt in sampled modes, every configuration on the same "
+            "seed)",
+            "runs_per_prompt": "seeds per prompt (1 in greedy mode, whose output does not "
+            "depend on the seed)",
+            "standard_errors": "standard error of each mean ratio: sample standard deviation of "
+            "its per-run ratios / sqrt(runs), runs taken as independent; "
+            "vs_static_worst_category: that of the worst category (named). In sampled modes "
+            "configurations generate different texts from one seed, so a run's ratio carries "
+            "the spread of the texts besides the timing noise",
             "vs_static_ungrounded": "mean speed ratio adaptive vs the static plan of the same "
             "profile on the ungrounded prompts",
             "vs_static_worst_category": "the smallest category ratio adaptive vs static "
@@ -964,7 +1022,7 @@ def main(argv=None) -> int:
             "configuration had shown in the request so far: the decoder's own forecast, which "
             "its decisions compare)",
             "readme_main_job": "decode speedup over the target alone on the README prompt, "
-            "static plan (before) and adaptive (after)",
+            "static plan (before) and adaptive (after), mean over its runs",
             "decode time": "hierspec: stats.decode_time_s (after the prompt prefill); "
             "transformers: wall time minus a prefill of the target on the same prompt timed "
             "apart as transformers runs it (last-position logits only)",

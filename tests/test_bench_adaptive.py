@@ -63,3 +63,89 @@ def test_e2e_predicts_each_run_at_its_measured_acceptance(bench_import):
     for level in range(3):
         expected = (30 * first.passes_per_token[level] + 10 * second.passes_per_token[level]) / 40
         assert passes[level] == pytest.approx(expected)
+
+
+def test_seeds_must_be_positive(adaptive, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        adaptive.parse_arguments(["--seeds", "0"])
+    assert exit_info.value.code == 2
+    assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_summary_pairs_runs_by_seed_and_reports_standard_errors(adaptive):
+    """Several seeds per prompt: each (prompt, seed) run is one paired ratio; the summary's
+    standard errors are those of the mean ratios."""
+    import math
+    import statistics
+
+    import hierspec
+    from hierspec.sampling import SamplingConfig
+
+    costs = [[1.0] * 8, [3.0] * 8, [10.0] * 8]
+    acceptance = [[1.0, 0.5, 0.4], [0.0, 1.0, 0.8], [0.0, 0.0, 1.0]]
+    profile = hierspec.Profile(("a", "b", "target"), costs, acceptance)
+    plan = hierspec.plan(costs, acceptance, 4, model_names=profile.model_names)
+    configs = [
+        adaptive.Configuration("target alone", "target", (2,), (), 10.0),
+        adaptive.Configuration("static", "static", (0, 2), (2,), 5.0),
+        adaptive.Configuration("adaptive", "adaptive", (0, 2), (2,)),
+    ]
+    prompts = [
+        {"category": "summarize", "message": "m0"},
+        {"category": adaptive.UNGROUNDED, "message": "m1"},
+        {"category": adaptive.UNGROUNDED, "message": "m2"},
+    ]
+    static_ms = {(0, 0): 50, (0, 1): 60, (1, 0): 40, (1, 1): 80, (2, 0): 70, (2, 1): 55}
+    adaptive_ms = {(0, 0): 40, (0, 1): 75, (1, 0): 50, (1, 1): 64, (2, 0): 70, (2, 1): 50}
+
+    def run(ms):
+        seconds = ms * 1e-3 * 100
+        return adaptive.Run(seconds, seconds, 100, None, None, 5.0, 5.0)
+
+    records = [
+        {
+            "prompt": prompt,
+            "seed": 1000 + prompt + 100_000 * seed,
+            "category": prompts[prompt]["category"],
+            "runs": {
+                "target alone": run(100),
+                "static": run(static_ms[prompt, seed]),
+                "adaptive": run(adaptive_ms[prompt, seed]),
+            },
+        }
+        for prompt in range(3)
+        for seed in range(2)
+    ]
+    mode = adaptive.summarize_mode(
+        "temperature 1",
+        SamplingConfig(temperature=1.0),
+        profile,
+        "profile.json",
+        plan,
+        configs,
+        prompts,
+        records,
+    )
+
+    def ratios(keys):
+        return [static_ms[key] / adaptive_ms[key] for key in keys]
+
+    ungrounded = ratios([(1, 0), (1, 1), (2, 0), (2, 1)])
+    every = ratios(sorted(static_ms))
+    summary = mode["summary"]
+    assert summary["runs_per_prompt"] == 2
+    assert summary["vs_static_ungrounded"] == pytest.approx(statistics.fmean(ungrounded))
+    errors = summary["standard_errors"]
+    assert errors["vs_static_ungrounded"] == pytest.approx(statistics.stdev(ungrounded) / 2)
+    assert errors["vs_static"] == pytest.approx(statistics.stdev(every) / math.sqrt(6))
+    by_category = {row["category"]: row for row in mode["categories"]}
+    worst = min(
+        ("summarize", adaptive.UNGROUNDED), key=lambda c: by_category[c]["adaptive_vs_static"]
+    )
+    assert worst == "summarize"  # (50/40 + 60/75) / 2 against ungrounded's 1.0375
+    assert errors["vs_static_worst_category_name"] == worst
+    assert errors["vs_static_worst_category"] == pytest.approx(
+        by_category[worst]["adaptive_vs_static_se"]
+    )
+    assert by_category["summarize"]["prompts"] == 1
+    assert by_category["summarize"]["runs"] == 2
