@@ -192,3 +192,31 @@ def test_draw_greedy_is_the_race_on_one_hot_rows_without_touching_the_generator(
     tokens = draw(probs, config, torch.Generator().manual_seed(3))[:, 0]
     result = chi_square_test(torch.bincount(tokens, minlength=4), exact)
     assert result.p_value > 1e-4, result
+
+
+def test_inverse_cdf_skips_zero_tokens_and_never_runs_past_the_last_positive_one():
+    from hierspec.sampling import inverse_cdf
+
+    probs = torch.tensor([[0.0, 0.5, 0.0, 1.5, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    below_one = 1.0 - 2.0**-53  # the largest float64 uniform: u * sum may round up to the sum
+    cases = {0.0: [1, 0], 0.2499: [1, 0], 0.25: [3, 0], 0.9: [3, 0], below_one: [3, 0]}
+    for u, expected in cases.items():
+        uniforms = torch.full((2, 1), u, dtype=torch.float64)
+        assert inverse_cdf(probs, uniforms)[:, 0].tolist() == expected, u
+    # A total that u * total rounds up to: the clamp, not an index past the row.
+    total = torch.tensor([[0.1, 0.2, 0.7, 0.0]], dtype=torch.float64)
+    uniforms = torch.tensor([[below_one]], dtype=torch.float64)
+    assert inverse_cdf(total.float(), uniforms).item() == 2
+
+
+def test_sample_draws_one_uniform_per_row_from_the_generator():
+    """The random stream a row consumes: one float64 uniform (whatever the vocabulary)."""
+    probs = torch.softmax(torch.randn((3, 1000), generator=torch.Generator().manual_seed(2)), -1)
+    generator = torch.Generator().manual_seed(9)
+    tokens = sample(probs, generator)
+    reference = torch.Generator().manual_seed(9)
+    uniforms = torch.rand((3, 1), dtype=torch.float64, generator=reference)
+    assert torch.equal(generator.get_state(), reference.get_state())
+    cumulative = probs.double().cumsum(-1)
+    expected = (cumulative > uniforms * cumulative[:, -1:]).int().argmax(-1, keepdim=True)
+    assert torch.equal(tokens, expected)
