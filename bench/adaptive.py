@@ -37,8 +37,10 @@ transformers reports no prefill, so its wall time minus a prefill of the target 
 timed apart as transformers runs it). Greedy: every hierspec output must equal the target alone's
 token for token (recorded; exit status 1 otherwise).
 
-Ratios (speed, decode time; > 1: adaptive is faster) are means over prompts of per-prompt
-``baseline_ms / adaptive_ms``; see ``definitions`` in the JSON for each summary entry.
+Ratios (speed, decode time; > 1: adaptive is faster) are means over runs of per-run
+``baseline_ms / adaptive_ms`` (a run: one prompt, or with ``--seeds N`` one prompt and seed in
+sampled modes, every configuration on that seed), each with its standard error in the summary's
+``standard_errors``; see ``definitions`` in the JSON for each summary entry.
 
 Usage:
     OMP_NUM_THREADS=1 python bench/adaptive.py           # the full run (~1 hour, 2-core CPU)
