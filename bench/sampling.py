@@ -78,10 +78,9 @@ def per_row(repeats: int) -> list[dict[str, Any]]:
     return rows_out
 
 
-def end_to_end(prompts: int, log) -> dict[str, Any]:
+def end_to_end(family, prompts: int, log) -> dict[str, Any]:
     from adaptive import select_prompts
 
-    _, _, family = start_family_benchmark("sampling", 1, None, False)
     models = dict(zip(family.names, family.models))
     chains = {
         "ngram -> target T=2": ([models["ngram"], models["target"]], [2]),
@@ -145,13 +144,12 @@ def main() -> None:
         parser.error(
             f"--repeats must be >= 1 and --prompts >= 0, got {args.repeats}, {args.prompts}"
         )
-    torch.set_num_threads(1)
-    report = Report("sampling")
     started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
-
+    if args.prompts:  # one thread, the family (EOS off), the report and a timed log
+        report, log, family = start_family_benchmark("sampling", 1, None, False)
+    else:
+        torch.set_num_threads(1)
+        report = Report("sampling")
     rows = per_row(args.repeats)
     print(
         format_table(
@@ -161,16 +159,16 @@ def main() -> None:
     )
     results: dict[str, Any] = {"vocab": VOCAB, "per_row": rows}
     if args.prompts:
-        results["end_to_end"] = end_to_end(args.prompts, log)
+        results["end_to_end"] = end_to_end(family, args.prompts, log)
         for name, entry in results["end_to_end"].items():
             print(
                 f"{name}: race {entry['decode_ms_per_token']['exponential race']:.1f}, inverse "
                 f"cdf {entry['decode_ms_per_token']['inverse cdf']:.1f} ms/token; speed ratio "
-                f"{entry['speed_ratio_inverse_cdf_vs_race']:.3f} +- {entry['standard_error']:.3f}"
+                f"{entry['speed_ratio_inverse_cdf_vs_race']:.3f}"
+                + ("" if entry["standard_error"] is None else f" +- {entry['standard_error']:.3f}")
             )
     results["duration_s"] = time.perf_counter() - started
     report.write(args.out, results)
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
