@@ -255,10 +255,10 @@ def sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     exact up to float64 rounding, about ``1e-16`` of the total). Zero-probability tokens are never
     drawn and a one-hot row always yields its index, so greedy decoding needs no separate path.
     All randomness comes from ``generator`` (on ``probs.device``); nothing reads the global RNG.
-    One row of a 49k vocabulary costs about 0.06 ms on one CPU core, where an exponential race
+    One row of a 49k vocabulary costs about 0.1 ms on one CPU core, where an exponential race
     (``argmax_v probs[v] / E[v]``, ``vocab`` exponentials: :func:`hierspec.verify`'s resampling
-    method) or ``torch.multinomial`` cost about 0.85 ms, and this runs once per draft of the
-    bottom level.
+    method) or ``torch.multinomial`` cost about 0.8 ms (``bench/sampling.py``), and this runs
+    once per draft of the bottom level.
     """
     uniforms = torch.rand(
         (probs.shape[0], 1), dtype=torch.float64, generator=generator, device=probs.device
