@@ -72,6 +72,7 @@ from harness import (
     hf_prefill_seconds,
     planned_profile,
     single_draft_length,
+    standard_error,
     start_family_benchmark,
 )
 
@@ -406,13 +407,12 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
             return None
         return statistics.fmean(ms(r, baseline) / ms(r, name) for r in group)
 
-    def standard_error(group, baseline: str | None, name: str = "adaptive") -> float | None:
+    def ratio_error(group, baseline: str | None, name: str = "adaptive") -> float | None:
         """Standard error of :func:`ratio` (sample standard deviation of the per-run ratios
         over the square root of their number; runs taken as independent)."""
-        if len(group) < 2 or baseline is None:
+        if baseline is None:
             return None
-        values = [ms(r, baseline) / ms(r, name) for r in group]
-        return statistics.stdev(values) / math.sqrt(len(values))
+        return standard_error([ms(r, baseline) / ms(r, name) for r in group])
 
     def prediction_error(group, name, field="predicted_decode_s") -> float:
         """Signed relative error of the predicted decode time, summed over ``group``."""
@@ -438,7 +438,7 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
         }
         row["prompt_lookup_best"] = lookup
         row["adaptive_vs_static"] = ratio(group, static.name)
-        row["adaptive_vs_static_se"] = standard_error(group, static.name)
+        row["adaptive_vs_static_se"] = ratio_error(group, static.name)
         row["adaptive_vs_target"] = ratio(group, target.name)
         row["static_vs_target"] = ratio(group, target.name, static.name)
         row["adaptive_vs_hindsight_best"] = ratio(group, HINDSIGHT)
@@ -510,12 +510,12 @@ def summarize_mode(label, sampling, profile, profile_path, plan, configs, prompt
         "prompt_lookup_best": best_lookup(records),
         "runs_per_prompt": len(records) // len({r["prompt"] for r in records}),
         "standard_errors": {
-            "vs_static_ungrounded": standard_error(ungrounded, static.name),
+            "vs_static_ungrounded": ratio_error(ungrounded, static.name),
             "vs_static_worst_category": worst_category["adaptive_vs_static_se"],
             "vs_static_worst_category_name": worst_category["category"],
-            "vs_static": standard_error(records, static.name),
-            "vs_hindsight_best": standard_error(records, HINDSIGHT),
-            "vs_prompt_lookup": standard_error(records, best_lookup(records)),
+            "vs_static": ratio_error(records, static.name),
+            "vs_hindsight_best": ratio_error(records, HINDSIGHT),
+            "vs_prompt_lookup": ratio_error(records, best_lookup(records)),
         },
         "adaptive_variants": {
             name: {

@@ -83,7 +83,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import RESULTS, Report, add_prompt_arguments, format_table
+from harness import RESULTS, Report, add_prompt_arguments, format_table, standard_error
 
 import hierspec
 from hierspec.adaptive import (
@@ -449,10 +449,8 @@ def score_grid(
 
 def mean_and_stderr(differences: Sequence[float]) -> tuple[float, float]:
     """Mean and standard error of paired differences (standard error 0 for one)."""
-    mean = statistics.fmean(differences)
-    if len(differences) < 2:
-        return mean, 0.0
-    return mean, statistics.stdev(differences) / math.sqrt(len(differences))
+    error = standard_error(differences)
+    return statistics.fmean(differences), 0.0 if error is None else error
 
 
 def paired_series(mine: Sequence[float], theirs: Sequence[float]) -> tuple[float, ...]:

@@ -23,7 +23,9 @@ Scripts import it as ``from harness import ...`` (``bench/`` is the script's fol
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -378,6 +380,14 @@ def add_prompt_arguments(
         help=f"sampling modes ({' '.join(full['modes'])}"
         + (f"; quick: {' '.join(quick['modes'])})" if quick is not None else ")"),
     )
+
+
+def standard_error(values: Sequence[float]) -> float | None:
+    """Standard error of the mean of ``values`` (sample standard deviation / sqrt(n), the values
+    taken as independent); ``None`` for fewer than two."""
+    if len(values) < 2:
+        return None
+    return statistics.stdev(values) / math.sqrt(len(values))
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], gap: str = "  ") -> str:

@@ -28,14 +28,13 @@ Writes bench/results/sampling-cpu.json.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from harness import RESULTS, Report, format_table, start_family_benchmark
+from harness import RESULTS, Report, format_table, standard_error, start_family_benchmark
 
 import hierspec.sampling
 from hierspec import HierarchicalDecoder
@@ -125,9 +124,7 @@ def end_to_end(family, prompts: int, log) -> dict[str, Any]:
             "prompts": len(ratios),
             "decode_ms_per_token": {m: statistics.fmean(v) for m, v in by_method.items()},
             "speed_ratio_inverse_cdf_vs_race": statistics.fmean(ratios),
-            "standard_error": statistics.stdev(ratios) / math.sqrt(len(ratios))
-            if len(ratios) > 1
-            else None,
+            "standard_error": standard_error(ratios),
         }
     return result
 
