@@ -853,26 +853,6 @@ def test_posteriors_are_computed_once_per_observation() -> None:
     assert before[2][0] == 0.0 and after[2][0] == pytest.approx(6.0)
 
 
-def test_the_scalar_beta_ratio_is_the_array_ones() -> None:
-    """``_log_beta_ratio`` (the fresh run's likelihood, Python floats: the fast path of every
-    observation) is ``_sequence_log_likelihood`` of one prior, and both are the log probability
-    of the sequence enumerated by the chain rule of the Beta-Bernoulli predictive."""
-    from hierspec.adaptive import _log_beta_ratio, _sequence_log_likelihood
-
-    rng = np.random.default_rng(7)
-    for _ in range(200):
-        alpha, beta = rng.uniform(0.01, 300.0, size=2)
-        successes, failures = (int(n) for n in rng.integers(0, 20, size=2))
-        scalar = _log_beta_ratio(float(alpha), float(beta), successes, failures)
-        array = _sequence_log_likelihood(np.array([alpha]), np.array([beta]), successes, failures)
-        assert scalar == pytest.approx(float(array[0]), rel=1e-9, abs=1e-9)
-        chain_rule, a, b = 0.0, alpha, beta  # successes first, then failures (exchangeable)
-        for outcome in [1] * successes + [0] * failures:
-            chain_rule += math.log((a if outcome else b) / (a + b))
-            a, b = a + outcome, b + 1 - outcome
-        assert scalar == pytest.approx(chain_rule, rel=1e-9, abs=1e-9)
-
-
 def test_the_cheapest_candidate_shadows_every_chain_without_it() -> None:
     """The shadow is the cheapest candidate within shadow_max_cost of the target's 1-token
     pass; it shadows the target alone and every chain it is not in, at one pass over each

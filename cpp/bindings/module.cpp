@@ -229,4 +229,20 @@ PYBIND11_MODULE(_core, module) {
       py::arg("costs"), py::arg("acceptance"), py::arg("max_draft_length"),
       py::arg("continue_rates") = Rates{},
       py::arg("bottom_acceptance") = AcceptanceMatrix{});
+
+  py::class_<hierspec::RatePosteriors>(
+      module, "RatePosteriors",
+      "Online posteriors of Bernoulli rates with discounting and change points "
+      "(hierspec/rates.hpp; hierspec.adaptive.RatePosteriors is the typed API).")
+      .def(py::init<std::vector<double>, std::vector<double>, double, double, int>(),
+           py::arg("prior"), py::arg("strength"), py::arg("discount"),
+           py::arg("change_rate") = 0.0, py::arg("max_runs") = 32)
+      .def("observe", &hierspec::RatePosteriors::observe, py::arg("entry"),
+           py::arg("successes"), py::arg("failures"),
+           "Draws of rate `entry` (flat index): successes, then failures.")
+      .def("means", &hierspec::RatePosteriors::means)
+      .def("stds", &hierspec::RatePosteriors::stds)
+      .def("evidence", &hierspec::RatePosteriors::evidence)
+      .def_property_readonly("size", &hierspec::RatePosteriors::size)
+      .def_property_readonly("runs", &hierspec::RatePosteriors::runs);
 }

@@ -129,6 +129,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from .planning import (
     PlanEntry,
     Profile,
@@ -516,33 +517,6 @@ def _sigmoid(value: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-value))
 
 
-def _sequence_log_likelihood(
-    alpha: np.ndarray, beta: np.ndarray, successes: int, failures: int
-) -> np.ndarray:
-    """``log B(alpha + successes, beta + failures) - log B(alpha, beta)``, elementwise: the log
-    probability of a given sequence of ``successes`` and ``failures`` Bernoulli draws whose rate
-    has the prior ``Beta(alpha, beta)`` (the product of the sequential predictive
-    probabilities)."""
-    alpha, beta = alpha[:, None], beta[:, None]
-    return (
-        np.log(alpha + np.arange(successes)).sum(axis=1)
-        + np.log(beta + np.arange(failures)).sum(axis=1)
-        - np.log(alpha + beta + np.arange(successes + failures)).sum(axis=1)
-    )
-
-
-def _log_beta_ratio(alpha: float, beta: float, successes: int, failures: int) -> float:
-    """:func:`_sequence_log_likelihood` of one prior (Python floats)."""
-    return (
-        math.lgamma(alpha + successes)
-        - math.lgamma(alpha)
-        + math.lgamma(beta + failures)
-        - math.lgamma(beta)
-        - math.lgamma(alpha + beta + successes + failures)
-        + math.lgamma(alpha + beta)
-    )
-
-
 class RatePosteriors:
     """Posterior means of Bernoulli rates (one per entry of ``prior``), learned from counts of
     successes and failures: the core of :class:`AcceptanceEstimator` and
@@ -558,6 +532,11 @@ class RatePosteriors:
     ``change_rate == 0`` there is one run and the mean is ``(w p + successes) / (w + draws)``.
     ``change_rate`` and ``max_runs`` are checked here; ``prior`` and ``strength`` by the
     estimators, which know their shapes.
+
+    The state and its update live in the C++ core (``hierspec/rates.hpp``): the engine
+    observes every verification into one acceptance and, per early-stopping threshold, two
+    more rates, and the update there costs about a microsecond where numpy's small-array calls
+    cost about 100.
     """
 
     def __init__(
@@ -574,114 +553,52 @@ class RatePosteriors:
             raise ValueError(f"max_runs must be >= 2, got {max_runs!r}")
         self.prior = prior
         self.strength = strength
-        self.discount = float(discount)
-        self.change_rate = float(change_rate)
-        runs = 1 if change_rate == 0.0 else int(max_runs)
-        shape = (runs, *prior.shape)
+        self._shape = prior.shape
+        self._core = _core.RatePosteriors(
+            prior.ravel().tolist(),
+            np.broadcast_to(strength, prior.shape).ravel().tolist(),
+            float(discount),
+            float(change_rate),
+            int(max_runs),
+        )
         # means / stds / evidence of the current state, computed once between two observations
         # (a decision asks each estimator for them several times; observe clears it).
         self._memo: dict[str, np.ndarray] = {}
-        # Per run-length hypothesis r (0: the newest run) and rate: the hypothesis' posterior
-        # weight, the prior's remaining pseudo-observations and the discounted counts.
-        self._run_weight = np.zeros(shape)
-        self._run_weight[0] = 1.0
-        self._prior_weight = np.zeros(shape)
-        self._prior_weight[0] = strength
-        self._successes = np.zeros(shape)
-        self._failures = np.zeros(shape)
 
     def observe(self, index: tuple[int, ...], successes: int, failures: int) -> None:
         """Draws of rate ``index``: ``successes`` successes, then ``failures`` failures."""
-        draws = successes + failures
-        if draws == 0:
-            return
-        entry = (slice(None), *index)
-        weight = self._run_weight[entry]
-        prior_weight = self._prior_weight[entry]
-        counts = [self._successes[entry], self._failures[entry]]
-        if self.change_rate > 0.0:
-            rate = min(max(float(self.prior[index]), _RATE_FLOOR), 1.0 - _RATE_FLOOR)
-            strength = float(self.strength[index])
-            # The draws' probability under each run's posterior and under a new run (the
-            # prior): Beta-Bernoulli marginals of the sequence. Hypotheses not in use (weight
-            # 0, only before max_runs draws) have no posterior to ask.
-            active = weight > 0.0
-            rows = slice(None) if active.all() else active  # a view, not a copy, once all are
-            grown = np.full(weight.shape, -np.inf)
-            grown[rows] = _sequence_log_likelihood(
-                prior_weight[rows] * rate + counts[0][rows],
-                prior_weight[rows] * (1.0 - rate) + counts[1][rows],
-                successes,
-                failures,
-            )
-            fresh = _log_beta_ratio(strength * rate, strength * (1.0 - rate), successes, failures)
-            scale = max(float(grown.max()), fresh)
-            # Run r + 1 (grown) and run 0 (a change), the two oldest merged into one.
-            new_weight = np.empty_like(weight)
-            new_weight[1:] = weight[:-1] * np.exp(grown[:-1] - scale)
-            oldest = weight[-1] * math.exp(float(grown[-1]) - scale)
-            new_weight *= 1.0 - self.change_rate
-            oldest *= 1.0 - self.change_rate
-            new_weight[0] = self.change_rate * float(weight.sum()) * math.exp(fresh - scale)
-            shifted = [np.empty_like(weight) for _ in range(3)]
-            for target, values, first in zip(shifted, (prior_weight, *counts), (strength, 0, 0)):
-                target[0] = first
-                target[1:] = values[:-1]
-            total = float(new_weight[-1]) + oldest
-            if total > 0.0:
-                for target, values in zip(shifted, (prior_weight, *counts)):
-                    target[-1] = (new_weight[-1] * target[-1] + oldest * values[-1]) / total
-            new_weight[-1] = total
-            weight = new_weight / new_weight.sum()
-            prior_weight, counts = shifted[0], shifted[1:]
-        decay = self.discount**draws
+        if len(index) != len(self._shape) or not all(
+            0 <= i < n for i, n in zip(index, self._shape)
+        ):
+            raise IndexError(f"index {index!r} is out of range for rates of shape {self._shape}")
+        flat = 0
+        for i, n in zip(index, self._shape):
+            flat = flat * n + int(i)
+        self._core.observe(flat, int(successes), int(failures))
         self._memo.clear()
-        self._run_weight[entry] = weight
-        self._prior_weight[entry] = decay * prior_weight
-        self._successes[entry] = decay * counts[0] + successes
-        self._failures[entry] = decay * counts[1] + failures
 
-    def _memoized(self, name: str, compute) -> np.ndarray:
-        """A copy of ``compute()``, computed once per state (:attr:`_memo`)."""
+    def _memoized(self, name: str) -> np.ndarray:
+        """A copy of the core's ``name`` (``means``, ``stds``, ``evidence``), read once per
+        state (:attr:`_memo`)."""
         value = self._memo.get(name)
         if value is None:
-            value = self._memo[name] = compute()
+            value = np.array(getattr(self._core, name)()).reshape(self._shape)
+            self._memo[name] = value
         return value.copy()
 
     def evidence(self) -> np.ndarray:
         """Discounted draws per rate (expected over the run length)."""
-        return self._memoized(
-            "evidence", lambda: (self._run_weight * (self._successes + self._failures)).sum(axis=0)
-        )
-
-    def _run_posteriors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per run-length hypothesis and rate, the Beta posterior's mean and its
-        pseudo-observations plus discounted draws (0 and 0 in hypotheses not in use)."""
-        size = self._prior_weight + self._successes + self._failures
-        numerator = self._prior_weight * self.prior + self._successes
-        means = np.divide(numerator, size, out=np.zeros_like(numerator), where=size > 0.0)
-        return means, size
+        return self._memoized("evidence")
 
     def means(self) -> np.ndarray:
         """Posterior means (the prior where a rate has no draws)."""
-        return self._memoized("means", self._means)
-
-    def _means(self) -> np.ndarray:
-        means, _ = self._run_posteriors()
-        return (self._run_weight * means).sum(axis=0)
+        return self._memoized("means")
 
     def stds(self) -> np.ndarray:
         """Posterior standard deviations (of the mixture over the run length): each run's Beta
         posterior has variance ``m (1 - m) / (n + 1)`` (``m`` its mean, ``n`` its discounted
         pseudo-observations and draws)."""
-        return self._memoized("stds", self._stds)
-
-    def _stds(self) -> np.ndarray:
-        means, size = self._run_posteriors()
-        variances = means * (1.0 - means) / (size + 1.0)
-        mean = (self._run_weight * means).sum(axis=0)
-        second = (self._run_weight * (variances + means**2)).sum(axis=0)
-        return np.sqrt(np.maximum(second - mean**2, 0.0))
+        return self._memoized("stds")
 
 
 def _adjacent_pairs(chain: Sequence[int]) -> set[tuple[int, int]]:
