@@ -149,3 +149,66 @@ def test_summary_pairs_runs_by_seed_and_reports_standard_errors(adaptive):
     )
     assert by_category["summarize"]["prompts"] == 1
     assert by_category["summarize"]["runs"] == 2
+
+
+def test_cross_seed_hindsight_is_chosen_on_the_other_seeds(adaptive):
+    """With two seeds per prompt, the hindsight best of each run is the static configuration
+    with the least decode time on the prompt's other run, timed on this one; with one run per
+    prompt there is none."""
+    import statistics
+
+    import hierspec
+    from hierspec.sampling import SamplingConfig
+
+    costs = [[1.0] * 8, [10.0] * 8]
+    acceptance = [[1.0, 0.5], [0.0, 1.0]]
+    profile = hierspec.Profile(("a", "target"), costs, acceptance)
+    plan = hierspec.plan(costs, acceptance, 4, model_names=profile.model_names)
+    configs = [
+        adaptive.Configuration("target alone", "target", (1,), (), 10.0),
+        adaptive.Configuration("static", "static", (0, 1), (2,), 5.0),
+        adaptive.Configuration("adaptive", "adaptive", (0, 1), (2,)),
+    ]
+    prompts = [{"category": "summarize", "message": "m0"}]
+    # seed 0: static faster; seed 1: the target alone faster (each the other's choice).
+    times = [
+        {"target alone": 60, "static": 40, "adaptive": 50},
+        {"target alone": 45, "static": 70, "adaptive": 50},
+    ]
+
+    def run(ms):
+        seconds = ms * 1e-3 * 100
+        return adaptive.Run(seconds, seconds, 100, None, None, 5.0, 5.0)
+
+    def summary(seeds):
+        records = [
+            {
+                "prompt": 0,
+                "seed": 1000 + 100_000 * seed,
+                "category": "summarize",
+                "runs": {name: run(ms) for name, ms in times[seed].items()},
+            }
+            for seed in seeds
+        ]
+        return adaptive.summarize_mode(
+            "temperature 1",
+            SamplingConfig(temperature=1.0),
+            profile,
+            "p.json",
+            plan,
+            configs,
+            prompts,
+            records,
+        )["summary"]
+
+    both = summary([0, 1])
+    assert both["vs_hindsight_best"] == pytest.approx(statistics.fmean([40 / 50, 45 / 50]))
+    # seed 0 takes seed 1's choice (target alone, 60 ms here), seed 1 seed 0's (static, 70).
+    cross = [60 / 50, 70 / 50]
+    assert both["vs_hindsight_best_cross_seed"] == pytest.approx(statistics.fmean(cross))
+    assert both["standard_errors"]["vs_hindsight_best_cross_seed"] == pytest.approx(
+        statistics.stdev(cross) / 2**0.5
+    )
+    one = summary([0])
+    assert one["vs_hindsight_best_cross_seed"] is None
+    assert one["standard_errors"]["vs_hindsight_best_cross_seed"] is None
