@@ -943,3 +943,47 @@ def test_decisions_back_off_while_the_configuration_stays() -> None:
     )
     fixed.decide(chain, lengths, **keywords)
     assert fixed.interval == 3
+
+
+def test_the_comparison_with_the_target_alone_is_at_measured_speed() -> None:
+    """calibrate_fallback: a drafting configuration whose cycles run slower than the model says
+    is compared with the target alone at its own measured / predicted ratio, both ways: it
+    falls back when it measures slower than the target alone, and the model's gain must
+    survive that ratio to come back; without it the model alone decides and keeps drafting."""
+    profile = hierspec.Profile(
+        ("ngram", "target"),
+        ((0.3,) * 16, tuple(100.0 + 2.0 * n for n in range(16))),
+        ((1.0, 0.6), (0.0, 1.0)),
+    )
+    outcomes = {}
+    for calibrate_fallback in (True, False):
+        config = AdaptiveConfig(
+            prior_strength=1000.0,
+            min_draft_confidence=0.0,
+            switch_pessimism=0.0,
+            calibrate_fallback=calibrate_fallback,
+        )
+        replanner = Replanner(profile, config)
+        request = replanner.initial_for_request(prompt_tokens=8, new_tokens=400)
+        assert request.chain == (0, 1) and request.latency < 50.0  # the model: 2x faster
+        # Its cycles take 4x the predicted time: ~85% slower than the target alone.
+        for _ in range(100):
+            replanner.observe_cycle(tokens=2, seconds=4.0 * 2 * request.latency / 1e3)
+        # The prior (16 target passes at ratio 1) holds it well below 4: 20% slower.
+        assert 2.4 < replanner.own_calibration_ratio((0, 1), 0.0) < 3.0
+        arguments = dict(gaps=[0, 0], tokens_left=300, token=100, target_pass=50)
+        leave = replanner.decide(request.chain, request.draft_lengths, **arguments)
+        # At the target alone (it runs at its predicted time), asked again.
+        for _ in range(8):
+            replanner.observe_cycle(tokens=1, seconds=101.0 / 1e3)
+        back = replanner.decide((1,), (), **arguments)
+        outcomes[calibrate_fallback] = leave, back
+    leave, back = outcomes[True]
+    assert leave.switched and leave.chain == (1,)
+    assert leave.predicted_latency > leave.previous_latency  # the model alone would stay
+    assert not back.switched  # 1.8x its model latency does not beat the target alone
+    leave, back = outcomes[False]
+    assert not leave.switched
+    assert back.switched and back.chain == (0, 1)
+    with pytest.raises(TypeError, match="calibrate_fallback must be a bool, got 1"):
+        AdaptiveConfig(calibrate_fallback=1)

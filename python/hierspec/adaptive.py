@@ -85,7 +85,17 @@ the decoder's calibrated forecast. With ``AdaptiveConfig.calibrate`` the decisio
 configurations at those ratios (one that measured slower than predicted is left and not
 re-entered on the model's word alone; a configuration not run in this request has the ratio of
 all cycles so far, so the comparison is the model's until a configuration has shown its own);
-off by default, since that measured no faster.
+off by default, since that measured no faster. The comparison with the target alone is the
+exception (``AdaptiveConfig.calibrate_fallback``, on by default, with ``learn_costs``, which takes
+the machine's factor out of every ratio): the target alone's prediction
+is one pass of its learned cost per token and rests on no acceptance, so its time is known where
+a drafting configuration's is modelled; a drafting configuration is compared with the target
+alone at its own ratio (its cycles in this request, 1 before it has run; not the pooled one), so
+a request whose drafts run slower than the model says leaves for the target alone when they
+measure slower than it, and comes back only when the model's gain survives the ratio the
+configuration showed. Each cycle is compared with the latency predicted for it re-priced at the
+cost factors learned since the decision (each model's share of it), so that a ratio is the
+model's error and not the cost estimator's lag.
 
 Switching (``AdaptiveConfig.switch_pessimism``): the configuration in use is priced at the
 posterior means, every candidate with the acceptance of each pair the configuration in use does
@@ -136,6 +146,7 @@ from .planning import (
     RequestPlan,
     _evaluate_lists,
     choose_min_draft_confidence,
+    evaluate,
     forward_cost_rows,
     pass_cost,
     plan,
@@ -177,6 +188,12 @@ OVERHEAD_DISCOUNT = 0.9
 # tens of percent with the tokens it commits, the effects to find are 5-15%).
 CALIBRATION_PRIOR_PASSES = 4.0
 CALIBRATION_DISCOUNT = 0.95
+# AdaptiveConfig.calibrate_fallback: a configuration's own ratio, against the target alone, has a
+# prior at 1 of this many target passes: one cycle's time over its prediction varies by 2x with
+# the tokens it commits (1 to T + 1), and with the forecast's 4 passes one short cycle at a
+# request's start sent the decoder to the target alone for good (the ratio stays while the
+# configuration does not run).
+FALLBACK_CALIBRATION_PRIOR_PASSES = 16.0
 # The prior's pseudo-observations where the profile has no per-prompt rates (profiles written
 # before the profiler measured them): the constant chosen by bench/estimator.py (theory §10.1).
 FALLBACK_PRIOR_STRENGTH = 32.0
@@ -412,6 +429,18 @@ class AdaptiveConfig:
         not pay then runs at most about this much slower than the target alone, by the
         model's prediction. Without a shadow the target alone learns nothing, so it keeps
         ``min_relative_gain``.
+    calibrate_fallback
+        With ``learn_costs`` (which learns the machine's factor on every cost, so that what is
+        left of a configuration's ratio is the model's error for it): compare a drafting
+        configuration with the target alone (either way: falling back to it,
+        or leaving it) at the drafting configuration's own ratio of measured to predicted time
+        in this request (:meth:`LatencyCalibration.own_ratio`: its cycles' ratio, 1 before it
+        has run). The target alone's latency is one pass of its learned cost per token and
+        rests on no acceptance (its ratio is taken as 1), while a drafting configuration's rests
+        on the acceptance law (i.i.d. within a batch), which is optimistic where the first draft
+        of a batch is rejected more often than the rest (the README's own prompt, greedy, ran
+        0.82-0.95x of the target alone with the model predicting 1.04-1.19x). Comparisons
+        between drafting configurations stay the model's (``calibrate``).
     calibrate
         Compare configurations by predicted latency times the ratio of measured to predicted
         time that each one's cycles showed in this request (:class:`LatencyCalibration`;
@@ -449,6 +478,7 @@ class AdaptiveConfig:
     pool_costs: bool = True
     learn_overhead: bool = False
     calibrate: bool = False
+    calibrate_fallback: bool = True
     shadow_max_cost: float = 0.02
     fallback_min_gain: float = 0.03
 
@@ -498,6 +528,7 @@ class AdaptiveConfig:
         boolean("pool_costs", self.pool_costs)
         boolean("learn_overhead", self.learn_overhead)
         boolean("calibrate", self.calibrate)
+        boolean("calibrate_fallback", self.calibrate_fallback)
         integer("replan_interval", self.replan_interval)
         if integer("max_replan_interval", self.max_replan_interval) < self.replan_interval:
             raise ValueError(
@@ -663,6 +694,7 @@ class AcceptanceEstimator:
             raise ValueError(f"prior must be a square [M, M] matrix, got shape {self._prior.shape}")
         size = self._prior.shape[0]
         self._prior_logit = _logit(self._prior)
+        self._upper = np.triu(np.ones((size, size), dtype=bool), 1)  # the pairs i < j
         self._posteriors = RatePosteriors(
             self._prior,
             _prior_weights(
@@ -725,18 +757,18 @@ class AcceptanceEstimator:
                 f"shifts must be a finite [{size}, 2] array (AcceptanceEstimator."
                 f"drafter_shifts), got {np.asarray(shifts).tolist()!r}"
             )
-        for drafter in range(size):
-            total = float(shifts[drafter, 1])
-            if total <= 0.0:
-                continue
-            mean_shift = float(shifts[drafter, 0]) / total
-            for verifier in range(drafter + 1, size):
-                if evidence[drafter, verifier] == 0.0:
-                    moved = float(_sigmoid(self._prior_logit[drafter, verifier] + mean_shift))
-                    result[drafter, verifier] = moved
-                    if stds is not None:
-                        strength = float(self._posteriors.strength[drafter, verifier])
-                        stds[drafter, verifier] = math.sqrt(moved * (1.0 - moved) / (strength + 1))
+        # The pairs (i < j) no evidence has reached, of drafters that have a shift.
+        totals = shifts[:, 1]
+        shifted = totals > 0.0
+        unseen = (evidence == 0.0) & self._upper & shifted[:, None]
+        if unseen.any():
+            mean_shift = np.divide(shifts[:, 0], totals, out=np.zeros(size), where=shifted)
+            moved = _sigmoid(self._prior_logit + mean_shift[:, None])
+            result = np.where(unseen, moved, result)
+            if stds is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):  # unused entries
+                    prior_stds = np.sqrt(moved * (1.0 - moved) / (self._posteriors.strength + 1))
+                stds = np.where(unseen, prior_stds, stds)
         if stds is not None:
             result = np.maximum(result - pessimism * stds, 0.0)
         return result
@@ -977,6 +1009,13 @@ class CostEstimator:
 ConfigurationKey = tuple[tuple[int, ...], float]
 
 
+def _configuration_key(chain: Sequence[int], min_draft_confidence: float) -> ConfigurationKey:
+    """The key of a configuration in :class:`LatencyCalibration`: its chain and threshold (0
+    for the target alone, which drafts nothing to stop)."""
+    chain = tuple(int(model) for model in chain)
+    return chain, 0.0 if len(chain) == 1 else float(min_draft_confidence)
+
+
 class LatencyCalibration:
     """Per configuration, the ratio of the time its cycles took in this request to the time the
     latency model predicted for them.
@@ -1046,6 +1085,22 @@ class LatencyCalibration:
         """The ratio of configuration ``key`` (the pooled ratio when it has not run)."""
         measured, predicted = self._by_key.get(key, (0.0, 0.0))
         return (measured + self._prior * self.pooled()) / (predicted + self._prior)
+
+    def own_ratio(self, key: ConfigurationKey, prior_ms: float | None = None) -> float:
+        """The ratio of configuration ``key`` from its own cycles alone, with the prior
+        (``prior_ms`` of predicted time, default this calibration's) at 1 instead of the pooled
+        ratio (1 when it has not run): ``(M_k + w) / (P_k + w)``.
+
+        >>> calibration = LatencyCalibration(prior_ms=10.0, discount=1.0)
+        >>> calibration.observe(((0, 2), 0.0), milliseconds=30.0, predicted_ms=20.0)
+        >>> calibration.own_ratio(((0, 2), 0.0)), calibration.own_ratio(((2,), 0.0))
+        (1.3333333333333333, 1.0)
+        >>> calibration.own_ratio(((0, 2), 0.0), prior_ms=60.0)  # (30 + 60) / (20 + 60)
+        1.125
+        """
+        prior = self._prior if prior_ms is None else float(prior_ms)
+        measured, predicted = self._by_key.get(key, (0.0, 0.0))
+        return (measured + prior) / (predicted + prior)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1134,6 +1189,7 @@ class Replanner:
         # LatencyCalibration's prior: CALIBRATION_PRIOR_PASSES of the target's 1-token pass.
         costs = np.asarray(profile.costs_ms, dtype=np.float64).reshape(len(profile.model_names), -1)
         self._calibration_prior_ms = CALIBRATION_PRIOR_PASSES * float(costs[-1, 0])
+        self._fallback_prior_ms = FALLBACK_CALIBRATION_PRIOR_PASSES * float(costs[-1, 0])
         #: ``[M, M]`` pseudo-observations of each pair's prior (:func:`prior_strengths`); the
         #: profile's, fixed for the replanner's lifetime like the threshold.
         self.prior_strengths: np.ndarray
@@ -1204,7 +1260,10 @@ class Replanner:
             self.calibration = LatencyCalibration(self._calibration_prior_ms, CALIBRATION_DISCOUNT)
         # The configuration the cycles run in and the latency per token predicted for it (set
         # by the request's first plan and by each decision; None before a request starts).
+        # With it, each model's share of that latency and the cost factors it was priced at
+        # (the cycles' predictions follow the factors learned since: _cycle_latency).
         self._in_effect: tuple[ConfigurationKey, float] | None = None
+        self._in_effect_costs: tuple[dict[int, float], np.ndarray] | None = None
         self._decisions = 0  # of this request: which other threshold the next one plans at
         self._interval = config.replan_interval  # target passes until the next decision
         # Engine work per pass: discounted sums of the time outside timed passes and of the
@@ -1296,13 +1355,50 @@ class Replanner:
         configuration in use learns its measured / predicted ratio; with ``learn_overhead``,
         the cycle's time outside the passes timed in it is engine work per pass."""
         if self.calibration is not None and self._in_effect is not None:
-            key, latency = self._in_effect
-            self.calibration.observe(key, 1e3 * seconds, tokens * latency)
+            key, _ = self._in_effect
+            self.calibration.observe(key, 1e3 * seconds, tokens * self._cycle_latency())
         if self.config.learn_overhead and self._cycle_passes > 0 and math.isfinite(seconds):
             outside = max(1e3 * seconds - self._cycle_pass_ms, 0.0)
             self._overhead_ms = OVERHEAD_DISCOUNT * self._overhead_ms + outside
             self._overhead_passes = OVERHEAD_DISCOUNT * self._overhead_passes + self._cycle_passes
         self._cycle_pass_ms, self._cycle_passes = 0.0, 0
+
+    def _cycle_latency(self) -> float:
+        """The latency per token of the configuration in effect, as predicted when it was
+        chosen, with each model's share re-priced at the cost factor learned since (the cycle
+        just timed taught it the factor of its passes): what the calibration compares a cycle
+        with is the model's error for the configuration, not the cost estimator's lag behind
+        the machine."""
+        assert self._in_effect is not None
+        latency = self._in_effect[1]
+        if self.cost_estimator is None or self._in_effect_costs is None:
+            return latency
+        shares, scales = self._in_effect_costs
+        now = self.cost_estimator.scales()
+        return latency + sum(share * (now[m] / scales[m] - 1.0) for m, share in shares.items())
+
+    def _set_in_effect(
+        self,
+        chain: Sequence[int],
+        threshold: float,
+        latency: float,
+        cost_per_token: Sequence[float],
+        shadow_ms: float = 0.0,
+    ) -> None:
+        """The configuration the next cycles run in (:meth:`observe_cycle`): ``latency`` ms
+        per token, of which ``cost_per_token`` per level of ``chain`` (an evaluation's) and
+        ``shadow_ms`` its shadow's pass (:meth:`shadow_ms`), priced at the cost factors now."""
+        self._in_effect = (_configuration_key(chain, threshold), latency)
+        self._in_effect_costs = None
+        if self.cost_estimator is None:
+            return
+        shares: dict[int, float] = {}
+        for model, cost in zip(chain, cost_per_token):
+            shares[model] = shares.get(model, 0.0) + float(cost)
+        shadow = self.shadow_for(chain)
+        if shadow is not None and shadow_ms > 0.0:
+            shares[shadow] = shares.get(shadow, 0.0) + shadow_ms
+        self._in_effect_costs = (shares, self.cost_estimator.scales())
 
     def overhead_ms(self) -> float:
         """Engine work per forward pass learned in this request (ms; 0 without
@@ -1316,7 +1412,18 @@ class Replanner:
         (:class:`LatencyCalibration`; 1 for a profile whose target costs nothing)."""
         if self.calibration is None:
             return 1.0
-        return self.calibration.ratio((tuple(chain), float(min_draft_confidence)))
+        return self.calibration.ratio(_configuration_key(chain, min_draft_confidence))
+
+    def own_calibration_ratio(self, chain: Sequence[int], min_draft_confidence: float) -> float:
+        """The measured / predicted ratio of a configuration from its own cycles in this
+        request, against a prior at 1 of ``FALLBACK_CALIBRATION_PRIOR_PASSES`` target passes
+        (:meth:`LatencyCalibration.own_ratio`; 1 for a profile whose target costs nothing): the
+        factor ``calibrate_fallback`` compares it with the target alone at."""
+        if self.calibration is None:
+            return 1.0
+        return self.calibration.own_ratio(
+            _configuration_key(chain, min_draft_confidence), self._fallback_prior_ms
+        )
 
     def cost_scales(self) -> np.ndarray:
         """``[M]`` learned factors on the profile's costs (ones without ``learn_costs``)."""
@@ -1381,7 +1488,17 @@ class Replanner:
             max_draft_length=self.config.max_draft_length,
             min_draft_confidence=self.min_draft_confidence,
         )
-        self._in_effect = ((tuple(request.chain), self.min_draft_confidence), request.latency)
+        profile = self.profile
+        evaluation = evaluate(
+            profile.costs_ms,
+            profile.acceptance,
+            request.chain,
+            request.draft_lengths,
+            **profile.stopping_rates(self.min_draft_confidence),
+        )
+        self._set_in_effect(
+            request.chain, self.min_draft_confidence, request.latency, evaluation.cost_per_token
+        )
         return request
 
     def catch_up_cost(self, model: int, gap: int) -> float:
@@ -1513,10 +1630,10 @@ class Replanner:
             )
 
         estimates_list = estimates.tolist()
-        current = with_shadow(
-            evaluation_at(estimates_list, chain, draft_lengths, as_lists(stopping[threshold])),
-            chain,
+        current_evaluation = evaluation_at(
+            estimates_list, chain, draft_lengths, as_lists(stopping[threshold])
         )
+        current = with_shadow(current_evaluation, chain)
         in_use = _adjacent_pairs(chain)
         cautious = self._cautious_rates(chain, threshold, candidates, estimates, stopping, shifts)
         cautious_lists = None
@@ -1526,10 +1643,24 @@ class Replanner:
                 {candidate: as_lists(rates) for candidate, rates in cautious[1].items()},
             )
 
+        alone_now = len(chain) == 1
+
         def decision_ratio(configuration_chain: Sequence[int], configuration_threshold: float):
-            if not self.config.calibrate:
-                return 1.0
-            return self.calibration_ratio(configuration_chain, configuration_threshold)
+            """The factor on a configuration's latency in the comparison: its calibration
+            ratio with ``calibrate``; with ``calibrate_fallback`` (and ``learn_costs``), where
+            one of it and the configuration in use is the target alone, the drafting one's own
+            ratio (the target alone's is 1), in the frame of the one in use; else 1."""
+            if self.config.calibrate:
+                return self.calibration_ratio(configuration_chain, configuration_threshold)
+            if (
+                self.config.calibrate_fallback
+                and self.config.learn_costs
+                and (len(configuration_chain) == 1) != alone_now
+            ):
+                if alone_now:
+                    return self.own_calibration_ratio(configuration_chain, configuration_threshold)
+                return 1.0 / self.own_calibration_ratio(chain, threshold)
+            return 1.0
 
         def score(entry: PlanEntry, latency: float, candidate: float) -> float:
             """The latency a candidate is compared at (module docstring, switching): at the
@@ -1636,7 +1767,18 @@ class Replanner:
             previous_calibration=self.calibration_ratio(chain, threshold),
             overhead_ms=self.overhead_ms(),
         )
-        self._in_effect = ((decision.chain, chosen), decision.predicted_latency)
+        evaluation = current_evaluation
+        if switched:  # the chosen one at the means (the shares of its latency)
+            evaluation = evaluation_at(
+                estimates_list, new_chain, new_lengths, as_lists(stopping[chosen])
+            )
+        self._set_in_effect(
+            decision.chain,
+            chosen,
+            decision.predicted_latency,
+            evaluation.cost_per_token,
+            self.shadow_ms(decision.chain, costs, evaluation.tokens_per_target_pass),
+        )
         config = self.config
         self._interval = (
             config.replan_interval
