@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import math
 
 import numpy as np
@@ -945,6 +947,18 @@ def test_decisions_back_off_while_the_configuration_stays() -> None:
     assert fixed.interval == 3
 
 
+def _assert_plain_python(value, where="decision") -> None:
+    """Only Python's own bool, int, float, str, tuples, lists and dicts (no NumPy scalars)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _assert_plain_python(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _assert_plain_python(item, f"{where}[{index}]")
+    else:
+        assert type(value) in (bool, int, float, str), f"{where}: {type(value)}"
+
+
 def test_the_comparison_with_the_target_alone_is_at_measured_speed() -> None:
     """calibrate_fallback: a drafting configuration whose cycles run slower than the model says
     is compared with the target alone at its own measured / predicted ratio, both ways: it
@@ -978,6 +992,9 @@ def test_the_comparison_with_the_target_alone_is_at_measured_speed() -> None:
             replanner.observe_cycle(tokens=1, seconds=101.0 / 1e3)
         back = replanner.decide((1,), (), **arguments)
         outcomes[calibrate_fallback] = leave, back
+    for decision in (*outcomes[True], *outcomes[False]):
+        _assert_plain_python(dataclasses.asdict(decision))  # a typed result, JSON as it is
+        json.dumps(dataclasses.asdict(decision), allow_nan=False)
     leave, back = outcomes[True]
     assert leave.switched and leave.chain == (1,)
     assert leave.predicted_latency > leave.previous_latency  # the model alone would stay

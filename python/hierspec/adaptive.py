@@ -1412,7 +1412,7 @@ class Replanner:
         (:class:`LatencyCalibration`; 1 for a profile whose target costs nothing)."""
         if self.calibration is None:
             return 1.0
-        return self.calibration.ratio(_configuration_key(chain, min_draft_confidence))
+        return float(self.calibration.ratio(_configuration_key(chain, min_draft_confidence)))
 
     def own_calibration_ratio(self, chain: Sequence[int], min_draft_confidence: float) -> float:
         """The measured / predicted ratio of a configuration from its own cycles in this
@@ -1421,8 +1421,10 @@ class Replanner:
         factor ``calibrate_fallback`` compares it with the target alone at."""
         if self.calibration is None:
             return 1.0
-        return self.calibration.own_ratio(
-            _configuration_key(chain, min_draft_confidence), self._fallback_prior_ms
+        return float(
+            self.calibration.own_ratio(
+                _configuration_key(chain, min_draft_confidence), self._fallback_prior_ms
+            )
         )
 
     def cost_scales(self) -> np.ndarray:
@@ -1719,12 +1721,14 @@ class Replanner:
         min_gain = self.config.min_relative_gain
         if len(new_chain) == 1 and self.shadow_for(new_chain) is not None:
             min_gain = self.config.fallback_min_gain
-        switched = (new_chain, new_lengths, best_threshold) != (
-            chain,
-            draft_lengths,
-            threshold,
-        ) and (gain >= min_gain * current_calibrated and gain * horizon > catch_up)
-        predicted = best_latency if switched else current
+        # bool(): the calibrated latencies are NumPy scalars, and the decision is a typed result
+        # (JSON cannot encode numpy.bool_).
+        switched = bool(
+            (new_chain, new_lengths, best_threshold) != (chain, draft_lengths, threshold)
+            and gain >= min_gain * current_calibrated
+            and gain * horizon > catch_up
+        )
+        predicted = float(best_latency if switched else current)
         chosen = best_threshold if switched else threshold
         pairs = in_use | _adjacent_pairs(new_chain)
         for configuration_chain in (chain, new_chain):
@@ -1756,8 +1760,8 @@ class Replanner:
             switched=switched,
             acceptance={f"{i}->{j}": float(estimates[i, j]) for i, j in sorted(pairs)},
             predicted_latency=predicted,
-            previous_latency=current,
-            catch_up_cost=catch_up if switched else 0.0,
+            previous_latency=float(current),
+            catch_up_cost=float(catch_up) if switched else 0.0,
             bottom_acceptance=bottom_acceptance,
             continue_rates=continue_rates,
             cost_scales=cost_scales,

@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "atomic_directory",
     "atomic_path",
@@ -114,14 +116,17 @@ def cache_dir(cache: str | os.PathLike[str] | None = None) -> Path:
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, inf) replaced by ``None``, recursively
-    through dicts, lists and tuples: strict JSON has no NaN.
+    """``value`` with every non-finite float (NaN, inf) replaced by ``None`` (strict JSON has
+    no NaN) and every NumPy scalar by its Python value, recursively through dicts, lists and
+    tuples.
 
     Examples
     --------
-    >>> json_safe({"a": float("nan"), "b": (1.0, float("inf"))})
-    {'a': None, 'b': [1.0, None]}
+    >>> json_safe({"a": float("nan"), "b": (1.0, float("inf")), "c": np.bool_(True)})
+    {'a': None, 'b': [1.0, None], 'c': True}
     """
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
