@@ -288,7 +288,7 @@ def test_replanner_leaves_a_drafter_that_does_not_pay():
     assert rate < 0.2  # the learned rate is what the verifications showed
     # Calibrated, the cycles that took longer than the (too optimistic) estimates predicted
     # also count against drafting: it leaves no later, on a higher estimate; so with the
-    # comparison with the target alone at measured speed (calibrate_fallback, the default).
+    # comparison with the target alone at measured speed (calibrate_fallback).
     for settings in ({"calibrate": True}, {"calibrate": False, "calibrate_fallback": True}):
         calibrated, _ = _leave_a_drafter_that_does_not_pay(**settings)
         assert calibrated.previous_calibration > 1.0

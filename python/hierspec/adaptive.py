@@ -85,9 +85,10 @@ the decoder's calibrated forecast. With ``AdaptiveConfig.calibrate`` the decisio
 configurations at those ratios (one that measured slower than predicted is left and not
 re-entered on the model's word alone; a configuration not run in this request has the ratio of
 all cycles so far, so the comparison is the model's until a configuration has shown its own);
-off by default, since that measured no faster. The comparison with the target alone is the
-exception (``AdaptiveConfig.calibrate_fallback``, on by default, with ``learn_costs``, which takes
-the machine's factor out of every ratio): the target alone's prediction
+off by default, since that measured no faster. The comparison with the target alone can be
+made the exception (``AdaptiveConfig.calibrate_fallback``, with ``learn_costs``, which takes the
+machine's factor out of every ratio; also off by default, it measured no faster either): the
+target alone's prediction
 is one pass of its learned cost per token and rests on no acceptance, so its time is known where
 a drafting configuration's is modelled; a drafting configuration is compared with the target
 alone at its own ratio (its cycles in this request, 1 before it has run; not the pooled one), so
@@ -440,7 +441,11 @@ class AdaptiveConfig:
         on the acceptance law (i.i.d. within a batch), which is optimistic where the first draft
         of a batch is rejected more often than the rest (the README's own prompt, greedy, ran
         0.82-0.95x of the target alone with the model predicting 1.04-1.19x). Comparisons
-        between drafting configurations stay the model's (``calibrate``).
+        between drafting configurations stay the model's (``calibrate``). Off by default: in
+        ``bench/results/adaptive-fallback-greedy-cpu.json`` (22 prompts, greedy, this variant
+        against the default in the same run) it fell back on 3 requests, each of which then
+        ran slower than without it (0.84x, 0.94x, 0.98x), and over all 22 it ran 0.992x +-
+        0.023 as fast (mean of per-request ratios).
     calibrate
         Compare configurations by predicted latency times the ratio of measured to predicted
         time that each one's cycles showed in this request (:class:`LatencyCalibration`;
@@ -478,7 +483,7 @@ class AdaptiveConfig:
     pool_costs: bool = True
     learn_overhead: bool = False
     calibrate: bool = False
-    calibrate_fallback: bool = True
+    calibrate_fallback: bool = False
     shadow_max_cost: float = 0.02
     fallback_min_gain: float = 0.03
 
