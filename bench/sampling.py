@@ -17,9 +17,14 @@ Two measurements, one torch thread:
                  drawing methods in alternating order on the same seed: decode ms/token and the
                  mean speed ratio race / inverse CDF with its standard error (the two methods use
                  the random stream differently, so the texts differ: the ratio carries their
-                 spread besides the timing noise).
+                 spread besides the timing noise); in the same run, per prompt and seed,
+                 transformers' prompt lookup decoding (``prompt_lookup_num_tokens`` = k,
+                 ``--prompt-lookup-grid``, sampled like hierspec: temperature 1, no top-k/top-p)
+                 on the same packed target, the nearest peer of the n-gram level: each chain's
+                 speed ratio with the inverse CDF against the best k (mean decode time over the
+                 prompts), and its per-prompt mean with standard error.
 
-    OMP_NUM_THREADS=1 python bench/sampling.py                # both (~7 min, 2-core CPU)
+    OMP_NUM_THREADS=1 python bench/sampling.py                # both (~12 min, 2-core CPU)
     OMP_NUM_THREADS=1 python bench/sampling.py --prompts 0    # per row only (seconds)
 
 Writes bench/results/sampling-cpu.json.
@@ -34,10 +39,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from harness import RESULTS, Report, format_table, standard_error, start_family_benchmark
+from harness import (
+    RESULTS,
+    Report,
+    format_table,
+    hf_generate,
+    hf_prefill_seconds,
+    standard_error,
+    start_family_benchmark,
+)
 
 import hierspec.sampling
 from hierspec import HierarchicalDecoder
+from hierspec.sampling import SamplingConfig
 
 VOCAB = 49152
 TOKENS = 128
@@ -77,7 +91,7 @@ def per_row(repeats: int) -> list[dict[str, Any]]:
     return rows_out
 
 
-def end_to_end(family, prompts: int, log) -> dict[str, Any]:
+def end_to_end(family, prompts: int, lookup_grid: list[int], log) -> dict[str, Any]:
     from adaptive import select_prompts
 
     models = dict(zip(family.names, family.models))
@@ -96,14 +110,37 @@ def end_to_end(family, prompts: int, log) -> dict[str, Any]:
     for decoder in decoders.values():  # warm-up
         decoder.generate(chosen[0]["input_ids"][:, :64], max_new_tokens=8, eos_token_id=None)
     times: dict[str, dict[str, list[float]]] = {n: {m: [] for m in methods} for n in decoders}
+    target = models["target"]
+    pad_token_id = family.tokenizer.pad_token_id or 0
+    sampling = SamplingConfig(temperature=1.0)
+    warm_up = chosen[0]["input_ids"][:, :64]
+    hf_generate(target, warm_up, sampling, 8, 0, pad_token_id, prompt_lookup_num_tokens=2)
+    lookup: dict[int, list[float]] = {k: [] for k in lookup_grid}
     try:
         for index, prompt in enumerate(chosen):
+            input_ids = prompt["input_ids"]
+            # transformers' prompt lookup: decode time = wall - one prefill of the target.
+            prefill_s = hf_prefill_seconds(target, input_ids)
+            for k in lookup_grid:
+                started = time.perf_counter()
+                sequences = hf_generate(
+                    target,
+                    input_ids,
+                    sampling,
+                    TOKENS,
+                    1000 + index,
+                    pad_token_id,
+                    prompt_lookup_num_tokens=k,
+                )
+                wall = time.perf_counter() - started
+                new_tokens = sequences.shape[1] - input_ids.shape[1]
+                lookup[k].append(1e3 * (wall - prefill_s) / new_tokens)
             order = list(methods) if index % 2 == 0 else list(reversed(methods))
             for name, decoder in decoders.items():
                 for method in order:
                     hierspec.sampling.sample = methods[method]  # draw() calls it by name
                     stats = decoder.generate(
-                        prompt["input_ids"],
+                        input_ids,
                         max_new_tokens=TOKENS,
                         temperature=1.0,
                         seed=1000 + index,
@@ -115,16 +152,34 @@ def end_to_end(family, prompts: int, log) -> dict[str, Any]:
                     + ", ".join(f"{m} {times[name][m][-1]:.1f}" for m in methods)
                     + " ms/token"
                 )
+            log(
+                f"prompt {index + 1}/{len(chosen)} prompt lookup: "
+                + ", ".join(f"k={k} {lookup[k][-1]:.1f}" for k in lookup_grid)
+                + " ms/token"
+            )
     finally:
         hierspec.sampling.sample = methods["inverse cdf"]
-    result = {}
+    lookup_ms = {k: statistics.fmean(values) for k, values in lookup.items()}
+    best_k = min(lookup_ms, key=lookup_ms.__getitem__)
+    result: dict[str, Any] = {
+        "prompt_lookup": {
+            "decode_ms_per_token": {str(k): value for k, value in lookup_ms.items()},
+            "best_k": best_k,
+        }
+    }
     for name, by_method in times.items():
         ratios = [r / i for r, i in zip(by_method["exponential race"], by_method["inverse cdf"])]
+        versus_lookup = [p / i for p, i in zip(lookup[best_k], by_method["inverse cdf"])]
         result[name] = {
             "prompts": len(ratios),
             "decode_ms_per_token": {m: statistics.fmean(v) for m, v in by_method.items()},
             "speed_ratio_inverse_cdf_vs_race": statistics.fmean(ratios),
             "standard_error": standard_error(ratios),
+            # Mean decode time of the best k over the prompts / this chain's (inverse CDF).
+            "speed_ratio_vs_prompt_lookup": lookup_ms[best_k]
+            / statistics.fmean(by_method["inverse cdf"]),
+            "speed_ratio_vs_prompt_lookup_per_prompt": statistics.fmean(versus_lookup),
+            "speed_ratio_vs_prompt_lookup_standard_error": standard_error(versus_lookup),
         }
     return result
 
@@ -135,12 +190,21 @@ def main() -> None:
     parser.add_argument(
         "--prompts", type=int, default=12, help="end-to-end prompts (12; 0: per row only)"
     )
+    parser.add_argument(
+        "--prompt-lookup-grid",
+        type=int,
+        nargs="+",
+        default=[2, 4, 10],
+        help="transformers' prompt_lookup_num_tokens values run per prompt (2 4 10)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "sampling-cpu.json")
     args = parser.parse_args()
     if args.repeats < 1 or args.prompts < 0:
         parser.error(
             f"--repeats must be >= 1 and --prompts >= 0, got {args.repeats}, {args.prompts}"
         )
+    if min(args.prompt_lookup_grid) < 1:
+        parser.error(f"--prompt-lookup-grid values must be >= 1, got {args.prompt_lookup_grid}")
     started = time.perf_counter()
     if args.prompts:  # one thread, the family (EOS off), the report and a timed log
         report, log, family = start_family_benchmark("sampling", 1, None, False)
@@ -156,13 +220,22 @@ def main() -> None:
     )
     results: dict[str, Any] = {"vocab": VOCAB, "per_row": rows}
     if args.prompts:
-        results["end_to_end"] = end_to_end(family, args.prompts, log)
+        results["end_to_end"] = end_to_end(family, args.prompts, args.prompt_lookup_grid, log)
+        lookup = results["end_to_end"]["prompt_lookup"]
+        print(
+            "transformers prompt lookup: "
+            + ", ".join(f"k={k} {v:.1f}" for k, v in lookup["decode_ms_per_token"].items())
+            + f" ms/token (best k={lookup['best_k']})"
+        )
         for name, entry in results["end_to_end"].items():
+            if name == "prompt_lookup":
+                continue
             print(
                 f"{name}: race {entry['decode_ms_per_token']['exponential race']:.1f}, inverse "
                 f"cdf {entry['decode_ms_per_token']['inverse cdf']:.1f} ms/token; speed ratio "
                 f"{entry['speed_ratio_inverse_cdf_vs_race']:.3f}"
                 + ("" if entry["standard_error"] is None else f" +- {entry['standard_error']:.3f}")
+                + f"; vs prompt lookup (best k) {entry['speed_ratio_vs_prompt_lookup']:.3f}"
             )
     results["duration_s"] = time.perf_counter() - started
     report.write(args.out, results)
