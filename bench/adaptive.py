@@ -69,6 +69,7 @@ import torch
 from harness import (
     RESULTS,
     add_prompt_arguments,
+    add_prompt_lookup_grid,
     compare_greedy,
     format_table,
     hf_generate,
@@ -888,7 +889,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         help="static configurations for the hindsight best besides the target alone, the static "
         "plan included",
     )
-    parser.add_argument("--prompt-lookup-grid", type=int, nargs="+", default=[2, 4, 10])
+    add_prompt_lookup_grid(parser, [2, 4, 10])
     parser.add_argument(
         "--adaptive-variants",
         type=float,

@@ -72,6 +72,7 @@ from typing import Any
 import torch
 from harness import (
     RESULTS,
+    add_prompt_lookup_grid,
     compare_greedy,
     family_profile_path,
     family_prompts,
@@ -863,14 +864,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         help="calibration prompts for choosing the HF setting (2)",
     )
     parser.add_argument("--hf-tune-tokens", type=int, default=48)
-    parser.add_argument(
-        "--prompt-lookup-grid",
-        type=int,
-        nargs="*",
-        default=[2, 4, 10],
-        help="prompt_lookup_num_tokens tried for transformers' prompt lookup decoding "
-        "(2 4 10; none: skip it)",
-    )
+    add_prompt_lookup_grid(parser, [2, 4, 10], optional=True)
     parser.add_argument("--no-hf", action="store_true", help="skip transformers' baselines")
     parser.add_argument(
         "--no-alternatives",

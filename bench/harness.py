@@ -22,6 +22,7 @@ Scripts import it as ``from harness import ...`` (``bench/`` is the script's fol
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -379,6 +380,34 @@ def add_prompt_arguments(
         choices=["greedy", "temperature1"],
         help=f"sampling modes ({' '.join(full['modes'])}"
         + (f"; quick: {' '.join(quick['modes'])})" if quick is not None else ")"),
+    )
+
+
+def add_prompt_lookup_grid(
+    parser: Any, default: Sequence[int], optional: bool = False, note: str = ""
+) -> None:
+    """``--prompt-lookup-grid``: transformers' ``prompt_lookup_num_tokens`` values each run per
+    prompt, every one >= 1 (``optional``: none given skips the peer); ``note`` ends its help."""
+
+    def positive(text: str) -> int:
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"--prompt-lookup-grid values must be >= 1, got {value}"
+            )
+        return value
+
+    defaults = " ".join(map(str, default))
+    parser.add_argument(
+        "--prompt-lookup-grid",
+        type=positive,
+        nargs="*" if optional else "+",
+        default=list(default),
+        metavar="K",
+        help=f"transformers' prompt_lookup_num_tokens values run per prompt ({defaults}"
+        + ("; none: skip the peer" if optional else "")
+        + (f"; {note}" if note else "")
+        + ")",
     )
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from harness import (
     RESULTS,
+    add_prompt_lookup_grid,
     compare_greedy,
     family_profile,
     family_prompts,
@@ -248,10 +249,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--num-prompts", type=int, default=8, help="held-out prompts (8)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per run (128)")
-    parser.add_argument(
-        "--prompt-lookup-grid", type=int, nargs="*", default=[2, 10],
-        help="transformers' prompt_lookup_num_tokens values (2 10: bench/e2e.py's picks)",
-    )  # fmt: skip
+    add_prompt_lookup_grid(parser, [2, 10], optional=True, note="bench/e2e.py's picks")
     parser.add_argument("--repeats", type=int, default=3, help="prefill timings per prompt (3)")
     parser.add_argument("--max-draft-length", type=int, default=16)
     parser.add_argument("--profile-prompts", type=int, default=16)

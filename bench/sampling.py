@@ -42,6 +42,7 @@ import torch
 from harness import (
     RESULTS,
     Report,
+    add_prompt_lookup_grid,
     format_table,
     hf_generate,
     hf_prefill_seconds,
@@ -190,21 +191,13 @@ def main() -> None:
     parser.add_argument(
         "--prompts", type=int, default=12, help="end-to-end prompts (12; 0: per row only)"
     )
-    parser.add_argument(
-        "--prompt-lookup-grid",
-        type=int,
-        nargs="+",
-        default=[2, 4, 10],
-        help="transformers' prompt_lookup_num_tokens values run per prompt (2 4 10)",
-    )
+    add_prompt_lookup_grid(parser, [2, 4, 10])
     parser.add_argument("--out", type=Path, default=RESULTS / "sampling-cpu.json")
     args = parser.parse_args()
     if args.repeats < 1 or args.prompts < 0:
         parser.error(
             f"--repeats must be >= 1 and --prompts >= 0, got {args.repeats}, {args.prompts}"
         )
-    if min(args.prompt_lookup_grid) < 1:
-        parser.error(f"--prompt-lookup-grid values must be >= 1, got {args.prompt_lookup_grid}")
     started = time.perf_counter()
     if args.prompts:  # one thread, the family (EOS off), the report and a timed log
         report, log, family = start_family_benchmark("sampling", 1, None, False)

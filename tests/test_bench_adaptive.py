@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from hierspec.adaptive import AdaptiveConfig
@@ -70,6 +72,20 @@ def test_seeds_must_be_positive(adaptive, capsys):
         adaptive.parse_arguments(["--seeds", "0"])
     assert exit_info.value.code == 2
     assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_prompt_lookup_grid_values_are_positive(adaptive, bench_import, capsys):
+    assert adaptive.parse_arguments(["--prompt-lookup-grid", "2", "4"]).prompt_lookup_grid == [2, 4]
+    with pytest.raises(SystemExit) as exit_info:
+        adaptive.parse_arguments(["--prompt-lookup-grid", "4", "0"])
+    assert exit_info.value.code == 2
+    assert "--prompt-lookup-grid values must be >= 1, got 0" in capsys.readouterr().err
+    # Optional (bench/e2e.py, bench/prefill.py): none given skips the peer.
+    harness = bench_import("harness")
+    parser = argparse.ArgumentParser()
+    harness.add_prompt_lookup_grid(parser, [2, 10], optional=True)
+    assert parser.parse_args([]).prompt_lookup_grid == [2, 10]
+    assert parser.parse_args(["--prompt-lookup-grid"]).prompt_lookup_grid == []
 
 
 def test_summary_pairs_runs_by_seed_and_reports_standard_errors(adaptive):
