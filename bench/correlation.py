@@ -50,13 +50,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from harness import Report, cached_family_profile, format_table
+from harness import SAMPLING_MODES, Report, cached_family_profile, format_table
 
 import hierspec
 from hierspec.sampling import SamplingConfig
 
 RESULTS = Path(__file__).parent / "results"
-MODES = {"greedy": SamplingConfig(temperature=0.0), "temperature1": SamplingConfig(temperature=1.0)}
 MAX_DRAFT_LENGTH = 16
 
 
@@ -361,7 +360,7 @@ class RegimeFilter:
 
 
 def replay_part(family: Any, mode: str, drafter: str, progress) -> dict[str, Any]:
-    sampling = MODES[mode]
+    sampling = SAMPLING_MODES[mode]
     profile, path = cached_family_profile(family, sampling, MAX_DRAFT_LENGTH, 16)
     names = list(profile.model_names)
     drafter_index, target_index = names.index(drafter), len(names) - 1
@@ -433,7 +432,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=sorted(MODES))
+    parser.add_argument(
+        "--modes", nargs="+", choices=sorted(SAMPLING_MODES), default=sorted(SAMPLING_MODES)
+    )
     parser.add_argument("--drafter", default="ngram", help="bottom level replayed (ngram)")
     parser.add_argument("--traces", type=Path, default=RESULTS / "estimator-cpu.json")
     parser.add_argument("--traces-only", action="store_true", help="part 1 only (no models)")

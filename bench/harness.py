@@ -56,12 +56,18 @@ __all__ = [
     "pass_costs",
     "planned_profile",
     "profile_plan",
+    "SAMPLING_MODES",
     "single_draft_length",
     "write_report",
 ]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _DEFAULT_SAMPLING = SamplingConfig()
+# The benchmarks' sampling modes by their command-line names (``--modes``, ``--mode``).
+SAMPLING_MODES = {
+    "greedy": SamplingConfig(temperature=0.0),
+    "temperature1": SamplingConfig(temperature=1.0),
+}
 
 
 def pass_costs(
@@ -377,7 +383,7 @@ def add_prompt_arguments(
     parser.add_argument(
         "--modes",
         nargs="+",
-        choices=["greedy", "temperature1"],
+        choices=list(SAMPLING_MODES),
         help=f"sampling modes ({' '.join(full['modes'])}"
         + (f"; quick: {' '.join(quick['modes'])})" if quick is not None else ")"),
     )

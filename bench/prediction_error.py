@@ -53,15 +53,19 @@ import numpy as np
 import torch
 from adaptive import UNGROUNDED, select_prompts
 from correlation import RegimeFilter, calibration_texts, fit_regimes
-from harness import RESULTS, cached_family_profile, format_table, start_family_benchmark
+from harness import (
+    RESULTS,
+    SAMPLING_MODES,
+    cached_family_profile,
+    format_table,
+    start_family_benchmark,
+)
 
 import hierspec
 from hierspec import HierarchicalDecoder
 from hierspec.adaptive import AdaptiveConfig, BottomBatch, PlanDecision, Replanner
 from hierspec.planning import pass_cost
-from hierspec.sampling import SamplingConfig
 
-MODES = {"greedy": SamplingConfig(temperature=0.0), "temperature1": SamplingConfig(temperature=1.0)}
 MAX_DRAFT_LENGTH = 16  # bench/adaptive.py's
 PROFILE_PROMPTS = 16
 
@@ -253,7 +257,7 @@ def summarize(group: list[dict[str, float]]) -> dict[str, float]:
 
 
 def run_mode(family, mode: str, prompts, args, log) -> dict[str, Any]:
-    sampling = MODES[mode]
+    sampling = SAMPLING_MODES[mode]
     profile, path = cached_family_profile(family, sampling, MAX_DRAFT_LENGTH, PROFILE_PROMPTS)
     names = list(profile.model_names)
     ngram, target = names.index("ngram"), len(names) - 1
@@ -347,7 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--modes", nargs="+", choices=sorted(MODES), default=sorted(MODES))
+    parser.add_argument(
+        "--modes", nargs="+", choices=sorted(SAMPLING_MODES), default=sorted(SAMPLING_MODES)
+    )
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--prompts-per-category", type=int, default=1)
     parser.add_argument("--ungrounded-prompts", type=int, default=4)

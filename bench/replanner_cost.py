@@ -17,10 +17,9 @@ outcome i.i.d. at the profile's acceptance (accepted drafts before the first rej
 the batch), the bottom level's confidences uniform in [0, 1) and its batch stopped at the
 threshold in use, the shadow's score of each committed token (when the chain has a shadow) at
 its pair's profile acceptance, each pass timed at its profile cost and the cycle at their sum.
-Reported: microseconds per
-cycle of each part (mean over the cycles of ``--requests`` requests, ``reset`` between), the
-decision's median in ms, and the sum per cycle as a fraction of the target's 1-token pass
-(the cheapest a cycle can be).
+Reported: microseconds per cycle of each part (mean over the cycles of ``--requests`` requests,
+``reset`` between), the decision's median in ms, and the sum per cycle as a fraction of the
+target's 1-token pass (the cheapest a cycle can be).
 
     OMP_NUM_THREADS=1 python bench/replanner_cost.py                # ~1 min
     OMP_NUM_THREADS=1 python bench/replanner_cost.py --mode temperature1
@@ -37,12 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import RESULTS, Report, cached_family_profile, format_table
+from harness import RESULTS, SAMPLING_MODES, Report, cached_family_profile, format_table
 
 from hierspec.adaptive import AdaptiveConfig, BottomBatch, Replanner
-from hierspec.sampling import SamplingConfig
-
-MODES = {"greedy": SamplingConfig(temperature=0.0), "temperature1": SamplingConfig(temperature=1.0)}
 
 
 def run_request(replanner: Replanner, cycles: int, rng: random.Random) -> dict[str, list[float]]:
@@ -63,9 +59,10 @@ def run_request(replanner: Replanner, cycles: int, rng: random.Random) -> dict[s
         bottom, batch = None, 0
         if len(chain) > 1:
             confidences = tuple(rng.random() for _ in range(draft_lengths[0]))
-            batch = BottomBatch(confidences, draft_lengths[0], threshold).at(threshold)
+            drafted = BottomBatch(confidences, draft_lengths[0], threshold)
+            batch = drafted.at(threshold)
             if replanner.early_stopping:
-                bottom = BottomBatch(confidences, draft_lengths[0], threshold)
+                bottom = drafted
         outcomes = []
         for level in range(1, len(chain)):
             length = batch if level == 1 else draft_lengths[level - 1]
@@ -89,8 +86,6 @@ def run_request(replanner: Replanner, cycles: int, rng: random.Random) -> dict[s
         observed = timer()
         # One pass per bottom draft, one per level above it; each at its profile cost.
         passes = [(chain[0], 1)] * max(batch, 1) + [(model, 2) for model in chain[1:]]
-        if len(chain) == 1:
-            passes = [(chain[0], 1)]
         cycle_s = 0.0
         for model, width in passes:
             row = costs[model]
@@ -101,18 +96,16 @@ def run_request(replanner: Replanner, cycles: int, rng: random.Random) -> dict[s
         learned = timer()
         committed += tokens
         passes_since_decision += 1
-        decide_s = 0.0
         if passes_since_decision >= replanner.interval:
             gaps = [0 if m in chain else committed for m in range(target + 1)]
             before = timer()
             decision = replanner.decide(
                 chain, draft_lengths, gaps, 10_000, committed, cycle + 1, threshold
             )
-            decide_s = timer() - before
+            times["decide"].append(timer() - before)
             chain, draft_lengths = decision.chain, decision.draft_lengths
             threshold = decision.min_draft_confidence
             passes_since_decision = 0
-            times["decide"].append(decide_s)
         times["observe"].append(observed - started)
         times["passes"].append(learned - observed)
     return times
@@ -120,7 +113,7 @@ def run_request(replanner: Replanner, cycles: int, rng: random.Random) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=sorted(MODES), default="greedy")
+    parser.add_argument("--mode", choices=sorted(SAMPLING_MODES), default="greedy")
     parser.add_argument("--cycles", type=int, default=400, help="target cycles per request (400)")
     parser.add_argument("--requests", type=int, default=5, help="requests (5)")
     parser.add_argument("--profile-prompts", type=int, default=16, help="as hierspec generate")
@@ -137,7 +130,7 @@ def main() -> None:
     report = Report("replanner_cost")
     started = time.perf_counter()
     family = load_family(None, prepare=False, progress=False)
-    sampling = MODES[args.mode]
+    sampling = SAMPLING_MODES[args.mode]
     profile, path = cached_family_profile(
         family, sampling, args.max_draft_length, args.profile_prompts
     )
