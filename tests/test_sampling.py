@@ -14,6 +14,7 @@ from transformers.generation.logits_process import (
 
 from hierspec.sampling import (
     SamplingConfig,
+    first_argmax,
     first_invalid_position,
     is_distribution,
     processed_probs,
@@ -220,3 +221,30 @@ def test_sample_draws_one_uniform_per_row_from_the_generator():
     cumulative = probs.double().cumsum(-1)
     expected = (cumulative > uniforms * cumulative[:, -1:]).int().argmax(-1, keepdim=True)
     assert torch.equal(tokens, expected)
+
+
+@pytest.mark.parametrize("vocab", [100, 2048, 49152, 49152 + 77, 151936])
+def test_first_argmax_is_torch_argmax(vocab):
+    # Ties within and across blocks, a tie between the whole blocks and the tail, NaN and +-inf:
+    # the blocked CPU path (rows of >= 2048) must return torch.argmax's first maximal index.
+    gen = torch.Generator().manual_seed(vocab)
+    rows = torch.randn(12, vocab, generator=gen)
+    rows[1, :] = 0.0  # all tied: index 0
+    rows[2, [3, vocab // 2, vocab - 1]] = 9.0  # ties in different blocks: the first
+    rows[3, vocab - 1] = 9.0  # the maximum in the last entry (the tail when vocab % 256)
+    rows[4, [5, vocab - 1]] = 9.0  # a tie between an early block and the last entry
+    rows[5, [vocab // 3, vocab - 2]] = float("nan")  # the first NaN wins
+    rows[6, vocab - 1] = float("nan")  # a NaN in the last entry only
+    rows[7, :] = -math.inf
+    rows[8, [vocab // 4, vocab // 2]] = math.inf
+    rows[9, 0] = float("nan")
+    rows[10, 300:310] = 50.0
+    rows[11, vocab - 3 :] = 50.0  # tied entries at the very end
+    assert torch.equal(first_argmax(rows), rows.argmax(dim=-1, keepdim=True))
+    batched = rows.reshape(3, 4, vocab)
+    assert torch.equal(first_argmax(batched), batched.argmax(dim=-1, keepdim=True))
+    as_double = rows.double()
+    assert torch.equal(first_argmax(as_double), as_double.argmax(dim=-1, keepdim=True))
+    # A non-contiguous view (a pass's last row) as the engine passes it.
+    view = rows.reshape(2, 6, vocab)[:, -1]
+    assert torch.equal(first_argmax(view), view.argmax(dim=-1, keepdim=True))

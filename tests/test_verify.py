@@ -15,6 +15,7 @@ import hierspec
 from hierspec import VerifyResult, verify, verify_logits
 from hierspec.kernels import draw_verify_noise
 from hierspec.testing import chi_square_test
+from hierspec.verify import verify_greedy
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -178,6 +179,33 @@ def test_greedy_logits_accept_exactly_the_argmax_prefix():
     assert output_token_ids[0].tolist() == greedy[0, :3].tolist() + [-1] * 3
     assert output_token_ids[1].tolist() == greedy[1, :1].tolist() + [-1] * 5
     assert output_token_ids[2].tolist() == greedy[2].tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_greedy_variant_is_verify_on_one_hot_rows(seed):
+    # verify_greedy must return what verify returns on one-hot target rows, for any draft rows
+    # that gave their tokens positive probability (greedy levels' one-hot rows included), and
+    # reject an out-of-range id; it draws no noise.
+    vocab, num_draft_tokens, batch = 11, 4, 64
+    gen = torch.Generator().manual_seed(seed)
+    target_token_ids = torch.randint(0, 3, (batch, num_draft_tokens + 1), generator=gen)
+    draft_token_ids = torch.randint(0, 3, (batch, num_draft_tokens), generator=gen)
+    draft_token_ids[0, 0] = vocab  # out of range: rejected by both
+    target_probs = torch.nn.functional.one_hot(target_token_ids, vocab).float()
+    draft_probs = torch.rand(batch, num_draft_tokens, vocab, generator=gen) + 0.01
+    draft_probs /= draft_probs.sum(dim=-1, keepdim=True)
+    one_hot_drafts = torch.nn.functional.one_hot(draft_token_ids.clamp(max=vocab - 1), vocab)
+    expected_results = [
+        verify(draft_token_ids, rows, target_probs, generator(seed), validate=False)
+        for rows in (draft_probs, one_hot_drafts.float(), None)
+    ]
+    fast = verify_greedy(draft_token_ids, target_token_ids)
+    for expected in expected_results:
+        assert torch.equal(fast.output_token_ids, expected.output_token_ids)
+        assert torch.equal(fast.num_accepted, expected.num_accepted)
+    assert int(fast.num_accepted[0]) == 0
+    with pytest.raises(ValueError, match=r"target_token_ids must have shape \(64, 5\)"):
+        verify_greedy(draft_token_ids, target_token_ids[:, :-1])
 
 
 def test_logits_variant_is_verify_on_the_softmax():

@@ -48,6 +48,7 @@ __all__ = [
     "SamplingConfig",
     "confidence",
     "draw",
+    "first_argmax",
     "first_invalid_position",
     "inverse_cdf",
     "is_distribution",
@@ -58,6 +59,8 @@ __all__ = [
 
 MIN_TEMPERATURE = 1e-5
 """Smallest positive temperature (0 means greedy); the floor shared with ``verify_logits``."""
+
+_ARGMAX_BLOCK = 256  # first_argmax's block: 192 blocks for a 49k vocabulary
 
 
 @dataclass(frozen=True)
@@ -137,9 +140,12 @@ def confidence(logits: torch.Tensor) -> torch.Tensor:
 
     >>> confidence(torch.tensor([[0.0, 0.0], [0.0, -math.inf]]))
     tensor([0.5000, 1.0000])
+
+    ``softmax`` then ``amax``: about 35 us for a 49k row on one CPU core, where
+    ``1 / exp(logits - max).sum()`` costs about 105 (PyTorch's ``softmax`` vectorizes its
+    exponential, ``exp`` on CPU does not); the engine takes one per bottom draft.
     """
-    shifted = logits - logits.amax(dim=-1, keepdim=True)
-    return torch.nan_to_num(1.0 / torch.exp(shifted).sum(dim=-1), nan=0.0)
+    return torch.nan_to_num(torch.softmax(logits, dim=-1).amax(dim=-1), nan=0.0)
 
 
 def processed_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
@@ -167,8 +173,7 @@ def processed_probs(logits: torch.Tensor, config: SamplingConfig) -> torch.Tenso
     """
     scores = logits.float()
     if config.temperature == 0.0:
-        greedy = scores.argmax(dim=-1, keepdim=True)
-        return torch.zeros_like(scores).scatter_(-1, greedy, 1.0)
+        return torch.zeros_like(scores).scatter_(-1, first_argmax(scores), 1.0)
     if config.temperature != 1.0:
         # Subtract the row max first: (x - max) / t <= 0 cannot overflow to +inf (x / t can,
         # for |x| > 3.4e38 t); the softmax is unchanged. -inf stays -inf.
@@ -204,6 +209,51 @@ def is_distribution(probs: torch.Tensor) -> torch.Tensor:
     """
     mass = probs.sum(dim=-1)
     return torch.isfinite(mass) & (mass > 0)
+
+
+def first_argmax(values: torch.Tensor) -> torch.Tensor:
+    """``values.argmax(dim=-1, keepdim=True)``: the first maximal index of each row, the first
+    NaN where a row holds one (``torch.argmax``'s rules), faster on CPU.
+
+    Parameters
+    ----------
+    values : torch.Tensor, shape ``[..., vocab]``, float
+
+    Returns
+    -------
+    torch.Tensor, shape ``[..., 1]``, int64
+
+    Notes
+    -----
+    PyTorch's CPU ``argmax`` over a 49k vocabulary costs about 45 us a row on one core (it does
+    not vectorize), a block-wise ``amax`` about 8 us. On CPU, rows of at least 2048 entries are
+    cut into blocks of 256: the first block whose maximum is the row's maximum (``amax`` and
+    ``argmax`` both propagate NaN, so a row with a NaN picks the first block holding one) and the
+    first maximal index inside it are the row's first maximal index; the entries after the last
+    whole block are compared apart (the head keeps ties). About 20 us a row; greedy decoding
+    takes one per processed row and one per drawn token. Other devices call ``argmax``.
+
+    >>> first_argmax(torch.tensor([[0.0, 2.0, 1.0, 2.0]])).tolist()
+    [[1]]
+    """
+    size = values.shape[-1]
+    if values.device.type != "cpu" or size < 8 * _ARGMAX_BLOCK or values.numel() == 0:
+        return values.argmax(dim=-1, keepdim=True)
+    rows = values.reshape(-1, size)
+    head = size - size % _ARGMAX_BLOCK
+    blocks = rows[:, :head].reshape(rows.shape[0], head // _ARGMAX_BLOCK, _ARGMAX_BLOCK)
+    maxima = blocks.amax(dim=-1)  # [rows, blocks]
+    best = maxima.argmax(dim=-1, keepdim=True)  # [rows, 1]
+    inside = blocks.gather(1, best.unsqueeze(-1).expand(-1, 1, _ARGMAX_BLOCK)).squeeze(1)
+    index = best * _ARGMAX_BLOCK + inside.argmax(dim=-1, keepdim=True)
+    if head < size:
+        tail = rows[:, head:]
+        tail_index = tail.argmax(dim=-1, keepdim=True)
+        head_max, tail_max = maxima.gather(1, best), tail.gather(1, tail_index)
+        # The tail wins only with a larger maximum, or a NaN where the head has none.
+        tail_wins = (tail_max > head_max) | (tail_max.isnan() & ~head_max.isnan())
+        index = torch.where(tail_wins, head + tail_index, index)
+    return index.reshape(*values.shape[:-1], 1)
 
 
 def first_invalid_position(probs: torch.Tensor) -> torch.Tensor:
@@ -290,10 +340,12 @@ def inverse_cdf(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
     3
     """
     cumulative = probs.to(torch.float64).cumsum(dim=-1)  # [rows, vocab]
-    total = cumulative[:, -1:]  # [rows, 1]
+    total = cumulative[:, -1:].contiguous()  # [rows, 1]
     index = torch.searchsorted(cumulative, uniforms * total, right=True)
-    # The first position reaching the total is the last positive token (argmax: first maximum).
-    last = cumulative.argmax(dim=-1, keepdim=True)
+    # The first position reaching the total is the last positive token (float64 sums of
+    # non-negative terms never decrease, so a binary search finds it; clamped into the row for a
+    # row that is not a distribution, which the caller reports).
+    last = torch.searchsorted(cumulative, total).clamp_(max=probs.shape[-1] - 1)
     return torch.minimum(index, last)
 
 
@@ -317,5 +369,5 @@ def draw(probs: torch.Tensor, config: SamplingConfig, generator: torch.Generator
     takes the argmax directly and leaves ``generator`` untouched.
     """
     if config.is_greedy:
-        return probs.argmax(dim=-1, keepdim=True)
+        return first_argmax(probs)
     return sample(probs, generator)

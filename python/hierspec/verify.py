@@ -34,7 +34,14 @@ from hierspec.sampling import MIN_TEMPERATURE
 BACKENDS = ("auto", "torch", "triton")
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 Message = Callable[[tuple[int, ...]], str]  # error message for the first bad index
-__all__ = ["BACKENDS", "MIN_TEMPERATURE", "VerifyResult", "verify", "verify_logits"]
+__all__ = [
+    "BACKENDS",
+    "MIN_TEMPERATURE",
+    "VerifyResult",
+    "verify",
+    "verify_greedy",
+    "verify_logits",
+]
 
 
 class VerifyResult(NamedTuple):
@@ -171,6 +178,54 @@ def verify_logits(
         backend,
         validate,
     )
+
+
+def verify_greedy(draft_token_ids: torch.Tensor, target_token_ids: torch.Tensor) -> VerifyResult:
+    """:func:`verify` against one-hot target rows, given by their tokens: no noise, no vocabulary.
+
+    With ``target_probs = one_hot(target_token_ids)`` the rule accepts draft ``j`` iff it equals
+    ``target_token_ids[b, j]`` (``u q(x) <= p(x)`` with ``p(x)`` 0 or 1 and ``u > 0``, for any
+    draft row that gave its token positive probability), and the recovered or bonus token is the
+    target's token at the first rejection (the residual ``max(p - q, 0)`` is positive there
+    only; at the bonus row ``p`` itself), whatever the noise. So this returns what :func:`verify`
+    returns for such rows and any valid ``draft_probs``, and what the engine's greedy levels get
+    (their rows are one-hot, ``hierspec.sampling.processed_probs``), without drawing the noise of
+    a vocabulary-wide race: it consumes no randomness. Inputs are not validated (the engine's own
+    tensors); a draft id outside the vocabulary is rejected, as :func:`verify` does.
+
+    Parameters
+    ----------
+    draft_token_ids : torch.Tensor, shape ``[batch, num_draft_tokens]``, int64
+    target_token_ids : torch.Tensor, shape ``[batch, num_draft_tokens + 1]``, int64
+        The target's greedy token at each position (``first_argmax`` of its rows).
+
+    Returns
+    -------
+    VerifyResult
+        As :func:`verify`.
+
+    >>> verify_greedy(torch.tensor([[5, 7, 9]]), torch.tensor([[5, 7, 8, 3]]))
+    VerifyResult(output_token_ids=tensor([[ 5,  7,  8, -1]]), num_accepted=tensor([2]))
+    """
+    batch_size, num_draft_tokens = draft_token_ids.shape
+    if tuple(target_token_ids.shape) != (batch_size, num_draft_tokens + 1):
+        raise ValueError(
+            f"target_token_ids must have shape {(batch_size, num_draft_tokens + 1)}, got "
+            f"{tuple(target_token_ids.shape)}"
+        )
+    matches = draft_token_ids == target_token_ids[:, :num_draft_tokens]
+    num_accepted = matches.long().cumprod(dim=-1).sum(dim=-1)  # [batch]
+    accepted_count = num_accepted.unsqueeze(-1)
+    positions = torch.arange(num_draft_tokens + 1, device=draft_token_ids.device)
+    padded_drafts = torch.cat(
+        [draft_token_ids, draft_token_ids.new_full((batch_size, 1), -1)], dim=1
+    )
+    output_token_ids = torch.where(
+        positions < accepted_count,
+        padded_drafts,
+        torch.where(positions == accepted_count, target_token_ids.gather(1, accepted_count), -1),
+    )
+    return VerifyResult(output_token_ids=output_token_ids, num_accepted=num_accepted)
 
 
 def _verify(

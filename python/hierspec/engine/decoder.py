@@ -53,8 +53,15 @@ from ..adaptive import (
 from ..levels import as_levels
 from ..planning import MAX_DRAFT_LENGTH, Profile
 from ..protocol import DraftModel, prefill
-from ..sampling import SamplingConfig, confidence, draw, overlap, processed_probs
-from ..verify import verify
+from ..sampling import (
+    SamplingConfig,
+    confidence,
+    draw,
+    first_argmax,
+    overlap,
+    processed_probs,
+)
+from ..verify import verify, verify_greedy
 from .cache import CacheOwner, check_logits
 from .errors import RowChecks
 from .stats import GenerateOutput, GenerateStats, LevelCounters
@@ -357,6 +364,8 @@ class _Run:
         if draft_token_ids.shape[1] == 0:
             token = draw(target_probs[:, 0], self.config, self.generator)  # [1, 1]
             return token, torch.zeros(1, dtype=torch.long, device=token.device)
+        if self.config.is_greedy:  # one-hot rows: the same result without the noise
+            return verify_greedy(draft_token_ids, first_argmax(target_probs).squeeze(-1))
         return verify(draft_token_ids, draft_probs, target_probs, self.generator, validate=False)
 
     def _record_outcome(
