@@ -162,15 +162,24 @@ def verify_torch(
     race_weights = torch.where(has_residual, residual, target_row)
     sampled_token = (race_weights / noise.exponentials).argmax(dim=-1)  # [batch]
 
-    # Row layout: accepted drafts, then the sampled token, then -1.
-    positions = torch.arange(num_draft_tokens + 1, device=target.device)
+    return output_row_layout(draft_token_ids, num_accepted, sampled_token), num_accepted
+
+
+def output_row_layout(
+    draft_token_ids: torch.Tensor,  # [batch, num_draft_tokens] int64
+    num_accepted: torch.Tensor,  # [batch] int64
+    emitted_token: torch.Tensor,  # [batch] int64: the recovered / bonus token
+) -> torch.Tensor:
+    """``output_token_ids [batch, num_draft_tokens + 1]``: the accepted drafts, then the
+    recovered / bonus token, then -1 (the layout every verification returns)."""
+    batch_size, num_draft_tokens = draft_token_ids.shape
+    positions = torch.arange(num_draft_tokens + 1, device=draft_token_ids.device)
     padded_drafts = torch.cat(
         [draft_token_ids, draft_token_ids.new_full((batch_size, 1), -1)], dim=1
     )
     accepted_count = num_accepted.unsqueeze(-1)
-    output_token_ids = torch.where(
+    return torch.where(
         positions < accepted_count,
         padded_drafts,
-        torch.where(positions == accepted_count, sampled_token.unsqueeze(-1), -1),
+        torch.where(positions == accepted_count, emitted_token.unsqueeze(-1), -1),
     )
-    return output_token_ids, num_accepted

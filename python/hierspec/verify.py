@@ -1,7 +1,8 @@
 """Speculative verification for every level of a hierarchy: validation, noise, dispatch.
 
 :func:`verify` (probabilities) and :func:`verify_logits` (logits + temperature) are the one place
-where hierspec accepts draft tokens and draws recovered / bonus tokens. The rule, its terms
+where hierspec accepts draft tokens and draws recovered / bonus tokens (:func:`verify_greedy`:
+their outcome on one-hot rows, which needs no noise). The rule, its terms
 (accepted / recovered / bonus tokens) and the noise layout are specified in
 :mod:`hierspec.kernels.verify_torch`; this module
 
@@ -28,7 +29,7 @@ from typing import NamedTuple
 
 import torch
 
-from hierspec.kernels.verify_torch import draw_verify_noise, verify_torch
+from hierspec.kernels.verify_torch import draw_verify_noise, output_row_layout, verify_torch
 from hierspec.sampling import MIN_TEMPERATURE
 
 BACKENDS = ("auto", "torch", "triton")
@@ -215,17 +216,11 @@ def verify_greedy(draft_token_ids: torch.Tensor, target_token_ids: torch.Tensor)
         )
     matches = draft_token_ids == target_token_ids[:, :num_draft_tokens]
     num_accepted = matches.long().cumprod(dim=-1).sum(dim=-1)  # [batch]
-    accepted_count = num_accepted.unsqueeze(-1)
-    positions = torch.arange(num_draft_tokens + 1, device=draft_token_ids.device)
-    padded_drafts = torch.cat(
-        [draft_token_ids, draft_token_ids.new_full((batch_size, 1), -1)], dim=1
+    emitted_token = target_token_ids.gather(1, num_accepted.unsqueeze(-1)).squeeze(-1)
+    return VerifyResult(
+        output_token_ids=output_row_layout(draft_token_ids, num_accepted, emitted_token),
+        num_accepted=num_accepted,
     )
-    output_token_ids = torch.where(
-        positions < accepted_count,
-        padded_drafts,
-        torch.where(positions == accepted_count, target_token_ids.gather(1, accepted_count), -1),
-    )
-    return VerifyResult(output_token_ids=output_token_ids, num_accepted=num_accepted)
 
 
 def _verify(
