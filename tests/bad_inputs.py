@@ -170,6 +170,16 @@ CASES: list[BadInput] = [
         "stop_thresholds entries must be numbers in (0, 1), got 1.0",
     ),
     BadInput(
+        "hierspec.profiler.ProfilerConfig(cost_fit='linear')",
+        ValueError,
+        "cost_fit must be one of ('nondecreasing', 'none'), got 'linear'",
+    ),
+    BadInput(
+        "hierspec.profiler.nondecreasing_fit([3.0, 1.0], weights=[1.0, 0.0])",
+        ValueError,
+        "weights must be 2 positive finite numbers, got [1.0, 0.0]",
+    ),
+    BadInput(
         "hierspec.adaptive.AdaptiveConfig(learn_costs='yes')",
         TypeError,
         "learn_costs must be a bool, got 'yes'",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from hierspec.profiler import (
     cached_profile,
     columns_needed,
     measure_pass_costs,
+    nondecreasing_fit,
     profile,
     profile_cache_path,
     write_profile,
@@ -342,12 +344,124 @@ def test_cache_key_is_the_content_of_models_prompts_and_conditions(tmp_path):
     assert profile_cache_path(tmp_path, models, names, config, changed) != before
     greedy = ProfilerConfig(max_draft_length=2, sampling=hierspec.SamplingConfig(temperature=0.0))
     assert profile_cache_path(tmp_path, models, names, greedy, prompts) != before
+    raw = ProfilerConfig(max_draft_length=2, cost_fit="none")
+    assert profile_cache_path(tmp_path, models, names, raw, prompts) != before
     identities = [{}, {"record": "abc"}]
     keyed = profile_cache_path(tmp_path, models, names, config, prompts, identities)
     assert keyed != before
     assert profile_cache_path(tmp_path, models, names, config, prompts, [{}, {}]) == before
     with pytest.raises(ValueError, match="identities has 1 entries, models has 2"):
         profile_cache_path(tmp_path, models, names, config, prompts, [{}])
+
+
+# --------------------------------------------------------------------------------------------
+# the cost table's nondecreasing fit
+
+
+def isotonic_by_min_max(values, weights):
+    """The weighted least-squares nondecreasing fit by its closed form (an independent
+    definition): fit_i = max over j <= i of min over k >= i of the weighted mean of j..k."""
+    n = len(values)
+
+    def mean(j, k):
+        w = weights[j : k + 1]
+        return sum(v * x for v, x in zip(values[j : k + 1], w)) / sum(w)
+
+    return [max(min(mean(j, k) for k in range(i, n)) for j in range(i + 1)) for i in range(n)]
+
+
+def test_nondecreasing_fit_equals_the_closed_form_on_random_sequences():
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randint(1, 12)
+        values = [rng.choice([rng.uniform(0, 100), 50.0]) for _ in range(n)]  # ties included
+        weights = [rng.choice([1, 4, 7, 0.5]) for _ in range(n)]
+        fitted = nondecreasing_fit(values, weights)
+        assert fitted.tolist() == pytest.approx(isotonic_by_min_max(values, weights), abs=1e-9)
+        assert all(a <= b + 1e-12 for a, b in zip(fitted, fitted[1:]))
+        # Pooling keeps the weighted total.
+        assert sum(f * w for f, w in zip(fitted, weights)) == pytest.approx(
+            sum(v * w for v, w in zip(values, weights))
+        )
+
+
+def test_nondecreasing_fit_leaves_a_nondecreasing_sequence_alone():
+    values = [0.3, 0.3, 0.7, 1.0, 1.0, 2.5]
+    assert nondecreasing_fit(values).tolist() == values
+    assert nondecreasing_fit([5.0]).tolist() == [5.0]
+    assert nondecreasing_fit([]).tolist() == []
+
+
+@pytest.mark.parametrize(
+    "values,weights,message",
+    [
+        ([1.0, float("nan")], None, "values must be a 1-d sequence of finite numbers"),
+        ([[1.0, 2.0]], None, "values must be a 1-d sequence of finite numbers"),
+        ([1.0, 2.0], [1.0], "weights must be 2 positive finite numbers, got"),
+        ([1.0, 2.0], [1.0, 0.0], "weights must be 2 positive finite numbers, got"),
+        ([1.0, 2.0], [1.0, float("inf")], "weights must be 2 positive finite numbers, got"),
+    ],
+)
+def test_nondecreasing_fit_bad_input(values, weights, message):
+    with pytest.raises(ValueError, match=message):
+        nondecreasing_fit(values, weights)
+
+
+def dipping(num_tokens):
+    """A pass cost (s) whose n = 3 and n = 5 sit below n = 2: 10, 12, 9, 13, 11, 14, 15 ms, then
+    8 + n ms (the prefill)."""
+    table = [10.0, 12.0, 9.0, 13.0, 11.0, 14.0, 15.0]
+    return 1e-3 * (table[num_tokens - 1] if num_tokens <= len(table) else 8.0 + num_tokens)
+
+
+def test_profile_costs_are_the_nondecreasing_fit_and_the_medians_are_kept():
+    hierarchy = synthetic_hierarchy([0.6], [AffineCost(1e-4, 1e-5), dipping], record_history=False)
+    fitted = virtual_profile(hierarchy, max_draft_length=6)  # width 7
+    raw = virtual_profile(hierarchy, max_draft_length=6, cost_fit="none")
+    medians = [1e3 * dipping(n) for n in range(1, 8)]
+    expected = nondecreasing_fit(medians, [3] * 7).tolist()
+    assert expected == pytest.approx([10.0, 10.5, 10.5, 12.0, 12.0, 14.0, 15.0])
+    assert list(fitted.costs_ms[1]) == pytest.approx(expected)
+    assert list(raw.costs_ms[1]) == pytest.approx(medians)
+    for result in (fitted, raw):
+        detail = result.extra["model_details"][1]
+        assert detail["total_ms"] == pytest.approx(medians)
+        assert detail["fitted_ms"] == pytest.approx(list(result.costs_ms[1]))
+        # The affine (already nondecreasing) row is the same either way.
+        assert list(result.costs_ms[0]) == pytest.approx(
+            [1e3 * (1e-4 + 1e-5 * (n - 1)) for n in range(1, 8)]
+        )
+    assert fitted.extra["metadata"]["config"]["cost_fit"] == "nondecreasing"
+    assert "nondecreasing least-squares fit" in fitted.extra["metadata"]["cost_definition"]
+    assert raw.extra["metadata"]["config"]["cost_fit"] == "none"
+    assert "fit" not in raw.extra["metadata"]["cost_definition"]
+
+
+def test_cost_fit_is_applied_before_interpolation():
+    hierarchy = synthetic_hierarchy([0.6], [dipping, dipping], record_history=False)
+    result = virtual_profile(hierarchy, max_draft_length=6, cost_points=[3])  # n = 1, 3, 7
+    # medians 10, 9, 15 -> fit 9.5, 9.5, 15 -> interpolated over n = 1..7
+    assert list(result.costs_ms[0]) == pytest.approx(
+        [9.5, 9.5, 9.5, 9.5 + 5.5 / 4, 9.5 + 5.5 / 2, 9.5 + 5.5 * 3 / 4, 15.0]
+    )
+    measurements = measure_pass_costs(
+        [hierarchy.models[0]],
+        torch.arange(16).remainder(12)[None],
+        num_cached=8,
+        points=[1, 2, 3],
+        repeats=2,
+        timer=lambda: hierarchy.clock.elapsed,
+        fit="none",
+    )
+    assert measurements[0].costs_ms == pytest.approx((10.0, 12.0, 9.0))
+    for samples, cost in zip(measurements[0].samples_ms, (10.0, 12.0, 9.0)):
+        assert samples == pytest.approx((cost, cost))
+    with pytest.raises(
+        ValueError, match=r"fit must be one of \('nondecreasing', 'none'\), got 'x'"
+    ):
+        measure_pass_costs(
+            [hierarchy.models[0]], torch.arange(16).remainder(12)[None], 8, [1], 1, fit="x"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,6 +524,11 @@ def test_bad_names_and_prompts():
         (dict(repeats=2.5), TypeError, "repeats must be an int >= 1, got 2.5"),
         (dict(temperature=-1.0), ValueError, "temperature must be a finite float >= 0"),
         (dict(seed=-3), ValueError, "seed must be >= 0, got -3"),
+        (
+            dict(cost_fit="linear"),
+            ValueError,
+            r"cost_fit must be one of \('nondecreasing', 'none'\), got 'linear'",
+        ),
     ],
 )
 def test_bad_configuration(arguments, error, message):

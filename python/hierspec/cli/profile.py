@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from hierspec.planning import plan
-from hierspec.profiler import ProfilerConfig, profile, write_profile
+from hierspec.profiler import COST_FITS, ProfilerConfig, profile, write_profile
 from hierspec.prompts import encode_prompt, read_prompts
 
 from .candidates import (
@@ -90,6 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"({' '.join(f'{p:g}' for p in default_thresholds)}; none: not measured)",
     )
     parser.add_argument(
+        "--cost-fit",
+        choices=COST_FITS,
+        default=ProfilerConfig.cost_fit,
+        help="how the timed medians become each cost row: their nondecreasing least-squares fit "
+        "over the pass length (nondecreasing, the default: a chance dip of one median does not "
+        "pick the draft length) or the medians as measured (none)",
+    )
+    parser.add_argument(
         "--raw",
         action="store_true",
         help="tokenize prompts as plain text, without the chat template",
@@ -123,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         calibration_tokens=args.calibration_tokens,
         threads=args.threads,
         stop_thresholds=args.stop_thresholds,
+        cost_fit=args.cost_fit,
     )
     write_profile(result, args.out)
     print(format_profile(result))

@@ -18,9 +18,17 @@ from hierspec.profiler.cache import (
 )
 from hierspec.profiler.config import ProfilerConfig, columns_needed
 from hierspec.profiler.measure import profile
-from hierspec.profiler.timing import CostMeasurement, PassTiming, measure_pass_costs, time_pass
+from hierspec.profiler.timing import (
+    COST_FITS,
+    CostMeasurement,
+    PassTiming,
+    measure_pass_costs,
+    nondecreasing_fit,
+    time_pass,
+)
 
 __all__ = [
+    "COST_FITS",
     "CostMeasurement",
     "PassTiming",
     "ProfilerConfig",
@@ -28,6 +36,7 @@ __all__ = [
     "columns_needed",
     "measure_pass_costs",
     "model_identity",
+    "nondecreasing_fit",
     "profile",
     "profile_cache_path",
     "time_pass",

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from hierspec.planning import is_stop_threshold, plan
 from hierspec.sampling import SamplingConfig
 
+from .timing import COST_FITS
+
 __all__ = ["DEFAULT_CONFIG", "SMALL_PASS_TOKENS", "ProfilerConfig", "check_int", "columns_needed"]
 
 # Passes over up to this many tokens get ``repeats`` timings; longer ones ``large_pass_repeats``.
@@ -55,6 +57,11 @@ class ProfilerConfig:
         Confidence thresholds of the bottom level's early stopping at which the continue rates
         and bottom acceptance are measured on the calibration text (the profile's
         ``early_stopping``), each in (0, 1); ``()`` measures none.
+    cost_fit
+        ``"nondecreasing"``: each cost row is the nondecreasing least-squares fit of the medians
+        (:func:`hierspec.profiler.timing.nondecreasing_fit`), so that a chance dip of one
+        median does not pick the draft length; ``"none"``: the medians as measured. The
+        medians are recorded either way (``model_details[m].total_ms``).
     """
 
     max_draft_length: int = 16
@@ -67,6 +74,7 @@ class ProfilerConfig:
     threads: int | None = 1
     seed: int = 0
     stop_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)
+    cost_fit: str = "nondecreasing"
 
     def __post_init__(self) -> None:
         for name in ("max_draft_length", "repeats", "context_tokens", "calibration_tokens"):
@@ -106,6 +114,8 @@ class ProfilerConfig:
         object.__setattr__(
             self, "stop_thresholds", tuple(sorted({float(value) for value in thresholds}))
         )
+        if self.cost_fit not in COST_FITS:
+            raise ValueError(f"cost_fit must be one of {COST_FITS}, got {self.cost_fit!r}")
 
     def points(self, width: int) -> list[int]:
         """The pass lengths timed for a table of ``width`` columns (``1`` and ``width`` always)."""

@@ -14,7 +14,9 @@
                   on one CPU core, mostly drawing its noise) is not included
                   (:mod:`hierspec.profiler.timing`, the loop every benchmark uses too). Median over
                   repeats, one torch thread by default, passes of different ``n`` interleaved so
-                  that a change of machine load hits every ``n`` alike. ``n = 1 .. N`` with ``N``
+                  that a change of machine load hits every ``n`` alike; the row is the medians'
+                  nondecreasing least-squares fit over ``n`` (``cost_fit``; the medians are
+                  ``model_details[m].total_ms``). ``n = 1 .. N`` with ``N``
                   the longest pass the planner may need for ``max_draft_length`` (2 T + 1 for three
                   or more models, T + 1 for two, docs/theory.md §6). With ``cost_points`` only those
                   ``n`` (plus 1 and ``N``) are measured and the others interpolated linearly between
@@ -131,6 +133,7 @@ def profile(
     seed: int = 0,
     timer: Callable[[], float] | None = None,
     stop_thresholds: Sequence[float] = ProfilerConfig.stop_thresholds,
+    cost_fit: str = ProfilerConfig.cost_fit,
 ) -> Profile:
     """Measures the cost tables and pairwise acceptance rates of ``models`` (module docstring).
 
@@ -176,6 +179,9 @@ def profile(
     stop_thresholds
         Early-stopping thresholds at which the continue rates and bottom acceptance are
         measured (the profile's ``early_stopping``; ``()`` for none).
+    cost_fit
+        ``"nondecreasing"`` (default) or ``"none"``: how the medians become the cost table
+        (see :class:`ProfilerConfig`).
 
     Returns
     -------
@@ -220,6 +226,7 @@ def profile(
         threads=threads,
         seed=seed,
         stop_thresholds=tuple(stop_thresholds),
+        cost_fit=cost_fit,
     )
     levels = as_levels(models)
     model_names = _check_names(names, len(levels))
@@ -258,6 +265,7 @@ def profile(
                     seed=config.seed,
                     timer=timer,
                     on_timing=lambda: bar.update(1),
+                    fit=config.cost_fit,
                 )
                 measurements.append(measurement)
                 prefill_ms.append(
@@ -299,6 +307,7 @@ def profile(
                 "truncate_ms": list(measurement.truncate_ms),
                 "spread_ms": list(measurement.spread_ms),
                 "repeats": list(measurement.repeats),
+                "fitted_ms": list(measurement.fitted_ms),
                 "prefill_tokens": config.context_tokens,
                 "prefill_ms": prefill_cost,
             }
@@ -319,6 +328,11 @@ def profile(
         "cost_definition": (
             "median ms of append(n tokens after context_tokens cached) + processed_probs of the n "
             "rows + one sample from the last row + truncate, through hierspec's level wrappers"
+            + (
+                "; the medians' nondecreasing least-squares fit over n (weighted by repeats)"
+                if config.cost_fit == "nondecreasing"
+                else ""
+            )
         ),
         "config": config_record,
     }

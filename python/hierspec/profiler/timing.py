@@ -15,8 +15,15 @@ Terms:
 
 Passes of different ``n`` (and of different levels, when several are timed together) are
 interleaved, alternating direction every repeat, so that a drift of machine load hits all alike;
-the median over repeats is kept. Besides the engine's cache owner this module is the only caller of
-``DraftModel.truncate``: a timed pass must leave the level as it found it.
+the median over repeats is kept. A pass over more tokens does at least the work of a shorter one,
+so the cost table is the medians' nondecreasing least-squares fit (:func:`nondecreasing_fit`,
+weighted by the repeats) unless ``fit="none"``: a median of a few noisy timings dips below its
+neighbours by chance (10-20% on a loaded CPU), and a planner given that table picks the draft
+length whose verification happens to sit in the dip (``bench/cost_fit.py`` measures the cost of
+that). The medians themselves are kept beside the fit.
+
+Besides the engine's cache owner this module is the only caller of ``DraftModel.truncate``: a
+timed pass must leave the level as it found it.
 """
 
 from __future__ import annotations
@@ -34,11 +41,15 @@ from hierspec.sampling import SamplingConfig, draw, processed_probs
 
 _DEFAULT_SAMPLING = SamplingConfig()  # temperature 1, the profiler's default
 
+COST_FITS = ("nondecreasing", "none")
+
 __all__ = [
+    "COST_FITS",
     "CostMeasurement",
     "PassTiming",
     "measure_pass_costs",
     "measure_prefill_cost",
+    "nondecreasing_fit",
     "time_pass",
     "time_prefill",
     "timing_context",
@@ -61,24 +72,84 @@ class PassTiming:
 
 @dataclasses.dataclass(frozen=True)
 class CostMeasurement:
-    """Medians (ms) at the measured pass lengths ``measured_n`` and the interpolated table.
+    """Medians (ms) at the measured pass lengths ``measured_n``, their fit and the table.
 
-    ``costs_ms[n - 1]`` for ``n = 1 .. max(measured_n)``: linear interpolation between measured
-    neighbours where ``n`` was not measured (never extrapolated).
+    ``fitted_ms``: the totals' medians fitted as the measurement's ``fit`` says (module
+    docstring; ``"none"``: the medians). ``costs_ms[n - 1]`` for ``n = 1 .. max(measured_n)``:
+    ``fitted_ms``, linearly interpolated between measured neighbours where ``n`` was not measured
+    (never extrapolated).
     """
 
     measured_n: tuple[int, ...]
-    total_ms: tuple[float, ...]  # forward + processing + truncate, per measured n
+    total_ms: tuple[float, ...]  # forward + processing + truncate, median per measured n
     forward_ms: tuple[float, ...]
     processing_ms: tuple[float, ...]
     truncate_ms: tuple[float, ...]
     spread_ms: tuple[float, ...]  # interquartile range of the totals
     repeats: tuple[int, ...]
+    fitted_ms: tuple[float, ...]  # per measured n
     costs_ms: tuple[float, ...]  # [N]: n = 1..N, interpolated where not measured
+    samples_ms: tuple[tuple[float, ...], ...]  # per measured n: every timed total, in order
 
     def cost_at(self, num_tokens: int) -> float:
         """The cost (ms) of a pass over ``num_tokens`` tokens (``costs_ms[num_tokens - 1]``)."""
         return self.costs_ms[num_tokens - 1]
+
+
+def nondecreasing_fit(
+    values: Sequence[float] | np.ndarray, weights: Sequence[float] | np.ndarray | None = None
+) -> np.ndarray:
+    """The nondecreasing sequence closest to ``values`` in weighted least squares (pool adjacent
+    violators): runs of values that decrease are replaced by their weighted mean.
+
+    Parameters
+    ----------
+    values
+        ``[n]`` finite numbers, e.g. median costs at increasing pass lengths.
+    weights
+        ``[n]`` positive finite weights (e.g. the timings behind each median); default all 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n]`` float64, nondecreasing; ``values`` itself where it already is.
+
+    Examples
+    --------
+    >>> nondecreasing_fit([73.7, 81.7, 64.7, 70.6, 80.0]).round(2).tolist()
+    [72.68, 72.68, 72.68, 72.68, 80.0]
+    >>> nondecreasing_fit([2.0, 1.0], weights=[3, 1]).tolist()
+    [1.75, 1.75]
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or not np.all(np.isfinite(array)):
+        raise ValueError(f"values must be a 1-d sequence of finite numbers, got {values!r}")
+    if weights is None:
+        weight_array = np.ones_like(array)
+    else:
+        weight_array = np.asarray(weights, dtype=np.float64)
+        if (
+            weight_array.shape != array.shape
+            or not np.all(np.isfinite(weight_array))
+            or not np.all(weight_array > 0)
+        ):
+            raise ValueError(
+                f"weights must be {array.size} positive finite numbers, got {weights!r}"
+            )
+    means: list[float] = []  # one block per run of pooled values
+    block_weights: list[float] = []
+    sizes: list[int] = []
+    for value, weight in zip(array.tolist(), weight_array.tolist()):
+        means.append(value)
+        block_weights.append(weight)
+        sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            weight = block_weights[-2] + block_weights[-1]
+            mean = (means[-2] * block_weights[-2] + means[-1] * block_weights[-1]) / weight
+            means[-2:] = [mean]
+            block_weights[-2:] = [weight]
+            sizes[-2:] = [sizes[-2] + sizes[-1]]
+    return np.repeat(np.array(means, dtype=np.float64), sizes)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -145,6 +216,7 @@ def measure_pass_costs(
     seed: int = 0,
     timer: Callable[[], float] | None = None,
     on_timing: Callable[[], None] | None = None,
+    fit: str = "nondecreasing",
 ) -> list[CostMeasurement]:
     """The cost of a pass of each of ``levels`` over each of ``points`` new tokens.
 
@@ -171,12 +243,17 @@ def measure_pass_costs(
         A seconds clock (default ``time.perf_counter``).
     on_timing
         Called after every timed pass (progress bars).
+    fit
+        ``"nondecreasing"`` (:func:`nondecreasing_fit` of the medians, weighted by the repeats)
+        or ``"none"`` (the medians): what ``costs_ms`` is made of (module docstring).
 
     Returns
     -------
     list[CostMeasurement]
         One per level, ``costs_ms`` of width ``max(points)``.
     """
+    if fit not in COST_FITS:
+        raise ValueError(f"fit must be one of {COST_FITS}, got {fit!r}")
     points = sorted(set(points))
     width = points[-1]
     if context.shape[-1] < num_cached + width:
@@ -212,7 +289,7 @@ def measure_pass_costs(
                     on_timing()
     for level in levels:
         level.reset()
-    return [_summarize(per_n, points, width) for per_n in samples]
+    return [_summarize(per_n, points, width, fit) for per_n in samples]
 
 
 def time_prefill(
@@ -259,14 +336,16 @@ def measure_prefill_cost(
 
 
 def _summarize(
-    samples: dict[int, list[PassTiming]], points: list[int], width: int
+    samples: dict[int, list[PassTiming]], points: list[int], width: int, fit: str
 ) -> CostMeasurement:
     def median_ms(values: list[float]) -> float:
         return 1e3 * statistics.median(values)
 
     totals = [[timing.total_s for timing in samples[n]] for n in points]
     measured = np.array([median_ms(values) for values in totals])
-    costs = np.interp(np.arange(1, width + 1), np.array(points), measured)
+    repeats = [len(values) for values in totals]
+    fitted = nondecreasing_fit(measured, repeats) if fit == "nondecreasing" else measured
+    costs = np.interp(np.arange(1, width + 1), np.array(points), fitted)
     return CostMeasurement(
         measured_n=tuple(points),
         total_ms=tuple(float(value) for value in measured),
@@ -276,6 +355,8 @@ def _summarize(
         spread_ms=tuple(
             1e3 * float(np.subtract(*np.percentile(values, [75, 25]))) for values in totals
         ),
-        repeats=tuple(len(samples[n]) for n in points),
+        repeats=tuple(repeats),
+        fitted_ms=tuple(float(value) for value in fitted),
         costs_ms=tuple(float(value) for value in costs),
+        samples_ms=tuple(tuple(1e3 * value for value in values) for values in totals),
     )
