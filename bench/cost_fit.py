@@ -8,10 +8,14 @@ replaces each row by the medians' nondecreasing least-squares fit
 (``hierspec.profiler.nondecreasing_fit``, weighted by the repeats); ``"none"`` keeps the medians.
 This benchmark measures what each costs the plan:
 
-1. Reference timings: every model of the bundled family is timed at every pass length
-   ``n = 1..N`` (the profile's table width) ``--reference-repeats`` times after the profiler's
-   cached context, by the profiler's own loop (``hierspec.profiler.measure_pass_costs``: passes
-   of every length and model interleaved, alternating direction), at greedy processing.
+1. Reference timings: the models named by ``--models`` (default: every model of the bundled
+   family) are timed at every pass length ``n = 1..N`` (the profile's table width)
+   ``--reference-repeats`` times after the profiler's cached context, by the profiler's own
+   loop (``hierspec.profiler.measure_pass_costs``: passes of every length and model
+   interleaved, alternating direction), at greedy processing. A model not named keeps the
+   greedy profile's medians in every table (trial and reference alike: no noise of its own);
+   name the models the plans are made of (on a CPU where passes grow steeply with ``n``,
+   timing the bf16 models 31 times at up to 33 tokens takes half an hour).
 2. ``--trials`` simulated profiles: per model and ``n``, the profiler's number of timings is drawn
    without replacement from the reference timings; the table of their medians is ``none``, its
    fit ``nondecreasing``. The timings not drawn give the trial's reference table (their medians:
@@ -23,8 +27,12 @@ This benchmark measures what each costs the plan:
    plan - 1: mean, 90th percentile, share of trials at 0), the prediction error (the planned
    latency / the chosen configuration's reference latency - 1: mean and mean absolute) and the
    configurations chosen.
+4. Recorded profiles: the profiles stored in ``bench/results/adaptive*.json`` (other hosts, other
+   days; their medians and repeats are in ``model_details``) are planned on their medians and on
+   the fit, and the medians' plan priced on the fitted table: how much of each medians' plan's
+   predicted latency came from dips (no reference timings exist for them).
 
-    OMP_NUM_THREADS=1 python bench/cost_fit.py                # ~10 min on a 2-core CPU
+    OMP_NUM_THREADS=1 python bench/cost_fit.py --models ngram target    # ~5 min, 2-core CPU
 
 Writes bench/results/cost-fit-cpu.json. Needs the cached greedy and temperature-1 profiles of
 ``hierspec generate`` / ``bench/adaptive.py`` (made here if missing, a few minutes each).
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import random
 import statistics
 import time
@@ -61,9 +70,15 @@ FITS = ("none", "nondecreasing")
 
 
 def reference_timings(
-    family: Any, width: int, repeats: int, config: ProfilerConfig, log: Any
-) -> list[list[list[float]]]:
-    """``[model][n - 1]`` -> every timed total (ms) of a pass over ``n`` tokens (step 1)."""
+    family: Any,
+    timed: list[int],
+    width: int,
+    repeats: int,
+    config: ProfilerConfig,
+    log: Any,
+) -> dict[int, list[list[float]]]:
+    """``{model: [n - 1] -> every timed total (ms) of a pass over n tokens}`` for the models
+    ``timed`` (indices into the family; step 1)."""
     import torch
 
     _, prompt_ids = family_prompts(family.tokenizer, "calibration", PROFILE_PROMPTS)
@@ -71,7 +86,7 @@ def reference_timings(
     started = time.perf_counter()
     with torch.inference_mode():
         measurements = measure_pass_costs(
-            as_levels(family.models),
+            as_levels([family.models[index] for index in timed]),
             context,
             num_cached=config.context_tokens,
             points=list(range(1, width + 1)),
@@ -80,16 +95,28 @@ def reference_timings(
             seed=config.seed,
         )
     log(f"reference timings: {repeats} per pass length, {time.perf_counter() - started:.0f} s")
-    return [[list(samples) for samples in measurement.samples_ms] for measurement in measurements]
+    return {
+        index: [list(samples) for samples in measurement.samples_ms]
+        for index, measurement in zip(timed, measurements)
+    }
 
 
 def trial_tables(
-    timings: list[list[list[float]]], config: ProfilerConfig, rng: random.Random
+    timings: dict[int, list[list[float]]],
+    fixed: list[list[float]],
+    config: ProfilerConfig,
+    rng: random.Random,
 ) -> tuple[dict[str, list[list[float]]], list[list[float]]]:
-    """One simulated profile (step 2): ``({fit: table}, reference table)``."""
+    """One simulated profile (step 2): ``({fit: table}, reference table)``; a model without
+    reference timings has its row of ``fixed`` in every table."""
     tables: dict[str, list[list[float]]] = {fit: [] for fit in FITS}
     reference: list[list[float]] = []
-    for per_n in timings:
+    for model, row in enumerate(fixed):
+        if model not in timings:
+            for table in (*tables.values(), reference):
+                table.append(list(row))
+            continue
+        per_n = timings[model]
         medians, weights, rest = [], [], []
         for n, samples in enumerate(per_n, start=1):
             drawn = set(rng.sample(range(len(samples)), config.repeats_for(n)))
@@ -107,7 +134,8 @@ def describe(entry: Any) -> str:
 
 
 def score_mode(
-    timings: list[list[list[float]]],
+    timings: dict[int, list[list[float]]],
+    fixed: list[list[float]],
     acceptance: Any,
     names: tuple[str, ...],
     trials: int,
@@ -121,7 +149,7 @@ def score_mode(
     chosen: dict[str, collections.Counter[str]] = {fit: collections.Counter() for fit in FITS}
     reference_choices: collections.Counter[str] = collections.Counter()
     for _ in range(trials):
-        tables, reference = trial_tables(timings, config, rng)
+        tables, reference = trial_tables(timings, fixed, config, rng)
         best = hierspec.plan(reference, acceptance, MAX_DRAFT_LENGTH, model_names=names)
         reference_choices[describe(best.best)] += 1
         for fit, table in tables.items():
@@ -146,16 +174,60 @@ def score_mode(
     return result
 
 
-def monotone_violations(timings: list[list[list[float]]], names: tuple[str, ...]) -> dict:
-    """Per model: how far the reference medians (all timings) fall below an earlier median."""
+def monotone_violations(timings: dict[int, list[list[float]]], names: tuple[str, ...]) -> dict:
+    """Per timed model: how far the reference medians (all timings) fall below an earlier one."""
     out = {}
-    for name, per_n in zip(names, timings):
+    for index, per_n in timings.items():
+        name = names[index]
         medians = np.array([statistics.median(samples) for samples in per_n])
         running_max = np.maximum.accumulate(medians)
         out[name] = {
             "medians_ms": medians.round(3).tolist(),
             "largest_dip_relative": float(np.max(1.0 - medians / running_max)),
         }
+    return out
+
+
+def recorded_profiles(paths: list[Path]) -> list[dict[str, Any]]:
+    """Step 4: each distinct profile stored in ``paths`` planned on its medians and on their fit."""
+    seen = set()
+    out = []
+    for path in paths:
+        data = json.loads(path.read_text())
+        for mode in data.get("modes", []):
+            stored = mode.get("profile") or {}
+            details = stored.get("model_details")
+            if not details or stored["metadata"]["date"] in seen:
+                continue
+            if any(detail["interpolated_n"] for detail in details):
+                continue  # a fit over sparse points: not what the default profile does
+            seen.add(stored["metadata"]["date"])
+            names = tuple(model["name"] for model in stored["models"])
+            medians = [detail["total_ms"] for detail in details]
+            fitted = [
+                nondecreasing_fit(detail["total_ms"], detail["repeats"]).tolist()
+                for detail in details
+            ]
+            acceptance = stored["acceptance"]
+            on_medians = hierspec.plan(medians, acceptance, MAX_DRAFT_LENGTH, model_names=names)
+            on_fit = hierspec.plan(fitted, acceptance, MAX_DRAFT_LENGTH, model_names=names)
+            priced = hierspec.expected_latency(
+                fitted, acceptance, on_medians.chain, on_medians.draft_lengths
+            )
+            out.append(
+                {
+                    "file": path.name,
+                    "profile_date": stored["metadata"]["date"],
+                    "mode": mode["label"],
+                    "cpu_flags": data["machine"]["cpu_flags"],
+                    "medians_plan": describe(on_medians.best),
+                    "medians_plan_predicted_ms": on_medians.latency,
+                    "medians_plan_on_fitted_table_ms": priced,
+                    "fitted_plan": describe(on_fit.best),
+                    "fitted_plan_predicted_ms": on_fit.latency,
+                    "dip_share_of_prediction": 1.0 - on_medians.latency / priced,
+                }
+            )
     return out
 
 
@@ -166,6 +238,13 @@ def main() -> None:
     )
     parser.add_argument("--trials", type=int, default=400, help="simulated profiles (400)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="the models timed (default: all; the others keep the profile's medians)",
+    )
     parser.add_argument("--cache", default=None, help="the family's cache (as hierspec generate)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "cost-fit-cpu.json")
@@ -197,11 +276,19 @@ def main() -> None:
         profiles[mode] = profile
     names = profiles["greedy"].model_names
     width = len(profiles["greedy"].costs_ms[0])
-    timings = reference_timings(family, width, args.reference_repeats, config, log)
+    chosen_models = list(names) if args.models is None else args.models
+    unknown = sorted(set(chosen_models) - set(names))
+    if unknown:
+        parser.error(f"--models: {unknown} not in the family ({', '.join(names)})")
+    timed = [index for index, name in enumerate(names) if name in chosen_models]
+    fixed = [detail["total_ms"] for detail in profiles["greedy"].extra["model_details"]]
+    timings = reference_timings(family, timed, width, args.reference_repeats, config, log)
     modes = {}
     rows = []
     for mode, profile in profiles.items():
-        scored = score_mode(timings, profile.acceptance, names, args.trials, config, args.seed)
+        scored = score_mode(
+            timings, fixed, profile.acceptance, names, args.trials, config, args.seed
+        )
         modes[mode] = scored
         for fit in FITS:
             entry = scored[fit]
@@ -231,6 +318,24 @@ def main() -> None:
     print(format_table(header, rows))
     for mode, scored in modes.items():
         print(f"{mode}: reference plans {scored['reference_plans']}")
+    recorded = recorded_profiles(sorted(RESULTS.glob("adaptive*.json")))
+    print("\nrecorded profiles (planned on the medians / on their fit):")
+    print(
+        format_table(
+            ["profile", "mode", "medians' plan", "predicted", "on the fit", "fit's plan"],
+            [
+                [
+                    entry["profile_date"][:16],
+                    entry["mode"],
+                    entry["medians_plan"],
+                    f"{entry['medians_plan_predicted_ms']:.1f} ms",
+                    f"{entry['medians_plan_on_fitted_table_ms']:.1f} ms",
+                    f"{entry['fitted_plan']} ({entry['fitted_plan_predicted_ms']:.1f} ms)",
+                ]
+                for entry in recorded
+            ],
+        )
+    )
     report.write(
         args.out,
         {
@@ -238,6 +343,7 @@ def main() -> None:
                 "reference_repeats": args.reference_repeats,
                 "trials": args.trials,
                 "seed": args.seed,
+                "timed_models": [names[index] for index in timed],
                 "profiler_repeats": [config.repeats_for(n) for n in range(1, width + 1)],
                 "max_draft_length": MAX_DRAFT_LENGTH,
                 "profile_prompts": PROFILE_PROMPTS,
@@ -253,6 +359,7 @@ def main() -> None:
             "model_names": list(names),
             "reference": monotone_violations(timings, names),
             "modes": modes,
+            "recorded_profiles": recorded,
         },
     )
 
