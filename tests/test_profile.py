@@ -437,6 +437,28 @@ def test_profile_costs_are_the_nondecreasing_fit_and_the_medians_are_kept():
     assert "fit" not in raw.extra["metadata"]["cost_definition"]
 
 
+def test_forward_rows_are_fitted_as_the_cost_rows_were():
+    """The adaptive decoder scales costs by measured / profiled forward time: the profiled
+    forward part must be fitted like the cost rows, or a dip in it inflates the scale."""
+    hierarchy = synthetic_hierarchy([0.6], [dipping, dipping], record_history=False)
+    fitted = virtual_profile(hierarchy, max_draft_length=6)
+    raw = virtual_profile(hierarchy, max_draft_length=6, cost_fit="none")
+    # The virtual clock advances in append only: the forward part is the whole cost.
+    assert hierspec.planning.forward_cost_rows(fitted)[1].tolist() == pytest.approx(
+        list(fitted.costs_ms[1])
+    )
+    assert hierspec.planning.forward_cost_rows(raw)[1].tolist() == pytest.approx(
+        [1e3 * dipping(n) for n in range(1, 8)]
+    )
+    # A profile that does not record its fit (written before it existed) keeps the medians.
+    data = fitted.to_dict()
+    del data["metadata"]["config"]["cost_fit"]
+    old = hierspec.Profile.from_dict(data)
+    assert hierspec.planning.forward_cost_rows(old)[1].tolist() == pytest.approx(
+        [1e3 * dipping(n) for n in range(1, 8)]
+    )
+
+
 def test_cost_fit_is_applied_before_interpolation():
     hierarchy = synthetic_hierarchy([0.6], [dipping, dipping], record_history=False)
     result = virtual_profile(hierarchy, max_draft_length=6, cost_points=[3])  # n = 1, 3, 7

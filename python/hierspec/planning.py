@@ -76,6 +76,7 @@ __all__ = [
     "forward_cost_rows",
     "has_prefill_costs",
     "load_profile",
+    "nondecreasing_fit",
     "pass_cost",
     "plan",
     "plan_for_prompt",
@@ -963,14 +964,81 @@ def pass_cost(row: Sequence[float] | np.ndarray, num_tokens: int) -> float:
     return float(row[-1]) * num_tokens / columns
 
 
+def nondecreasing_fit(
+    values: Sequence[float] | np.ndarray, weights: Sequence[float] | np.ndarray | None = None
+) -> np.ndarray:
+    """The nondecreasing sequence closest to ``values`` in weighted least squares (pool adjacent
+    violators): runs of values that decrease are replaced by their weighted mean.
+
+    Parameters
+    ----------
+    values
+        ``[n]`` finite numbers, e.g. median costs at increasing pass lengths.
+    weights
+        ``[n]`` positive finite weights (e.g. the timings behind each median); default all 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n]`` float64, nondecreasing; ``values`` itself where it already is.
+
+    Examples
+    --------
+    >>> nondecreasing_fit([73.7, 81.7, 64.7, 70.6, 80.0]).round(2).tolist()
+    [72.68, 72.68, 72.68, 72.68, 80.0]
+    >>> nondecreasing_fit([2.0, 1.0], weights=[3, 1]).tolist()
+    [1.75, 1.75]
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or not np.all(np.isfinite(array)):
+        raise ValueError(f"values must be a 1-d sequence of finite numbers, got {values!r}")
+    if weights is None:
+        weight_array = np.ones_like(array)
+    else:
+        weight_array = np.asarray(weights, dtype=np.float64)
+        if (
+            weight_array.shape != array.shape
+            or not np.all(np.isfinite(weight_array))
+            or not np.all(weight_array > 0)
+        ):
+            raise ValueError(
+                f"weights must be {array.size} positive finite numbers, got {weights!r}"
+            )
+    means: list[float] = []  # one block per run of pooled values
+    block_weights: list[float] = []
+    sizes: list[int] = []
+    for value, weight in zip(array.tolist(), weight_array.tolist()):
+        means.append(value)
+        block_weights.append(weight)
+        sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            weight = block_weights[-2] + block_weights[-1]
+            mean = (means[-2] * block_weights[-2] + means[-1] * block_weights[-1]) / weight
+            means[-2:] = [mean]
+            block_weights[-2:] = [weight]
+            sizes[-2:] = [sizes[-2] + sizes[-1]]
+    return np.repeat(np.array(means, dtype=np.float64), sizes)
+
+
+def _cost_fit(profile: Profile) -> str:
+    """The profiler's ``cost_fit`` recorded in ``profile`` (``"none"`` when not recorded: the
+    profiles written before the fit kept the medians)."""
+    metadata = profile.extra.get("metadata")
+    config = metadata.get("config") if isinstance(metadata, dict) else None
+    fit = config.get("cost_fit") if isinstance(config, dict) else None
+    return fit if fit == "nondecreasing" else "none"
+
+
 def forward_cost_rows(profile: Profile) -> np.ndarray:
     """``[M, N]``: per model the part of its cost row that the engine times of a pass (the
-    profiler's ``model_details[m].forward_ms``, the level's ``append``), else the whole row
-    (1-D costs become one column)."""
+    profiler's ``model_details[m].forward_ms``, the level's ``append``; fitted as the cost rows
+    were, :func:`nondecreasing_fit` weighted by the repeats, when the profile's ``cost_fit`` is
+    ``"nondecreasing"``), else the whole row (1-D costs become one column)."""
     costs = np.asarray(profile.costs_ms, dtype=np.float64)
     costs = costs if costs.ndim == 2 else costs[:, None]
     details = profile.extra.get("model_details")
     forward = costs.copy()
+    fitted = _cost_fit(profile) == "nondecreasing"
     if isinstance(details, list) and len(details) == costs.shape[0]:
         for model, detail in enumerate(details):
             row = detail.get("forward_ms") if isinstance(detail, dict) else None
@@ -979,6 +1047,14 @@ def forward_cost_rows(profile: Profile) -> np.ndarray:
                 and len(row) == costs.shape[1]
                 and all(isinstance(x, (int, float)) and x > 0 for x in row)
             ):
+                if fitted:
+                    repeats = detail.get("repeats")
+                    usable = (
+                        isinstance(repeats, list)
+                        and len(repeats) == len(row)
+                        and all(isinstance(x, int) and x > 0 for x in repeats)
+                    )
+                    row = nondecreasing_fit(row, repeats if usable else None).tolist()
                 forward[model] = row
     return forward
 

@@ -10,6 +10,7 @@ Modules:
     :mod:`~hierspec.profiler.cache`       profiles cached per models, prompts and conditions.
 """
 
+from hierspec.planning import nondecreasing_fit
 from hierspec.profiler.cache import (
     cached_profile,
     model_identity,
@@ -23,7 +24,6 @@ from hierspec.profiler.timing import (
     CostMeasurement,
     PassTiming,
     measure_pass_costs,
-    nondecreasing_fit,
     time_pass,
 )
 

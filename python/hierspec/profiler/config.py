@@ -59,7 +59,7 @@ class ProfilerConfig:
         ``early_stopping``), each in (0, 1); ``()`` measures none.
     cost_fit
         ``"nondecreasing"``: each cost row is the nondecreasing least-squares fit of the medians
-        (:func:`hierspec.profiler.timing.nondecreasing_fit`), so that a chance dip of one
+        (:func:`hierspec.planning.nondecreasing_fit`), so that a chance dip of one
         median does not pick the draft length; ``"none"``: the medians as measured. The
         medians are recorded either way (``model_details[m].total_ms``).
     """

@@ -16,11 +16,11 @@ Terms:
 Passes of different ``n`` (and of different levels, when several are timed together) are
 interleaved, alternating direction every repeat, so that a drift of machine load hits all alike;
 the median over repeats is kept. A pass over more tokens does at least the work of a shorter one,
-so the cost table is the medians' nondecreasing least-squares fit (:func:`nondecreasing_fit`,
-weighted by the repeats) unless ``fit="none"``: a median of a few noisy timings dips below its
-neighbours by chance (10-20% on a loaded CPU), and a planner given that table picks the draft
-length whose verification happens to sit in the dip (``bench/cost_fit.py`` measures the cost of
-that). The medians themselves are kept beside the fit.
+so the cost table is the medians' nondecreasing least-squares fit
+(:func:`hierspec.planning.nondecreasing_fit`, weighted by the repeats) unless ``fit="none"``: a
+median of a few noisy timings dips below its neighbours by chance (10-20% on a loaded CPU), and a
+planner given that table picks the draft length whose verification happens to sit in the dip
+(``bench/cost_fit.py`` measures the cost of that). The medians themselves are kept beside the fit.
 
 Besides the engine's cache owner this module is the only caller of ``DraftModel.truncate``: a
 timed pass must leave the level as it found it.
@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from hierspec.planning import nondecreasing_fit
 from hierspec.protocol import DraftModel, prefill
 from hierspec.sampling import SamplingConfig, draw, processed_probs
 
@@ -49,7 +50,6 @@ __all__ = [
     "PassTiming",
     "measure_pass_costs",
     "measure_prefill_cost",
-    "nondecreasing_fit",
     "time_pass",
     "time_prefill",
     "timing_context",
@@ -94,62 +94,6 @@ class CostMeasurement:
     def cost_at(self, num_tokens: int) -> float:
         """The cost (ms) of a pass over ``num_tokens`` tokens (``costs_ms[num_tokens - 1]``)."""
         return self.costs_ms[num_tokens - 1]
-
-
-def nondecreasing_fit(
-    values: Sequence[float] | np.ndarray, weights: Sequence[float] | np.ndarray | None = None
-) -> np.ndarray:
-    """The nondecreasing sequence closest to ``values`` in weighted least squares (pool adjacent
-    violators): runs of values that decrease are replaced by their weighted mean.
-
-    Parameters
-    ----------
-    values
-        ``[n]`` finite numbers, e.g. median costs at increasing pass lengths.
-    weights
-        ``[n]`` positive finite weights (e.g. the timings behind each median); default all 1.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``[n]`` float64, nondecreasing; ``values`` itself where it already is.
-
-    Examples
-    --------
-    >>> nondecreasing_fit([73.7, 81.7, 64.7, 70.6, 80.0]).round(2).tolist()
-    [72.68, 72.68, 72.68, 72.68, 80.0]
-    >>> nondecreasing_fit([2.0, 1.0], weights=[3, 1]).tolist()
-    [1.75, 1.75]
-    """
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1 or not np.all(np.isfinite(array)):
-        raise ValueError(f"values must be a 1-d sequence of finite numbers, got {values!r}")
-    if weights is None:
-        weight_array = np.ones_like(array)
-    else:
-        weight_array = np.asarray(weights, dtype=np.float64)
-        if (
-            weight_array.shape != array.shape
-            or not np.all(np.isfinite(weight_array))
-            or not np.all(weight_array > 0)
-        ):
-            raise ValueError(
-                f"weights must be {array.size} positive finite numbers, got {weights!r}"
-            )
-    means: list[float] = []  # one block per run of pooled values
-    block_weights: list[float] = []
-    sizes: list[int] = []
-    for value, weight in zip(array.tolist(), weight_array.tolist()):
-        means.append(value)
-        block_weights.append(weight)
-        sizes.append(1)
-        while len(means) > 1 and means[-2] > means[-1]:
-            weight = block_weights[-2] + block_weights[-1]
-            mean = (means[-2] * block_weights[-2] + means[-1] * block_weights[-1]) / weight
-            means[-2:] = [mean]
-            block_weights[-2:] = [weight]
-            sizes[-2:] = [sizes[-2] + sizes[-1]]
-    return np.repeat(np.array(means, dtype=np.float64), sizes)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -244,7 +188,8 @@ def measure_pass_costs(
     on_timing
         Called after every timed pass (progress bars).
     fit
-        ``"nondecreasing"`` (:func:`nondecreasing_fit` of the medians, weighted by the repeats)
+        ``"nondecreasing"`` (:func:`~hierspec.planning.nondecreasing_fit` of the medians,
+        weighted by the repeats)
         or ``"none"`` (the medians): what ``costs_ms`` is made of (module docstring).
 
     Returns
