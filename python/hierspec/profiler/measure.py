@@ -16,9 +16,9 @@
                   repeats, one torch thread by default, passes of different ``n`` interleaved so
                   that a change of machine load hits every ``n`` alike; the row is the medians'
                   nondecreasing least-squares fit over ``n`` (``cost_fit``; the medians are
-                  ``model_details[m].total_ms``). ``n = 1 .. N`` with ``N``
-                  the longest pass the planner may need for ``max_draft_length`` (2 T + 1 for three
-                  or more models, T + 1 for two, docs/theory.md §6). With ``cost_points`` only those
+                  ``model_details[m].total_ms``). ``n = 1 .. N`` with ``N`` the longest pass the
+                  planner may need for ``max_draft_length`` (2 T + 1 for three or more models,
+                  T + 1 for two, docs/theory.md §6). With ``cost_points`` only those
                   ``n`` (plus 1 and ``N``) are measured and the others interpolated linearly between
                   measured neighbours (never extrapolated); ``model_details[m].measured_n`` says
                   which.

@@ -189,8 +189,8 @@ def measure_pass_costs(
         Called after every timed pass (progress bars).
     fit
         ``"nondecreasing"`` (:func:`~hierspec.planning.nondecreasing_fit` of the medians,
-        weighted by the repeats)
-        or ``"none"`` (the medians): what ``costs_ms`` is made of (module docstring).
+        weighted by the repeats) or ``"none"`` (the medians): what ``costs_ms`` is made of
+        (module docstring).
 
     Returns
     -------
