@@ -35,7 +35,8 @@ This benchmark measures what each costs the plan:
     OMP_NUM_THREADS=1 python bench/cost_fit.py --models ngram target    # ~5 min, 2-core CPU
 
 Writes bench/results/cost-fit-cpu.json. Needs the cached greedy and temperature-1 profiles of
-``hierspec generate`` / ``bench/adaptive.py`` (made here if missing, a few minutes each).
+``hierspec generate`` / ``bench/adaptive.py`` (made here if missing: 3-15 minutes each on a 2-core
+CPU).
 """
 
 from __future__ import annotations
