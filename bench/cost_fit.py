@@ -130,10 +130,6 @@ def trial_tables(
     return tables, reference
 
 
-def describe(entry: Any) -> str:
-    return f"{' -> '.join(entry.model_names)} T={','.join(map(str, entry.draft_lengths))}"
-
-
 def score_mode(
     timings: dict[int, list[list[float]]],
     fixed: list[list[float]],
@@ -152,7 +148,7 @@ def score_mode(
     for _ in range(trials):
         tables, reference = trial_tables(timings, fixed, config, rng)
         best = hierspec.plan(reference, acceptance, MAX_DRAFT_LENGTH, model_names=names)
-        reference_choices[describe(best.best)] += 1
+        reference_choices[best.best.describe()] += 1
         for fit, table in tables.items():
             planned = hierspec.plan(table, acceptance, MAX_DRAFT_LENGTH, model_names=names).best
             actual = hierspec.expected_latency(
@@ -160,7 +156,7 @@ def score_mode(
             )
             regrets[fit].append(actual / best.latency - 1.0)
             errors[fit].append(planned.latency / actual - 1.0)
-            chosen[fit][describe(planned)] += 1
+            chosen[fit][planned.describe()] += 1
     result: dict[str, Any] = {"reference_plans": dict(reference_choices.most_common())}
     for fit in FITS:
         values = np.array(regrets[fit])
@@ -221,10 +217,10 @@ def recorded_profiles(paths: list[Path]) -> list[dict[str, Any]]:
                     "profile_date": stored["metadata"]["date"],
                     "mode": mode["label"],
                     "cpu_flags": data["machine"]["cpu_flags"],
-                    "medians_plan": describe(on_medians.best),
+                    "medians_plan": on_medians.best.describe(),
                     "medians_plan_predicted_ms": on_medians.latency,
                     "medians_plan_on_fitted_table_ms": priced,
-                    "fitted_plan": describe(on_fit.best),
+                    "fitted_plan": on_fit.best.describe(),
                     "fitted_plan_predicted_ms": on_fit.latency,
                     "dip_share_of_prediction": 1.0 - on_medians.latency / priced,
                 }
